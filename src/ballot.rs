@@ -1,0 +1,373 @@
+//! Typed ballots: the answer of one agent to one decision.
+//!
+//! A [`Ballot`] names its agent and carries exactly one [`Answer`]: a choice among options,
+//! a ranking of options, a number, a vector (an embedding), or an [`Abstention`] with a
+//! reason. Abstentions are data, not errors: they are excluded from every count and
+//! reported beside the result.
+//!
+//! The JSON form is flat, one key naming the kind of answer, as `conclave tally` reads it:
+//!
+//! ```
+//! use conclave::ballot::{Answer, Ballot};
+//!
+//! let b: Ballot = serde_json::from_str(r#"{"agent": "econ", "choice": "hold", "confidence": 0.8}"#)?;
+//! assert_eq!(b.agent, "econ");
+//! assert!(matches!(b.answer, Answer::Choice(ref c) if c == "hold"));
+//! assert_eq!(b.confidence, Some(0.8));
+//!
+//! let a: Ballot = serde_json::from_str(r#"{"agent": "slow", "abstain": "timeout"}"#)?;
+//! assert!(a.is_abstention());
+//! # Ok::<(), serde_json::Error>(())
+//! ```
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The answer of one agent to one decision, with who gave it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "RawBallot", into = "RawBallot")]
+#[schemars(with = "RawBallot")]
+pub struct Ballot {
+    /// The agent that cast the ballot. One agent casts at most one ballot per tally.
+    pub agent: String,
+    /// What the agent answered.
+    pub answer: Answer,
+    /// The agent's self-reported confidence in `[0, 1]`, if it gave one. A feature to be
+    /// calibrated against outcomes, never trust itself.
+    pub confidence: Option<f64>,
+    /// The agent's stated reasons, if any. Recorded for audit; never read by a rule.
+    pub rationale: Option<String>,
+}
+
+/// One agent's answer.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Answer {
+    /// One option out of the decision's options.
+    Choice(String),
+    /// Options in order of preference, best first. A partial ranking lists only some
+    /// options: the listed ones are preferred to the unlisted, which are tied.
+    Ranking(Vec<String>),
+    /// A number, for estimates and scores (for example a sentiment in `[-1, 1]`).
+    Score(f64),
+    /// A point in ℝᵈ, for example an embedding of a free-text answer.
+    Vector(Vec<f64>),
+    /// The agent gave no usable answer; the reason says why.
+    Abstain(Abstention),
+}
+
+/// Why an agent gave no usable answer. Serialised as a short kebab-case word
+/// (`"timeout"`, `"malformed"`, …); any other word is kept as [`Abstention::Other`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Abstention {
+    /// The agent did not answer in time.
+    Timeout,
+    /// The transport or the agent failed (connection refused, HTTP 5xx, crash).
+    Error,
+    /// The answer did not match the ballot schema, even after a repair attempt.
+    Malformed,
+    /// The agent declined to answer.
+    Refused,
+    /// The agent was not asked because its circuit breaker was open.
+    CircuitOpen,
+    /// The agent was not asked because the decision's budget could not cover the call.
+    Budget,
+    /// The agent chose to abstain (for example, it does not know).
+    Declined,
+    /// Any other reason, kept verbatim.
+    Other(String),
+}
+
+impl Abstention {
+    /// The reason as the word used in JSON and in reports.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Error => "error",
+            Self::Malformed => "malformed",
+            Self::Refused => "refused",
+            Self::CircuitOpen => "circuit-open",
+            Self::Budget => "budget",
+            Self::Declined => "declined",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+impl From<&str> for Abstention {
+    fn from(s: &str) -> Self {
+        match s {
+            "timeout" => Self::Timeout,
+            "error" => Self::Error,
+            "malformed" => Self::Malformed,
+            "refused" => Self::Refused,
+            "circuit-open" => Self::CircuitOpen,
+            "budget" => Self::Budget,
+            "declined" => Self::Declined,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for Abstention {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Abstention {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Abstention {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(Self::from(s.as_str()))
+    }
+}
+
+impl Ballot {
+    /// A ballot choosing `option`.
+    pub fn choice(agent: impl Into<String>, option: impl Into<String>) -> Self {
+        Self::new(agent, Answer::Choice(option.into()))
+    }
+
+    /// A ballot ranking `options`, best first.
+    pub fn ranking<I, S>(agent: impl Into<String>, options: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::new(
+            agent,
+            Answer::Ranking(options.into_iter().map(Into::into).collect()),
+        )
+    }
+
+    /// A ballot giving the number `value`.
+    pub fn score(agent: impl Into<String>, value: f64) -> Self {
+        Self::new(agent, Answer::Score(value))
+    }
+
+    /// A ballot giving the vector `v`.
+    pub fn vector(agent: impl Into<String>, v: Vec<f64>) -> Self {
+        Self::new(agent, Answer::Vector(v))
+    }
+
+    /// An abstention of `agent` for `reason`.
+    pub fn abstain(agent: impl Into<String>, reason: Abstention) -> Self {
+        Self::new(agent, Answer::Abstain(reason))
+    }
+
+    /// A ballot with no confidence and no rationale.
+    pub fn new(agent: impl Into<String>, answer: Answer) -> Self {
+        Self {
+            agent: agent.into(),
+            answer,
+            confidence: None,
+            rationale: None,
+        }
+    }
+
+    /// The same ballot with a self-reported confidence.
+    #[must_use]
+    pub fn with_confidence(mut self, confidence: f64) -> Self {
+        self.confidence = Some(confidence);
+        self
+    }
+
+    /// The same ballot with a rationale.
+    #[must_use]
+    pub fn with_rationale(mut self, rationale: impl Into<String>) -> Self {
+        self.rationale = Some(rationale.into());
+        self
+    }
+
+    /// Whether this ballot is an abstention.
+    pub fn is_abstention(&self) -> bool {
+        matches!(self.answer, Answer::Abstain(_))
+    }
+}
+
+/// The flat wire form of a ballot: exactly one of `choice`, `ranking`, `value`, `vector`,
+/// `abstain` is present.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Ballot")]
+struct RawBallot {
+    /// The agent that cast the ballot.
+    agent: String,
+    /// The chosen option (choice ballots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    choice: Option<String>,
+    /// Options in order of preference, best first (ranking ballots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ranking: Option<Vec<String>>,
+    /// A number (score ballots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    value: Option<f64>,
+    /// A vector, for example an embedding (vector ballots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vector: Option<Vec<f64>>,
+    /// The reason for abstaining (abstentions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    abstain: Option<Abstention>,
+    /// Self-reported confidence in [0, 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    confidence: Option<f64>,
+    /// The agent's stated reasons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rationale: Option<String>,
+}
+
+/// Why a wire ballot is not a ballot.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BallotError {
+    /// None of `choice`, `ranking`, `value`, `vector`, `abstain` is present.
+    #[error("ballot of agent \"{0}\" has no answer: expected one of choice, ranking, value, vector, abstain")]
+    NoAnswer(String),
+    /// More than one answer key is present.
+    #[error("ballot of agent \"{agent}\" has both \"{first}\" and \"{second}\": a ballot holds one answer")]
+    TwoAnswers {
+        /// The agent.
+        agent: String,
+        /// The first answer key found.
+        first: &'static str,
+        /// The second answer key found.
+        second: &'static str,
+    },
+    /// The confidence is not a number in `[0, 1]`.
+    #[error("ballot of agent \"{agent}\": confidence {value} is not in [0, 1]")]
+    Confidence {
+        /// The agent.
+        agent: String,
+        /// The value given.
+        value: f64,
+    },
+    /// The agent id is empty.
+    #[error("a ballot has an empty agent id")]
+    EmptyAgent,
+}
+
+impl TryFrom<RawBallot> for Ballot {
+    type Error = BallotError;
+
+    fn try_from(raw: RawBallot) -> Result<Self, BallotError> {
+        if raw.agent.is_empty() {
+            return Err(BallotError::EmptyAgent);
+        }
+        let mut answers: Vec<(&'static str, Answer)> = Vec::with_capacity(1);
+        if let Some(c) = raw.choice {
+            answers.push(("choice", Answer::Choice(c)));
+        }
+        if let Some(r) = raw.ranking {
+            answers.push(("ranking", Answer::Ranking(r)));
+        }
+        if let Some(v) = raw.value {
+            answers.push(("value", Answer::Score(v)));
+        }
+        if let Some(v) = raw.vector {
+            answers.push(("vector", Answer::Vector(v)));
+        }
+        if let Some(a) = raw.abstain {
+            answers.push(("abstain", Answer::Abstain(a)));
+        }
+        if answers.len() > 1 {
+            return Err(BallotError::TwoAnswers {
+                agent: raw.agent,
+                first: answers[0].0,
+                second: answers[1].0,
+            });
+        }
+        let Some((_, answer)) = answers.pop() else {
+            return Err(BallotError::NoAnswer(raw.agent));
+        };
+        if let Some(c) = raw.confidence
+            && !(0.0..=1.0).contains(&c)
+        {
+            return Err(BallotError::Confidence {
+                agent: raw.agent,
+                value: c,
+            });
+        }
+        Ok(Self {
+            agent: raw.agent,
+            answer,
+            confidence: raw.confidence,
+            rationale: raw.rationale,
+        })
+    }
+}
+
+impl From<Ballot> for RawBallot {
+    fn from(b: Ballot) -> Self {
+        let mut raw = RawBallot {
+            agent: b.agent,
+            confidence: b.confidence,
+            rationale: b.rationale,
+            ..RawBallot::default()
+        };
+        match b.answer {
+            Answer::Choice(c) => raw.choice = Some(c),
+            Answer::Ranking(r) => raw.ranking = Some(r),
+            Answer::Score(v) => raw.value = Some(v),
+            Answer::Vector(v) => raw.vector = Some(v),
+            Answer::Abstain(a) => raw.abstain = Some(a),
+        }
+        raw
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_every_kind() {
+        let ballots = vec![
+            Ballot::choice("a", "buy")
+                .with_confidence(0.5)
+                .with_rationale("cheap"),
+            Ballot::ranking("b", ["x", "y"]),
+            Ballot::score("c", -0.25),
+            Ballot::vector("d", vec![1.0, 2.0]),
+            Ballot::abstain("e", Abstention::Timeout),
+            Ballot::abstain("f", Abstention::Other("rate-limited".into())),
+        ];
+        let json = serde_json::to_string(&ballots).unwrap();
+        let back: Vec<Ballot> = serde_json::from_str(&json).unwrap();
+        assert_eq!(ballots, back);
+    }
+
+    #[test]
+    fn rejects_two_answers_and_none() {
+        let e = serde_json::from_str::<Ballot>(r#"{"agent":"a","choice":"x","value":1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("both \"choice\" and \"value\""), "{e}");
+        let e = serde_json::from_str::<Ballot>(r#"{"agent":"a"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("has no answer"), "{e}");
+        let e = serde_json::from_str::<Ballot>(r#"{"agent":"a","choice":"x","colour":1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn rejects_confidence_out_of_range() {
+        let e = serde_json::from_str::<Ballot>(r#"{"agent":"a","choice":"x","confidence":1.5}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not in [0, 1]"), "{e}");
+    }
+}
