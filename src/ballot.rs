@@ -232,10 +232,14 @@ struct RawBallot {
 #[non_exhaustive]
 pub enum BallotError {
     /// None of `choice`, `ranking`, `value`, `vector`, `abstain` is present.
-    #[error("ballot of agent \"{0}\" has no answer: expected one of choice, ranking, value, vector, abstain")]
+    #[error(
+        "ballot of agent \"{0}\" has no answer: expected one of choice, ranking, value, vector, abstain"
+    )]
     NoAnswer(String),
     /// More than one answer key is present.
-    #[error("ballot of agent \"{agent}\" has both \"{first}\" and \"{second}\": a ballot holds one answer")]
+    #[error(
+        "ballot of agent \"{agent}\" has both \"{first}\" and \"{second}\": a ballot holds one answer"
+    )]
     TwoAnswers {
         /// The agent.
         agent: String,

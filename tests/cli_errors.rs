@@ -1,0 +1,236 @@
+//! Bad input to `conclave tally` and `conclave trust estimate`: exit code 2, one line on
+//! stderr naming the problem, nothing on stdout, never a panic.
+
+use crate::support::conclave;
+
+/// `(what, arguments, standard input, words the message must contain)`.
+const CASES: &[(&str, &[&str], &str, &[&str])] = &[
+    (
+        "malformed JSON names line and column",
+        &["tally", "--rule", "plurality", "-"],
+        "{\"kind\":\"choice\",\n \"options\":[\"a\"], \"ballots\":[{\"agent\":\"x\",\"choice\":\"a\"},]}",
+        &["invalid JSON", "line 2 column"],
+    ),
+    (
+        "empty document",
+        &["tally", "--rule", "mean", "-"],
+        "",
+        &["invalid JSON", "EOF"],
+    ),
+    (
+        "trailing garbage",
+        &["tally", "--rule", "mean", "-"],
+        r#"{"kind":"score","ballots":[{"agent":"x","value":1}]} x"#,
+        &["trailing characters", "line 1 column"],
+    ),
+    (
+        "unknown rule",
+        &["tally", "--rule", "majority-ish", "-"],
+        "{}",
+        &["unknown rule \"majority-ish\"", "schulze"],
+    ),
+    (
+        "unknown parameter",
+        &["tally", "--rule", "borda", "--param", "trim=0.1", "-"],
+        "{}",
+        &["borda has no parameter \"trim\""],
+    ),
+    (
+        "parameter out of range",
+        &[
+            "tally",
+            "--rule",
+            "trimmed-mean",
+            "--param",
+            "trim=0.5",
+            "-",
+        ],
+        "{}",
+        &["trim", "[0, 0.5)"],
+    ),
+    (
+        "parameter without a value",
+        &["tally", "--rule", "krum", "--param", "f", "-"],
+        "{}",
+        &["expected KEY=VALUE"],
+    ),
+    (
+        "unknown option",
+        &["tally", "--rule", "plurality", "-"],
+        r#"{"kind":"choice","options":["buy","hold"],"ballots":[{"agent":"econ","choice":"hodl"}]}"#,
+        &["agent \"econ\"", "unknown option \"hodl\"", "buy, hold"],
+    ),
+    (
+        "ranking names an option twice",
+        &["tally", "--rule", "schulze", "-"],
+        r#"{"kind":"ranking","options":["a","b","c"],"ballots":[{"agent":"x","ranking":["a","b","a"]}]}"#,
+        &["agent \"x\"", "names \"a\" twice"],
+    ),
+    (
+        "NaN",
+        &["tally", "--rule", "mean", "-"],
+        r#"{"kind":"score","ballots":[{"agent":"x","value":NaN}]}"#,
+        &["not a finite number", "line 1 column 49"],
+    ),
+    (
+        "infinity",
+        &["tally", "--rule", "median", "-"],
+        r#"{"kind":"score","ballots":[{"agent":"x","value":1e999}]}"#,
+        &["out of range", "finite"],
+    ),
+    (
+        "empty ballot list",
+        &["tally", "--rule", "mean", "-"],
+        r#"{"kind":"score","ballots":[]}"#,
+        &["no ballots"],
+    ),
+    (
+        "only abstentions",
+        &["tally", "--rule", "plurality", "-"],
+        r#"{"kind":"choice","options":["a"],"ballots":[{"agent":"x","abstain":"timeout"}]}"#,
+        &["all 1 ballots are abstentions"],
+    ),
+    (
+        "vectors of different lengths",
+        &["tally", "--rule", "geometric-median", "-"],
+        r#"{"kind":"vector","ballots":[{"agent":"x","vector":[1,2]},{"agent":"y","vector":[1]}]}"#,
+        &["agent \"y\"", "1 components", "2"],
+    ),
+    (
+        "wrong type",
+        &["tally", "--rule", "mean", "-"],
+        r#"{"kind":"score","ballots":[{"agent":"x","value":"high"}]}"#,
+        &["ballots[0].value", "invalid type"],
+    ),
+    (
+        "unknown kind",
+        &["tally", "--rule", "mean", "-"],
+        r#"{"kind":"scores","ballots":[]}"#,
+        &["kind", "unknown variant `scores`"],
+    ),
+    (
+        "unknown field",
+        &["tally", "--rule", "mean", "-"],
+        r#"{"kind":"score","ballots":[],"weight":{}}"#,
+        &["unknown field `weight`"],
+    ),
+    (
+        "ballot with two answers",
+        &["tally", "--rule", "mean", "-"],
+        r#"{"kind":"score","ballots":[{"agent":"x","value":1,"choice":"a"}]}"#,
+        &["both \"choice\" and \"value\""],
+    ),
+    (
+        "rule does not fit the kind",
+        &["tally", "--rule", "borda", "-"],
+        r#"{"kind":"score","ballots":[{"agent":"x","value":1}]}"#,
+        &["borda cannot count score ballots"],
+    ),
+    (
+        "negative weight",
+        &["tally", "--rule", "weighted-mean", "-"],
+        r#"{"kind":"score","ballots":[{"agent":"x","value":1}],"weights":{"x":-1}}"#,
+        &["weight of agent \"x\" is -1"],
+    ),
+    (
+        "two ballots from one agent",
+        &["tally", "--rule", "plurality", "-"],
+        r#"{"kind":"choice","options":["a","b"],"ballots":[{"agent":"x","choice":"a"},{"agent":"x","choice":"b"}]}"#,
+        &["agent \"x\" cast more than one ballot"],
+    ),
+    (
+        "choice decision without options",
+        &["tally", "--rule", "plurality", "-"],
+        r#"{"kind":"choice","ballots":[{"agent":"x","choice":"a"}]}"#,
+        &["needs a non-empty list of options"],
+    ),
+    (
+        "krum with too few ballots",
+        &["tally", "--rule", "krum", "--param", "f=2", "-"],
+        r#"{"kind":"score","ballots":[{"agent":"x","value":1},{"agent":"y","value":2}]}"#,
+        &["cannot tolerate f = 2"],
+    ),
+    (
+        "missing file",
+        &["tally", "--rule", "mean", "/nonexistent/ballots.json"],
+        "",
+        &["cannot read /nonexistent/ballots.json"],
+    ),
+    (
+        "CSV with a missing column",
+        &["trust", "estimate", "-"],
+        "task,worker\nt1,w1\n",
+        &["lacks column \"label\""],
+    ),
+    (
+        "CSV with a short row",
+        &["trust", "estimate", "-"],
+        "task,worker,label\nt1,w1,a\nt2,w1\n",
+        &["line 3", "2 fields"],
+    ),
+    (
+        "CSV with an empty field",
+        &["trust", "estimate", "--method", "one-coin", "-"],
+        "task,worker,label\nt1,,a\n",
+        &["line 2", "empty worker"],
+    ),
+    (
+        "CSV with no rows",
+        &["trust", "estimate", "-"],
+        "task,worker,label\n",
+        &["no annotations"],
+    ),
+    (
+        "unknown method",
+        &["trust", "estimate", "--method", "glad", "-"],
+        "task,worker,label\nt,w,l\n",
+        &["unknown method \"glad\""],
+    ),
+];
+
+#[test]
+fn bad_input_exits_2_with_one_line() {
+    for (what, args, stdin, words) in CASES {
+        let out = conclave(args, stdin.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{what}: exit code; stderr: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{what}: printed on stdout");
+        assert!(!err.contains("panicked"), "{what}: panicked: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{what}: not one line: {err}"
+        );
+        for w in *words {
+            assert!(err.contains(w), "{what}: message lacks {w:?}: {err}");
+        }
+    }
+}
+
+#[test]
+fn arbitrary_bytes_never_panic() {
+    // A deterministic sweep of mangled inputs: truncations and byte flips of a valid document.
+    let valid = br#"{"kind":"ranking","options":["a","b","c"],"ballots":[{"agent":"x","ranking":["a","b"]},{"agent":"y","choice":"c","confidence":0.5},{"agent":"z","abstain":"timeout"}],"weights":{"x":2}}"#;
+    for cut in (0..valid.len()).step_by(7) {
+        let out = conclave(&["tally", "--rule", "schulze", "-"], &valid[..cut]);
+        assert!(matches!(out.status.code(), Some(0 | 2)), "cut {cut}");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    }
+    for (i, flip) in [
+        (3usize, b'X'),
+        (20, b'0'),
+        (60, b']'),
+        (100, b'"'),
+        (150, b'-'),
+    ] {
+        let mut v = valid.to_vec();
+        v[i] = flip;
+        let out = conclave(&["tally", "--rule", "instant-runoff", "-"], &v);
+        assert!(matches!(out.status.code(), Some(0 | 2)), "flip at {i}");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    }
+}

@@ -1,16 +1,16 @@
 //! Helpers shared by the test modules.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::io::Write;
 
 /// The folder holding the reference fixtures.
-pub fn fixtures_dir() -> PathBuf {
+pub(crate) fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 /// Runs the `conclave` binary with `args`, feeding `stdin`.
-pub fn conclave(args: &[&str], stdin: &[u8]) -> Output {
+pub(crate) fn conclave(args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_conclave"))
         .args(args)
         .stdin(Stdio::piped())
@@ -18,11 +18,12 @@ pub fn conclave(args: &[&str], stdin: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn conclave");
-    child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+    // The command may exit before reading its input (bad arguments): a broken pipe is fine.
+    let _ = child.stdin.take().expect("stdin").write_all(stdin);
     child.wait_with_output().expect("wait for conclave")
 }
 
 /// `|a − b| ≤ rel·max(|a|, |b|)`, with an absolute floor of 1e-12 for values near zero.
-pub fn close(a: f64, b: f64, rel: f64) -> bool {
+pub(crate) fn close(a: f64, b: f64, rel: f64) -> bool {
     (a - b).abs() <= rel * a.abs().max(b.abs()) + 1e-12
 }

@@ -188,9 +188,11 @@ mod tests {
         assert!((c[[0, 1]] - 1.0).abs() < 1e-12);
         assert!(c[[0, 2]] < 0.0);
         let pr = n_eff_participation_ratio(c.view());
-        assert!(pr < 3.0 && pr >= 1.0, "{pr}");
+        assert!((1.0..3.0).contains(&pr), "{pr}");
         assert_eq!(n_eff_participation_ratio(Array2::<f64>::eye(4).view()), 4.0);
-        assert!((n_eff_participation_ratio(Array2::<f64>::ones((4, 4)).view()) - 1.0).abs() < 1e-12);
+        assert!(
+            (n_eff_participation_ratio(Array2::<f64>::ones((4, 4)).view()) - 1.0).abs() < 1e-12
+        );
         let half = Array2::from_shape_fn((3, 3), |(i, j)| if i == j { 1.0 } else { 0.5 });
         assert!((n_eff_mean_correlation(half.view()) - 1.5).abs() < 1e-12);
     }

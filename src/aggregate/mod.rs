@@ -26,15 +26,16 @@ pub mod robust;
 mod rule;
 pub mod weights;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use ndarray::Array2;
+use rustc_hash::{FxHashMap, FxHashSet};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ballot::{Abstention, Answer, Ballot};
-pub use rule::{RULE_NAMES, Rule};
 use rule::Family;
+pub use rule::{RULE_NAMES, Rule};
 
 /// What the ballots of a tally answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -253,7 +254,10 @@ pub struct TallyResult {
     pub winner: Option<String>,
     /// Option rules: each option's score in the rule's own unit (higher is better), in
     /// options order.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ordered_map")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ordered_map"
+    )]
     pub scores: Option<Vec<(String, f64)>>,
     /// Score ballots: the aggregate.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -292,7 +296,10 @@ pub struct TallyResult {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tie_breaks: Vec<String>,
     /// The normalised weights the rule counted with (weighted rules only), per agent.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ordered_map")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ordered_map"
+    )]
     pub weights: Option<Vec<(String, f64)>>,
     /// Number of ballots counted.
     pub counted: usize,
@@ -384,9 +391,65 @@ struct Prepared<'a> {
 #[derive(Debug)]
 enum Body {
     /// Rankings as option indices, best first (a choice is a ranking of length 1).
-    Options { options: Vec<String>, rankings: Vec<Vec<usize>> },
+    Options(Rankings),
     Values(Vec<f64>),
     Vectors(Array2<f64>),
+}
+
+/// Rankings stored flat: ranking `i` is `items[ends[i-1]..ends[i]]` (one allocation for
+/// the whole profile instead of one per ballot).
+#[derive(Debug, Default)]
+struct Rankings {
+    items: Vec<usize>,
+    ends: Vec<usize>,
+}
+
+impl Rankings {
+    fn push(&mut self, ranking: impl IntoIterator<Item = usize>) {
+        self.items.extend(ranking);
+        self.ends.push(self.items.len());
+    }
+
+    fn slices(&self) -> Vec<&[usize]> {
+        let mut start = 0;
+        self.ends
+            .iter()
+            .map(|&end| {
+                let r = &self.items[start..end];
+                start = end;
+                r
+            })
+            .collect()
+    }
+}
+
+/// Option names to indices (a hash map: faster than a linear scan even for five options).
+struct OptionIndex<'a> {
+    names: &'a [String],
+    map: FxHashMap<&'a str, usize>,
+}
+
+impl<'a> OptionIndex<'a> {
+    fn new(names: &'a [String], kind: &'static str) -> Result<Self, TallyError> {
+        if names.is_empty() {
+            return Err(TallyError::NoOptions(kind));
+        }
+        let mut map = FxHashMap::with_capacity_and_hasher(names.len(), Default::default());
+        for (i, o) in names.iter().enumerate() {
+            if map.insert(o.as_str(), i).is_some() {
+                return Err(TallyError::DuplicateOption(o.clone()));
+            }
+        }
+        Ok(Self { names, map })
+    }
+
+    fn get(&self, agent: &str, option: &str) -> Result<usize, TallyError> {
+        self.map.get(option).copied().ok_or_else(|| TallyError::UnknownOption {
+            agent: agent.to_owned(),
+            option: option.to_owned(),
+            options: self.names.join(", "),
+        })
+    }
 }
 
 fn answer_name(a: &Answer) -> &'static str {
@@ -412,46 +475,35 @@ fn prepare(input: &TallyInput) -> Result<Prepared<'_>, TallyError> {
     if input.ballots.is_empty() {
         return Err(TallyError::NoBallots);
     }
-    let mut seen: HashMap<&str, ()> = HashMap::with_capacity(input.ballots.len());
+    let n = input.ballots.len();
+    let mut seen: FxHashSet<&str> = FxHashSet::with_capacity_and_hasher(n, Default::default());
     for b in &input.ballots {
-        if seen.insert(b.agent.as_str(), ()).is_some() {
+        if !seen.insert(b.agent.as_str()) {
             return Err(TallyError::DuplicateAgent(b.agent.clone()));
         }
     }
     let kind = kind_name(input.kind);
-    let option_index: HashMap<&str, usize> = match input.kind {
-        Kind::Choice | Kind::Ranking => {
-            if input.options.is_empty() {
-                return Err(TallyError::NoOptions(kind));
-            }
-            let mut idx = HashMap::with_capacity(input.options.len());
-            for (i, o) in input.options.iter().enumerate() {
-                if idx.insert(o.as_str(), i).is_some() {
-                    return Err(TallyError::DuplicateOption(o.clone()));
-                }
-            }
-            idx
-        }
-        Kind::Score | Kind::Vector => HashMap::new(),
+    let options = match input.kind {
+        Kind::Choice | Kind::Ranking => Some(OptionIndex::new(&input.options, kind)?),
+        Kind::Score | Kind::Vector => None,
     };
     let lookup = |agent: &str, option: &str| -> Result<usize, TallyError> {
-        option_index
-            .get(option)
-            .copied()
-            .ok_or_else(|| TallyError::UnknownOption {
-                agent: agent.to_owned(),
-                option: option.to_owned(),
-                options: input.options.join(", "),
-            })
+        match &options {
+            Some(ix) => ix.get(agent, option),
+            None => Err(TallyError::NoOptions(kind)),
+        }
     };
+    let given_weights: FxHashMap<&str, f64> =
+        input.weights.iter().map(|(a, w)| (a.as_str(), *w)).collect();
 
-    let n = input.ballots.len();
     let mut agents = Vec::with_capacity(n);
     let mut weights = Vec::with_capacity(n);
     let mut confidences = Vec::with_capacity(n);
     let mut explicit = Vec::with_capacity(n);
     let mut abstentions = Vec::new();
-    let mut rankings: Vec<Vec<usize>> = Vec::new();
+    let mut rankings = Rankings::default();
+    // `stamp[o] == ballot number + 1` marks options already named by the current ranking.
+    let mut stamp = vec![0usize; input.options.len()];
     let mut values: Vec<f64> = Vec::new();
     let mut flat: Vec<f64> = Vec::new();
     let mut dim: Option<usize> = None;
@@ -469,25 +521,26 @@ fn prepare(input: &TallyInput) -> Result<Prepared<'_>, TallyError> {
                 continue;
             }
             (Answer::Choice(c), Kind::Choice | Kind::Ranking) => {
-                rankings.push(vec![lookup(agent, c)?]);
+                rankings.push([lookup(agent, c)?]);
             }
             (Answer::Ranking(r), Kind::Choice | Kind::Ranking) => {
                 if r.is_empty() {
                     return Err(TallyError::EmptyRanking(agent.to_owned()));
                 }
-                let mut used = vec![false; input.options.len()];
-                let mut ranking = Vec::with_capacity(r.len());
+                let mark = agents.len() + 1;
+                let start = rankings.items.len();
                 for o in r {
                     let i = lookup(agent, o)?;
-                    if std::mem::replace(&mut used[i], true) {
+                    if std::mem::replace(&mut stamp[i], mark) == mark {
                         return Err(TallyError::RepeatedOption {
                             agent: agent.to_owned(),
                             option: o.clone(),
                         });
                     }
-                    ranking.push(i);
+                    rankings.items.push(i);
                 }
-                rankings.push(ranking);
+                debug_assert!(rankings.items.len() > start);
+                rankings.ends.push(rankings.items.len());
             }
             (Answer::Score(v), Kind::Score) => {
                 if !v.is_finite() {
@@ -514,7 +567,7 @@ fn prepare(input: &TallyInput) -> Result<Prepared<'_>, TallyError> {
             }
             _ => return Err(wrong()),
         }
-        let given = input.weights.get(agent).copied();
+        let given = given_weights.get(agent).copied();
         let w = given.unwrap_or(1.0);
         if !(w.is_finite() && w >= 0.0) {
             return Err(TallyError::BadWeight {
@@ -531,10 +584,7 @@ fn prepare(input: &TallyInput) -> Result<Prepared<'_>, TallyError> {
         return Err(TallyError::AllAbstained(abstentions.len()));
     }
     let body = match input.kind {
-        Kind::Choice | Kind::Ranking => Body::Options {
-            options: input.options.clone(),
-            rankings,
-        },
+        Kind::Choice | Kind::Ranking => Body::Options(rankings),
         Kind::Score => Body::Values(values),
         Kind::Vector => {
             let d = dim.unwrap_or(0);
@@ -569,11 +619,13 @@ fn prepare(input: &TallyInput) -> Result<Prepared<'_>, TallyError> {
 pub fn tally(input: &TallyInput, rule: &Rule) -> Result<TallyResult, TallyError> {
     rule.validate()?;
     let family = rule.family();
-    let fits = match (family, input.kind) {
-        (Family::Choice | Family::Ranked, Kind::Choice | Kind::Ranking)
-        | (Family::Numeric | Family::Robust, Kind::Score | Kind::Vector) => true,
-        _ => false,
-    };
+    let fits = matches!(
+        (family, input.kind),
+        (
+            Family::Choice | Family::Ranked,
+            Kind::Choice | Kind::Ranking
+        ) | (Family::Numeric | Family::Robust, Kind::Score | Kind::Vector)
+    );
     if !fits {
         return Err(TallyError::RuleKind {
             rule: rule.name(),
@@ -587,8 +639,8 @@ pub fn tally(input: &TallyInput, rule: &Rule) -> Result<TallyResult, TallyError>
     let p = prepare(input)?;
     let mut result = TallyResult::empty(rule, p.agents.len(), p.abstentions.clone());
     match &p.body {
-        Body::Options { options, rankings } => {
-            count_options(rule, &p, options, rankings, &mut result)?;
+        Body::Options(rankings) => {
+            count_options(rule, &p, &input.options, &rankings.slices(), &mut result)?;
         }
         Body::Values(values) => count_values(rule, &p, values, &mut result)?,
         Body::Vectors(points) => count_vectors(rule, &p, points, &mut result)?,
@@ -614,101 +666,129 @@ fn count_options(
     rule: &Rule,
     p: &Prepared<'_>,
     options: &[String],
-    rankings: &[Vec<usize>],
+    rankings: &[&[usize]],
     out: &mut TallyResult,
 ) -> Result<(), TallyError> {
     let m = options.len();
     let firsts: Vec<usize> = rankings.iter().map(|r| r[0]).collect();
     let mut tie_breaks = Vec::new();
     // (scores, co-winners, the largest possible score difference, weights used)
-    let (scores, winners, scale, used): (Vec<f64>, Vec<usize>, f64, Option<Vec<f64>>) =
-        match *rule {
-            Rule::Plurality => {
-                let ones = vec![1.0; firsts.len()];
-                let s = categorical::weighted_counts(&firsts, &ones, m);
-                let w = categorical::argmax_all(&s);
-                (s, w, firsts.len() as f64, None)
-            }
-            Rule::WeightedPlurality => {
-                let w = normalized(p)?;
-                let s = categorical::weighted_counts(&firsts, &w, m);
-                let win = categorical::argmax_all(&s);
-                (s, win, 1.0, Some(w))
-            }
-            Rule::LogOdds { cap, clip } => {
-                let mut w = Vec::with_capacity(firsts.len());
-                for (i, agent) in p.agents.iter().enumerate() {
-                    let competence = match (p.weights_given(i), p.confidences[i]) {
-                        (Some(c), _) | (None, Some(c)) => c,
-                        (None, None) => return Err(TallyError::NoCompetence((*agent).to_owned())),
-                    };
-                    if !(competence > 0.0 && competence < 1.0) {
-                        return Err(TallyError::BadCompetence {
-                            agent: (*agent).to_owned(),
-                            value: competence,
-                        });
-                    }
-                    w.push(weights::log_odds(competence, m, clip));
+    let (scores, winners, scale, used): (Vec<f64>, Vec<usize>, f64, Option<Vec<f64>>) = match *rule
+    {
+        Rule::Plurality => {
+            let ones = vec![1.0; firsts.len()];
+            let s = categorical::weighted_counts(&firsts, &ones, m);
+            let w = categorical::argmax_all(&s);
+            (s, w, firsts.len() as f64, None)
+        }
+        Rule::WeightedPlurality => {
+            let w = normalized(p)?;
+            let s = categorical::weighted_counts(&firsts, &w, m);
+            let win = categorical::argmax_all(&s);
+            (s, win, 1.0, Some(w))
+        }
+        Rule::LogOdds { cap, clip } => {
+            let mut w = Vec::with_capacity(firsts.len());
+            for (i, agent) in p.agents.iter().enumerate() {
+                let competence = match (p.weights_given(i), p.confidences[i]) {
+                    (Some(c), _) | (None, Some(c)) => c,
+                    (None, None) => return Err(TallyError::NoCompetence((*agent).to_owned())),
+                };
+                if !(competence > 0.0 && competence < 1.0) {
+                    return Err(TallyError::BadCompetence {
+                        agent: (*agent).to_owned(),
+                        value: competence,
+                    });
                 }
-                if w.iter().all(|&x| x == 0.0) {
-                    // Nobody is better than chance: fall back to one agent, one vote.
-                    w.iter_mut().for_each(|x| *x = 1.0);
-                }
-                weights::cap_shares(&mut w, cap);
-                weights::normalize(&mut w).map_err(|_| TallyError::ZeroTotalWeight)?;
-                let s = categorical::weighted_counts(&firsts, &w, m);
-                let win = categorical::argmax_all(&s);
-                (s, win, 1.0, Some(w))
+                w.push(weights::log_odds(competence, m, clip));
             }
-            Rule::Supermajority { threshold } => {
-                let w = normalized(p)?;
-                let s = categorical::weighted_counts(&firsts, &w, m);
-                let win = categorical::supermajority(&s, threshold);
-                (s, win, 1.0, p.any_weight().then_some(w))
+            if w.iter().all(|&x| x == 0.0) {
+                // Nobody is better than chance: fall back to one agent, one vote.
+                w.iter_mut().for_each(|x| *x = 1.0);
             }
-            Rule::Borda => {
-                let s = ranked::borda(rankings, &p.weights, m);
-                let win = categorical::argmax_all(&s);
-                let total: f64 = p.weights.iter().sum();
-                (s, win, total * (m.max(2) - 1) as f64, p.any_weight().then(|| p.weights.clone()))
+            weights::cap_shares(&mut w, cap);
+            weights::normalize(&mut w).map_err(|_| TallyError::ZeroTotalWeight)?;
+            let s = categorical::weighted_counts(&firsts, &w, m);
+            let win = categorical::argmax_all(&s);
+            (s, win, 1.0, Some(w))
+        }
+        Rule::Supermajority { threshold } => {
+            let w = normalized(p)?;
+            let s = categorical::weighted_counts(&firsts, &w, m);
+            let win = categorical::supermajority(&s, threshold);
+            (s, win, 1.0, p.any_weight().then_some(w))
+        }
+        Rule::Borda => {
+            let s = ranked::borda(rankings, &p.weights, m);
+            let win = categorical::argmax_all(&s);
+            let total: f64 = p.weights.iter().sum();
+            (
+                s,
+                win,
+                total * (m.max(2) - 1) as f64,
+                p.any_weight().then(|| p.weights.clone()),
+            )
+        }
+        Rule::Copeland => {
+            let pw = ranked::pairwise(rankings, &p.weights, m);
+            let s = ranked::copeland(&pw);
+            let win = categorical::argmax_all(&s);
+            (
+                s,
+                win,
+                (m.max(2) - 1) as f64,
+                p.any_weight().then(|| p.weights.clone()),
+            )
+        }
+        Rule::Schulze => {
+            let pw = ranked::pairwise(rankings, &p.weights, m);
+            let (s, win) = ranked::schulze(&pw);
+            (
+                s,
+                win,
+                (m.max(2) - 1) as f64,
+                p.any_weight().then(|| p.weights.clone()),
+            )
+        }
+        Rule::Minimax => {
+            let pw = ranked::pairwise(rankings, &p.weights, m);
+            let s = ranked::minimax(&pw);
+            let win = categorical::argmax_all(&s);
+            let total: f64 = p.weights.iter().sum();
+            (s, win, total, p.any_weight().then(|| p.weights.clone()))
+        }
+        Rule::InstantRunoff => {
+            let irv = ranked::instant_runoff(rankings, &p.weights, m);
+            for t in &irv.tie_breaks {
+                tie_breaks.push(format!(
+                    "round {}: {} tied for fewest first preferences; eliminated {} ({})",
+                    t.round,
+                    t.tied
+                        .iter()
+                        .map(|&i| options[i].as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    options[t.eliminated],
+                    t.reason
+                ));
             }
-            Rule::Copeland => {
-                let pw = ranked::pairwise(rankings, &p.weights, m);
-                let s = ranked::copeland(&pw);
-                let win = categorical::argmax_all(&s);
-                (s, win, (m.max(2) - 1) as f64, p.any_weight().then(|| p.weights.clone()))
-            }
-            Rule::Schulze => {
-                let pw = ranked::pairwise(rankings, &p.weights, m);
-                let (s, win) = ranked::schulze(&pw);
-                (s, win, (m.max(2) - 1) as f64, p.any_weight().then(|| p.weights.clone()))
-            }
-            Rule::Minimax => {
-                let pw = ranked::pairwise(rankings, &p.weights, m);
-                let s = ranked::minimax(&pw);
-                let win = categorical::argmax_all(&s);
-                let total: f64 = p.weights.iter().sum();
-                (s, win, total, p.any_weight().then(|| p.weights.clone()))
-            }
-            Rule::InstantRunoff => {
-                let irv = ranked::instant_runoff(rankings, &p.weights, m);
-                for t in &irv.tie_breaks {
-                    tie_breaks.push(format!(
-                        "round {}: {} tied for fewest first preferences; eliminated {} ({})",
-                        t.round,
-                        t.tied.iter().map(|&i| options[i].as_str()).collect::<Vec<_>>().join(", "),
-                        options[t.eliminated],
-                        t.reason
-                    ));
-                }
-                out.eliminated = Some(irv.eliminated.iter().map(|&i| options[i].clone()).collect());
-                let win = irv.winners.clone();
-                (irv.scores, win, irv.final_total.max(f64::MIN_POSITIVE), p.any_weight().then(|| p.weights.clone()))
-            }
-            _ => unreachable_family(rule)?,
-        };
+            out.eliminated = Some(irv.eliminated.iter().map(|&i| options[i].clone()).collect());
+            let win = irv.winners.clone();
+            (
+                irv.scores,
+                win,
+                irv.final_total.max(f64::MIN_POSITIVE),
+                p.any_weight().then(|| p.weights.clone()),
+            )
+        }
+        _ => unreachable_family(rule)?,
+    };
     // First-preference shares: support and entropy, whatever the rule.
-    let w_first = if rule.uses_weights() { &p.weights } else { &vec![1.0; firsts.len()] };
+    let w_first = if rule.uses_weights() {
+        &p.weights
+    } else {
+        &vec![1.0; firsts.len()]
+    };
     let first = categorical::weighted_counts(&firsts, w_first, m);
     let total_first: f64 = first.iter().sum();
     let shares: Vec<f64> = first.iter().map(|c| c / total_first).collect();
@@ -716,7 +796,11 @@ fn count_options(
     if winners.len() > 1 {
         tie_breaks.push(format!(
             "{} tied; {} is listed first in options",
-            winners.iter().map(|&i| options[i].as_str()).collect::<Vec<_>>().join(", "),
+            winners
+                .iter()
+                .map(|&i| options[i].as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             options[winners[0]]
         ));
     }
@@ -781,8 +865,14 @@ fn count_values(
                 out.weights = Some(named_weights(p, &w));
             }
             let v = numeric::weighted_median(values, &w);
-            out.objective = Some(values.iter().zip(&w).map(|(x, w)| w * (x - v).abs()).sum::<f64>()
-                * p.weights.iter().sum::<f64>());
+            out.objective = Some(
+                values
+                    .iter()
+                    .zip(&w)
+                    .map(|(x, w)| w * (x - v).abs())
+                    .sum::<f64>()
+                    * p.weights.iter().sum::<f64>(),
+            );
             out.iterations = Some(0);
             out.converged = Some(true);
             v
@@ -850,7 +940,11 @@ fn count_vectors(
         }
         Rule::Krum { f } | Rule::MultiKrum { f, .. } => {
             if n < f + 3 {
-                return Err(TallyError::TooFewForKrum { rule: rule.name(), n, f });
+                return Err(TallyError::TooFewForKrum {
+                    rule: rule.name(),
+                    n,
+                    f,
+                });
             }
             let m = match *rule {
                 Rule::MultiKrum { m, .. } => m.unwrap_or(n - f).min(n),

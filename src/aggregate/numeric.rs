@@ -54,10 +54,7 @@ pub fn median(values: &[f64]) -> f64 {
         return upper;
     }
     // The lower middle is the largest value below position n/2.
-    let lower = v[..n / 2]
-        .iter()
-        .copied()
-        .fold(f64::NEG_INFINITY, f64::max);
+    let lower = v[..n / 2].iter().copied().fold(f64::NEG_INFINITY, f64::max);
     (lower + upper) / 2.0
 }
 
@@ -140,7 +137,10 @@ mod tests {
         let v = [1.0, 2.0, 3.0, 4.0, 100.0];
         assert_eq!(trim_count(0.2, 5), 1);
         assert_eq!(trimmed_mean(&v, 0.2), 3.0);
-        assert_eq!(winsorized_mean(&v, 0.2), (2.0 + 2.0 + 3.0 + 4.0 + 4.0) / 5.0);
+        assert_eq!(
+            winsorized_mean(&v, 0.2),
+            (2.0 + 2.0 + 3.0 + 4.0 + 4.0) / 5.0
+        );
         assert_eq!(trimmed_mean(&v, 0.0), mean(&v));
     }
 

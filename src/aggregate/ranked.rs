@@ -8,10 +8,10 @@
 use ndarray::Array2;
 
 /// Borda scores: with `m` options, positions give `m−1, m−2, …` points; unlisted options 0.
-pub fn borda(rankings: &[Vec<usize>], weights: &[f64], m: usize) -> Vec<f64> {
+pub fn borda<R: AsRef<[usize]>>(rankings: &[R], weights: &[f64], m: usize) -> Vec<f64> {
     let mut s = vec![0.0; m];
     for (r, &w) in rankings.iter().zip(weights) {
-        for (pos, &o) in r.iter().enumerate() {
+        for (pos, &o) in r.as_ref().iter().enumerate() {
             if let Some(slot) = s.get_mut(o) {
                 *slot += w * (m - 1 - pos.min(m - 1)) as f64;
             }
@@ -22,10 +22,11 @@ pub fn borda(rankings: &[Vec<usize>], weights: &[f64], m: usize) -> Vec<f64> {
 
 /// The pairwise preference matrix: `P[[a, b]]` is the weight of the ballots that rank `a`
 /// above `b`.
-pub fn pairwise(rankings: &[Vec<usize>], weights: &[f64], m: usize) -> Array2<f64> {
+pub fn pairwise<R: AsRef<[usize]>>(rankings: &[R], weights: &[f64], m: usize) -> Array2<f64> {
     let mut p = Array2::<f64>::zeros((m, m));
     let mut listed = vec![false; m];
     for (r, &w) in rankings.iter().zip(weights) {
+        let r = r.as_ref();
         if w == 0.0 {
             continue;
         }
@@ -114,7 +115,11 @@ pub fn minimax(p: &Array2<f64>) -> Vec<f64> {
                 .filter(|&b| b != a)
                 .map(|b| p[[b, a]] - p[[a, b]])
                 .fold(f64::NEG_INFINITY, f64::max);
-            if worst == f64::NEG_INFINITY { 0.0 } else { -worst }
+            if worst == f64::NEG_INFINITY {
+                0.0
+            } else {
+                -worst
+            }
         })
         .collect()
 }
@@ -155,7 +160,7 @@ pub struct Runoff {
 }
 
 /// Instant runoff; see [`crate::aggregate::Rule::InstantRunoff`] for the tie-break.
-pub fn instant_runoff(rankings: &[Vec<usize>], weights: &[f64], m: usize) -> Runoff {
+pub fn instant_runoff<R: AsRef<[usize]>>(rankings: &[R], weights: &[f64], m: usize) -> Runoff {
     let borda_scores = borda(rankings, weights, m);
     let mut standing = vec![true; m];
     let mut scores = vec![0.0; m];
@@ -166,7 +171,7 @@ pub fn instant_runoff(rankings: &[Vec<usize>], weights: &[f64], m: usize) -> Run
         round += 1;
         let mut count = vec![0.0; m];
         for (r, &w) in rankings.iter().zip(weights) {
-            if let Some(&top) = r.iter().find(|&&o| standing[o]) {
+            if let Some(&top) = r.as_ref().iter().find(|&&o| standing[o]) {
                 count[top] += w;
             }
         }
@@ -176,25 +181,54 @@ pub fn instant_runoff(rankings: &[Vec<usize>], weights: &[f64], m: usize) -> Run
         }
         let total: f64 = alive.iter().map(|&o| count[o]).sum();
         if let Some(&w) = alive.iter().find(|&&o| count[o] > total / 2.0) {
-            return Runoff { winners: vec![w], scores, eliminated, tie_breaks, final_total: total };
+            return Runoff {
+                winners: vec![w],
+                scores,
+                eliminated,
+                tie_breaks,
+                final_total: total,
+            };
         }
-        let low = alive.iter().map(|&o| count[o]).fold(f64::INFINITY, f64::min);
+        let low = alive
+            .iter()
+            .map(|&o| count[o])
+            .fold(f64::INFINITY, f64::min);
         let tied: Vec<usize> = alive.iter().copied().filter(|&o| count[o] == low).collect();
         if tied.len() == alive.len() {
-            return Runoff { winners: alive, scores, eliminated, tie_breaks, final_total: total };
+            return Runoff {
+                winners: alive,
+                scores,
+                eliminated,
+                tie_breaks,
+                final_total: total,
+            };
         }
         let out = if tied.len() == 1 {
             tied[0]
         } else {
-            let least = tied.iter().map(|&o| borda_scores[o]).fold(f64::INFINITY, f64::min);
-            let by_borda: Vec<usize> =
-                tied.iter().copied().filter(|&o| borda_scores[o] == least).collect();
+            let least = tied
+                .iter()
+                .map(|&o| borda_scores[o])
+                .fold(f64::INFINITY, f64::min);
+            let by_borda: Vec<usize> = tied
+                .iter()
+                .copied()
+                .filter(|&o| borda_scores[o] == least)
+                .collect();
             let (out, reason) = if by_borda.len() == 1 {
                 (by_borda[0], "lowest Borda score")
             } else {
-                (by_borda[by_borda.len() - 1], "equal Borda scores; listed last in options")
+                (
+                    by_borda[by_borda.len() - 1],
+                    "equal Borda scores; listed last in options",
+                )
             };
-            tie_breaks.push(RunoffTie { round, tied, eliminated: out, reason });
+            tie_breaks.push(RunoffTie {
+                round,
+                tied,
+                eliminated: out,
+                reason,
+            });
             out
         };
         standing[out] = false;

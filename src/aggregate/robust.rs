@@ -56,13 +56,23 @@ pub fn geometric_median(
             .sum()
     };
     if n == 0 || d == 0 {
-        return GeometricMedian { point: vec![0.0; d], objective: 0.0, iterations: 0, converged: true };
+        return GeometricMedian {
+            point: vec![0.0; d],
+            objective: 0.0,
+            iterations: 0,
+            converged: true,
+        };
     }
     if d == 1 {
         let values: Vec<f64> = points.column(0).to_vec();
         let point = vec![numeric::weighted_median(&values, weights)];
         let objective = objective(&point);
-        return GeometricMedian { point, objective, iterations: 0, converged: true };
+        return GeometricMedian {
+            point,
+            objective,
+            iterations: 0,
+            converged: true,
+        };
     }
     let total: f64 = weights.iter().sum();
     let mut y = vec![0.0; d];
@@ -112,7 +122,12 @@ pub fn geometric_median(
         for ((nx, a), b) in next.iter_mut().zip(&num).zip(&y) {
             *nx = (1.0 - beta) * (a / den) + beta * b;
         }
-        let step = next.iter().zip(&y).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+        let step = next
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f64>()
+            .sqrt();
         std::mem::swap(&mut y, &mut next);
         if step <= tol * scale {
             converged = true;
@@ -120,7 +135,12 @@ pub fn geometric_median(
         }
     }
     let objective = objective(&y);
-    GeometricMedian { point: y, objective, iterations, converged }
+    GeometricMedian {
+        point: y,
+        objective,
+        iterations,
+        converged,
+    }
 }
 
 /// Krum scores: for each row, the sum of squared distances to its `n − f − 2` nearest other
@@ -135,7 +155,12 @@ pub fn krum_scores(points: ArrayView2<'_, f64>, f: usize) -> Vec<f64> {
             let xi = points.row(i);
             for j in (0..n).filter(|&j| j != i) {
                 let xj = points.row(j);
-                buf.push(xi.iter().zip(xj).map(|(a, b)| (a - b) * (a - b)).sum::<f64>());
+                buf.push(
+                    xi.iter()
+                        .zip(xj)
+                        .map(|(a, b)| (a - b) * (a - b))
+                        .sum::<f64>(),
+                );
             }
             if k == 0 || buf.is_empty() {
                 return 0.0;
@@ -190,7 +215,13 @@ pub fn outlier_downweight(
     let mut w: Vec<f64> = weights
         .iter()
         .zip(&scores)
-        .map(|(w, s)| if *s == 0.0 { *w } else { w * (-lambda * s).exp() })
+        .map(|(w, s)| {
+            if *s == 0.0 {
+                *w
+            } else {
+                w * (-lambda * s).exp()
+            }
+        })
         .collect();
     if super::weights::normalize(&mut w).is_err() {
         // Every ballot decayed to nothing: the centre itself is the answer.

@@ -393,7 +393,7 @@ impl Rule {
                 return bad("trim", "must be in [0, 0.5)");
             }
             Self::GeometricMedian { tol, max_iter } => {
-                if !(tol > 0.0) {
+                if tol.is_nan() || tol <= 0.0 {
                     return bad("tol", "must be > 0");
                 }
                 if max_iter == 0 {

@@ -41,7 +41,10 @@ pub(crate) struct CliError {
 impl CliError {
     /// Bad input: exit code 2.
     pub(crate) fn input(message: impl fmt::Display) -> Self {
-        Self { code: 2, message: message.to_string() }
+        Self {
+            code: 2,
+            message: message.to_string(),
+        }
     }
 }
 
@@ -78,13 +81,19 @@ fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
 
 /// Prints a JSON document on stdout.
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| CliError { code: 1, message: format!("cannot encode the result: {e}") })?;
+    let text = serde_json::to_string_pretty(value).map_err(|e| CliError {
+        code: 1,
+        message: format!("cannot encode the result: {e}"),
+    })?;
     println!("{text}");
     Ok(())
 }
 
 /// The display name of an input path.
 fn source_name(path: &PathBuf) -> String {
-    if path == Path::new("-") { "<stdin>".to_owned() } else { path.display().to_string() }
+    if path == Path::new("-") {
+        "<stdin>".to_owned()
+    } else {
+        path.display().to_string()
+    }
 }

@@ -41,14 +41,39 @@ pub(super) fn run(args: &TallyArgs) -> Result<(), CliError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            CliError::input(format!("{name}: invalid JSON: {inner}"))
+            CliError::input(format!(
+                "{name}: invalid JSON: {}",
+                describe_syntax(&bytes, &inner)
+            ))
         } else if path == "." {
             CliError::input(format!("{name}: {inner}"))
         } else {
             CliError::input(format!("{name}: {path}: {inner}"))
         }
     })?;
-    de.end().map_err(|e| CliError::input(format!("{name}: invalid JSON: {e}")))?;
+    de.end()
+        .map_err(|e| CliError::input(format!("{name}: invalid JSON: {e}")))?;
     let result = tally(&input, &rule).map_err(|e| CliError::input(format!("{name}: {e}")))?;
     print_json(&result)
+}
+
+/// A JSON syntax error in words, naming non-finite numbers, which JSON cannot hold.
+fn describe_syntax(bytes: &[u8], e: &serde_json::Error) -> String {
+    let token = bytes
+        .split(|&b| b == b'\n')
+        .nth(e.line().saturating_sub(1))
+        .and_then(|line| line.get(e.column().saturating_sub(1)..))
+        .unwrap_or_default();
+    let starts = |t: &[u8]| token.starts_with(t);
+    if starts(b"NaN") || starts(b"Infinity") || starts(b"-Infinity") || starts(b"inf") {
+        format!(
+            "not a finite number at line {} column {} (NaN and infinities are not valid ballot values)",
+            e.line(),
+            e.column()
+        )
+    } else if e.to_string().starts_with("number out of range") {
+        format!("{e} (numbers must be finite)")
+    } else {
+        e.to_string()
+    }
 }

@@ -85,7 +85,9 @@ pub struct Annotations {
     workers: Vec<String>,
     labels: Vec<String>,
     /// `(task, worker, label)` indices.
-    rows: Vec<(usize, usize, usize)>,
+    rows: Vec<[u32; 3]>,
+    /// `rows[task_ends[t-1]..task_ends[t]]` are task `t`'s annotations.
+    task_ends: Vec<usize>,
 }
 
 impl Annotations {
@@ -115,7 +117,21 @@ impl Annotations {
             rank[i] = r;
         }
         a.labels = order.iter().map(|&i| label_names[i].clone()).collect();
-        a.rows = raw_rows.into_iter().map(|(t, w, l)| (t, w, rank[l])).collect();
+        // Indices fit in u32: each is below the number of distinct names, and more than
+        // 4 billion annotations would not fit in memory as strings in the first place.
+        a.rows = raw_rows
+            .into_iter()
+            .map(|(t, w, l)| [t as u32, w as u32, rank[l] as u32])
+            .collect();
+        // Group annotations by task (stable), so the EM can sum each task's evidence in one
+        // place. Order within a task is kept; no estimate depends on it beyond rounding.
+        a.rows.sort_by_key(|r| r[0]);
+        a.task_ends = Vec::with_capacity(a.tasks.len());
+        for (i, r) in a.rows.iter().enumerate() {
+            if i + 1 == a.rows.len() || a.rows[i + 1][0] != r[0] {
+                a.task_ends.push(i + 1);
+            }
+        }
         a
     }
 
@@ -125,16 +141,18 @@ impl Annotations {
     /// # Errors
     /// A missing column, an unreadable or short row, an empty field, or no rows.
     pub fn from_csv<R: Read>(reader: R) -> Result<Self, EstimateError> {
-        let mut rdr = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(reader);
-        let headers = rdr
-            .headers()
-            .map_err(|e| row_error(&e, 1))?
-            .clone();
+        let mut rdr = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(reader);
+        let headers = rdr.headers().map_err(|e| row_error(&e, 1))?.clone();
         let col = |name: &'static str| {
-            headers.iter().position(|h| h == name).ok_or_else(|| EstimateError::MissingColumn {
-                missing: name,
-                found: headers.iter().collect::<Vec<_>>().join(", "),
-            })
+            headers
+                .iter()
+                .position(|h| h == name)
+                .ok_or_else(|| EstimateError::MissingColumn {
+                    missing: name,
+                    found: headers.iter().collect::<Vec<_>>().join(", "),
+                })
         };
         let (ti, wi, li) = (col("task")?, col("worker")?, col("label")?);
         let mut triples = Vec::new();
@@ -144,15 +162,37 @@ impl Annotations {
             let field = |i: usize, name: &str| -> Result<String, EstimateError> {
                 match rec.get(i) {
                     Some(v) if !v.is_empty() => Ok(v.to_owned()),
-                    _ => Err(EstimateError::Row { line, message: format!("empty {name}") }),
+                    _ => Err(EstimateError::Row {
+                        line,
+                        message: format!("empty {name}"),
+                    }),
                 }
             };
-            triples.push((field(ti, "task")?, field(wi, "worker")?, field(li, "label")?));
+            triples.push((
+                field(ti, "task")?,
+                field(wi, "worker")?,
+                field(li, "label")?,
+            ));
         }
         if triples.is_empty() {
             return Err(EstimateError::Empty);
         }
         Ok(Self::from_triples(triples))
+    }
+
+    /// Each task's annotations as `(worker, label)` indices, tasks in index order.
+    fn by_task(&self) -> impl Iterator<Item = &[[u32; 3]]> + '_ {
+        let mut start = 0;
+        self.task_ends.iter().map(move |&end| {
+            let group = &self.rows[start..end];
+            start = end;
+            group
+        })
+    }
+
+    /// The annotations as `(task, worker, label)` indices.
+    fn triples(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        self.rows.iter().map(|&[t, w, l]| (t as usize, w as usize, l as usize))
     }
 
     /// Number of annotations.
@@ -169,7 +209,9 @@ impl Annotations {
 fn row_error(e: &csv::Error, fallback_line: u64) -> EstimateError {
     let line = e.position().map_or(fallback_line, csv::Position::line);
     let message = match e.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
             format!("{len} fields where the header has {expected_len}")
         }
         csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".to_owned(),
@@ -187,39 +229,46 @@ fn intern(ix: &mut HashMap<String, usize>, names: &mut Vec<String>, s: &str) -> 
     names.len() - 1
 }
 
-/// What an estimator concluded.
+/// What an estimator concluded, borrowing the names from the [`Annotations`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Estimate {
+pub struct Estimate<'a> {
     /// The most probable label per task, tasks in order of first appearance.
     #[serde(serialize_with = "pairs")]
-    pub labels: Vec<(String, String)>,
+    pub labels: Vec<(&'a str, &'a str)>,
     /// Each worker's probability of being right: `Σ_k prior_k · confusion_kk`.
     #[serde(serialize_with = "pairs")]
-    pub skills: Vec<(String, f64)>,
+    pub skills: Vec<(&'a str, f64)>,
     /// EM iterations run (0 for majority vote).
     pub iterations: usize,
     /// Whether EM stopped on the tolerance rather than the iteration cap.
     pub converged: bool,
     /// Estimated prior of each label.
     #[serde(serialize_with = "pairs")]
-    pub priors: Vec<(String, f64)>,
+    pub priors: Vec<(&'a str, f64)>,
 }
 
-impl Estimate {
+impl Estimate<'_> {
     /// The estimated label of `task`.
     pub fn label(&self, task: &str) -> Option<&str> {
-        self.labels.iter().find(|(t, _)| t == task).map(|(_, l)| l.as_str())
+        self.labels
+            .iter()
+            .find(|(t, _)| *t == task)
+            .map(|(_, l)| *l)
     }
 
     /// The estimated skill of `worker`.
     pub fn skill(&self, worker: &str) -> Option<f64> {
-        self.skills.iter().find(|(w, _)| w == worker).map(|(_, s)| *s)
+        self.skills
+            .iter()
+            .find(|(w, _)| *w == worker)
+            .map(|(_, s)| *s)
     }
 }
 
-fn pairs<S, V>(p: &[(String, V)], s: S) -> Result<S::Ok, S::Error>
+fn pairs<S, K, V>(p: &[(K, V)], s: S) -> Result<S::Ok, S::Error>
 where
     S: serde::Serializer,
+    K: Serialize,
     V: Serialize,
 {
     use serde::ser::SerializeMap;
@@ -233,13 +282,18 @@ where
 /// Runs `method` to convergence: at most [`DEFAULT_MAX_ITER`] iterations, stopping when the
 /// evidence lower bound per annotation improves by less than [`DEFAULT_TOL`]. (crowd-kit's
 /// default tolerance, 1e-5, stops early on slowly converging data.)
-pub fn estimate(data: &Annotations, method: Method) -> Estimate {
+pub fn estimate(data: &Annotations, method: Method) -> Estimate<'_> {
     estimate_with(data, method, DEFAULT_MAX_ITER, DEFAULT_TOL)
 }
 
 /// Runs `method` with an iteration cap and a tolerance on the per-annotation evidence
 /// lower bound.
-pub fn estimate_with(data: &Annotations, method: Method, max_iter: usize, tol: f64) -> Estimate {
+pub fn estimate_with(
+    data: &Annotations,
+    method: Method,
+    max_iter: usize,
+    tol: f64,
+) -> Estimate<'_> {
     let em = Em::new(data);
     let mut probas = em.majority_probas();
     let (iterations, converged, errors, priors) = match method {
@@ -287,15 +341,13 @@ pub fn estimate_with(data: &Annotations, method: Method, max_iter: usize, tol: f
             .map(|w| (0..k).map(|c| priors[c] * err.get(w, c, c)).sum())
             .collect(),
         None => {
-            let mut agree = vec![0.0; em.w];
-            let mut count = vec![0.0; em.w];
-            for &(t, w, l) in &data.rows {
-                count[w] += 1.0;
-                if label_of[t] == l {
-                    agree[w] += 1.0;
-                }
+            let mut agree = vec![0u64; em.w];
+            let mut count = vec![0u64; em.w];
+            for (t, w, l) in data.triples() {
+                count[w] += 1;
+                agree[w] += u64::from(label_of[t] == l);
             }
-            agree.iter().zip(&count).map(|(a, c)| a / c).collect()
+            agree.iter().zip(&count).map(|(&a, &c)| a as f64 / c as f64).collect()
         }
     };
     Estimate {
@@ -303,12 +355,46 @@ pub fn estimate_with(data: &Annotations, method: Method, max_iter: usize, tol: f
             .tasks
             .iter()
             .zip(&label_of)
-            .map(|(t, &l)| (t.clone(), data.labels[l].clone()))
+            .map(|(t, &l)| (t.as_str(), data.labels[l].as_str()))
             .collect(),
-        skills: data.workers.iter().cloned().zip(skills).collect(),
+        skills: data.workers.iter().map(String::as_str).zip(skills).collect(),
         iterations,
         converged,
-        priors: data.labels.iter().cloned().zip(priors).collect(),
+        priors: data.labels.iter().map(String::as_str).zip(priors).collect(),
+    }
+}
+
+/// Adds to `acc` (of length k) the k-wide row `table[(w·k + l)·k..]` of each annotation in
+/// `group`. The sum stays in registers for the usual small label counts; a plain loop would
+/// store and reload `acc` on every annotation.
+fn sum_rows(acc: &mut [f64], group: &[[u32; 3]], table: &[f64]) {
+    fn fixed<const K: usize>(acc: &mut [f64], group: &[[u32; 3]], table: &[f64]) {
+        let mut sum = [0.0; K];
+        sum.copy_from_slice(acc);
+        for &[_, w, l] in group {
+            let at = (w as usize * K + l as usize) * K;
+            if let Some(row) = table.get(at..at + K) {
+                for c in 0..K {
+                    sum[c] += row[c];
+                }
+            }
+        }
+        acc.copy_from_slice(&sum);
+    }
+    let k = acc.len();
+    match k {
+        2 => fixed::<2>(acc, group, table),
+        3 => fixed::<3>(acc, group, table),
+        4 => fixed::<4>(acc, group, table),
+        5 => fixed::<5>(acc, group, table),
+        6 => fixed::<6>(acc, group, table),
+        8 => fixed::<8>(acc, group, table),
+        _ => {
+            for &[_, w, l] in group {
+                let at = (w as usize * k + l as usize) * k;
+                acc.iter_mut().zip(&table[at..at + k]).for_each(|(a, e)| *a += e);
+            }
+        }
     }
 }
 
@@ -343,23 +429,27 @@ impl<'a> Em<'a> {
     fn new(data: &'a Annotations) -> Self {
         let (t, w, k) = (data.tasks.len(), data.workers.len(), data.labels.len());
         let mut present = vec![false; w * k];
-        for &(_, wi, l) in &data.rows {
+        for (_, wi, l) in data.triples() {
             present[wi * k + l] = true;
         }
-        Self { data, t, w, k, present }
+        Self {
+            data,
+            t,
+            w,
+            k,
+            present,
+        }
     }
 
     /// Share of each task's votes per label.
     fn majority_probas(&self) -> Vec<f64> {
         let k = self.k;
         let mut p = vec![0.0; self.t * k];
-        let mut n = vec![0.0; self.t];
-        for &(t, _, l) in &self.data.rows {
-            p[t * k + l] += 1.0;
-            n[t] += 1.0;
-        }
-        for t in 0..self.t {
-            p[t * k..(t + 1) * k].iter_mut().for_each(|x| *x /= n[t]);
+        for (row, group) in p.chunks_exact_mut(k).zip(self.data.by_task()) {
+            let share = 1.0 / group.len() as f64;
+            for &[_, _, l] in group {
+                row[l as usize] += share;
+            }
         }
         p
     }
@@ -380,11 +470,17 @@ impl<'a> Em<'a> {
         if one_coin {
             let mut skill = vec![0.0; self.w];
             let mut count = vec![0.0; self.w];
-            for &(t, w, l) in &self.data.rows {
+            for (t, w, l) in self.data.triples() {
                 skill[w] += probas[t * k + l];
                 count[w] += 1.0;
             }
-            let off = |s: f64| if k > 1 { (1.0 - s) / (k - 1) as f64 } else { 0.0 };
+            let off = |s: f64| {
+                if k > 1 {
+                    (1.0 - s) / (k - 1) as f64
+                } else {
+                    0.0
+                }
+            };
             for w in 0..self.w {
                 let s = skill[w] / count[w];
                 for obs in 0..k {
@@ -395,16 +491,21 @@ impl<'a> Em<'a> {
                 }
             }
         } else {
-            for &(t, w, l) in &self.data.rows {
+            for (t, w, l) in self.data.triples() {
                 let row = &mut values[(w * k + l) * k..(w * k + l + 1) * k];
-                row.iter_mut().zip(&probas[t * k..(t + 1) * k]).for_each(|(a, b)| *a += b);
+                row.iter_mut()
+                    .zip(&probas[t * k..(t + 1) * k])
+                    .for_each(|(a, b)| *a += b);
             }
             for w in 0..self.w {
                 let mut col_sum = vec![0.0; k];
                 for obs in (0..k).filter(|&o| self.present[w * k + o]) {
                     let row = &mut values[(w * k + obs) * k..(w * k + obs + 1) * k];
                     row.iter_mut().for_each(|x| *x = x.max(EPS));
-                    col_sum.iter_mut().zip(row.iter()).for_each(|(a, b)| *a += b);
+                    col_sum
+                        .iter_mut()
+                        .zip(row.iter())
+                        .for_each(|(a, b)| *a += b);
                 }
                 for obs in (0..k).filter(|&o| self.present[w * k + o]) {
                     let row = &mut values[(w * k + obs) * k..(w * k + obs + 1) * k];
@@ -412,40 +513,45 @@ impl<'a> Em<'a> {
                 }
             }
         }
-        Errors { k, values, present: self.present.clone() }
+        Errors {
+            k,
+            values,
+            present: self.present.clone(),
+        }
     }
 
     fn e_step(&self, priors: &[f64], errors: &Errors) -> Vec<f64> {
         let k = self.k;
         let log_prior: Vec<f64> = priors.iter().map(|p| p.max(EPS).log2()).collect();
-        let mut ll = vec![0.0; self.t * k];
-        let mut touched = vec![false; self.t];
-        for &(t, w, l) in &self.data.rows {
-            let e = &errors.values[(w * k + l) * k..(w * k + l + 1) * k];
-            ll[t * k..(t + 1) * k].iter_mut().zip(e).for_each(|(a, p)| *a += p.log2());
-            touched[t] = true;
-        }
-        for (t, row) in ll.chunks_exact_mut(k).enumerate() {
-            if touched[t] {
-                row.iter_mut().zip(&log_prior).for_each(|(a, b)| *a += b);
-            }
+        // One logarithm per confusion entry, not one per annotation.
+        let log_err: Vec<f64> = errors.values.iter().map(|p| p.log2()).collect();
+        let mut probas = vec![0.0; self.t * k];
+        for (row, group) in probas.chunks_exact_mut(k).zip(self.data.by_task()) {
+            row.copy_from_slice(&log_prior);
+            sum_rows(row, group, &log_err);
             let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             row.iter_mut().for_each(|x| *x = (*x - max).exp2());
             let s: f64 = row.iter().sum();
             row.iter_mut().for_each(|x| *x /= s);
         }
-        ll
+        probas
     }
 
     fn elbo(&self, probas: &[f64], priors: &[f64], errors: &Errors) -> f64 {
         let k = self.k;
         let log_prior: Vec<f64> = priors.iter().map(|p| p.max(EPS).ln()).collect();
+        // ln(error) + ln(prior) per confusion entry, computed once.
+        let log_term: Vec<f64> = errors
+            .values
+            .chunks_exact(k)
+            .flat_map(|row| row.iter().zip(&log_prior).map(|(e, lp)| e.ln() + lp))
+            .collect();
+        let mut evidence = vec![0.0; k];
         let mut joint = 0.0;
-        for &(t, w, l) in &self.data.rows {
-            let e = &errors.values[(w * k + l) * k..(w * k + l + 1) * k];
-            for c in 0..k {
-                joint += probas[t * k + c] * (e[c].ln() + log_prior[c]);
-            }
+        for (row, group) in probas.chunks_exact(k).zip(self.data.by_task()) {
+            evidence.iter_mut().for_each(|x| *x = 0.0);
+            sum_rows(&mut evidence, group, &log_term);
+            joint += row.iter().zip(&evidence).map(|(p, e)| p * e).sum::<f64>();
         }
         let entropy: f64 = probas
             .iter()
@@ -487,7 +593,11 @@ mod tests {
             let task = format!("t{t}");
             for w in ["a", "b", "c"] {
                 let noisy = (t + w.len() * 7) % 10 == 0;
-                rows.push((task.clone(), w.to_owned(), if noisy { wrong } else { truth }.to_owned()));
+                rows.push((
+                    task.clone(),
+                    w.to_owned(),
+                    if noisy { wrong } else { truth }.to_owned(),
+                ));
             }
             rows.push((task, "liar".to_owned(), wrong.to_owned()));
         }
@@ -502,13 +612,21 @@ mod tests {
 
     #[test]
     fn csv_errors_are_named() {
-        let e = Annotations::from_csv("task,worker\nt,w\n".as_bytes()).unwrap_err().to_string();
+        let e = Annotations::from_csv("task,worker\nt,w\n".as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("lacks column \"label\""), "{e}");
-        let e = Annotations::from_csv("task,worker,label\nt,w\n".as_bytes()).unwrap_err().to_string();
+        let e = Annotations::from_csv("task,worker,label\nt,w\n".as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2"), "{e}");
-        let e = Annotations::from_csv("task,worker,label\n".as_bytes()).unwrap_err().to_string();
+        let e = Annotations::from_csv("task,worker,label\n".as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no annotations"), "{e}");
-        let e = Annotations::from_csv("task,worker,label\nt,,x\n".as_bytes()).unwrap_err().to_string();
+        let e = Annotations::from_csv("task,worker,label\nt,,x\n".as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("empty worker"), "{e}");
     }
 }
