@@ -444,11 +444,14 @@ impl<'a> OptionIndex<'a> {
     }
 
     fn get(&self, agent: &str, option: &str) -> Result<usize, TallyError> {
-        self.map.get(option).copied().ok_or_else(|| TallyError::UnknownOption {
-            agent: agent.to_owned(),
-            option: option.to_owned(),
-            options: self.names.join(", "),
-        })
+        self.map
+            .get(option)
+            .copied()
+            .ok_or_else(|| TallyError::UnknownOption {
+                agent: agent.to_owned(),
+                option: option.to_owned(),
+                options: self.names.join(", "),
+            })
     }
 }
 
@@ -493,8 +496,11 @@ fn prepare(input: &TallyInput) -> Result<Prepared<'_>, TallyError> {
             None => Err(TallyError::NoOptions(kind)),
         }
     };
-    let given_weights: FxHashMap<&str, f64> =
-        input.weights.iter().map(|(a, w)| (a.as_str(), *w)).collect();
+    let given_weights: FxHashMap<&str, f64> = input
+        .weights
+        .iter()
+        .map(|(a, w)| (a.as_str(), *w))
+        .collect();
 
     let mut agents = Vec::with_capacity(n);
     let mut weights = Vec::with_capacity(n);

@@ -192,7 +192,9 @@ impl Annotations {
 
     /// The annotations as `(task, worker, label)` indices.
     fn triples(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
-        self.rows.iter().map(|&[t, w, l]| (t as usize, w as usize, l as usize))
+        self.rows
+            .iter()
+            .map(|&[t, w, l]| (t as usize, w as usize, l as usize))
     }
 
     /// Number of annotations.
@@ -347,7 +349,11 @@ pub fn estimate_with(
                 count[w] += 1;
                 agree[w] += u64::from(label_of[t] == l);
             }
-            agree.iter().zip(&count).map(|(&a, &c)| a as f64 / c as f64).collect()
+            agree
+                .iter()
+                .zip(&count)
+                .map(|(&a, &c)| a as f64 / c as f64)
+                .collect()
         }
     };
     Estimate {
@@ -357,7 +363,12 @@ pub fn estimate_with(
             .zip(&label_of)
             .map(|(t, &l)| (t.as_str(), data.labels[l].as_str()))
             .collect(),
-        skills: data.workers.iter().map(String::as_str).zip(skills).collect(),
+        skills: data
+            .workers
+            .iter()
+            .map(String::as_str)
+            .zip(skills)
+            .collect(),
         iterations,
         converged,
         priors: data.labels.iter().map(String::as_str).zip(priors).collect(),
@@ -392,7 +403,9 @@ fn sum_rows(acc: &mut [f64], group: &[[u32; 3]], table: &[f64]) {
         _ => {
             for &[_, w, l] in group {
                 let at = (w as usize * k + l as usize) * k;
-                acc.iter_mut().zip(&table[at..at + k]).for_each(|(a, e)| *a += e);
+                acc.iter_mut()
+                    .zip(&table[at..at + k])
+                    .for_each(|(a, e)| *a += e);
             }
         }
     }
