@@ -12,10 +12,14 @@ use std::time::{Duration, Instant};
 
 use conclave::aggregate::{Rule, TallyInput, tally};
 use conclave::trust::estimate::{Annotations, Method, estimate};
-use serde_json::{Value, json};
+use serde_json::json;
 
-/// Median wall time of `f` over at least 5 runs and at least ~0.5 s.
+/// Median wall time of `f` over at least 5 runs and at least ~0.5 s, after 3 warm-up runs
+/// (so that the allocator has settled on its thresholds before timing starts).
 fn median_time<T>(mut f: impl FnMut() -> T) -> Duration {
+    for _ in 0..3 {
+        std::hint::black_box(f());
+    }
     let mut times = Vec::new();
     let start = Instant::now();
     while times.len() < 5 || (start.elapsed() < Duration::from_millis(500) && times.len() < 1000) {
@@ -42,9 +46,15 @@ fn main() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         match path.extension().and_then(|e| e.to_str()) {
             Some("json") => {
-                let doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-                let rule = Rule::from_name(doc["rule"].as_str().unwrap()).unwrap();
-                let input: TallyInput = serde_json::from_value(doc["input"].clone()).unwrap();
+                // Parsed straight from the bytes, as `conclave tally` does.
+                #[derive(serde::Deserialize)]
+                struct Case {
+                    rule: String,
+                    input: TallyInput,
+                }
+                let case: Case = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                let rule = Rule::from_name(&case.rule).unwrap();
+                let input = case.input;
                 let result = tally(&input, &rule).unwrap();
                 let t = median_time(|| tally(&input, &rule));
                 println!(

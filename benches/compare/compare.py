@@ -42,6 +42,8 @@ RULES = {
 
 
 def median_time(f, min_runs=5, budget=0.5):
+    for _ in range(2):
+        f()
     times = []
     start = time.perf_counter()
     while len(times) < min_runs or (time.perf_counter() - start < budget and len(times) < 1000):
@@ -72,35 +74,7 @@ def annotations(tasks, workers, labels, seed):
     return rows
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=None, help="write the measurements as JSON here")
-    args = ap.parse_args()
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    work = tempfile.mkdtemp(prefix="conclave-compare-")
-
-    profiles = {}
-    for n in (7, 100, 10_000):
-        rankings = ranked_profile(n, seed=n)
-        profiles[n] = rankings
-        for rule in RULES:
-            doc = {
-                "rule": rule,
-                "input": {
-                    "kind": "ranking",
-                    "options": OPTIONS,
-                    "ballots": [
-                        {"agent": f"a{i}", "ranking": [OPTIONS[o] for o in r]}
-                        for i, r in enumerate(rankings)
-                    ],
-                },
-            }
-            with open(os.path.join(work, f"ranked-{n:05d}-{rule}.json"), "w") as f:
-                json.dump(doc, f)
-    rows = annotations(10_000, 20, 4, seed=7)
-    csv_path = os.path.join(work, "ds-10000x20x4.csv")
-    pd.DataFrame(rows, columns=["task", "worker", "label"]).to_csv(csv_path, index=False)
-
+def measure(root, work, profiles, csv_path):
     print(f"inputs in {work}; timing conclave…", file=sys.stderr)
     out = subprocess.run(
         ["cargo", "bench", "--quiet", "--bench", "compare", "--", work],
@@ -145,12 +119,60 @@ def main():
             "conclave_iterations": rec["iterations"],
         })
 
-    print("| case | reference | reference time | conclave time | speed-up | same answer |")
+    return results
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=None, help="write the measurements as JSON here")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="measure everything N times; the table shows the median speed-up "
+                         "and the lowest one")
+    args = ap.parse_args()
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    work = tempfile.mkdtemp(prefix="conclave-compare-")
+
+    profiles = {}
+    for n in (7, 100, 10_000):
+        rankings = ranked_profile(n, seed=n)
+        profiles[n] = rankings
+        for rule in RULES:
+            doc = {
+                "rule": rule,
+                "input": {
+                    "kind": "ranking",
+                    "options": OPTIONS,
+                    "ballots": [
+                        {"agent": f"a{i}", "ranking": [OPTIONS[o] for o in r]}
+                        for i, r in enumerate(rankings)
+                    ],
+                },
+            }
+            with open(os.path.join(work, f"ranked-{n:05d}-{rule}.json"), "w") as f:
+                json.dump(doc, f)
+    rows = annotations(10_000, 20, 4, seed=7)
+    csv_path = os.path.join(work, "ds-10000x20x4.csv")
+    pd.DataFrame(rows, columns=["task", "worker", "label"]).to_csv(csv_path, index=False)
+
+    runs = [measure(root, work, profiles, csv_path) for _ in range(args.repeat)]
+    results = []
+    for i, first in enumerate(runs[0]):
+        speedups = sorted(run[i]["reference_s"] / run[i]["conclave_s"] for run in runs)
+        r = dict(first)
+        r["reference_s"] = statistics.median(run[i]["reference_s"] for run in runs)
+        r["conclave_s"] = statistics.median(run[i]["conclave_s"] for run in runs)
+        r["speedup_median"] = statistics.median(speedups)
+        r["speedup_min"] = speedups[0]
+        r["same_answer"] = all(run[i]["same_answer"] for run in runs)
+        results.append(r)
+
+    print(f"{args.repeat} run(s); times are medians over runs, speed-ups the median and the lowest")
+    print("| case | reference | reference time | conclave time | speed-up (median, lowest) | same answer |")
     print("|---|---|---:|---:|---:|---|")
     for r in results:
         extra = f" ({r['label_agreement']:.2%} of labels)" if "label_agreement" in r else ""
         print(f"| {r['case']} | {r['reference']} | {fmt(r['reference_s'])} | {fmt(r['conclave_s'])} "
-              f"| {r['reference_s'] / r['conclave_s']:.0f}× | {'yes' if r['same_answer'] else 'NO'}{extra} |")
+              f"| {r['speedup_median']:.0f}×, {r['speedup_min']:.0f}× | {'yes' if r['same_answer'] else 'NO'}{extra} |")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)

@@ -13,6 +13,17 @@ pub fn weighted_counts(choices: &[usize], weights: &[f64], k: usize) -> Vec<f64>
     s
 }
 
+/// Counts each option's votes (one per ballot): `scores[o] = #{i: choice_i = o}`.
+pub fn counts(choices: &[usize], k: usize) -> Vec<f64> {
+    let mut s = vec![0.0; k];
+    for &c in choices {
+        if let Some(slot) = s.get_mut(c) {
+            *slot += 1.0;
+        }
+    }
+    s
+}
+
 /// Every index holding the maximum score, in index order (the co-winner set). Exact
 /// comparison: scores that differ by rounding are not tied.
 pub fn argmax_all(scores: &[f64]) -> Vec<usize> {

@@ -380,10 +380,12 @@ impl<K, V> OrderedPairs<K, V> for Vec<(K, V)> {
 #[derive(Debug)]
 struct Prepared<'a> {
     agents: Vec<&'a str>,
+    /// The counted ballots, aligned with `agents` and `weights`.
+    ballots: Vec<&'a Ballot>,
+    /// Weights given in the input, for the rules that must tell them from the default.
+    given: &'a BTreeMap<String, f64>,
     weights: Vec<f64>,
     /// The weight given in the input for each counted ballot (`None`: defaulted to 1).
-    explicit: Vec<Option<f64>>,
-    confidences: Vec<Option<f64>>,
     abstentions: Vec<(String, Abstention)>,
     body: Body,
 }
@@ -503,9 +505,8 @@ fn prepare(input: &TallyInput) -> Result<Prepared<'_>, TallyError> {
         .collect();
 
     let mut agents = Vec::with_capacity(n);
+    let mut ballots: Vec<&Ballot> = Vec::with_capacity(n);
     let mut weights = Vec::with_capacity(n);
-    let mut confidences = Vec::with_capacity(n);
-    let mut explicit = Vec::with_capacity(n);
     let mut abstentions = Vec::new();
     let mut rankings = Rankings::default();
     // `stamp[o] == ballot number + 1` marks options already named by the current ranking.
@@ -583,8 +584,7 @@ fn prepare(input: &TallyInput) -> Result<Prepared<'_>, TallyError> {
         }
         agents.push(agent);
         weights.push(w);
-        explicit.push(given);
-        confidences.push(b.confidence);
+        ballots.push(b);
     }
     if agents.is_empty() {
         return Err(TallyError::AllAbstained(abstentions.len()));
@@ -607,8 +607,8 @@ fn prepare(input: &TallyInput) -> Result<Prepared<'_>, TallyError> {
     Ok(Prepared {
         agents,
         weights,
-        explicit,
-        confidences,
+        ballots,
+        given: &input.weights,
         abstentions,
         body,
     })
@@ -642,8 +642,9 @@ pub fn tally(input: &TallyInput, rule: &Rule) -> Result<TallyResult, TallyError>
             },
         });
     }
-    let p = prepare(input)?;
-    let mut result = TallyResult::empty(rule, p.agents.len(), p.abstentions.clone());
+    let mut p = prepare(input)?;
+    let abstentions = std::mem::take(&mut p.abstentions);
+    let mut result = TallyResult::empty(rule, p.agents.len(), abstentions);
     match &p.body {
         Body::Options(rankings) => {
             count_options(rule, &p, &input.options, &rankings.slices(), &mut result)?;
@@ -682,8 +683,7 @@ fn count_options(
     let (scores, winners, scale, used): (Vec<f64>, Vec<usize>, f64, Option<Vec<f64>>) = match *rule
     {
         Rule::Plurality => {
-            let ones = vec![1.0; firsts.len()];
-            let s = categorical::weighted_counts(&firsts, &ones, m);
+            let s = categorical::counts(&firsts, m);
             let w = categorical::argmax_all(&s);
             (s, w, firsts.len() as f64, None)
         }
@@ -696,7 +696,7 @@ fn count_options(
         Rule::LogOdds { cap, clip } => {
             let mut w = Vec::with_capacity(firsts.len());
             for (i, agent) in p.agents.iter().enumerate() {
-                let competence = match (p.weights_given(i), p.confidences[i]) {
+                let competence = match (p.weights_given(i), p.ballots[i].confidence) {
                     (Some(c), _) | (None, Some(c)) => c,
                     (None, None) => return Err(TallyError::NoCompetence((*agent).to_owned())),
                 };
@@ -790,12 +790,11 @@ fn count_options(
         _ => unreachable_family(rule)?,
     };
     // First-preference shares: support and entropy, whatever the rule.
-    let w_first = if rule.uses_weights() {
-        &p.weights
+    let first = if rule.uses_weights() {
+        categorical::weighted_counts(&firsts, &p.weights, m)
     } else {
-        &vec![1.0; firsts.len()]
+        categorical::counts(&firsts, m)
     };
-    let first = categorical::weighted_counts(&firsts, w_first, m);
     let total_first: f64 = first.iter().sum();
     let shares: Vec<f64> = first.iter().map(|c| c / total_first).collect();
     out.entropy = Some(consensus::entropy_bits(&shares));
@@ -826,7 +825,7 @@ impl Prepared<'_> {
     /// The weight given explicitly for counted ballot `i` (not the default of 1).
     fn weights_given(&self, i: usize) -> Option<f64> {
         // `weights` holds 1.0 for agents without an entry; log-odds must tell the two apart.
-        self.explicit.get(i).copied().flatten()
+        self.given.get(self.agents[i]).copied()
     }
 
     fn any_weight(&self) -> bool {
@@ -976,4 +975,57 @@ fn count_vectors(
     };
     out.vector = Some(vector);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_schema_describes_every_ballot_kind() {
+        let schema = serde_json::to_value(schemars::schema_for!(TallyInput)).unwrap();
+        let text = schema.to_string();
+        for word in [
+            "ballots", "options", "weights", "choice", "ranking", "vector", "abstain",
+        ] {
+            assert!(text.contains(word), "schema lacks {word}: {text}");
+        }
+    }
+
+    #[test]
+    fn tally_result_json_has_the_contract_fields() {
+        let input = TallyInput::new(
+            Kind::Choice,
+            ["buy", "hold", "sell"],
+            vec![
+                Ballot::choice("econ", "hold"),
+                Ballot::ranking("news", ["sell", "hold", "buy"]),
+                Ballot::choice("gen", "hold"),
+                Ballot::choice("risk", "sell"),
+                Ballot::abstain("slow", Abstention::Timeout),
+            ],
+        );
+        let r = serde_json::to_value(tally(&input, &Rule::Plurality).unwrap()).unwrap();
+        assert_eq!(r["rule"], "plurality");
+        assert_eq!(r["winners"], serde_json::json!(["hold", "sell"]));
+        assert_eq!(r["winner"], "hold");
+        assert_eq!(
+            r["scores"],
+            serde_json::json!({"buy": 0.0, "hold": 2.0, "sell": 2.0})
+        );
+        assert_eq!(r["margin"], 0.0);
+        assert_eq!(r["counted"], 4);
+        assert_eq!(r["abstained"], 1);
+        assert_eq!(r["abstentions"]["slow"], "timeout");
+        assert!(
+            r["tie_breaks"][0]
+                .as_str()
+                .unwrap()
+                .contains("hold is listed first")
+        );
+        assert!(r.get("value").is_none());
+        // Options keep their order in the output.
+        let keys: Vec<&String> = r["scores"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["buy", "hold", "sell"]);
+    }
 }

@@ -123,6 +123,7 @@ pub enum Rule {
         /// Stop when an iteration moves the estimate by at most `tol·(1 + ‖y‖)`.
         tol: f64,
         /// Give up after this many iterations (the result reports `converged: false`).
+        #[serde(rename = "max-iter")]
         max_iter: usize,
     },
     /// Krum (Blanchard et al. 2017): select the ballot whose summed squared distance to its
@@ -446,6 +447,16 @@ mod tests {
             assert_eq!(rule.name(), *name);
             rule.validate().unwrap();
         }
+    }
+
+    #[test]
+    fn serialises_with_the_cli_names() {
+        let r = Rule::parse("geometric-median", &[("max-iter", "50")]).unwrap();
+        let json = serde_json::to_value(r).unwrap();
+        assert_eq!(json["rule"], "geometric-median");
+        assert_eq!(json["max-iter"], 50);
+        let back: Rule = serde_json::from_value(json).unwrap();
+        assert_eq!(back, r);
     }
 
     #[test]
