@@ -17,14 +17,19 @@ struct Case {
     expect: Value,
 }
 
-fn cases() -> Vec<Case> {
-    let dir = fixtures_dir().join("tally");
-    let mut names: Vec<_> = fs::read_dir(&dir)
-        .expect("tally fixtures")
+/// The files of `tests/fixtures/<folder>` ending in `.<ext>`, sorted.
+fn fixture_files(folder: &str, ext: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = fs::read_dir(fixtures_dir().join(folder))
+        .expect("fixture folder")
         .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
         .collect();
-    names.sort();
+    files.sort();
+    files
+}
+
+fn cases() -> Vec<Case> {
+    let names = fixture_files("tally", "json");
     assert!(
         names.len() >= 800,
         "expected the full fixture set, found {}",
@@ -174,13 +179,7 @@ struct EstimateCase {
 }
 
 fn estimate_cases() -> Vec<EstimateCase> {
-    let dir = fixtures_dir().join("estimate");
-    let mut csvs: Vec<_> = fs::read_dir(&dir)
-        .expect("estimate fixtures")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
-        .collect();
-    csvs.sort();
+    let csvs = fixture_files("estimate", "csv");
     assert!(!csvs.is_empty());
     csvs.into_iter()
         .map(|p| {
