@@ -10,3 +10,5 @@ mod fixtures;
 mod properties;
 /// Shared helpers.
 mod support;
+/// The trust model and the correlation ledger.
+mod trust;

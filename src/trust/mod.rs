@@ -1,6 +1,13 @@
-//! Trust: how far each agent can be relied upon, measured from outcomes.
+//! Trust: how far each agent can be relied upon, measured from graded outcomes.
 //!
-//! For now this holds the pure reliability estimators ([`estimate`]); the trust model and
-//! its store build on them.
+//! - [`model`]: the per-agent, per-domain Beta posterior with forgetting, asymmetric losses,
+//!   the suspicion counter and the status (pure);
+//! - [`ledger`]: pairwise error correlation, effective number of independent agents, and
+//!   clusters whose combined weight is capped (pure);
+//! - [`estimate`]: reliability without ground truth (Dawid–Skene and friends, pure).
 
 pub mod estimate;
+pub mod ledger;
+pub mod model;
+
+pub use model::{Status, TrustParams, TrustState, WeightScheme};
