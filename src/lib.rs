@@ -3,4 +3,5 @@
 
 pub mod aggregate;
 pub mod ballot;
+pub mod store;
 pub mod trust;

@@ -12,3 +12,5 @@ mod properties;
 mod support;
 /// The trust model and the correlation ledger.
 mod trust;
+/// The trust stores (memory and sled).
+mod trust_store;

@@ -9,5 +9,6 @@
 pub mod estimate;
 pub mod ledger;
 pub mod model;
+pub mod store;
 
 pub use model::{Status, TrustParams, TrustState, WeightScheme};

@@ -1,0 +1,306 @@
+//! The on-disk store: one sled database in a directory that conclave owns.
+//!
+//! The directory holds a marker file, `CONCLAVE-STORE` (JSON: the format version), and the
+//! sled files under `sled/`. Opening refuses, without writing anything, a directory that is
+//! not a conclave store, a store written by a newer format, and a store another process
+//! holds open. Only [`crate::trust`] and [`crate::audit`] read and write its trees, behind
+//! their traits.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The format this build writes and reads.
+pub const FORMAT: u32 = 1;
+
+/// Name of the marker file.
+pub const MARKER: &str = "CONCLAVE-STORE";
+
+/// The default store directory, relative to the working directory.
+pub const DEFAULT_DIR: &str = ".conclave";
+
+/// The environment variable that overrides the default directory.
+pub const ENV_VAR: &str = "CONCLAVE_STORE";
+
+/// Why the store cannot be used. Every message names the directory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The directory exists, is not empty, and has no marker file.
+    #[error(
+        "{0} is not a conclave store (no {MARKER} file, and it is not empty); refusing to write into it"
+    )]
+    Foreign(PathBuf),
+    /// The marker names a newer format.
+    #[error(
+        "{path} was written by a newer conclave (store format {found}; this build reads {FORMAT})"
+    )]
+    NewerFormat {
+        /// The store.
+        path: PathBuf,
+        /// The format found.
+        found: u32,
+    },
+    /// Another process has the store open.
+    #[error(
+        "{0} is in use by another conclave process (its lock is held); try again when it is done"
+    )]
+    Locked(PathBuf),
+    /// The marker or the database is damaged.
+    #[error("{path} is damaged: {detail}")]
+    Corrupt {
+        /// The store.
+        path: PathBuf,
+        /// What was found.
+        detail: String,
+    },
+    /// A file-system error.
+    #[error("{path}: {source}")]
+    Io {
+        /// The store.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// A record in the store could not be decoded.
+    #[error("{path}: record {key} in {tree} cannot be read: {detail}")]
+    Record {
+        /// The store.
+        path: PathBuf,
+        /// The tree.
+        tree: &'static str,
+        /// The record's key, printable.
+        key: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    format: u32,
+    created_by: String,
+}
+
+/// An open store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    path: PathBuf,
+    db: sled::Db,
+}
+
+/// The store directory to use: `explicit` if given, else `$CONCLAVE_STORE`, else `.conclave`.
+pub fn resolve_dir(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    match std::env::var_os(ENV_VAR) {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(DEFAULT_DIR),
+    }
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating it if the directory is missing or empty.
+    ///
+    /// # Errors
+    /// A foreign or damaged directory, a newer format, a store held by another process, or
+    /// a file-system error. Nothing is written in any of these cases.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let io_err = |source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let marker = dir.join(MARKER);
+        if !dir.exists() || is_empty_dir(dir).map_err(io_err)? {
+            fs::create_dir_all(dir).map_err(io_err)?;
+            let m = Marker {
+                format: FORMAT,
+                created_by: format!("conclave {}", env!("CARGO_PKG_VERSION")),
+            };
+            let text = serde_json::to_vec_pretty(&m).map_err(|e| io_err(io::Error::other(e)))?;
+            fs::write(&marker, text).map_err(io_err)?;
+        }
+        Self::check_marker(dir)?;
+        Self::open_db(dir)
+    }
+
+    /// Opens the store in `dir` if there is one; `Ok(None)` if the directory does not exist
+    /// (read-only commands then report an empty store without creating anything).
+    ///
+    /// # Errors
+    /// As [`Store::open`], for a directory that exists.
+    pub fn open_existing(dir: &Path) -> Result<Option<Self>, StoreError> {
+        if !dir.exists() {
+            return Ok(None);
+        }
+        if is_empty_dir(dir).map_err(|source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })? {
+            return Ok(None);
+        }
+        Self::check_marker(dir)?;
+        Self::open_db(dir).map(Some)
+    }
+
+    fn check_marker(dir: &Path) -> Result<(), StoreError> {
+        let marker = dir.join(MARKER);
+        let text = match fs::read(&marker) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::Foreign(dir.to_path_buf()));
+            }
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        let m: Marker = serde_json::from_slice(&text).map_err(|e| StoreError::Corrupt {
+            path: dir.to_path_buf(),
+            detail: format!("{MARKER} is not valid: {e}"),
+        })?;
+        if m.format > FORMAT {
+            return Err(StoreError::NewerFormat {
+                path: dir.to_path_buf(),
+                found: m.format,
+            });
+        }
+        Ok(())
+    }
+
+    fn open_db(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir.join("sled"))
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| map_sled(dir, e))?;
+        Ok(Self {
+            path: dir.to_path_buf(),
+            db,
+        })
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A named tree of the database.
+    pub(crate) fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        self.db.open_tree(name).map_err(|e| self.sled_err(e))
+    }
+
+    /// Flushes every write to disk.
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(|e| self.sled_err(e))
+    }
+
+    pub(crate) fn sled_err(&self, e: sled::Error) -> StoreError {
+        map_sled(&self.path, e)
+    }
+
+    pub(crate) fn record_err(
+        &self,
+        tree: &'static str,
+        key: &[u8],
+        detail: impl ToString,
+    ) -> StoreError {
+        StoreError::Record {
+            path: self.path.clone(),
+            tree,
+            key: String::from_utf8_lossy(key).replace('\0', "/"),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+fn is_empty_dir(dir: &Path) -> io::Result<bool> {
+    if !dir.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a directory",
+        ));
+    }
+    Ok(fs::read_dir(dir)?.next().is_none())
+}
+
+fn map_sled(dir: &Path, e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+            StoreError::Locked(dir.to_path_buf())
+        }
+        sled::Error::Io(source) => StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        },
+        sled::Error::Corruption { .. } => StoreError::Corrupt {
+            path: dir.to_path_buf(),
+            detail: "the database files fail their checksums".to_owned(),
+        },
+        other => StoreError::Corrupt {
+            path: dir.to_path_buf(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("conclave-store-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn creates_then_reopens() {
+        let d = tmp("create");
+        let s = Store::open(&d).unwrap();
+        drop(s);
+        assert!(d.join(MARKER).exists());
+        Store::open(&d).unwrap();
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn refuses_foreign_and_newer_and_locked() {
+        let d = tmp("foreign");
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("notes.txt"), "mine").unwrap();
+        assert!(matches!(Store::open(&d), Err(StoreError::Foreign(_))));
+        assert_eq!(
+            fs::read_dir(&d).unwrap().count(),
+            1,
+            "a foreign directory must stay untouched"
+        );
+        fs::write(d.join(MARKER), r#"{"format": 99, "created_by": "future"}"#).unwrap();
+        assert!(matches!(
+            Store::open(&d),
+            Err(StoreError::NewerFormat { found: 99, .. })
+        ));
+        fs::write(d.join(MARKER), "garbage").unwrap();
+        assert!(matches!(Store::open(&d), Err(StoreError::Corrupt { .. })));
+        let _ = fs::remove_dir_all(&d);
+
+        let d = tmp("locked");
+        let first = Store::open(&d).unwrap();
+        let second = Store::open(&d);
+        assert!(matches!(second, Err(StoreError::Locked(_))), "{second:?}");
+        drop(first);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn missing_store_reads_as_none() {
+        let d = tmp("missing");
+        assert!(Store::open_existing(&d).unwrap().is_none());
+        assert!(!d.exists());
+    }
+}

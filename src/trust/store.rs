@@ -1,0 +1,1085 @@
+//! Where trust lives: the [`TrustStore`] trait, an in-memory store for tests, and the sled
+//! store.
+//!
+//! Reads return a versioned [`TrustSnapshot`]. Writes come in batches ([`TrustBatch`]: one
+//! eval run, one outcome back-fill, one import), each applied atomically and flushed before
+//! the call returns. Every change is appended to a history with the batch's provenance, so a
+//! batch can be rolled back. The batch logic is written once, against [`Tables`], and both
+//! stores run it inside their own transaction.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+
+use super::ledger::{ErrorLedger, LedgerParams};
+use super::model::{Status, TrustParams, TrustState};
+use crate::store::{Store, StoreError};
+
+/// Trust in one agent for one domain, keyed `(agent, domain)`.
+pub type Key = (String, String);
+
+/// The trust of every known agent at one version of the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrustSnapshot {
+    /// Incremented by every applied batch; recorded with each decision.
+    pub version: u64,
+    /// The parameters the states were learned with.
+    pub params: TrustParams,
+    /// Every state, by `(agent, domain)`.
+    #[serde(with = "keyed")]
+    pub states: BTreeMap<Key, TrustState>,
+}
+
+impl TrustSnapshot {
+    /// The state of `agent` in `domain`, if it has one.
+    pub fn get(&self, agent: &str, domain: &str) -> Option<&TrustState> {
+        self.states.get(&(agent.to_owned(), domain.to_owned()))
+    }
+
+    /// Whether any state names `agent`.
+    pub fn knows(&self, agent: &str) -> bool {
+        self.states.keys().any(|(a, _)| a == agent)
+    }
+
+    /// One row per state, for tables and JSON: agent, domain, trust, interval, n, status.
+    pub fn rows(&self, domain: Option<&str>) -> Vec<TrustRow> {
+        self.states
+            .iter()
+            .filter(|((_, d), _)| domain.is_none_or(|want| want == d))
+            .map(|((agent, domain), s)| {
+                let (lo, hi) = s.interval(self.params.credible_level);
+                TrustRow {
+                    agent: agent.clone(),
+                    domain: domain.clone(),
+                    trust: s.trust(),
+                    lower: lo,
+                    upper: hi,
+                    n: s.n,
+                    status: s.status(&self.params),
+                }
+            })
+            .collect()
+    }
+}
+
+/// One line of `conclave trust show`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrustRow {
+    /// The agent.
+    pub agent: String,
+    /// The domain.
+    pub domain: String,
+    /// Posterior mean.
+    pub trust: f64,
+    /// Lower end of the credible interval.
+    pub lower: f64,
+    /// Upper end of the credible interval.
+    pub upper: f64,
+    /// Graded outcomes.
+    pub n: u64,
+    /// Status.
+    pub status: Status,
+}
+
+/// One change in a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Change {
+    /// One graded item (a decision whose right answer is known): every agent that voted,
+    /// and whether it was right. Updates each agent's state and the domain's correlation
+    /// ledger.
+    Graded {
+        /// The domain of the decision.
+        domain: String,
+        /// Which item (a decision id, an eval item id).
+        item: String,
+        /// `(agent, right)` for each voter.
+        outcomes: Vec<(String, bool)>,
+    },
+    /// Sets a state outright (imports, `trust estimate --apply`).
+    Set {
+        /// The agent.
+        agent: String,
+        /// The domain.
+        domain: String,
+        /// The new state.
+        state: TrustState,
+    },
+    /// Re-admits an agent (clears ejection and suspicion, restarts as provisional), in one
+    /// domain or in all of its domains.
+    Readmit {
+        /// The agent.
+        agent: String,
+        /// The domain, or every domain of the agent.
+        domain: Option<String>,
+    },
+}
+
+/// Changes applied together, atomically, under one provenance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrustBatch {
+    /// Where the changes come from: an eval run id, `decision:ID`, `import:FILE`, ….
+    /// Unique per store: a provenance already applied is refused (so a retried back-fill
+    /// cannot count twice).
+    pub provenance: String,
+    /// The changes, in order.
+    pub changes: Vec<Change>,
+}
+
+/// One change to one state, as kept in the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Position in the history.
+    pub seq: u64,
+    /// The store version the batch produced.
+    pub version: u64,
+    /// The batch's provenance.
+    pub provenance: String,
+    /// The agent.
+    pub agent: String,
+    /// The domain.
+    pub domain: String,
+    /// The state before the batch (`None`: the agent was unknown there).
+    pub before: Option<TrustState>,
+    /// The state after the batch (`None`: removed, by a rollback).
+    pub after: Option<TrustState>,
+    /// When, in seconds since the Unix epoch.
+    pub at: u64,
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchSummary {
+    /// Its provenance.
+    pub provenance: String,
+    /// The version it produced.
+    pub version: u64,
+    /// Its history entries are `first_seq..=last_seq` (none if `changed` is 0).
+    pub first_seq: u64,
+    /// See `first_seq`.
+    pub last_seq: u64,
+    /// States changed.
+    pub changed: usize,
+    /// When, in seconds since the Unix epoch.
+    pub at: u64,
+    /// The provenance of the batch that undid this one, if any.
+    pub rolled_back_by: Option<String>,
+}
+
+/// Why a trust operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The agent has no state in the store.
+    #[error("unknown agent \"{0}\": it has no trust record in this store")]
+    UnknownAgent(String),
+    /// No batch has this provenance.
+    #[error("no batch \"{0}\" in the trust history")]
+    UnknownBatch(String),
+    /// The provenance was used before.
+    #[error(
+        "batch \"{0}\" was already applied; provenances are unique so that nothing counts twice"
+    )]
+    DuplicateBatch(String),
+    /// The batch was rolled back already.
+    #[error("batch \"{batch}\" was already rolled back by \"{by}\"")]
+    AlreadyRolledBack {
+        /// The batch.
+        batch: String,
+        /// What undid it.
+        by: String,
+    },
+    /// A later batch changed the same state.
+    #[error(
+        "cannot roll back \"{batch}\": agent \"{agent}\" in domain \"{domain}\" was changed since by \"{later}\"; roll that back first"
+    )]
+    ChangedSince {
+        /// The batch to undo.
+        batch: String,
+        /// The agent.
+        agent: String,
+        /// The domain.
+        domain: String,
+        /// The later batch.
+        later: String,
+    },
+    /// The trust parameters are out of range.
+    #[error(transparent)]
+    Params(#[from] super::model::ParamsError),
+}
+
+/// The result of applying a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    /// The store version after the batch.
+    pub version: u64,
+    /// States changed.
+    pub changed: usize,
+}
+
+/// A place to keep trust.
+pub trait TrustStore {
+    /// The current trust of every agent, with the store version.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn snapshot(&self) -> Result<TrustSnapshot, TrustError>;
+
+    /// Applies a batch atomically (all of it or nothing) and makes it durable before
+    /// returning.
+    ///
+    /// # Errors
+    /// A duplicate provenance, an unknown agent to re-admit, or a store failure; nothing is
+    /// applied then.
+    fn apply(&self, batch: &TrustBatch) -> Result<Applied, TrustError>;
+
+    /// Every history entry of `agent`, oldest first.
+    ///
+    /// # Errors
+    /// [`TrustError::UnknownAgent`] if the agent never had a state.
+    fn history(&self, agent: &str) -> Result<Vec<HistoryEntry>, TrustError>;
+
+    /// Every batch applied, oldest first.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn batches(&self) -> Result<Vec<BatchSummary>, TrustError>;
+
+    /// Undoes the batch with this provenance, as a new batch `rollback:PROVENANCE`.
+    ///
+    /// # Errors
+    /// An unknown or already rolled-back batch, or one whose states a later batch changed.
+    fn rollback(&self, provenance: &str) -> Result<Applied, TrustError>;
+
+    /// The correlation ledger of `domain` (empty if nothing was graded there).
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn ledger(&self, domain: &str) -> Result<ErrorLedger, TrustError>;
+
+    /// Forgets everything: states, history, ledgers. Keeps the parameters.
+    ///
+    /// # Errors
+    /// The store cannot be written.
+    fn reset(&self) -> Result<(), TrustError>;
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The tables a batch reads and writes, inside one transaction.
+trait Tables {
+    type Error;
+    fn state(&self, key: &Key) -> Result<Option<TrustState>, Self::Error>;
+    fn put_state(&mut self, key: &Key, state: Option<&TrustState>) -> Result<(), Self::Error>;
+    fn counter(&self, name: &str) -> Result<u64, Self::Error>;
+    fn put_counter(&mut self, name: &str, value: u64) -> Result<(), Self::Error>;
+    fn history_entry(&self, seq: u64) -> Result<Option<HistoryEntry>, Self::Error>;
+    fn put_history(&mut self, entry: &HistoryEntry) -> Result<(), Self::Error>;
+    fn batch(&self, provenance: &str) -> Result<Option<BatchSummary>, Self::Error>;
+    fn put_batch(&mut self, summary: &BatchSummary) -> Result<(), Self::Error>;
+    fn ledger(&self, domain: &str) -> Result<Option<ErrorLedger>, Self::Error>;
+    fn put_ledger(&mut self, domain: &str, ledger: &ErrorLedger) -> Result<(), Self::Error>;
+    /// Every state of one agent (for domain-wide re-admission).
+    fn agent_keys(&self, agent: &str) -> Result<Vec<Key>, Self::Error>;
+    fn fail(&self, e: TrustError) -> Self::Error;
+}
+
+/// A state change planned by a batch: the first `before` and the last `after` per key.
+type Plan = BTreeMap<Key, (Option<TrustState>, Option<TrustState>)>;
+
+fn run_batch<T: Tables>(
+    t: &mut T,
+    provenance: &str,
+    plan_changes: impl FnOnce(&mut T, &mut Plan) -> Result<(), T::Error>,
+) -> Result<Applied, T::Error> {
+    if t.batch(provenance)?.is_some() {
+        return Err(t.fail(TrustError::DuplicateBatch(provenance.to_owned())));
+    }
+    let mut plan = Plan::new();
+    plan_changes(t, &mut plan)?;
+    let version = t.counter("version")? + 1;
+    let mut seq = t.counter("history_seq")?;
+    let first_seq = seq + 1;
+    let at = now();
+    let mut changed = 0;
+    for (key, (before, after)) in &plan {
+        if before == after {
+            continue;
+        }
+        seq += 1;
+        changed += 1;
+        t.put_state(key, after.as_ref())?;
+        t.put_history(&HistoryEntry {
+            seq,
+            version,
+            provenance: provenance.to_owned(),
+            agent: key.0.clone(),
+            domain: key.1.clone(),
+            before: before.clone(),
+            after: after.clone(),
+            at,
+        })?;
+    }
+    t.put_counter("version", version)?;
+    t.put_counter("history_seq", seq)?;
+    t.put_batch(&BatchSummary {
+        provenance: provenance.to_owned(),
+        version,
+        first_seq,
+        last_seq: seq,
+        changed,
+        at,
+        rolled_back_by: None,
+    })?;
+    Ok(Applied { version, changed })
+}
+
+/// The current (planned) state of a key: the plan's latest, else the table's.
+fn current<T: Tables>(t: &T, plan: &Plan, key: &Key) -> Result<Option<TrustState>, T::Error> {
+    match plan.get(key) {
+        Some((_, after)) => Ok(after.clone()),
+        None => t.state(key),
+    }
+}
+
+fn set<T: Tables>(
+    t: &T,
+    plan: &mut Plan,
+    key: Key,
+    after: Option<TrustState>,
+) -> Result<(), T::Error> {
+    let before = match plan.get(&key) {
+        Some((b, _)) => b.clone(),
+        None => t.state(&key)?,
+    };
+    plan.insert(key, (before, after));
+    Ok(())
+}
+
+fn apply_changes<T: Tables>(
+    t: &mut T,
+    params: &TrustParams,
+    ledger_params: &LedgerParams,
+    batch: &TrustBatch,
+) -> Result<Applied, T::Error> {
+    run_batch(t, &batch.provenance, |t, plan| {
+        let mut ledgers: BTreeMap<String, ErrorLedger> = BTreeMap::new();
+        for change in &batch.changes {
+            match change {
+                Change::Graded {
+                    domain, outcomes, ..
+                } => {
+                    for (agent, right) in outcomes {
+                        let key = (agent.clone(), domain.clone());
+                        let mut s =
+                            current(t, plan, &key)?.unwrap_or_else(|| TrustState::new(params));
+                        s.record(params, *right);
+                        set(t, plan, key, Some(s))?;
+                    }
+                    if !ledgers.contains_key(domain) {
+                        let l = t.ledger(domain)?.unwrap_or_default();
+                        ledgers.insert(domain.clone(), l);
+                    }
+                    if let Some(l) = ledgers.get_mut(domain) {
+                        l.record(
+                            outcomes.iter().map(|(a, r)| (a.as_str(), !r)),
+                            ledger_params.capacity,
+                        );
+                    }
+                }
+                Change::Set {
+                    agent,
+                    domain,
+                    state,
+                } => {
+                    set(
+                        t,
+                        plan,
+                        (agent.clone(), domain.clone()),
+                        Some(state.clone()),
+                    )?;
+                }
+                Change::Readmit { agent, domain } => {
+                    let keys = match domain {
+                        Some(d) => vec![(agent.clone(), d.clone())],
+                        None => t.agent_keys(agent)?,
+                    };
+                    let mut any = false;
+                    for key in keys {
+                        if let Some(mut s) = current(t, plan, &key)? {
+                            s.readmit(params);
+                            set(t, plan, key, Some(s))?;
+                            any = true;
+                        }
+                    }
+                    if !any {
+                        return Err(t.fail(TrustError::UnknownAgent(agent.clone())));
+                    }
+                }
+            }
+        }
+        for (domain, l) in &ledgers {
+            t.put_ledger(domain, l)?;
+        }
+        Ok(())
+    })
+}
+
+fn rollback_in<T: Tables>(t: &mut T, target: &BatchSummary) -> Result<Applied, T::Error> {
+    let provenance = format!("rollback:{}", target.provenance);
+    let entries: Vec<HistoryEntry> = (target.first_seq..=target.last_seq)
+        .filter(|_| target.changed > 0)
+        .map(|seq| t.history_entry(seq))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let applied = run_batch(t, &provenance, |t, plan| {
+        for e in entries.iter().rev() {
+            let key = (e.agent.clone(), e.domain.clone());
+            set(t, plan, key, e.before.clone())?;
+        }
+        Ok(())
+    })?;
+    let mut done = target.clone();
+    done.rolled_back_by = Some(provenance);
+    t.put_batch(&done)?;
+    Ok(applied)
+}
+
+/// Checks that nothing after `target` changed its states: the current state of each key must
+/// still be the batch's `after`. Names the later batch otherwise.
+fn check_rollback(
+    target: &BatchSummary,
+    entries: &[HistoryEntry],
+    later: &[HistoryEntry],
+    current: impl Fn(&Key) -> Option<TrustState>,
+) -> Result<(), TrustError> {
+    if let Some(by) = &target.rolled_back_by {
+        return Err(TrustError::AlreadyRolledBack {
+            batch: target.provenance.clone(),
+            by: by.clone(),
+        });
+    }
+    for e in entries {
+        let key = (e.agent.clone(), e.domain.clone());
+        if current(&key) != e.after {
+            let later = later
+                .iter()
+                .find(|l| l.agent == e.agent && l.domain == e.domain)
+                .map_or_else(
+                    || "an unrecorded change".to_owned(),
+                    |l| l.provenance.clone(),
+                );
+            return Err(TrustError::ChangedSince {
+                batch: target.provenance.clone(),
+                agent: e.agent.clone(),
+                domain: e.domain.clone(),
+                later,
+            });
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// In memory.
+
+#[derive(Debug, Default, Clone)]
+struct MemoryTables {
+    states: BTreeMap<Key, TrustState>,
+    counters: BTreeMap<String, u64>,
+    history: BTreeMap<u64, HistoryEntry>,
+    batches: BTreeMap<String, BatchSummary>,
+    batch_order: Vec<String>,
+    ledgers: BTreeMap<String, ErrorLedger>,
+}
+
+impl Tables for MemoryTables {
+    type Error = TrustError;
+    fn state(&self, key: &Key) -> Result<Option<TrustState>, TrustError> {
+        Ok(self.states.get(key).cloned())
+    }
+    fn put_state(&mut self, key: &Key, state: Option<&TrustState>) -> Result<(), TrustError> {
+        match state {
+            Some(s) => self.states.insert(key.clone(), s.clone()),
+            None => self.states.remove(key),
+        };
+        Ok(())
+    }
+    fn counter(&self, name: &str) -> Result<u64, TrustError> {
+        Ok(self.counters.get(name).copied().unwrap_or(0))
+    }
+    fn put_counter(&mut self, name: &str, value: u64) -> Result<(), TrustError> {
+        self.counters.insert(name.to_owned(), value);
+        Ok(())
+    }
+    fn history_entry(&self, seq: u64) -> Result<Option<HistoryEntry>, TrustError> {
+        Ok(self.history.get(&seq).cloned())
+    }
+    fn put_history(&mut self, entry: &HistoryEntry) -> Result<(), TrustError> {
+        self.history.insert(entry.seq, entry.clone());
+        Ok(())
+    }
+    fn batch(&self, provenance: &str) -> Result<Option<BatchSummary>, TrustError> {
+        Ok(self.batches.get(provenance).cloned())
+    }
+    fn put_batch(&mut self, summary: &BatchSummary) -> Result<(), TrustError> {
+        if self
+            .batches
+            .insert(summary.provenance.clone(), summary.clone())
+            .is_none()
+        {
+            self.batch_order.push(summary.provenance.clone());
+        }
+        Ok(())
+    }
+    fn ledger(&self, domain: &str) -> Result<Option<ErrorLedger>, TrustError> {
+        Ok(self.ledgers.get(domain).cloned())
+    }
+    fn put_ledger(&mut self, domain: &str, ledger: &ErrorLedger) -> Result<(), TrustError> {
+        self.ledgers.insert(domain.to_owned(), ledger.clone());
+        Ok(())
+    }
+    fn agent_keys(&self, agent: &str) -> Result<Vec<Key>, TrustError> {
+        Ok(self
+            .states
+            .keys()
+            .filter(|(a, _)| a == agent)
+            .cloned()
+            .collect())
+    }
+    fn fail(&self, e: TrustError) -> TrustError {
+        e
+    }
+}
+
+/// A trust store in memory, for tests and embedding without persistence.
+#[derive(Debug, Default)]
+pub struct MemoryTrustStore {
+    params: TrustParams,
+    ledger_params: LedgerParams,
+    tables: Mutex<MemoryTables>,
+}
+
+impl MemoryTrustStore {
+    /// An empty store learning with `params`.
+    ///
+    /// # Errors
+    /// Parameters out of range.
+    pub fn new(params: TrustParams) -> Result<Self, TrustError> {
+        params.validate()?;
+        Ok(Self {
+            params,
+            ledger_params: LedgerParams::default(),
+            tables: Mutex::default(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryTables> {
+        // A panic while holding the lock cannot leave the tables half-written: every batch
+        // works on a copy that replaces them only when complete.
+        self.tables
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl TrustStore for MemoryTrustStore {
+    fn snapshot(&self) -> Result<TrustSnapshot, TrustError> {
+        let t = self.lock();
+        Ok(TrustSnapshot {
+            version: t.counter("version")?,
+            params: self.params,
+            states: t.states.clone(),
+        })
+    }
+
+    fn apply(&self, batch: &TrustBatch) -> Result<Applied, TrustError> {
+        let mut guard = self.lock();
+        let mut work = guard.clone();
+        let applied = apply_changes(&mut work, &self.params, &self.ledger_params, batch)?;
+        *guard = work;
+        Ok(applied)
+    }
+
+    fn history(&self, agent: &str) -> Result<Vec<HistoryEntry>, TrustError> {
+        let t = self.lock();
+        let h: Vec<HistoryEntry> = t
+            .history
+            .values()
+            .filter(|e| e.agent == agent)
+            .cloned()
+            .collect();
+        if h.is_empty() && !t.states.keys().any(|(a, _)| a == agent) {
+            return Err(TrustError::UnknownAgent(agent.to_owned()));
+        }
+        Ok(h)
+    }
+
+    fn batches(&self) -> Result<Vec<BatchSummary>, TrustError> {
+        let t = self.lock();
+        Ok(t.batch_order
+            .iter()
+            .filter_map(|p| t.batches.get(p).cloned())
+            .collect())
+    }
+
+    fn rollback(&self, provenance: &str) -> Result<Applied, TrustError> {
+        let mut guard = self.lock();
+        let target = guard
+            .batches
+            .get(provenance)
+            .cloned()
+            .ok_or_else(|| TrustError::UnknownBatch(provenance.to_owned()))?;
+        let entries: Vec<HistoryEntry> = guard
+            .history
+            .range(target.first_seq..=target.last_seq)
+            .map(|(_, e)| e.clone())
+            .filter(|_| target.changed > 0)
+            .collect();
+        let later: Vec<HistoryEntry> = guard
+            .history
+            .range(target.last_seq + 1..)
+            .map(|(_, e)| e.clone())
+            .collect();
+        check_rollback(&target, &entries, &later, |k| guard.states.get(k).cloned())?;
+        let mut work = guard.clone();
+        let applied = rollback_in(&mut work, &target)?;
+        *guard = work;
+        Ok(applied)
+    }
+
+    fn ledger(&self, domain: &str) -> Result<ErrorLedger, TrustError> {
+        Ok(self.lock().ledgers.get(domain).cloned().unwrap_or_default())
+    }
+
+    fn reset(&self) -> Result<(), TrustError> {
+        *self.lock() = MemoryTables::default();
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// In sled.
+
+const TREES: [&str; 5] = [
+    "trust",
+    "trust_history",
+    "trust_batches",
+    "trust_meta",
+    "trust_ledger",
+];
+
+/// The trust store in the on-disk [`Store`].
+#[derive(Debug, Clone)]
+pub struct SledTrustStore {
+    store: Store,
+    trees: [sled::Tree; 5],
+    params: TrustParams,
+    ledger_params: LedgerParams,
+}
+
+/// Versioned JSON envelope of every value written, so that a later format can be told apart.
+#[derive(Serialize, Deserialize)]
+struct Versioned<T> {
+    v: u32,
+    #[serde(flatten)]
+    value: T,
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising our own plain data types to JSON cannot fail (no maps with non-string
+    // keys, no custom serialisers that error).
+    serde_json::to_vec(&Versioned { v: 1, value }).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let v: Versioned<T> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if v.v > 1 {
+        return Err(format!("value written by a newer format (v{})", v.v));
+    }
+    Ok(v.value)
+}
+
+fn state_key(key: &Key) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.0.len() + key.1.len() + 1);
+    k.extend_from_slice(key.0.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.1.as_bytes());
+    k
+}
+
+fn split_key(bytes: &[u8]) -> Option<Key> {
+    let i = bytes.iter().position(|&b| b == 0)?;
+    let agent = std::str::from_utf8(&bytes[..i]).ok()?;
+    let domain = std::str::from_utf8(&bytes[i + 1..]).ok()?;
+    Some((agent.to_owned(), domain.to_owned()))
+}
+
+#[derive(Serialize, Deserialize)]
+struct Counter {
+    value: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StateValue {
+    state: TrustState,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LedgerValue {
+    ledger: ErrorLedger,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ParamsValue {
+    params: TrustParams,
+}
+
+struct SledTables<'a> {
+    store: &'a Store,
+    trust: &'a TransactionalTree,
+    history: &'a TransactionalTree,
+    batches: &'a TransactionalTree,
+    meta: &'a TransactionalTree,
+    ledger: &'a TransactionalTree,
+    /// Every key of `trust` by agent, read before the transaction (re-admission by agent).
+    agent_index: &'a BTreeMap<String, Vec<Key>>,
+}
+
+type TxError = ConflictableTransactionError<TrustError>;
+
+impl SledTables<'_> {
+    fn get<T: DeserializeOwned>(
+        &self,
+        tree: &TransactionalTree,
+        name: &'static str,
+        key: &[u8],
+    ) -> Result<Option<T>, TxError> {
+        match tree.get(key)? {
+            None => Ok(None),
+            Some(v) => decode(&v).map(Some).map_err(|d| {
+                ConflictableTransactionError::Abort(TrustError::Store(
+                    self.store.record_err(name, key, d),
+                ))
+            }),
+        }
+    }
+}
+
+impl Tables for SledTables<'_> {
+    type Error = TxError;
+    fn state(&self, key: &Key) -> Result<Option<TrustState>, TxError> {
+        Ok(self
+            .get::<StateValue>(self.trust, "trust", &state_key(key))?
+            .map(|v| v.state))
+    }
+    fn put_state(&mut self, key: &Key, state: Option<&TrustState>) -> Result<(), TxError> {
+        match state {
+            Some(s) => self
+                .trust
+                .insert(state_key(key), encode(&StateValue { state: s.clone() }))?,
+            None => self.trust.remove(state_key(key))?,
+        };
+        Ok(())
+    }
+    fn counter(&self, name: &str) -> Result<u64, TxError> {
+        Ok(self
+            .get::<Counter>(self.meta, "trust_meta", name.as_bytes())?
+            .map_or(0, |c| c.value))
+    }
+    fn put_counter(&mut self, name: &str, value: u64) -> Result<(), TxError> {
+        self.meta
+            .insert(name.as_bytes(), encode(&Counter { value }))?;
+        Ok(())
+    }
+    fn history_entry(&self, seq: u64) -> Result<Option<HistoryEntry>, TxError> {
+        self.get(self.history, "trust_history", &seq.to_be_bytes())
+    }
+    fn put_history(&mut self, entry: &HistoryEntry) -> Result<(), TxError> {
+        self.history
+            .insert(&entry.seq.to_be_bytes(), encode(entry))?;
+        Ok(())
+    }
+    fn batch(&self, provenance: &str) -> Result<Option<BatchSummary>, TxError> {
+        self.get(self.batches, "trust_batches", provenance.as_bytes())
+    }
+    fn put_batch(&mut self, summary: &BatchSummary) -> Result<(), TxError> {
+        self.batches
+            .insert(summary.provenance.as_bytes(), encode(summary))?;
+        Ok(())
+    }
+    fn ledger(&self, domain: &str) -> Result<Option<ErrorLedger>, TxError> {
+        Ok(self
+            .get::<LedgerValue>(self.ledger, "trust_ledger", domain.as_bytes())?
+            .map(|l| l.ledger))
+    }
+    fn put_ledger(&mut self, domain: &str, ledger: &ErrorLedger) -> Result<(), TxError> {
+        self.ledger.insert(
+            domain.as_bytes(),
+            encode(&LedgerValue {
+                ledger: ledger.clone(),
+            }),
+        )?;
+        Ok(())
+    }
+    fn agent_keys(&self, agent: &str) -> Result<Vec<Key>, TxError> {
+        Ok(self.agent_index.get(agent).cloned().unwrap_or_default())
+    }
+    fn fail(&self, e: TrustError) -> TxError {
+        ConflictableTransactionError::Abort(e)
+    }
+}
+
+impl SledTrustStore {
+    /// The trust store inside `store`. The parameters are fixed when the store is first
+    /// used and read back afterwards, so that every batch learns with the same rule.
+    ///
+    /// # Errors
+    /// The store cannot be read, or holds unreadable parameters.
+    pub fn new(store: &Store, params: TrustParams) -> Result<Self, TrustError> {
+        params.validate()?;
+        let trees = [
+            store.tree(TREES[0])?,
+            store.tree(TREES[1])?,
+            store.tree(TREES[2])?,
+            store.tree(TREES[3])?,
+            store.tree(TREES[4])?,
+        ];
+        let meta = &trees[3];
+        let params = match meta.get(b"params").map_err(|e| store.sled_err(e))? {
+            Some(v) => {
+                decode::<ParamsValue>(&v)
+                    .map_err(|d| store.record_err("trust_meta", b"params", d))?
+                    .params
+            }
+            None => params,
+        };
+        Ok(Self {
+            store: store.clone(),
+            trees,
+            params,
+            ledger_params: LedgerParams::default(),
+        })
+    }
+
+    fn scan<T: DeserializeOwned>(&self, i: usize) -> Result<Vec<(sled::IVec, T)>, TrustError> {
+        let mut out = Vec::new();
+        for kv in self.trees[i].iter() {
+            let (k, v) = kv.map_err(|e| self.store.sled_err(e))?;
+            let value = decode(&v).map_err(|d| self.store.record_err(TREES[i], &k, d))?;
+            out.push((k, value));
+        }
+        Ok(out)
+    }
+
+    fn agent_index(&self) -> Result<BTreeMap<String, Vec<Key>>, TrustError> {
+        let mut index: BTreeMap<String, Vec<Key>> = BTreeMap::new();
+        for k in self.trees[0].iter().keys() {
+            let k = k.map_err(|e| self.store.sled_err(e))?;
+            if let Some(key) = split_key(&k) {
+                index.entry(key.0.clone()).or_default().push(key);
+            }
+        }
+        Ok(index)
+    }
+
+    fn transact(
+        &self,
+        f: impl Fn(&mut SledTables<'_>) -> Result<Applied, TxError>,
+    ) -> Result<Applied, TrustError> {
+        let index = self.agent_index()?;
+        let [a, b, c, d, e] = &self.trees;
+        let params = self.params;
+        let result = (a, b, c, d, e).transaction(|(trust, history, batches, meta, ledger)| {
+            if meta.get(b"params")?.is_none() {
+                meta.insert(b"params", encode(&ParamsValue { params }))?;
+            }
+            let mut t = SledTables {
+                store: &self.store,
+                trust,
+                history,
+                batches,
+                meta,
+                ledger,
+                agent_index: &index,
+            };
+            f(&mut t)
+        });
+        let applied = match result {
+            Ok(a) => a,
+            Err(TransactionError::Abort(e)) => return Err(e),
+            Err(TransactionError::Storage(e)) => return Err(self.store.sled_err(e).into()),
+        };
+        self.store.flush()?;
+        Ok(applied)
+    }
+}
+
+impl TrustStore for SledTrustStore {
+    fn snapshot(&self) -> Result<TrustSnapshot, TrustError> {
+        let version = match self.trees[3]
+            .get(b"version")
+            .map_err(|e| self.store.sled_err(e))?
+        {
+            Some(v) => {
+                decode::<Counter>(&v)
+                    .map_err(|d| self.store.record_err("trust_meta", b"version", d))?
+                    .value
+            }
+            None => 0,
+        };
+        let mut states = BTreeMap::new();
+        for (k, v) in self.scan::<StateValue>(0)? {
+            let key = split_key(&k).ok_or_else(|| {
+                self.store
+                    .record_err("trust", &k, "key is not agent\\0domain")
+            })?;
+            states.insert(key, v.state);
+        }
+        Ok(TrustSnapshot {
+            version,
+            params: self.params,
+            states,
+        })
+    }
+
+    fn apply(&self, batch: &TrustBatch) -> Result<Applied, TrustError> {
+        let (params, lp) = (self.params, self.ledger_params);
+        self.transact(|t| apply_changes(t, &params, &lp, batch))
+    }
+
+    fn history(&self, agent: &str) -> Result<Vec<HistoryEntry>, TrustError> {
+        let h: Vec<HistoryEntry> = self
+            .scan::<HistoryEntry>(1)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .filter(|e| e.agent == agent)
+            .collect();
+        if h.is_empty() && !self.agent_index()?.contains_key(agent) {
+            return Err(TrustError::UnknownAgent(agent.to_owned()));
+        }
+        Ok(h)
+    }
+
+    fn batches(&self) -> Result<Vec<BatchSummary>, TrustError> {
+        let mut b: Vec<BatchSummary> = self
+            .scan::<BatchSummary>(2)?
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+        b.sort_by_key(|s| s.version);
+        Ok(b)
+    }
+
+    fn rollback(&self, provenance: &str) -> Result<Applied, TrustError> {
+        let target = self
+            .batches()?
+            .into_iter()
+            .find(|b| b.provenance == provenance)
+            .ok_or_else(|| TrustError::UnknownBatch(provenance.to_owned()))?;
+        let all: Vec<HistoryEntry> = self
+            .scan::<HistoryEntry>(1)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        let entries: Vec<HistoryEntry> = all
+            .iter()
+            .filter(|e| target.changed > 0 && (target.first_seq..=target.last_seq).contains(&e.seq))
+            .cloned()
+            .collect();
+        let later: Vec<HistoryEntry> = all
+            .into_iter()
+            .filter(|e| e.seq > target.last_seq)
+            .collect();
+        let snapshot = self.snapshot()?;
+        check_rollback(&target, &entries, &later, |k| {
+            snapshot.states.get(k).cloned()
+        })?;
+        self.transact(|t| rollback_in(t, &target))
+    }
+
+    fn ledger(&self, domain: &str) -> Result<ErrorLedger, TrustError> {
+        match self.trees[4]
+            .get(domain.as_bytes())
+            .map_err(|e| self.store.sled_err(e))?
+        {
+            Some(v) => Ok(decode::<LedgerValue>(&v)
+                .map_err(|d| self.store.record_err("trust_ledger", domain.as_bytes(), d))?
+                .ledger),
+            None => Ok(ErrorLedger::default()),
+        }
+    }
+
+    fn reset(&self) -> Result<(), TrustError> {
+        for (i, tree) in self.trees.iter().enumerate() {
+            if i == 3 {
+                // Keep the parameters; drop the counters.
+                tree.remove(b"version")
+                    .map_err(|e| self.store.sled_err(e))?;
+                tree.remove(b"history_seq")
+                    .map_err(|e| self.store.sled_err(e))?;
+            } else {
+                tree.clear().map_err(|e| self.store.sled_err(e))?;
+            }
+        }
+        self.store.flush()?;
+        Ok(())
+    }
+}
+
+/// Serialises a map keyed by `(agent, domain)` as a list of `{agent, domain, state}`.
+mod keyed {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{Key, TrustState};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Row {
+        agent: String,
+        domain: String,
+        state: TrustState,
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        m: &BTreeMap<Key, TrustState>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let rows: Vec<Row> = m
+            .iter()
+            .map(|((agent, domain), state)| Row {
+                agent: agent.clone(),
+                domain: domain.clone(),
+                state: state.clone(),
+            })
+            .collect();
+        rows.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<Key, TrustState>, D::Error> {
+        let rows = Vec::<Row>::deserialize(d)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ((r.agent, r.domain), r.state))
+            .collect())
+    }
+}

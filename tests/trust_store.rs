@@ -1,0 +1,202 @@
+//! The trust stores: the same behaviour in memory and in sled; persistence; bad input.
+
+use conclave::store::Store;
+use conclave::trust::store::{
+    Change, MemoryTrustStore, SledTrustStore, TrustBatch, TrustError, TrustStore,
+};
+use conclave::trust::{Status, TrustParams, TrustState};
+
+fn graded(provenance: &str, items: &[(&str, &[(&str, bool)])]) -> TrustBatch {
+    TrustBatch {
+        provenance: provenance.to_owned(),
+        changes: items
+            .iter()
+            .map(|(item, outcomes)| Change::Graded {
+                domain: "finance".to_owned(),
+                item: (*item).to_owned(),
+                outcomes: outcomes
+                    .iter()
+                    .map(|(a, r)| ((*a).to_owned(), *r))
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// The behaviour every store must have.
+fn contract(store: &dyn TrustStore) {
+    let empty = store.snapshot().unwrap();
+    assert_eq!(empty.version, 0);
+    assert!(empty.states.is_empty());
+
+    let a = store
+        .apply(&graded(
+            "run-1",
+            &[
+                ("i1", &[("econ", true), ("news", false)]),
+                ("i2", &[("econ", true), ("news", true)]),
+            ],
+        ))
+        .unwrap();
+    assert_eq!(a.version, 1);
+    assert_eq!(a.changed, 2);
+    let s1 = store.snapshot().unwrap();
+    assert_eq!(s1.version, 1);
+    assert_eq!(s1.get("econ", "finance").unwrap().n, 2);
+    assert!(
+        s1.get("econ", "finance").unwrap().trust() > s1.get("news", "finance").unwrap().trust()
+    );
+
+    // A provenance counts once.
+    assert!(matches!(
+        store.apply(&graded("run-1", &[])),
+        Err(TrustError::DuplicateBatch(_))
+    ));
+    assert_eq!(
+        store.snapshot().unwrap(),
+        s1,
+        "a refused batch changes nothing"
+    );
+
+    store
+        .apply(&graded("run-2", &[("i3", &[("econ", false)])]))
+        .unwrap();
+    // run-1 cannot be undone while run-2 sits on top of econ …
+    let err = store.rollback("run-1").unwrap_err();
+    assert!(
+        matches!(&err, TrustError::ChangedSince { later, .. } if later == "run-2"),
+        "{err}"
+    );
+    // … but run-2 can, then run-1.
+    store.rollback("run-2").unwrap();
+    assert_eq!(store.snapshot().unwrap().states, s1.states);
+    assert!(matches!(
+        store.rollback("run-2"),
+        Err(TrustError::AlreadyRolledBack { .. })
+    ));
+    store.rollback("run-1").unwrap();
+    assert!(store.snapshot().unwrap().states.is_empty());
+    assert!(matches!(
+        store.rollback("nope"),
+        Err(TrustError::UnknownBatch(_))
+    ));
+
+    // History keeps everything, with provenance.
+    store
+        .apply(&graded("run-3", &[("i4", &[("econ", true)])]))
+        .unwrap();
+    let h = store.history("econ").unwrap();
+    let provenances: Vec<&str> = h.iter().map(|e| e.provenance.as_str()).collect();
+    assert_eq!(
+        provenances,
+        [
+            "run-1",
+            "run-2",
+            "rollback:run-2",
+            "rollback:run-1",
+            "run-3"
+        ]
+    );
+    assert!(matches!(
+        store.history("ghost"),
+        Err(TrustError::UnknownAgent(_))
+    ));
+
+    // Re-admission: only of known agents.
+    assert!(matches!(
+        store.apply(&TrustBatch {
+            provenance: "admit-ghost".into(),
+            changes: vec![Change::Readmit {
+                agent: "ghost".into(),
+                domain: None
+            }]
+        }),
+        Err(TrustError::UnknownAgent(_))
+    ));
+    let p = TrustParams::default();
+    let mut ejected = TrustState::new(&p);
+    ejected.ejected = true;
+    store
+        .apply(&TrustBatch {
+            provenance: "import".into(),
+            changes: vec![Change::Set {
+                agent: "bad".into(),
+                domain: "finance".into(),
+                state: ejected,
+            }],
+        })
+        .unwrap();
+    assert_eq!(
+        store
+            .snapshot()
+            .unwrap()
+            .get("bad", "finance")
+            .unwrap()
+            .status(&p),
+        Status::Ejected
+    );
+    store
+        .apply(&TrustBatch {
+            provenance: "admit-bad".into(),
+            changes: vec![Change::Readmit {
+                agent: "bad".into(),
+                domain: None,
+            }],
+        })
+        .unwrap();
+    assert_eq!(
+        store
+            .snapshot()
+            .unwrap()
+            .get("bad", "finance")
+            .unwrap()
+            .status(&p),
+        Status::Provisional
+    );
+
+    // The ledger sees graded items.
+    assert!(!store.ledger("finance").unwrap().is_empty());
+
+    store.reset().unwrap();
+    assert!(store.snapshot().unwrap().states.is_empty());
+    assert!(store.batches().unwrap().is_empty());
+}
+
+#[test]
+fn memory_store_keeps_the_contract() {
+    contract(&MemoryTrustStore::new(TrustParams::default()).unwrap());
+}
+
+#[test]
+fn sled_store_keeps_the_contract_and_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    {
+        let store = Store::open(&path).unwrap();
+        contract(&SledTrustStore::new(&store, TrustParams::default()).unwrap());
+        let t = SledTrustStore::new(&store, TrustParams::default()).unwrap();
+        t.apply(&graded("after-reset", &[("i9", &[("econ", true)])]))
+            .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let t = SledTrustStore::new(&store, TrustParams::default()).unwrap();
+    let snap = t.snapshot().unwrap();
+    assert_eq!(snap.get("econ", "finance").unwrap().n, 1);
+    assert_eq!(t.batches().unwrap().len(), 1);
+}
+
+#[test]
+fn parameters_are_fixed_by_the_first_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let strict = TrustParams {
+        loss_weight: 5.0,
+        ..TrustParams::default()
+    };
+    SledTrustStore::new(&store, strict)
+        .unwrap()
+        .apply(&graded("r", &[("i", &[("a", true)])]))
+        .unwrap();
+    let reopened = SledTrustStore::new(&store, TrustParams::default()).unwrap();
+    assert_eq!(reopened.snapshot().unwrap().params, strict);
+}
