@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aggregate;
+pub mod audit;
 pub mod ballot;
 pub mod store;
 pub mod trust;

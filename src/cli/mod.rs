@@ -3,6 +3,7 @@
 //! Holds no logic a library user would need: each subcommand reads its input, calls the
 //! library and prints the result.
 
+mod audit;
 mod tally;
 mod trust;
 
@@ -16,6 +17,9 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "conclave", version, about, long_about = None)]
 pub(crate) struct Cli {
+    /// The store directory (trust and audit records). Default: .conclave
+    #[arg(long, global = true, env = "CONCLAVE_STORE", value_name = "DIR")]
+    store: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -24,15 +28,18 @@ pub(crate) struct Cli {
 enum Command {
     /// Aggregate recorded ballots with a voting rule (JSON in, JSON out).
     Tally(tally::TallyArgs),
-    /// Trust: estimate agent reliability from annotations.
+    /// Per-agent trust: show, history, estimate, import/export, rollback, re-admission.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
+    /// The decision record: list, show, verify the hash chain, replay, grade outcomes.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// A failed command: the message for stderr and the exit code.
 #[derive(Debug)]
 pub(crate) struct CliError {
-    /// 2 for bad input, 1 for other failures.
+    /// 2 for bad input, 1 for a negative result (a broken chain, a replay mismatch).
     pub(crate) code: i32,
     /// One line naming the problem.
     pub(crate) message: String,
@@ -43,6 +50,14 @@ impl CliError {
     pub(crate) fn input(message: impl fmt::Display) -> Self {
         Self {
             code: 2,
+            message: message.to_string(),
+        }
+    }
+
+    /// A check that failed: exit code 1.
+    pub(crate) fn failed(message: impl fmt::Display) -> Self {
+        Self {
+            code: 1,
             message: message.to_string(),
         }
     }
@@ -59,9 +74,11 @@ impl fmt::Display for CliError {
 /// # Errors
 /// A [`CliError`] with the exit code to use.
 pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
+    let store = conclave::store::resolve_dir(cli.store.as_deref());
     match cli.command {
         Command::Tally(args) => tally::run(&args),
-        Command::Trust(cmd) => trust::run(cmd),
+        Command::Trust(cmd) => trust::run(cmd, &store),
+        Command::Audit(cmd) => audit::run(cmd, &store),
     }
 }
 
@@ -79,21 +96,47 @@ fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
     Ok(buf)
 }
 
+/// Prints text on stdout. A closed pipe (`conclave … | head`) is not an error.
+fn print_text(text: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError {
+            code: 1,
+            message: format!("cannot write the result: {e}"),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Prints a JSON document on stdout.
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| CliError {
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| CliError {
         code: 1,
         message: format!("cannot encode the result: {e}"),
     })?;
-    println!("{text}");
-    Ok(())
+    text.push('\n');
+    print_text(&text)
 }
 
 /// The display name of an input path.
-fn source_name(path: &PathBuf) -> String {
+fn source_name(path: &Path) -> String {
     if path == Path::new("-") {
         "<stdin>".to_owned()
     } else {
         path.display().to_string()
     }
+}
+
+/// A table with conclave's look.
+fn table(header: &[&str]) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.set_header(header.iter().copied());
+    t
+}
+
+/// A Unix time as an RFC 3339 date.
+fn date(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
 }

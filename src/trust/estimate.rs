@@ -197,6 +197,19 @@ impl Annotations {
             .map(|&[t, w, l]| (t as usize, w as usize, l as usize))
     }
 
+    /// How many annotations each worker gave, workers in order of first appearance.
+    pub fn worker_counts(&self) -> Vec<(&str, u64)> {
+        let mut counts = vec![0u64; self.workers.len()];
+        for r in &self.rows {
+            counts[r[1] as usize] += 1;
+        }
+        self.workers
+            .iter()
+            .map(String::as_str)
+            .zip(counts)
+            .collect()
+    }
+
     /// Number of annotations.
     pub fn len(&self) -> usize {
         self.rows.len()

@@ -1,0 +1,343 @@
+//! `conclave audit …`: list, show, verify, replay and grade recorded decisions.
+
+use std::path::Path;
+
+use clap::{Args, Subcommand};
+
+use super::{CliError, date, print_json, print_text, table};
+use conclave::audit::{
+    AuditLog, AuditRecord, Entry, OutcomeRecord, SledAuditLog, grade, hex, replay,
+};
+use conclave::store::Store;
+use conclave::trust::TrustParams;
+use conclave::trust::store::{Change, SledTrustStore, TrustBatch, TrustStore};
+
+/// `conclave audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub(super) enum AuditCommand {
+    /// One line per record: sequence, kind, decision, rule, result, time.
+    List(Json),
+    /// One record in full.
+    Show(IdArgs),
+    /// Walk the hash chain; exit 1 naming the first broken record.
+    Verify(Json),
+    /// Recompute a decision's verdict from its record; exit 1 unless it matches bit for bit.
+    Replay(IdArgs),
+    /// Grade a past decision against the right answer and update the trust of its voters.
+    Outcome(OutcomeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct Json {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct IdArgs {
+    /// A sequence number or a decision id.
+    id: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct OutcomeArgs {
+    /// A sequence number or a decision id.
+    id: String,
+    /// The right answer: an option, or a number for numeric decisions.
+    #[arg(long)]
+    correct: String,
+    /// Numeric decisions: a ballot within this distance of the answer counts as right.
+    #[arg(long, default_value_t = 0.1)]
+    tolerance: f64,
+    /// Who says so (ground-truth, human:NAME, …).
+    #[arg(long, default_value = "ground-truth")]
+    source: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn open_read(dir: &Path) -> Result<Option<SledAuditLog>, CliError> {
+    match Store::open_existing(dir).map_err(CliError::input)? {
+        None => Ok(None),
+        Some(store) => SledAuditLog::new(&store).map(Some).map_err(CliError::input),
+    }
+}
+
+fn require(dir: &Path, id: &str) -> Result<SledAuditLog, CliError> {
+    open_read(dir)?.ok_or_else(|| {
+        CliError::input(format!(
+            "no audit record \"{id}\": there is no store in {}",
+            dir.display()
+        ))
+    })
+}
+
+pub(super) fn run(cmd: AuditCommand, dir: &Path) -> Result<(), CliError> {
+    match cmd {
+        AuditCommand::List(a) => list(dir, a.json),
+        AuditCommand::Show(a) => {
+            let record = require(dir, &a.id)?.find(&a.id).map_err(CliError::input)?;
+            if a.json {
+                print_json(&record)
+            } else {
+                print_text(&describe(&record))
+            }
+        }
+        AuditCommand::Verify(a) => {
+            let v = match open_read(dir)? {
+                Some(log) => log.verify().map_err(CliError::input)?,
+                None => conclave::audit::Verification {
+                    records: 0,
+                    first_broken: None,
+                },
+            };
+            if a.json {
+                print_json(&v)?;
+            }
+            match &v.first_broken {
+                None => {
+                    if !a.json {
+                        print_text(&format!(
+                            "audit chain intact: {} records verified\n",
+                            v.records
+                        ))?;
+                    }
+                    Ok(())
+                }
+                Some(b) => Err(CliError::failed(format!(
+                    "audit chain broken at record {}: {}",
+                    b.seq, b.reason
+                ))),
+            }
+        }
+        AuditCommand::Replay(a) => {
+            let record = require(dir, &a.id)?.find(&a.id).map_err(CliError::input)?;
+            let r = replay(&record).map_err(CliError::input)?;
+            if a.json {
+                print_json(&r)?;
+            } else if r.matches {
+                print_text(&format!(
+                    "record {}: the recomputed verdict matches the recorded one bit for bit\n",
+                    r.seq
+                ))?;
+            }
+            if r.matches {
+                Ok(())
+            } else {
+                Err(CliError::failed(format!(
+                    "record {}: the recomputed verdict differs from the recorded one (recorded {}, recomputed {})",
+                    r.seq, r.recorded, r.recomputed
+                )))
+            }
+        }
+        AuditCommand::Outcome(a) => outcome(dir, &a),
+    }
+}
+
+fn summary(record: &AuditRecord) -> (String, String, String, String) {
+    match &record.entry {
+        Entry::Decision(d) => {
+            let result = d
+                .verdict
+                .get("winner")
+                .and_then(|w| w.as_str().map(str::to_owned))
+                .or_else(|| d.verdict.get("value").map(ToString::to_string))
+                .unwrap_or_else(|| "no decision".to_owned());
+            (
+                "decision".to_owned(),
+                d.id.clone(),
+                d.rule.name().to_owned(),
+                result,
+            )
+        }
+        Entry::Outcome(o) => (
+            "outcome".to_owned(),
+            format!("of record {}", o.decision),
+            o.source.clone(),
+            format!("correct: {}", o.correct),
+        ),
+        _ => (
+            "other".to_owned(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ),
+    }
+}
+
+fn at(record: &AuditRecord) -> u64 {
+    match &record.entry {
+        Entry::Decision(d) => d.at,
+        Entry::Outcome(o) => o.at,
+        _ => 0,
+    }
+}
+
+fn list(dir: &Path, json: bool) -> Result<(), CliError> {
+    let records = match open_read(dir)? {
+        Some(log) => log.records().map_err(CliError::input)?,
+        None => Vec::new(),
+    };
+    if json {
+        return print_json(&records);
+    }
+    if records.is_empty() {
+        return print_text(&format!("no audit records in {}\n", dir.display()));
+    }
+    let mut t = table(&["seq", "kind", "decision", "rule / source", "result", "when"]);
+    for r in &records {
+        let (kind, id, rule, result) = summary(r);
+        t.add_row(vec![r.seq.to_string(), kind, id, rule, result, date(at(r))]);
+    }
+    print_text(&format!("{t}\n"))
+}
+
+fn describe(record: &AuditRecord) -> String {
+    let mut out = format!(
+        "record {}  hash {}\n  previous {}\n",
+        record.seq,
+        hex(&record.hash),
+        hex(&record.prev)
+    );
+    match &record.entry {
+        Entry::Decision(d) => {
+            out += &format!(
+                "decision {} ({}) at {}\n  question: {}\n  rule: {}   trust version: {}   seed: {}\n",
+                d.id,
+                d.domain,
+                date(d.at),
+                d.question,
+                serde_json::to_string(&d.rule).unwrap_or_default(),
+                d.trust_version,
+                d.seed
+            );
+            if let Some(p) = &d.policy {
+                out += &format!("  policy: {} ({})\n", p.id, p.hash);
+            }
+            let mut t = table(&["agent", "ballot", "weight"]);
+            for b in &d.input.ballots {
+                let ballot = serde_json::to_value(b).unwrap_or_default();
+                let answer = ballot
+                    .as_object()
+                    .map(|o| {
+                        o.iter()
+                            .filter(|(k, _)| *k != "agent" && *k != "rationale")
+                            .map(|(k, v)| format!("{k}: {v}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                let w = d
+                    .input
+                    .weights
+                    .get(&b.agent)
+                    .map_or_else(|| "1".to_owned(), |w| format!("{w}"));
+                t.add_row(vec![b.agent.clone(), answer, w]);
+            }
+            out += &format!(
+                "{t}\nverdict: {}\n",
+                serde_json::to_string(&d.verdict).unwrap_or_default()
+            );
+        }
+        Entry::Outcome(o) => {
+            out += &format!(
+                "outcome of record {} at {}: correct answer {} (source {})\n",
+                o.decision,
+                date(o.at),
+                o.correct,
+                o.source
+            );
+            for (agent, right) in &o.graded {
+                out += &format!("  {agent}: {}\n", if *right { "right" } else { "wrong" });
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+fn outcome(dir: &Path, a: &OutcomeArgs) -> Result<(), CliError> {
+    if !(a.tolerance.is_finite() && a.tolerance >= 0.0) {
+        return Err(CliError::input("--tolerance must be a finite number ≥ 0"));
+    }
+    let store = match Store::open_existing(dir).map_err(CliError::input)? {
+        Some(s) => s,
+        None => {
+            return Err(CliError::input(format!(
+                "no audit record \"{}\": there is no store in {}",
+                a.id,
+                dir.display()
+            )));
+        }
+    };
+    let log = SledAuditLog::new(&store).map_err(CliError::input)?;
+    let record = log.find(&a.id).map_err(CliError::input)?;
+    let Entry::Decision(d) = &record.entry else {
+        return Err(CliError::input(format!(
+            "audit record {} is not a decision",
+            record.seq
+        )));
+    };
+    let graded = grade(d, &a.correct, a.tolerance)
+        .map_err(|e| CliError::input(format!("record {}: {e}", record.seq)))?;
+    let trust = SledTrustStore::new(&store, TrustParams::default()).map_err(CliError::input)?;
+    let provenance = format!("decision:{}", record.seq);
+    if trust
+        .batches()
+        .map_err(CliError::input)?
+        .iter()
+        .any(|b| b.provenance == provenance)
+    {
+        return Err(CliError::input(format!(
+            "record {} was already graded (batch {provenance})",
+            record.seq
+        )));
+    }
+    // The outcome is appended to the chain first, then trust is updated under the decision's
+    // provenance; a retry after a crash between the two finds no batch and completes it.
+    let appended = log
+        .append(&Entry::Outcome(OutcomeRecord {
+            decision: record.seq,
+            correct: a.correct.clone(),
+            source: a.source.clone(),
+            graded: graded.clone(),
+            at: conclave_now(),
+        }))
+        .map_err(CliError::input)?;
+    let applied = trust
+        .apply(&TrustBatch {
+            provenance: provenance.clone(),
+            changes: vec![Change::Graded {
+                domain: d.domain.clone(),
+                item: d.id.clone(),
+                outcomes: graded.clone(),
+            }],
+        })
+        .map_err(CliError::input)?;
+    if a.json {
+        return print_json(&serde_json::json!({
+            "decision": record.seq, "outcome_record": appended.seq, "provenance": provenance,
+            "graded": graded.iter().map(|(ag, r)| serde_json::json!({"agent": ag, "right": r})).collect::<Vec<_>>(),
+            "trust_version": applied.version,
+        }));
+    }
+    let right = graded.iter().filter(|(_, r)| *r).count();
+    print_text(&format!(
+        "graded record {}: {right} of {} voters right; outcome appended as record {}; trust updated (version {})\n",
+        record.seq,
+        graded.len(),
+        appended.seq,
+        applied.version
+    ))
+}
+
+fn conclave_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
