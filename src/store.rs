@@ -78,6 +78,17 @@ pub enum StoreError {
     },
 }
 
+/// What the store is known to hold: written after every durable batch or append, so that a
+/// database that recovers to less (damaged files, which sled's recovery silently truncates)
+/// is refused instead of being read as empty.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Committed {
+    trust_version: u64,
+    audit_seq: u64,
+}
+
+const COMMITTED: &str = "COMMITTED";
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Marker {
     format: u32,
@@ -179,10 +190,92 @@ impl Store {
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|e| map_sled(dir, e))?;
-        Ok(Self {
+        let store = Self {
             path: dir.to_path_buf(),
             db,
+        };
+        store.check_committed()?;
+        Ok(store)
+    }
+
+    fn committed(&self) -> Result<Committed, StoreError> {
+        match fs::read(self.path.join(COMMITTED)) {
+            Ok(t) => serde_json::from_slice(&t).map_err(|e| StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("{COMMITTED} is not valid: {e}"),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Committed::default()),
+            Err(source) => Err(StoreError::Io {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// What the database holds now: the trust version and the audit head.
+    fn holds(&self) -> Result<Committed, StoreError> {
+        let trust_version = match self
+            .tree("trust_meta")?
+            .get(b"version")
+            .map_err(|e| self.sled_err(e))?
+        {
+            Some(v) => serde_json::from_slice::<serde_json::Value>(&v)
+                .ok()
+                .and_then(|j| j.get("value").and_then(serde_json::Value::as_u64))
+                .unwrap_or(0),
+            None => 0,
+        };
+        let audit_seq = match self
+            .tree("audit_meta")?
+            .get(b"head")
+            .map_err(|e| self.sled_err(e))?
+        {
+            Some(v) if v.len() >= 8 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&v[..8]);
+                u64::from_be_bytes(b)
+            }
+            _ => 0,
+        };
+        Ok(Committed {
+            trust_version,
+            audit_seq,
         })
+    }
+
+    fn check_committed(&self) -> Result<(), StoreError> {
+        let want = self.committed()?;
+        let have = self.holds()?;
+        if have.trust_version < want.trust_version || have.audit_seq < want.audit_seq {
+            return Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: format!(
+                    "it should hold trust version {} and {} audit records, but only version {} and {} records can be read (damaged or truncated database files); conclave will not use it: restore a backup, or `trust import` an export into a new store",
+                    want.trust_version, want.audit_seq, have.trust_version, have.audit_seq
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records, after a durable write, what the store holds now (atomically: a temporary
+    /// file renamed over the old one).
+    pub(crate) fn commit(&self) -> Result<(), StoreError> {
+        let now = self.holds()?;
+        let io_err = |source| StoreError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let tmp = self.path.join(format!("{COMMITTED}.tmp"));
+        let text = serde_json::to_vec(&now).map_err(|e| io_err(io::Error::other(e)))?;
+        {
+            use std::io::Write;
+            let mut f = fs::File::create(&tmp).map_err(io_err)?;
+            f.write_all(&text).map_err(io_err)?;
+            f.sync_all().map_err(io_err)?;
+        }
+        fs::rename(&tmp, self.path.join(COMMITTED)).map_err(io_err)?;
+        Ok(())
     }
 
     /// The store's directory.
@@ -195,9 +288,10 @@ impl Store {
         self.db.open_tree(name).map_err(|e| self.sled_err(e))
     }
 
-    /// Flushes every write to disk.
+    /// Flushes every write to disk and records what the store now holds.
     pub(crate) fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(|e| self.sled_err(e))
+        self.db.flush().map_err(|e| self.sled_err(e))?;
+        self.commit()
     }
 
     pub(crate) fn sled_err(&self, e: sled::Error) -> StoreError {

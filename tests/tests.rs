@@ -1,6 +1,8 @@
 //! conclave's integration tests: one binary, one module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+/// The audit log and the store through the CLI, tampering, bad stores, SIGKILL.
+mod audit;
 /// Bad input to the CLI: exit code 2, one line naming the problem, never a panic.
 mod cli_errors;
 /// Reference cases computed by pref_voting, crowd-kit and scipy, run through the library and

@@ -1,0 +1,452 @@
+//! The audit log and the store through the CLI: tamper detection, replay, outcome
+//! back-fill, bad stores, and durability under SIGKILL.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use conclave::aggregate::{Kind, Rule, TallyInput};
+use conclave::audit::{AuditLog, DecisionRecord, Entry, SledAuditLog};
+use conclave::ballot::{Abstention, Ballot};
+use conclave::store::Store;
+use conclave::trust::TrustParams;
+use conclave::trust::store::{Change, SledTrustStore, TrustBatch, TrustStore};
+
+use crate::support::{Rng, conclave};
+
+fn run(store: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut full = vec!["--store", store.to_str().expect("utf-8 path")];
+    full.extend_from_slice(args);
+    let out = conclave(&full, b"");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn decision(i: u64) -> Entry {
+    let input = TallyInput::new(
+        Kind::Choice,
+        ["buy", "hold", "sell"],
+        vec![
+            Ballot::choice("econ", "hold").with_confidence(0.8),
+            Ballot::choice("news", if i.is_multiple_of(3) { "sell" } else { "hold" }),
+            Ballot::ranking("gen", ["buy", "hold", "sell"]),
+            Ballot::abstain("slow", Abstention::Timeout),
+        ],
+    )
+    .with_weights([("econ", 0.79), ("news", 0.73), ("gen", 0.59)]);
+    Entry::Decision(Box::new(
+        DecisionRecord::tallied(
+            format!("trade-{i}"),
+            "Buy, hold or sell?",
+            "finance",
+            input,
+            Rule::WeightedPlurality,
+        )
+        .expect("tally"),
+    ))
+}
+
+fn fill(dir: &Path, n: u64) {
+    let store = Store::open(dir).expect("open");
+    let log = SledAuditLog::new(&store).expect("log");
+    for i in 0..n {
+        log.append(&decision(i)).expect("append");
+    }
+}
+
+fn listing(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in walk(dir) {
+        out.push((e.display().to_string(), fs::read(&e).unwrap_or_default()));
+    }
+    out.sort();
+    out
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                files.extend(walk(&p));
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn flipping_one_byte_is_caught_and_named() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().join("store");
+    fill(&d, 12);
+    let (code, out, _) = run(&d, &["audit", "verify"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("12 records verified"), "{out}");
+    for target in [1u64, 7, 12] {
+        let copy = dir.path().join(format!("copy-{target}"));
+        fs::create_dir_all(&copy).expect("mkdir");
+        for f in walk(&d) {
+            let rel = f.strip_prefix(&d).expect("prefix");
+            fs::create_dir_all(copy.join(rel).parent().expect("parent")).expect("mkdir");
+            fs::copy(&f, copy.join(rel)).expect("copy");
+        }
+        {
+            let store = Store::open(&copy).expect("open");
+            let log = SledAuditLog::new(&store).expect("log");
+            log.tamper(target, |v| {
+                let at = 64 + (v.len() - 64) / 2;
+                v[at] ^= 0x04;
+            })
+            .expect("tamper");
+        }
+        let (code, _, err) = run(&copy, &["audit", "verify"]);
+        assert_eq!(
+            code, 1,
+            "verify must fail after tampering with record {target}"
+        );
+        assert!(err.contains(&format!("broken at record {target}")), "{err}");
+        let (code, json, _) = run(&copy, &["audit", "verify", "--json"]);
+        assert_eq!(code, 1);
+        let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+        assert_eq!(v["first_broken"]["seq"], target);
+    }
+    // An untouched record replays bit for bit.
+    let (code, out, err) = run(&d, &["audit", "replay", "5"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("matches the recorded one bit for bit"),
+        "{out}"
+    );
+    let (code, out, _) = run(&d, &["audit", "replay", "trade-5", "--json"]);
+    assert_eq!(code, 0);
+    let r: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(r["matches"], true);
+    assert_eq!(r["seq"], 6);
+}
+
+#[test]
+fn outcome_backfill_grades_voters_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().join("store");
+    fill(&d, 3);
+    let (code, out, err) = run(
+        &d,
+        &["audit", "outcome", "1", "--correct", "sell", "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["outcome_record"], 4);
+    let graded = v["graded"].as_array().expect("graded");
+    assert_eq!(graded.len(), 3, "abstentions are not graded: {out}");
+    let (_, show, _) = run(&d, &["trust", "show", "--json"]);
+    let s: serde_json::Value = serde_json::from_str(&show).expect("json");
+    let trust_of = |agent: &str| {
+        s["agents"]
+            .as_array()
+            .expect("agents")
+            .iter()
+            .find(|a| a["agent"] == agent)
+            .expect("agent")["trust"]
+            .as_f64()
+            .expect("trust")
+    };
+    assert!(
+        trust_of("news") > trust_of("econ"),
+        "news voted sell, which was right"
+    );
+    // Grading twice would count twice: refused.
+    let (code, _, err) = run(&d, &["audit", "outcome", "1", "--correct", "sell"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("already graded"), "{err}");
+    // An answer that is not an option.
+    let (code, _, err) = run(&d, &["audit", "outcome", "2", "--correct", "short"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not an option"), "{err}");
+    // The chain is still intact, outcome included.
+    let (code, out, _) = run(&d, &["audit", "verify"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("4 records verified"), "{out}");
+    let (code, out, _) = run(&d, &["audit", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("outcome") && out.contains("trade-2"), "{out}");
+    // The back-fill is a batch that can be rolled back.
+    let (code, _, err) = run(&d, &["trust", "rollback", "decision:1"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, show, _) = run(&d, &["trust", "show", "--json"]);
+    let s: serde_json::Value = serde_json::from_str(&show).expect("json");
+    assert!(s["agents"].as_array().expect("agents").is_empty());
+}
+
+#[test]
+fn bad_stores_get_a_clear_error_and_stay_untouched() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // A foreign directory.
+    let foreign = dir.path().join("foreign");
+    fs::create_dir_all(&foreign).expect("mkdir");
+    fs::write(foreign.join("thesis.tex"), "\\section{Mine}").expect("write");
+    let before = listing(&foreign);
+    for args in [
+        &["trust", "show"][..],
+        &["audit", "list"],
+        &["trust", "reset", "--yes"],
+    ] {
+        let (code, _, err) = run(&foreign, args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains("is not a conclave store"), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1);
+    }
+    assert_eq!(
+        listing(&foreign),
+        before,
+        "a foreign directory must not be touched"
+    );
+
+    // A newer format.
+    let newer = dir.path().join("newer");
+    fill(&newer, 1);
+    fs::write(
+        newer.join("CONCLAVE-STORE"),
+        r#"{"format": 7, "created_by": "conclave 9.0"}"#,
+    )
+    .expect("write");
+    let before = listing(&newer);
+    let (code, _, err) = run(&newer, &["audit", "verify"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("newer conclave"), "{err}");
+    assert_eq!(listing(&newer), before);
+
+    // Damaged database files: refused, not read as an empty store.
+    let damaged = dir.path().join("damaged");
+    fill(&damaged, 5);
+    let db = damaged.join("sled").join("db");
+    let mut bytes = fs::read(&db).expect("db");
+    for i in (0..bytes.len()).step_by(61) {
+        bytes[i] ^= 0xA5;
+    }
+    fs::write(&db, bytes).expect("write");
+    let (code, _, err) = run(&damaged, &["audit", "list"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is damaged"), "{err}");
+
+    // Malformed import JSON: refused, the store untouched.
+    let store = dir.path().join("import");
+    let (code, _, err) = run(&store, &["trust", "import", "-"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("EOF") || err.contains("expected"), "{err}");
+    let bad = dir.path().join("bad.json");
+    fs::write(&bad, r#"{"version": 1, "params": {}, "states": [{"agent": "a", "domain": "d", "state": {"alpha": -1}}]}"#)
+        .expect("write");
+    let (code, _, err) = run(&store, &["trust", "import", bad.to_str().expect("path")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("states[0]"), "{err}");
+    let (_, out, _) = run(&store, &["trust", "show", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["version"], 0, "a refused import changes nothing");
+
+    // Unknown agents.
+    let (code, _, err) = run(&store, &["trust", "history", "ghost"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown agent \"ghost\""), "{err}");
+    let (code, _, err) = run(&store, &["trust", "admit", "ghost"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown agent \"ghost\""), "{err}");
+}
+
+#[test]
+fn a_store_held_by_another_process_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().join("store");
+    let held = Store::open(&d).expect("open");
+    let (code, _, err) = run(&d, &["trust", "show"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("in use by another conclave process"), "{err}");
+    drop(held);
+    let (code, _, _) = run(&d, &["trust", "show"]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn export_import_round_trip() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let a = dir.path().join("a");
+    {
+        let store = Store::open(&a).expect("open");
+        let t = SledTrustStore::new(&store, TrustParams::default()).expect("trust");
+        t.apply(&TrustBatch {
+            provenance: "run-1".into(),
+            changes: vec![Change::Graded {
+                domain: "finance".into(),
+                item: "i1".into(),
+                outcomes: vec![("econ".into(), true), ("news".into(), false)],
+            }],
+        })
+        .expect("apply");
+    }
+    let (code, export, _) = run(&a, &["trust", "export"]);
+    assert_eq!(code, 0);
+    let file = dir.path().join("export.json");
+    fs::write(&file, &export).expect("write");
+    let b = dir.path().join("b");
+    let (code, _, err) = run(&b, &["trust", "import", file.to_str().expect("path")]);
+    assert_eq!(code, 0, "{err}");
+    let (_, show_a, _) = run(&a, &["trust", "show", "--json"]);
+    let (_, show_b, _) = run(&b, &["trust", "show", "--json"]);
+    let agents =
+        |s: &str| serde_json::from_str::<serde_json::Value>(s).expect("json")["agents"].clone();
+    assert_eq!(agents(&show_a), agents(&show_b));
+}
+
+// --- Durability under SIGKILL ----------------------------------------------------------
+
+const AGENTS: usize = 2000;
+
+/// Runs in a child process (see `kill_children`): applies batch after batch, each setting
+/// every agent's evidence count to the batch number, or appends audit record after record;
+/// prints a line after each call returns.
+#[test]
+#[ignore = "run as a child process by the durability test"]
+fn durability_child() {
+    let Ok(dir) = std::env::var("CONCLAVE_DURABILITY_DIR") else {
+        return;
+    };
+    let mode = std::env::var("CONCLAVE_DURABILITY_MODE").unwrap_or_default();
+    let store = Store::open(Path::new(&dir)).expect("open");
+    if mode == "trust" {
+        let t = SledTrustStore::new(&store, TrustParams::default()).expect("trust");
+        let start = t.batches().expect("batches").len() as u64;
+        for k in start + 1.. {
+            let mut state = conclave::trust::TrustState::new(&TrustParams::default());
+            state.n = k;
+            let changes = (0..AGENTS)
+                .map(|i| Change::Set {
+                    agent: format!("agent-{i:04}"),
+                    domain: "d".into(),
+                    state: state.clone(),
+                })
+                .collect();
+            t.apply(&TrustBatch {
+                provenance: format!("batch-{k}"),
+                changes,
+            })
+            .expect("apply");
+            println!("applied {k}");
+        }
+    } else {
+        let log = SledAuditLog::new(&store).expect("log");
+        for i in 0.. {
+            let r = log.append(&decision(i)).expect("append");
+            println!("appended {}", r.seq);
+        }
+    }
+}
+
+/// Starts the child, lets it work for `delay`, kills it with SIGKILL, and returns what it
+/// reported as done.
+fn kill_child(dir: &Path, mode: &str, delay: Duration) -> Vec<u64> {
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            "audit::durability_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CONCLAVE_DURABILITY_DIR", dir)
+        .env("CONCLAVE_DURABILITY_MODE", mode)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
+            .collect::<Vec<u64>>()
+    });
+    std::thread::sleep(delay);
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    reader.join().expect("reader")
+}
+
+#[test]
+fn trust_batches_and_audit_appends_survive_sigkill() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut rng = Rng(20_261_130);
+    // Trust: each batch is all or nothing.
+    let trust_dir = dir.path().join("trust");
+    let mut reported = 0;
+    for round in 0..20 {
+        let delay = Duration::from_millis(30 + (rng.unit() * 400.0) as u64);
+        let done = kill_child(&trust_dir, "trust", delay);
+        reported = reported.max(done.last().copied().unwrap_or(0));
+        let store =
+            Store::open(&trust_dir).unwrap_or_else(|e| panic!("round {round}: reopen failed: {e}"));
+        let t = SledTrustStore::new(&store, TrustParams::default()).expect("trust");
+        let snap = t.snapshot().expect("snapshot");
+        let counts: std::collections::BTreeSet<u64> = snap.states.values().map(|s| s.n).collect();
+        assert!(
+            counts.len() <= 1,
+            "round {round}: a batch was half applied: evidence counts {counts:?}"
+        );
+        let applied = counts.first().copied().unwrap_or(0);
+        if applied > 0 {
+            assert_eq!(snap.states.len(), AGENTS, "round {round}");
+        }
+        assert!(
+            applied >= reported,
+            "round {round}: batch {reported} returned but only {applied} is in the store"
+        );
+        assert_eq!(
+            snap.version, applied,
+            "round {round}: version and batches disagree"
+        );
+        let v = SledAuditLog::new(&store)
+            .expect("log")
+            .verify()
+            .expect("verify");
+        assert!(v.first_broken.is_none(), "round {round}: {v:?}");
+    }
+    assert!(
+        reported > 0,
+        "the child never completed a batch: raise the delays"
+    );
+    println!("trust: 20 kills, {reported} batches of {AGENTS} updates, none half-applied");
+
+    // Audit: every append that returned is there, and the chain verifies.
+    let audit_dir = dir.path().join("audit");
+    let mut returned = 0;
+    for round in 0..20 {
+        let delay = Duration::from_millis(20 + (rng.unit() * 200.0) as u64);
+        let done = kill_child(&audit_dir, "audit", delay);
+        returned = returned.max(done.last().copied().unwrap_or(0));
+        let store =
+            Store::open(&audit_dir).unwrap_or_else(|e| panic!("round {round}: reopen failed: {e}"));
+        let log = SledAuditLog::new(&store).expect("log");
+        let v = log.verify().expect("verify");
+        assert!(v.first_broken.is_none(), "round {round}: {v:?}");
+        assert!(
+            v.records >= returned,
+            "round {round}: append {returned} returned but only {} records survive",
+            v.records
+        );
+    }
+    assert!(returned > 0);
+    println!("audit: 20 kills, {returned} appends returned, all present, chain intact");
+}
