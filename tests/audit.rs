@@ -450,3 +450,90 @@ fn trust_batches_and_audit_appends_survive_sigkill() {
     assert!(returned > 0);
     println!("audit: 20 kills, {returned} appends returned, all present, chain intact");
 }
+
+#[test]
+fn estimate_apply_writes_skills_with_provenance() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().join("store");
+    let csv = crate::support::fixtures_dir()
+        .join("estimate")
+        .join("ds-002.csv");
+    let csv = csv.to_str().expect("path");
+    let (code, out, err) = run(
+        &d,
+        &["trust", "estimate", "--apply", "--domain", "labels", csv],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let provenance = v["applied"]["provenance"]
+        .as_str()
+        .expect("provenance")
+        .to_owned();
+    assert!(
+        provenance.starts_with("estimate:dawid-skene:"),
+        "{provenance}"
+    );
+    let (_, show, _) = run(&d, &["trust", "show", "--domain", "labels", "--json"]);
+    let s: serde_json::Value = serde_json::from_str(&show).expect("json");
+    let rows = s["agents"].as_array().expect("agents");
+    assert_eq!(rows.len(), v["skills"].as_object().expect("skills").len());
+    // Trust follows the estimated skill.
+    for row in rows {
+        let skill = v["skills"][row["agent"].as_str().expect("agent")]
+            .as_f64()
+            .expect("skill");
+        let trust = row["trust"].as_f64().expect("trust");
+        assert!((trust - skill).abs() < 0.1, "{row} vs skill {skill}");
+    }
+    let (_, batches, _) = run(&d, &["trust", "batches", "--json"]);
+    assert!(batches.contains(&provenance));
+    // The same file again is the same batch: refused.
+    let (code, _, err) = run(
+        &d,
+        &["trust", "estimate", "--apply", "--domain", "labels", csv],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("already applied"), "{err}");
+}
+
+#[test]
+fn ledger_reports_clusters_from_graded_outcomes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().join("store");
+    {
+        let store = Store::open(&d).expect("open");
+        let t = SledTrustStore::new(&store, TrustParams::default()).expect("trust");
+        let mut rng = Rng(3);
+        let changes = (0..80)
+            .map(|i| {
+                let blind = rng.unit() < 0.3;
+                Change::Graded {
+                    domain: "finance".into(),
+                    item: format!("i{i}"),
+                    outcomes: vec![
+                        ("clone-a".into(), !blind),
+                        ("clone-b".into(), !blind),
+                        ("econ".into(), rng.unit() < 0.85),
+                    ],
+                }
+            })
+            .collect();
+        t.apply(&TrustBatch {
+            provenance: "run".into(),
+            changes,
+        })
+        .expect("apply");
+    }
+    let (code, out, err) = run(&d, &["trust", "ledger", "--domain", "finance"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("clone-a, clone-b"), "{out}");
+    let (_, json, _) = run(&d, &["trust", "ledger", "--domain", "finance", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(v["items"], 80);
+    assert!(
+        v["independence"]["n_eff_participation"]
+            .as_f64()
+            .expect("n_eff")
+            < 2.5
+    );
+}

@@ -20,6 +20,9 @@ pub(super) enum TrustCommand {
     History(HistoryArgs),
     /// Every batch applied to the store (eval runs, outcome back-fills, imports).
     Batches(JsonArgs),
+    /// Which agents fail together in a domain: error correlation, effective number of
+    /// independent agents, clusters (whose combined weight is capped).
+    Ledger(LedgerArgs),
     /// Print the whole trust state as JSON (for `trust import`).
     Export,
     /// Set trust from a JSON export, as one batch.
@@ -47,6 +50,16 @@ pub(super) struct ShowArgs {
     #[arg(long)]
     domain: Option<String>,
     /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct LedgerArgs {
+    /// The domain.
+    #[arg(long, default_value = "default")]
+    domain: String,
+    /// Print JSON instead of a summary.
     #[arg(long)]
     json: bool,
 }
@@ -141,6 +154,7 @@ pub(super) fn run(cmd: TrustCommand, dir: &Path) -> Result<(), CliError> {
         TrustCommand::Show(a) => show(dir, a.domain.as_deref(), a.json),
         TrustCommand::History(a) => history(dir, &a.agent, a.json),
         TrustCommand::Batches(a) => batches(dir, a.json),
+        TrustCommand::Ledger(a) => ledger(dir, &a.domain, a.json),
         TrustCommand::Export => {
             let snapshot = match open_read(dir)? {
                 Some(t) => t.snapshot().map_err(CliError::input)?,
@@ -284,6 +298,39 @@ fn history(dir: &Path, agent: &str, json: bool) -> Result<(), CliError> {
         ]);
     }
     print_text(&format!("{t}\n"))
+}
+
+fn ledger(dir: &Path, domain: &str, json: bool) -> Result<(), CliError> {
+    let ledger = match open_read(dir)? {
+        Some(t) => t.ledger(domain).map_err(CliError::input)?,
+        None => Default::default(),
+    };
+    let ind = ledger.independence(&conclave::trust::ledger::LedgerParams::default());
+    if json {
+        return print_json(
+            &serde_json::json!({"domain": domain, "items": ledger.len(), "independence": ind}),
+        );
+    }
+    if ledger.is_empty() {
+        return print_text(&format!("no graded items in domain \"{domain}\"\n"));
+    }
+    let mut text = format!(
+        "domain \"{domain}\": {} graded items, {} agents; effective independent agents {:.2} (mean correlation) / {:.2} (participation ratio)\n",
+        ledger.len(),
+        ind.agents.len(),
+        ind.n_eff_mean,
+        ind.n_eff_participation
+    );
+    if ind.clusters.is_empty() {
+        text += "no clusters: no two agents' errors coincide enough to be treated as one voice\n";
+    }
+    for c in &ind.clusters {
+        text += &format!(
+            "cluster (combined weight capped at its strongest member): {}\n",
+            c.join(", ")
+        );
+    }
+    print_text(&text)
 }
 
 fn batches(dir: &Path, json: bool) -> Result<(), CliError> {
