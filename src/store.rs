@@ -100,6 +100,8 @@ struct Marker {
 pub struct Store {
     path: PathBuf,
     db: sled::Db,
+    /// Our exclusive lock on the marker file, held while any handle is alive.
+    _lock: std::sync::Arc<fs::File>,
 }
 
 /// The store directory to use: `explicit` if given, else `$CONCLAVE_STORE`, else `.conclave`.
@@ -185,62 +187,40 @@ impl Store {
     }
 
     fn open_db(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir.join("sled"))
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|e| map_sled(dir, e))?;
+        let io_err = |source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        // Our own lock first, so that nothing writes while the store is checked.
+        let lock = fs::File::open(dir.join(MARKER)).map_err(io_err)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Locked(dir.to_path_buf())),
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
+        }
+        // sled's recovery rewrites a damaged log on open; try it on a copy first, so that a
+        // damaged store is refused before its files are touched.
+        let committed = read_committed(dir)?;
+        if committed != Committed::default() {
+            verify_on_copy(dir, committed)?;
+        }
+        let db = open_sled(&dir.join("sled")).map_err(|e| map_sled(dir, e))?;
         let store = Self {
             path: dir.to_path_buf(),
             db,
+            _lock: std::sync::Arc::new(lock),
         };
         store.check_committed()?;
         Ok(store)
     }
 
     fn committed(&self) -> Result<Committed, StoreError> {
-        match fs::read(self.path.join(COMMITTED)) {
-            Ok(t) => serde_json::from_slice(&t).map_err(|e| StoreError::Corrupt {
-                path: self.path.clone(),
-                detail: format!("{COMMITTED} is not valid: {e}"),
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Committed::default()),
-            Err(source) => Err(StoreError::Io {
-                path: self.path.clone(),
-                source,
-            }),
-        }
+        read_committed(&self.path)
     }
 
     /// What the database holds now: the trust version and the audit head.
     fn holds(&self) -> Result<Committed, StoreError> {
-        let trust_version = match self
-            .tree("trust_meta")?
-            .get(b"version")
-            .map_err(|e| self.sled_err(e))?
-        {
-            Some(v) => serde_json::from_slice::<serde_json::Value>(&v)
-                .ok()
-                .and_then(|j| j.get("value").and_then(serde_json::Value::as_u64))
-                .unwrap_or(0),
-            None => 0,
-        };
-        let audit_seq = match self
-            .tree("audit_meta")?
-            .get(b"head")
-            .map_err(|e| self.sled_err(e))?
-        {
-            Some(v) if v.len() >= 8 => {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&v[..8]);
-                u64::from_be_bytes(b)
-            }
-            _ => 0,
-        };
-        Ok(Committed {
-            trust_version,
-            audit_seq,
-        })
+        holds(&self.db).map_err(|e| self.sled_err(e))
     }
 
     fn check_committed(&self) -> Result<(), StoreError> {
@@ -311,6 +291,117 @@ impl Store {
             detail: detail.to_string(),
         }
     }
+}
+
+fn open_sled(path: &Path) -> sled::Result<sled::Db> {
+    sled::Config::new()
+        .path(path)
+        .mode(sled::Mode::HighThroughput)
+        .open()
+}
+
+fn read_committed(dir: &Path) -> Result<Committed, StoreError> {
+    match fs::read(dir.join(COMMITTED)) {
+        Ok(t) => serde_json::from_slice(&t).map_err(|e| StoreError::Corrupt {
+            path: dir.to_path_buf(),
+            detail: format!("{COMMITTED} is not valid: {e}"),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Committed::default()),
+        Err(source) => Err(StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn holds(db: &sled::Db) -> sled::Result<Committed> {
+    let trust_version = match db.open_tree("trust_meta")?.get(b"version")? {
+        Some(v) => serde_json::from_slice::<serde_json::Value>(&v)
+            .ok()
+            .and_then(|j| j.get("value").and_then(serde_json::Value::as_u64))
+            .unwrap_or(0),
+        None => 0,
+    };
+    let audit_seq = match db.open_tree("audit_meta")?.get(b"head")? {
+        Some(v) if v.len() >= 8 => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&v[..8]);
+            u64::from_be_bytes(b)
+        }
+        _ => 0,
+    };
+    Ok(Committed {
+        trust_version,
+        audit_seq,
+    })
+}
+
+/// Stores larger than this are checked in place rather than on a copy.
+const COPY_CHECK_LIMIT: u64 = 256 << 20;
+
+/// Opens a copy of the database and checks that it recovers at least what was committed.
+fn verify_on_copy(dir: &Path, committed: Committed) -> Result<(), StoreError> {
+    let src = dir.join("sled");
+    let io_err = |source| StoreError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    if dir_size(&src).map_err(io_err)? > COPY_CHECK_LIMIT {
+        return Ok(());
+    }
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let scratch = std::env::temp_dir().join(format!("conclave-check-{}-{n}", std::process::id()));
+    let _ = fs::remove_dir_all(&scratch);
+    let result = (|| {
+        copy_dir(&src, &scratch).map_err(io_err)?;
+        let db = open_sled(&scratch).map_err(|e| map_sled(dir, e))?;
+        let have = holds(&db).map_err(|e| map_sled(dir, e))?;
+        drop(db);
+        if have.trust_version < committed.trust_version || have.audit_seq < committed.audit_seq {
+            return Err(StoreError::Corrupt {
+                path: dir.to_path_buf(),
+                detail: format!(
+                    "it should hold trust version {} and {} audit records, but only version {} and {} records can be read (damaged or truncated database files); conclave left it as it is: restore a backup, or `trust import` an export into a new store",
+                    committed.trust_version,
+                    committed.audit_seq,
+                    have.trust_version,
+                    have.audit_seq
+                ),
+            });
+        }
+        Ok(())
+    })();
+    let _ = fs::remove_dir_all(&scratch);
+    result
+}
+
+fn dir_size(dir: &Path) -> io::Result<u64> {
+    let mut total = 0;
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let m = e.metadata()?;
+        total += if m.is_dir() {
+            dir_size(&e.path())?
+        } else {
+            m.len()
+        };
+    }
+    Ok(total)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
+    fs::create_dir_all(to)?;
+    for e in fs::read_dir(from)? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &target)?;
+        } else {
+            fs::copy(e.path(), target)?;
+        }
+    }
+    Ok(())
 }
 
 fn is_empty_dir(dir: &Path) -> io::Result<bool> {

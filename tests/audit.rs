@@ -233,9 +233,21 @@ fn bad_stores_get_a_clear_error_and_stay_untouched() {
         bytes[i] ^= 0xA5;
     }
     fs::write(&db, bytes).expect("write");
-    let (code, _, err) = run(&damaged, &["audit", "list"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("is damaged"), "{err}");
+    let before = listing(&damaged);
+    for args in [
+        &["audit", "list"][..],
+        &["trust", "show"],
+        &["audit", "verify"],
+    ] {
+        let (code, _, err) = run(&damaged, args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains("is damaged"), "{err}");
+    }
+    assert_eq!(
+        listing(&damaged),
+        before,
+        "a damaged store must be left as it is"
+    );
 
     // Malformed import JSON: refused, the store untouched.
     let store = dir.path().join("import");

@@ -280,10 +280,11 @@ proptest! {
     /// `f < h` ballots are arbitrary (h honest ballots within radius r of their centre).
     #[test]
     fn geometric_median_is_bounded_by_the_honest_ball(
-        honest in proptest::collection::vec(proptest::collection::vec(-1.0f64..1.0, 3), 3..10),
-        attack in proptest::collection::vec(proptest::collection::vec(-1e4f64..1e4, 3), 0..5),
+        (honest, attack) in (3usize..10).prop_flat_map(|h| (
+            proptest::collection::vec(proptest::collection::vec(-1.0f64..1.0, 3), h),
+            proptest::collection::vec(proptest::collection::vec(-1e4f64..1e4, 3), 0..h.min(5)),
+        )),
     ) {
-        prop_assume!(attack.len() < honest.len());
         let h = honest.len() as f64;
         let centre: Vec<f64> = (0..3).map(|d| honest.iter().map(|x| x[d]).sum::<f64>() / h).collect();
         let dist = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
@@ -301,13 +302,16 @@ proptest! {
     /// the honest cluster.
     #[test]
     fn krum_selects_an_honest_ballot(
-        honest in proptest::collection::vec(proptest::collection::vec(-1.0f64..1.0, 2), 5..12),
-        attack_seed in proptest::collection::vec(proptest::collection::vec(-1.0f64..1.0, 2), 0..5),
+        (honest, attack_seed) in (0usize..5).prop_flat_map(|f| (
+            // n = h + f > 2f + 2 ⇔ h ≥ f + 3.
+            proptest::collection::vec(proptest::collection::vec(-1.0f64..1.0, 2), (f + 3)..(f + 10)),
+            proptest::collection::vec(proptest::collection::vec(-1.0f64..1.0, 2), f),
+        )),
         far in 50.0f64..1e4,
     ) {
         let f = attack_seed.len();
         let n = honest.len() + f;
-        prop_assume!(n > 2 * f + 2);
+        prop_assert!(n > 2 * f + 2);
         let attack: Vec<Vec<f64>> = attack_seed.iter().map(|v| vec![v[0] + far, v[1] - far]).collect();
         let ballots: Vec<Ballot> = honest.iter().chain(&attack).enumerate()
             .map(|(i, v)| Ballot::vector(format!("a{i}"), v.clone())).collect();

@@ -1,16 +1,32 @@
 //! Categorical counting: plurality scores, co-winner sets, supermajority.
 
-/// Sums the weight of each option's votes: `scores[o] = Σ_{i: choice_i = o} w_i`.
+/// Weights are summed in fixed point with this many fractional bits, so that a sum does not
+/// depend on the order of the ballots (floating-point addition is not associative, and an
+/// order-dependent sum could turn a tie into a win when ballots are merely reordered).
+const FIXED_BITS: i32 = 52;
+
+/// A non-negative weight as a fixed-point integer (resolution 2⁻⁵²).
+pub(crate) fn fixed(w: f64) -> i128 {
+    (w * 2f64.powi(FIXED_BITS)).round() as i128
+}
+
+/// A fixed-point sum back as a float.
+pub(crate) fn unfixed(x: i128) -> f64 {
+    x as f64 / 2f64.powi(FIXED_BITS)
+}
+
+/// Sums the weight of each option's votes: `scores[o] = Σ_{i: choice_i = o} w_i`, exactly
+/// (in fixed point) and so independently of the ballots' order.
 ///
 /// `choices[i]` is an option index below `k`; `weights` is aligned with `choices`.
 pub fn weighted_counts(choices: &[usize], weights: &[f64], k: usize) -> Vec<f64> {
-    let mut s = vec![0.0; k];
+    let mut s = vec![0i128; k];
     for (&c, &w) in choices.iter().zip(weights) {
         if let Some(slot) = s.get_mut(c) {
-            *slot += w;
+            *slot += fixed(w);
         }
     }
-    s
+    s.into_iter().map(unfixed).collect()
 }
 
 /// Counts each option's votes (one per ballot): `scores[o] = #{i: choice_i = o}`.

@@ -7,27 +7,33 @@
 
 use ndarray::Array2;
 
+use super::categorical::{fixed, unfixed};
+
 /// Borda scores: with `m` options, positions give `m−1, m−2, …` points; unlisted options 0.
 pub fn borda<R: AsRef<[usize]>>(rankings: &[R], weights: &[f64], m: usize) -> Vec<f64> {
-    let mut s = vec![0.0; m];
+    // Exact (fixed-point) sums: the result does not depend on the ballots' order.
+    let mut s = vec![0i128; m];
     for (r, &w) in rankings.iter().zip(weights) {
+        let w = fixed(w);
         for (pos, &o) in r.as_ref().iter().enumerate() {
             if let Some(slot) = s.get_mut(o) {
-                *slot += w * (m - 1 - pos.min(m - 1)) as f64;
+                *slot += w * (m - 1 - pos.min(m - 1)) as i128;
             }
         }
     }
-    s
+    s.into_iter().map(unfixed).collect()
 }
 
 /// The pairwise preference matrix: `P[[a, b]]` is the weight of the ballots that rank `a`
 /// above `b`.
 pub fn pairwise<R: AsRef<[usize]>>(rankings: &[R], weights: &[f64], m: usize) -> Array2<f64> {
-    let mut p = Array2::<f64>::zeros((m, m));
+    // Exact (fixed-point) sums: the result does not depend on the ballots' order.
+    let mut p = Array2::<i128>::zeros((m, m));
     let mut listed = vec![false; m];
     for (r, &w) in rankings.iter().zip(weights) {
         let r = r.as_ref();
-        if w == 0.0 {
+        let w = fixed(w);
+        if w == 0 {
             continue;
         }
         for (i, &a) in r.iter().enumerate() {
@@ -45,7 +51,7 @@ pub fn pairwise<R: AsRef<[usize]>>(rankings: &[R], weights: &[f64], m: usize) ->
             }
         }
     }
-    p
+    p.mapv(unfixed)
 }
 
 /// Copeland scores: 1 per pairwise win, 0.5 per pairwise tie.
@@ -169,12 +175,13 @@ pub fn instant_runoff<R: AsRef<[usize]>>(rankings: &[R], weights: &[f64], m: usi
     let mut round = 0;
     loop {
         round += 1;
-        let mut count = vec![0.0; m];
+        let mut exact = vec![0i128; m];
         for (r, &w) in rankings.iter().zip(weights) {
             if let Some(&top) = r.as_ref().iter().find(|&&o| standing[o]) {
-                count[top] += w;
+                exact[top] += fixed(w);
             }
         }
+        let count: Vec<f64> = exact.into_iter().map(unfixed).collect();
         let alive: Vec<usize> = (0..m).filter(|&o| standing[o]).collect();
         for &o in &alive {
             scores[o] = count[o];
