@@ -4,5 +4,6 @@
 pub mod aggregate;
 pub mod audit;
 pub mod ballot;
+pub mod policy;
 pub mod store;
 pub mod trust;

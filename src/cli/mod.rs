@@ -4,6 +4,7 @@
 //! library and prints the result.
 
 mod audit;
+mod policy;
 mod tally;
 mod trust;
 
@@ -34,6 +35,9 @@ enum Command {
     /// The decision record: list, show, verify the hash chain, replay, grade outcomes.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Policies and agent definitions: check, explain, schema, which.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 /// A failed command: the message for stderr and the exit code.
@@ -79,6 +83,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Tally(args) => tally::run(&args),
         Command::Trust(cmd) => trust::run(cmd, &store),
         Command::Audit(cmd) => audit::run(cmd, &store),
+        Command::Policy(cmd) => policy::run(cmd),
     }
 }
 

@@ -1,0 +1,1203 @@
+//! Governance as checked data: agent definitions (`agents/*.toml`) and policies
+//! (`policies/*.toml`), loaded in two phases — raw serde structures with spans, then
+//! validated types — with diagnostics that point at the offending text.
+//!
+//! Routing denies by default: a decision no policy covers is refused.
+//!
+//! ```
+//! use conclave::aggregate::Kind;
+//! use conclave::policy::{Catalog, SourceFile};
+//!
+//! let agents = SourceFile::new("agents/a.toml", r#"
+//! [[agent]]
+//! id = "econ"
+//! kind = "scripted"
+//! scripted = { competence = { default = 0.8 } }
+//! "#);
+//! let policy = SourceFile::new("policies/p.toml", r#"
+//! id = "p"
+//! description = "One agent decides."
+//! applies = { domains = ["finance"], kinds = ["choice"] }
+//! pool = { agents = ["econ"] }
+//! rule = { name = "plurality" }
+//! quorum = { ballots = 1 }
+//! "#);
+//! let catalog = Catalog::load(&[agents], &[policy]).map_err(|d| d.len())?;
+//! assert_eq!(catalog.route("finance", Kind::Choice)?.id, "p");
+//! assert!(catalog.route("medicine", Kind::Choice).is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod explain;
+pub mod raw;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use crate::aggregate::{Kind, Rule};
+pub use raw::{
+    AgentKind, AuditLevel, Behaviour, Budget, Confidence, Latency, Price, Provisional, Stakes,
+    Thresholds,
+};
+
+/// The JSON Schema of policy files (`policy = true`) or agent files, pretty-printed with a
+/// trailing newline: what `conclave policy schema` prints and `policies/schema.json` /
+/// `agents/schema.json` hold.
+pub fn schema_json(policy: bool) -> String {
+    let schema = if policy {
+        schemars::schema_for!(raw::RawPolicy)
+    } else {
+        schemars::schema_for!(raw::AgentsFile)
+    };
+    let mut s = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// A file's name and text.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Where it came from.
+    pub path: PathBuf,
+    /// Its contents.
+    pub text: Arc<str>,
+}
+
+impl SourceFile {
+    /// A source from a path and its text.
+    pub fn new(path: impl Into<PathBuf>, text: impl Into<Arc<str>>) -> Self {
+        Self {
+            path: path.into(),
+            text: text.into(),
+        }
+    }
+
+    /// Reads a file.
+    ///
+    /// # Errors
+    /// A diagnostic naming the file if it cannot be read as UTF-8 text.
+    pub fn read(path: &Path) -> Result<Self, Box<PolicyDiagnostic>> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Self::new(path, text)),
+            Err(e) => Err(Box::new(PolicyDiagnostic::new(
+                "io",
+                &Self::new(path, ""),
+                None,
+                format!("cannot read {}: {e}", path.display()),
+            ))),
+        }
+    }
+}
+
+/// One problem in a policy or agent file, with the span of the offending text.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyDiagnostic {
+    /// A stable code, e.g. `policy::unknown-agent`.
+    pub code: String,
+    /// What is wrong.
+    pub message: String,
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line of the offending text (0 if none).
+    pub line: usize,
+    /// 1-based column (in characters) of the offending text (0 if none).
+    pub column: usize,
+    /// What to do about it.
+    pub help: Option<String>,
+    #[serde(skip)]
+    span: Option<Range<usize>>,
+    #[serde(skip)]
+    label: String,
+    #[serde(skip)]
+    source: NamedSource<Arc<str>>,
+}
+
+impl PolicyDiagnostic {
+    fn new(
+        code: &str,
+        file: &SourceFile,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) -> Self {
+        let message = message.into();
+        let (line, column) = span
+            .as_ref()
+            .map_or((0, 0), |s| line_col(&file.text, s.start));
+        Self {
+            code: code.to_owned(),
+            label: message.clone(),
+            message,
+            path: file.path.clone(),
+            line,
+            column,
+            help: None,
+            span,
+            source: NamedSource::new(file.path.display().to_string(), file.text.clone()),
+        }
+    }
+
+    fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Keeps the position but never shows the offending text (it may hold a secret).
+    fn redacted(mut self) -> Self {
+        self.span = None;
+        self.message = format!(
+            "{} (at {}:{}:{})",
+            self.message,
+            self.path.display(),
+            self.line,
+            self.column
+        );
+        self
+    }
+
+    fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    /// The diagnostic rendered as text with the offending line underlined, no colours.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let handler =
+            miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+                .with_width(100);
+        if handler.render_report(&mut out, self).is_err() {
+            out = self.one_line();
+        }
+        out
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+impl PolicyDiagnostic {
+    /// `path:line:column: message` on one line.
+    pub fn one_line(&self) -> String {
+        if self.line > 0 {
+            format!(
+                "{}:{}:{}: {}",
+                self.path.display(),
+                self.line,
+                self.column,
+                self.message
+            )
+        } else {
+            format!("{}: {}", self.path.display(), self.message)
+        }
+    }
+}
+
+impl fmt::Display for PolicyDiagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for PolicyDiagnostic {}
+
+impl Diagnostic for PolicyDiagnostic {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(&self.code))
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.span.as_ref().map(|_| &self.source as &dyn SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let span = self.span.clone()?;
+        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
+            Some(self.label.clone()),
+            span.start..span.end.max(span.start),
+        ))))
+    }
+}
+
+/// A validated agent definition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentSpec {
+    /// Unique id.
+    pub id: String,
+    /// How it is reached.
+    #[serde(skip)]
+    pub kind: AgentKind,
+    /// Model name (openai agents).
+    pub model: Option<String>,
+    /// Base URL including `/v1` (openai agents).
+    pub base_url: Option<String>,
+    /// Name of the environment variable holding the API key.
+    pub api_key_env: Option<String>,
+    /// System prompt.
+    pub system_prompt: Option<String>,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Domains it knows.
+    pub domains: Vec<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Model family.
+    pub family: Option<String>,
+    /// Dollars per 1,000 prompt tokens.
+    pub price_in_per_1k: f64,
+    /// Dollars per 1,000 completion tokens.
+    pub price_out_per_1k: f64,
+    /// Largest answer, tokens.
+    pub max_tokens: u32,
+    /// Per-call timeout, ms.
+    pub timeout_ms: u64,
+    /// Calls in flight at once.
+    pub max_concurrency: u32,
+    /// Simulation settings (scripted agents).
+    #[serde(skip)]
+    pub scripted: Option<ScriptedSpec>,
+    /// The file that defines it.
+    pub source: PathBuf,
+}
+
+/// A validated simulated agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptedSpec {
+    /// Competence per domain (`default` for the rest).
+    pub competence: BTreeMap<String, f64>,
+    /// Confidence model.
+    pub confidence: Confidence,
+    /// Latency.
+    pub latency: Latency,
+    /// Behaviour.
+    pub behaviour: Behaviour,
+}
+
+impl ScriptedSpec {
+    /// The competence in `domain` (else `default`, else 0.5).
+    pub fn competence_in(&self, domain: &str) -> f64 {
+        self.competence
+            .get(domain)
+            .or_else(|| self.competence.get("default"))
+            .copied()
+            .unwrap_or(0.5)
+    }
+}
+
+impl AgentSpec {
+    /// Projected cost of one call with `prompt_tokens` of prompt and a full answer.
+    pub fn call_cost(&self, prompt_tokens: u32) -> f64 {
+        (f64::from(prompt_tokens) * self.price_in_per_1k
+            + f64::from(self.max_tokens) * self.price_out_per_1k)
+            / 1000.0
+    }
+}
+
+/// When the robust rule takes over.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RobustSwitch {
+    /// The robust rule.
+    pub rule: Rule,
+    /// Expected Byzantine fraction.
+    pub byzantine_fraction: f64,
+    /// Faulty agents to tolerate.
+    pub tolerate: Option<u32>,
+    /// Stakes.
+    #[serde(skip)]
+    pub stakes: Stakes,
+}
+
+impl RobustSwitch {
+    /// Whether the robust rule replaces the weighted vote: a Byzantine fraction above 25 %
+    /// **or** high stakes (digest A.6, current text).
+    pub fn active(&self) -> bool {
+        self.byzantine_fraction > 0.25 || self.stakes == Stakes::High
+    }
+}
+
+/// A validated policy: only this travels on to the Governor.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Policy {
+    /// Unique id.
+    pub id: String,
+    /// What it is for.
+    pub description: String,
+    /// Domains it governs.
+    pub domains: Vec<String>,
+    /// Decision kinds it governs.
+    pub kinds: Vec<Kind>,
+    /// The agents that may vote (resolved from ids and tags), in file order.
+    pub pool: Vec<String>,
+    /// Fewest agents.
+    pub pool_min: u32,
+    /// Most agents asked per decision.
+    pub pool_max: u32,
+    /// At most this many agents per model family.
+    pub max_per_family: Option<u32>,
+    /// Selection weights (expertise, trust), summing to 1.
+    pub selection: (f64, f64),
+    /// The default rule.
+    pub rule: Rule,
+    /// WBFT α.
+    pub alpha: f64,
+    /// When a robust rule takes over.
+    pub robust: Option<RobustSwitch>,
+    /// Ballots required.
+    pub quorum_ballots: u32,
+    /// Share of the pool's weight required.
+    pub quorum_weight_share: f64,
+    /// Effective independent voters required.
+    pub quorum_n_eff: f64,
+    /// Early stopping risk δ, if enabled.
+    pub early_stop_risk: Option<f64>,
+    /// Thresholds.
+    #[serde(skip)]
+    pub thresholds: Thresholds,
+    /// Budget.
+    #[serde(skip)]
+    pub budget: Budget,
+    /// Trust floor for admission.
+    pub trust_floor: f64,
+    /// How provisional agents count.
+    #[serde(skip)]
+    pub provisional: Provisional,
+    /// The arbiter agent.
+    pub arbiter: Option<String>,
+    /// Whether weak decisions go to a human (else they are refused).
+    pub human: bool,
+    /// Audit level.
+    #[serde(skip)]
+    pub audit: AuditLevel,
+    /// The file.
+    pub source: PathBuf,
+    /// SHA-256 of the file, hex (recorded with every decision).
+    pub hash: String,
+}
+
+impl Policy {
+    /// Whether the policy governs decisions of this domain and kind.
+    pub fn covers(&self, domain: &str, kind: Kind) -> bool {
+        self.domains.iter().any(|d| d == domain) && self.kinds.contains(&kind)
+    }
+
+    /// The policy in plain words: who votes, how, when it escalates, what it costs at most.
+    pub fn explain(&self, agents: &BTreeMap<String, AgentSpec>) -> String {
+        explain::explain(self, agents)
+    }
+}
+
+/// A decision no policy covers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "refused: no policy governs {kind} decisions in domain \"{domain}\" (conclave denies by default)"
+)]
+pub struct Refused {
+    /// The domain asked for.
+    pub domain: String,
+    /// The kind asked for.
+    pub kind: String,
+}
+
+/// Every agent and policy, validated together.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// Agents by id.
+    pub agents: BTreeMap<String, AgentSpec>,
+    /// Policies, in load order.
+    pub policies: Vec<Policy>,
+}
+
+impl Catalog {
+    /// Loads and checks agent and policy files together (policies name agents).
+    ///
+    /// # Errors
+    /// Every diagnostic found, in file order; nothing is returned unless all files pass.
+    pub fn load(
+        agent_files: &[SourceFile],
+        policy_files: &[SourceFile],
+    ) -> Result<Self, Vec<PolicyDiagnostic>> {
+        let mut diags = Vec::new();
+        let mut agents = BTreeMap::new();
+        let mut agent_sites: BTreeMap<String, (PathBuf, usize)> = BTreeMap::new();
+        for file in agent_files {
+            load_agents(file, &mut agents, &mut agent_sites, &mut diags);
+        }
+        let mut policies: Vec<Policy> = Vec::new();
+        let mut claims: BTreeMap<(String, String), (String, PathBuf)> = BTreeMap::new();
+        let mut ids: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for file in policy_files {
+            if let Some(p) = load_policy(file, &agents, &mut diags) {
+                check_claims(file, &p, &mut claims, &mut ids, &mut diags);
+                policies.push(p);
+            }
+        }
+        if diags.is_empty() {
+            Ok(Self { agents, policies })
+        } else {
+            Err(diags)
+        }
+    }
+
+    /// Loads every `*.toml` of the two folders (`schema.json` and other files are ignored).
+    ///
+    /// # Errors
+    /// As [`Catalog::load`], plus unreadable files.
+    pub fn load_dirs(
+        agents_dir: &Path,
+        policies_dir: &Path,
+    ) -> Result<Self, Vec<PolicyDiagnostic>> {
+        let (agents, mut diags) = read_dir_toml(agents_dir);
+        let (policies, more) = read_dir_toml(policies_dir);
+        diags.extend(more);
+        match Self::load(&agents, &policies) {
+            Ok(c) if diags.is_empty() => Ok(c),
+            Ok(_) => Err(diags),
+            Err(d) => {
+                diags.extend(d);
+                Err(diags)
+            }
+        }
+    }
+
+    /// The policy that governs decisions of `kind` in `domain`.
+    ///
+    /// # Errors
+    /// [`Refused`] when none does: there is no default policy.
+    pub fn route(&self, domain: &str, kind: Kind) -> Result<&Policy, Refused> {
+        self.policies
+            .iter()
+            .find(|p| p.covers(domain, kind))
+            .ok_or_else(|| Refused {
+                domain: domain.to_owned(),
+                kind: kind_word(kind).to_owned(),
+            })
+    }
+
+    /// The policy with this id.
+    pub fn policy(&self, id: &str) -> Option<&Policy> {
+        self.policies.iter().find(|p| p.id == id)
+    }
+}
+
+/// The `*.toml` files of a folder, sorted; a missing folder has none.
+pub fn read_dir_toml(dir: &Path) -> (Vec<SourceFile>, Vec<PolicyDiagnostic>) {
+    let mut files = Vec::new();
+    let mut diags = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (files, diags);
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    for p in paths {
+        match SourceFile::read(&p) {
+            Ok(f) => files.push(f),
+            Err(d) => diags.push(*d),
+        }
+    }
+    (files, diags)
+}
+
+fn kind_word(k: Kind) -> &'static str {
+    match k {
+        Kind::Choice => "choice",
+        Kind::Ranking => "ranking",
+        Kind::Score => "score",
+        Kind::Vector => "vector",
+    }
+}
+
+fn toml_error(file: &SourceFile, e: &toml::de::Error, what: &str) -> PolicyDiagnostic {
+    let message = e.message().trim().to_owned();
+    let help = if message.starts_with("unknown field") {
+        Some(format!(
+            "see the {what} schema (`conclave policy schema`) for the fields this table takes"
+        ))
+    } else if message.starts_with("missing field") {
+        Some(format!("every {what} needs this field"))
+    } else {
+        None
+    };
+    let d = PolicyDiagnostic::new("policy::syntax", file, e.span(), message);
+    match help {
+        Some(h) => d.with_help(h),
+        None => d,
+    }
+}
+
+fn load_agents(
+    file: &SourceFile,
+    agents: &mut BTreeMap<String, AgentSpec>,
+    sites: &mut BTreeMap<String, (PathBuf, usize)>,
+    diags: &mut Vec<PolicyDiagnostic>,
+) {
+    let raw: raw::AgentsFile = match toml::from_str(&file.text) {
+        Ok(r) => r,
+        Err(e) => {
+            diags.push(toml_error(file, &e, "agent file"));
+            return;
+        }
+    };
+    for a in raw.agents {
+        let id = a.id.get_ref().trim().to_owned();
+        let d = |span: Range<usize>, msg: String| {
+            PolicyDiagnostic::new("agent::invalid", file, Some(span), msg)
+        };
+        if id.is_empty() {
+            diags.push(d(a.id.span(), "agent id is empty".into()));
+            continue;
+        }
+        if let Some((path, line)) = sites.get(&id) {
+            diags.push(
+                d(a.id.span(), format!("agent \"{id}\" is defined twice")).with_help(format!(
+                    "first defined in {} at line {line}",
+                    path.display()
+                )),
+            );
+            continue;
+        }
+        let before = diags.len();
+        if let Some(t) = &a.temperature
+            && !(0.0..=2.0).contains(t.get_ref())
+        {
+            diags.push(d(
+                t.span(),
+                format!("temperature {} is outside 0–2", t.get_ref()),
+            ));
+        }
+        if let Some(env) = &a.api_key_env {
+            let name = env.get_ref();
+            if name.starts_with("sk-")
+                || name.len() > 64
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                diags.push(
+                    PolicyDiagnostic::new("agent::api-key", file, Some(env.span()), "api_key_env must name an environment variable, not hold a key")
+                        .with_help("write the variable's name, e.g. api_key_env = \"OPENAI_API_KEY\", and keep the key in the environment (the value is not shown here, in case it is a key)")
+                        .redacted(),
+                );
+            }
+        }
+        let scripted = match (a.kind, &a.scripted) {
+            (AgentKind::Scripted, None) => {
+                diags.push(d(a.id.span(), format!("scripted agent \"{id}\" needs a [agent.scripted] table")).with_help(
+                    "give at least its competence, e.g. scripted = { competence = { default = 0.8 } }",
+                ));
+                None
+            }
+            (AgentKind::Openai, Some(s)) => {
+                diags.push(d(
+                    s.span(),
+                    "an openai agent takes no [agent.scripted] table".into(),
+                ));
+                None
+            }
+            (AgentKind::Openai, None) => {
+                if a.model.is_none() {
+                    diags.push(d(
+                        a.id.span(),
+                        format!("openai agent \"{id}\" needs a model"),
+                    ));
+                }
+                if a.api_key_env.is_none() {
+                    diags.push(d(a.id.span(), format!("openai agent \"{id}\" needs api_key_env")).with_help(
+                        "name the environment variable that holds its key, e.g. api_key_env = \"OPENAI_API_KEY\"",
+                    ));
+                }
+                if let Some(url) = &a.base_url
+                    && !(url.get_ref().starts_with("http://")
+                        || url.get_ref().starts_with("https://"))
+                {
+                    diags.push(d(
+                        url.span(),
+                        "base_url must start with http:// or https://".into(),
+                    ));
+                }
+                None
+            }
+            (AgentKind::Scripted, Some(s)) => {
+                let s = s.get_ref();
+                let mut competence = BTreeMap::new();
+                for (domain, p) in &s.competence {
+                    if !(0.0..=1.0).contains(p.get_ref()) {
+                        diags.push(d(
+                            p.span(),
+                            format!("competence {} in {domain} is outside 0–1", p.get_ref()),
+                        ));
+                    }
+                    competence.insert(domain.clone(), *p.get_ref());
+                }
+                if s.latency.p99_ms < s.latency.median_ms {
+                    diags.push(d(
+                        a.id.span(),
+                        format!("agent \"{id}\": latency p99_ms is below median_ms"),
+                    ));
+                }
+                Some(ScriptedSpec {
+                    competence,
+                    confidence: s.confidence.clone(),
+                    latency: s.latency,
+                    behaviour: s.behaviour.clone(),
+                })
+            }
+        };
+        if let Some(p) = a.price
+            && !(p.input_per_1k >= 0.0 && p.output_per_1k >= 0.0)
+        {
+            diags.push(d(
+                a.id.span(),
+                format!("agent \"{id}\": prices must be ≥ 0"),
+            ));
+        }
+        if diags.len() > before {
+            continue;
+        }
+        let (line, _) = line_col(&file.text, a.id.span().start);
+        sites.insert(id.clone(), (file.path.clone(), line));
+        agents.insert(
+            id.clone(),
+            AgentSpec {
+                id,
+                kind: a.kind,
+                model: a.model,
+                base_url: a.base_url.map(Spanned::into_inner),
+                api_key_env: a.api_key_env.map(Spanned::into_inner),
+                system_prompt: a.system_prompt,
+                temperature: a.temperature.map_or(0.0, Spanned::into_inner),
+                domains: a.domains,
+                tags: a.tags,
+                family: a.family,
+                price_in_per_1k: a.price.map_or(0.0, |p| p.input_per_1k),
+                price_out_per_1k: a.price.map_or(0.0, |p| p.output_per_1k),
+                max_tokens: a.max_tokens.unwrap_or(512),
+                timeout_ms: a.timeout_ms.unwrap_or(30_000),
+                max_concurrency: a.max_concurrency.unwrap_or(4),
+                scripted,
+                source: file.path.clone(),
+            },
+        );
+    }
+}
+
+fn param_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn load_policy(
+    file: &SourceFile,
+    agents: &BTreeMap<String, AgentSpec>,
+    diags: &mut Vec<PolicyDiagnostic>,
+) -> Option<Policy> {
+    let raw: raw::RawPolicy = match toml::from_str(&file.text) {
+        Ok(r) => r,
+        Err(e) => {
+            diags.push(toml_error(file, &e, "policy"));
+            return None;
+        }
+    };
+    let before = diags.len();
+    let d = |code: &str, span: Range<usize>, msg: String| {
+        PolicyDiagnostic::new(code, file, Some(span), msg)
+    };
+
+    let applies = raw.applies.get_ref();
+    if applies.domains.is_empty() || applies.kinds.is_empty() {
+        diags.push(d(
+            "policy::applies",
+            raw.applies.span(),
+            "a policy must apply to at least one domain and one kind".into(),
+        ));
+    }
+
+    // The pool: explicit ids, then every agent with a listed tag.
+    let pool_raw = raw.pool.get_ref();
+    let mut pool: Vec<String> = Vec::new();
+    for a in &pool_raw.agents {
+        if agents.contains_key(a.get_ref()) {
+            if !pool.contains(a.get_ref()) {
+                pool.push(a.get_ref().clone());
+            }
+        } else {
+            let known: Vec<&str> = agents.keys().map(String::as_str).collect();
+            diags.push(
+                d(
+                    "policy::unknown-agent",
+                    a.span(),
+                    format!("unknown agent \"{}\"", a.get_ref()),
+                )
+                .with_label("no agent file defines this id")
+                .with_help(if known.is_empty() {
+                    "no agents are defined: add agents/*.toml".to_owned()
+                } else {
+                    format!("defined agents: {}", known.join(", "))
+                }),
+            );
+        }
+    }
+    for (id, spec) in agents {
+        if spec.tags.iter().any(|t| pool_raw.tags.contains(t)) && !pool.contains(id) {
+            pool.push(id.clone());
+        }
+    }
+    if pool.is_empty() && diags.len() == before {
+        diags.push(d(
+            "policy::empty-pool",
+            raw.pool.span(),
+            "the pool is empty: no agent matches its ids or tags".into(),
+        ));
+    }
+    let pool_max = pool_raw
+        .max
+        .unwrap_or(pool.len() as u32)
+        .min(pool.len() as u32);
+    if let Some(max) = pool_raw.max
+        && max < pool_raw.min
+    {
+        diags.push(d(
+            "policy::pool-size",
+            raw.pool.span(),
+            format!("pool max {max} is below its min {}", pool_raw.min),
+        ));
+    }
+    if (pool.len() as u32) < pool_raw.min && !pool.is_empty() {
+        diags.push(d(
+            "policy::pool-size",
+            raw.pool.span(),
+            format!(
+                "the pool has {} agents but needs at least {}",
+                pool.len(),
+                pool_raw.min
+            ),
+        ));
+    }
+    // At most N per family: how many agents can actually be asked.
+    let reachable = match pool_raw.max_per_family {
+        Some(n) => {
+            let mut per: BTreeMap<String, u32> = BTreeMap::new();
+            pool.iter()
+                .filter(|id| {
+                    let fam = agents
+                        .get(*id)
+                        .and_then(|a| a.family.clone())
+                        .unwrap_or_else(|| (*id).clone());
+                    let c = per.entry(fam).or_default();
+                    *c += 1;
+                    *c <= n
+                })
+                .count() as u32
+        }
+        None => pool.len() as u32,
+    }
+    .min(pool_max);
+
+    // Selection weights must be a split of 1.
+    let selection = match &raw.selection {
+        Some(s) => {
+            let v = s.get_ref();
+            let ok = v.expertise >= 0.0
+                && v.trust >= 0.0
+                && ((v.expertise + v.trust) - 1.0).abs() < 1e-9;
+            if !ok {
+                diags.push(
+                    d("policy::weights", s.span(), format!("selection weights expertise {} + trust {} must be ≥ 0 and sum to 1", v.expertise, v.trust))
+                        .with_help("they split one unit of attention between expertise and measured trust, e.g. expertise = 0.3, trust = 0.7"),
+                );
+            }
+            (v.expertise, v.trust)
+        }
+        None => (0.3, 0.7),
+    };
+
+    // The rule and its parameters.
+    let rule_raw = raw.rule.get_ref();
+    let params: Vec<(String, String)> = rule_raw
+        .params
+        .as_ref()
+        .map(|p| {
+            p.get_ref()
+                .iter()
+                .map(|(k, v)| (k.clone(), param_text(v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let params_ref: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let rule = match Rule::parse(rule_raw.name.get_ref(), &params_ref) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            let span = match e {
+                crate::aggregate::TallyError::UnknownRule(_) => rule_raw.name.span(),
+                _ => rule_raw
+                    .params
+                    .as_ref()
+                    .map_or_else(|| rule_raw.name.span(), Spanned::span),
+            };
+            diags.push(d("policy::rule", span, e.to_string()));
+            None
+        }
+    };
+    let alpha = match &rule_raw.alpha {
+        Some(a) if !(0.0..=1.0).contains(a.get_ref()) => {
+            diags.push(d(
+                "policy::weights",
+                a.span(),
+                format!(
+                    "alpha {} is outside 0–1: w = α·trust + (1−α)·quality cannot sum to 1",
+                    a.get_ref()
+                ),
+            ));
+            0.6
+        }
+        Some(a) => *a.get_ref(),
+        None => 0.6,
+    };
+    if let Some(r) = rule
+        && let Some(k) = applies.kinds.iter().find(|k| !rule_fits(&r, **k))
+    {
+        diags.push(d(
+            "policy::rule",
+            rule_raw.name.span(),
+            format!("rule {} cannot count {} decisions", r.name(), kind_word(*k)),
+        ));
+    }
+
+    // The robust switch and breakdown points.
+    let robust = raw.protocol.as_ref().and_then(|p| {
+        let v = p.get_ref();
+        match Rule::from_name(v.robust_rule.get_ref()) {
+            Err(e) => {
+                diags.push(d("policy::rule", v.robust_rule.span(), e.to_string()));
+                None
+            }
+            Ok(r) => {
+                if !(0.0..=1.0).contains(&v.byzantine_fraction) {
+                    diags.push(d(
+                        "policy::protocol",
+                        p.span(),
+                        "byzantine_fraction must be in 0–1".into(),
+                    ));
+                }
+                Some((
+                    RobustSwitch {
+                        rule: r,
+                        byzantine_fraction: v.byzantine_fraction,
+                        tolerate: v.tolerate.as_ref().map(|t| *t.get_ref()),
+                        stakes: v.stakes,
+                    },
+                    v.tolerate.as_ref().map(Spanned::span),
+                ))
+            }
+        }
+    });
+    if let Some((switch, Some(span))) = &robust
+        && let Some(f) = switch.tolerate
+        && let Some(need) = pool_needed(&switch.rule, f)
+        && reachable < need
+    {
+        diags.push(
+            d("policy::breakdown", span.clone(), format!(
+                "{} tolerates {f} faulty agents only with at least {need} voters; this pool can ask {reachable}",
+                switch.rule.name()
+            ))
+            .with_help("add agents to the pool, lower `tolerate`, or pick a rule with a higher breakdown point"),
+        );
+    }
+
+    // Quorum against the pool.
+    let q = raw.quorum.get_ref();
+    let ballots = *q.ballots.get_ref();
+    if ballots == 0 {
+        diags.push(d(
+            "policy::quorum",
+            q.ballots.span(),
+            "quorum of 0 ballots: a decision would need no votes".into(),
+        ));
+    }
+    if ballots > reachable && !pool.is_empty() {
+        diags.push(
+            d("policy::quorum", q.ballots.span(), format!("quorum of {ballots} ballots is larger than the {reachable} agents this pool can ask"))
+                .with_help("lower the quorum or add agents (mind pool.max and max_per_family)"),
+        );
+    }
+    let weight_share = q.weight_share.unwrap_or(0.0);
+    let n_eff = q.n_eff.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&weight_share) {
+        diags.push(d(
+            "policy::quorum",
+            raw.quorum.span(),
+            "quorum weight_share must be in 0–1".into(),
+        ));
+    }
+    if n_eff > f64::from(reachable.max(1)) {
+        diags.push(d(
+            "policy::quorum",
+            raw.quorum.span(),
+            format!("quorum n_eff {n_eff} exceeds the {reachable} agents the pool can ask"),
+        ));
+    }
+
+    // Thresholds in order.
+    let thresholds = raw.thresholds.as_ref().map_or(
+        Thresholds {
+            accept: 0.75,
+            arbitrate: 0.55,
+            human: 0.3,
+        },
+        |t| *t.get_ref(),
+    );
+    if let Some(t) = &raw.thresholds {
+        let v = t.get_ref();
+        let in_range = [v.accept, v.arbitrate, v.human]
+            .iter()
+            .all(|x| (0.0..=1.0).contains(x));
+        if !(in_range && v.human <= v.arbitrate && v.arbitrate <= v.accept) {
+            diags.push(
+                d("policy::thresholds", t.span(), format!(
+                    "thresholds out of order: need 0 ≤ human ({}) ≤ arbitrate ({}) ≤ accept ({}) ≤ 1",
+                    v.human, v.arbitrate, v.accept
+                ))
+                .with_help("a decision below `arbitrate` goes to the arbiter, below `human` to a person; defaults are 0.75 / 0.55 / 0.3"),
+            );
+        }
+    }
+
+    // Budgets against the cheapest possible quorum.
+    let budget = raw
+        .budget
+        .as_ref()
+        .map_or_else(Budget::default, |b| *b.get_ref());
+    if let Some(b) = &raw.budget {
+        let prompt = budget.prompt_tokens.unwrap_or(1000);
+        let mut tokens: Vec<u64> = pool
+            .iter()
+            .filter_map(|id| agents.get(id))
+            .map(|a| u64::from(prompt) + u64::from(a.max_tokens))
+            .collect();
+        tokens.sort_unstable();
+        let mut costs: Vec<f64> = pool
+            .iter()
+            .filter_map(|id| agents.get(id))
+            .map(|a| a.call_cost(prompt))
+            .collect();
+        costs.sort_by(f64::total_cmp);
+        let k = ballots as usize;
+        if let Some(limit) = budget.tokens
+            && tokens.len() >= k
+        {
+            let need: u64 = tokens[..k].iter().sum();
+            if need > limit {
+                diags.push(d("policy::budget", b.span(), format!(
+                    "token budget {limit} cannot cover a quorum of {ballots}: the cheapest {ballots} calls need {need} tokens"
+                )));
+            }
+        }
+        if let Some(limit) = budget.money_usd
+            && costs.len() >= k
+        {
+            let need: f64 = costs[..k].iter().sum();
+            if need > limit + 1e-12 {
+                diags.push(d("policy::budget", b.span(), format!(
+                    "money budget ${limit} cannot cover a quorum of {ballots}: the cheapest {ballots} calls cost ${need:.4}"
+                )));
+            }
+        }
+    }
+
+    // Escalation.
+    let (arbiter, human) = match &raw.escalation {
+        Some(e) => {
+            let v = e.get_ref();
+            let arbiter = v.arbiter.as_ref().and_then(|a| {
+                if agents.contains_key(a.get_ref()) {
+                    Some(a.get_ref().clone())
+                } else {
+                    diags.push(
+                        d(
+                            "policy::unknown-agent",
+                            a.span(),
+                            format!("unknown arbiter agent \"{}\"", a.get_ref()),
+                        )
+                        .with_label("no agent file defines this id"),
+                    );
+                    None
+                }
+            });
+            (arbiter, v.human)
+        }
+        None => (None, true),
+    };
+    let early_stop_risk = match raw.early_stop {
+        Some(e) if e.enabled => {
+            if !(e.risk > 0.0 && e.risk < 0.5) {
+                diags.push(d(
+                    "policy::early-stop",
+                    raw.id.span(),
+                    "early_stop.risk must be in (0, 0.5)".into(),
+                ));
+            }
+            Some(e.risk)
+        }
+        Some(_) => None,
+        None => Some(0.01),
+    };
+    let admission = raw.admission.unwrap_or(raw::Admission {
+        trust_floor: 0.0,
+        provisional: Provisional::Reduced,
+    });
+    if !(0.0..=1.0).contains(&admission.trust_floor) {
+        diags.push(d(
+            "policy::admission",
+            raw.id.span(),
+            "admission.trust_floor must be in 0–1".into(),
+        ));
+    }
+
+    if diags.len() > before {
+        return None;
+    }
+    Some(Policy {
+        id: raw.id.get_ref().clone(),
+        description: raw.description,
+        domains: applies.domains.clone(),
+        kinds: applies.kinds.clone(),
+        pool,
+        pool_min: pool_raw.min,
+        pool_max,
+        max_per_family: pool_raw.max_per_family,
+        selection,
+        rule: rule?,
+        alpha,
+        robust: robust.map(|(r, _)| r),
+        quorum_ballots: ballots,
+        quorum_weight_share: weight_share,
+        quorum_n_eff: n_eff,
+        early_stop_risk,
+        thresholds,
+        budget,
+        trust_floor: admission.trust_floor,
+        provisional: admission.provisional,
+        arbiter,
+        human,
+        audit: raw.audit.unwrap_or_default(),
+        source: file.path.clone(),
+        hash: crate::audit::hex(&Sha256::digest(file.text.as_bytes())),
+    })
+}
+
+/// Whether a rule can count decisions of a kind.
+fn rule_fits(rule: &Rule, kind: Kind) -> bool {
+    let option_rule = matches!(
+        rule,
+        Rule::Plurality
+            | Rule::WeightedPlurality
+            | Rule::LogOdds { .. }
+            | Rule::Supermajority { .. }
+            | Rule::Borda
+            | Rule::Copeland
+            | Rule::Schulze
+            | Rule::InstantRunoff
+            | Rule::Minimax
+    );
+    option_rule == matches!(kind, Kind::Choice | Kind::Ranking)
+}
+
+/// Voters a robust rule needs to tolerate `f` arbitrary ballots, if it has a breakdown point.
+fn pool_needed(rule: &Rule, f: u32) -> Option<u32> {
+    match rule {
+        // ⌊(n−1)/2⌋ ≥ f ⇔ n ≥ 2f + 1.
+        Rule::Median
+        | Rule::WeightedMedian
+        | Rule::GeometricMedian { .. }
+        | Rule::Plurality
+        | Rule::WeightedPlurality => Some(2 * f + 1),
+        // Krum's guarantee needs n > 2f + 2.
+        Rule::Krum { .. } | Rule::MultiKrum { .. } => Some(2 * f + 3),
+        // ⌊trim·n⌋ ≥ f (and trim < 0.5).
+        Rule::TrimmedMean { trim } | Rule::WinsorizedMean { trim } => {
+            if *trim <= 0.0 {
+                return Some(u32::MAX);
+            }
+            let mut n = 1u32;
+            while ((trim * f64::from(n)) as u32) < f && n < 100_000 {
+                n += 1;
+            }
+            Some(n)
+        }
+        Rule::Mean | Rule::WeightedMean => (f > 0).then_some(u32::MAX),
+        _ => None,
+    }
+}
+
+fn check_claims(
+    file: &SourceFile,
+    p: &Policy,
+    claims: &mut BTreeMap<(String, String), (String, PathBuf)>,
+    ids: &mut BTreeMap<String, PathBuf>,
+    diags: &mut Vec<PolicyDiagnostic>,
+) {
+    let raw: Option<raw::RawPolicy> = toml::from_str(&file.text).ok();
+    let (id_span, applies_span) = raw.map_or((None, None), |r| {
+        (Some(r.id.span()), Some(r.applies.span()))
+    });
+    if let Some(prev) = ids.insert(p.id.clone(), file.path.clone()) {
+        diags.push(
+            PolicyDiagnostic::new(
+                "policy::duplicate-id",
+                file,
+                id_span,
+                format!("policy id \"{}\" is used twice", p.id),
+            )
+            .with_help(format!("also the id of {}", prev.display())),
+        );
+    }
+    let mut clashes = BTreeSet::new();
+    for d in &p.domains {
+        for k in &p.kinds {
+            let key = (d.clone(), kind_word(*k).to_owned());
+            match claims.get(&key) {
+                Some((other, path)) if other != &p.id => {
+                    clashes.insert((d.clone(), kind_word(*k), other.clone(), path.clone()));
+                }
+                _ => {
+                    claims.insert(key, (p.id.clone(), file.path.clone()));
+                }
+            }
+        }
+    }
+    if let Some((domain, kind, other, path)) = clashes.into_iter().next() {
+        diags.push(
+            PolicyDiagnostic::new(
+                "policy::overlap",
+                file,
+                applies_span,
+                format!("policies \"{}\" and \"{other}\" both claim {kind} decisions in domain \"{domain}\"", p.id),
+            )
+            .with_help(format!("each decision must have exactly one policy; narrow this one or {}", path.display())),
+        );
+    }
+}

