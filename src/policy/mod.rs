@@ -22,7 +22,7 @@
 //! rule = { name = "plurality" }
 //! quorum = { ballots = 1 }
 //! "#);
-//! let catalog = Catalog::load(&[agents], &[policy]).map_err(|d| d.len())?;
+//! let catalog = Catalog::load(&[agents], &[policy]).map_err(|d| format!("{} problems", d.len()))?;
 //! assert_eq!(catalog.route("finance", Kind::Choice)?.id, "p");
 //! assert!(catalog.route("medicine", Kind::Choice).is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
