@@ -443,8 +443,8 @@ impl Catalog {
         let mut claims: BTreeMap<(String, String), (String, PathBuf)> = BTreeMap::new();
         let mut ids: BTreeMap<String, PathBuf> = BTreeMap::new();
         for file in policy_files {
-            if let Some(p) = load_policy(file, &agents, &mut diags) {
-                check_claims(file, &p, &mut claims, &mut ids, &mut diags);
+            if let Some((p, spans)) = load_policy(file, &agents, &mut diags) {
+                check_claims(file, &p, spans, &mut claims, &mut ids, &mut diags);
                 policies.push(p);
             }
         }
@@ -706,11 +706,17 @@ fn param_text(v: &toml::Value) -> String {
     }
 }
 
+/// Where a policy's id and `applies` table are, for the checks across files.
+struct ClaimSpans {
+    id: Range<usize>,
+    applies: Range<usize>,
+}
+
 fn load_policy(
     file: &SourceFile,
     agents: &BTreeMap<String, AgentSpec>,
     diags: &mut Vec<PolicyDiagnostic>,
-) -> Option<Policy> {
+) -> Option<(Policy, ClaimSpans)> {
     let raw: raw::RawPolicy = match toml::from_str(&file.text) {
         Ok(r) => r,
         Err(e) => {
@@ -1080,7 +1086,11 @@ fn load_policy(
     if diags.len() > before {
         return None;
     }
-    Some(Policy {
+    let spans = ClaimSpans {
+        id: raw.id.span(),
+        applies: raw.applies.span(),
+    };
+    let policy = Policy {
         id: raw.id.get_ref().clone(),
         description: raw.description,
         domains: applies.domains.clone(),
@@ -1106,7 +1116,8 @@ fn load_policy(
         audit: raw.audit.unwrap_or_default(),
         source: file.path.clone(),
         hash: crate::audit::hex(&Sha256::digest(file.text.as_bytes())),
-    })
+    };
+    Some((policy, spans))
 }
 
 /// Whether a rule can count decisions of a kind.
@@ -1156,14 +1167,12 @@ fn pool_needed(rule: &Rule, f: u32) -> Option<u32> {
 fn check_claims(
     file: &SourceFile,
     p: &Policy,
+    spans: ClaimSpans,
     claims: &mut BTreeMap<(String, String), (String, PathBuf)>,
     ids: &mut BTreeMap<String, PathBuf>,
     diags: &mut Vec<PolicyDiagnostic>,
 ) {
-    let raw: Option<raw::RawPolicy> = toml::from_str(&file.text).ok();
-    let (id_span, applies_span) = raw.map_or((None, None), |r| {
-        (Some(r.id.span()), Some(r.applies.span()))
-    });
+    let (id_span, applies_span) = (Some(spans.id), Some(spans.applies));
     if let Some(prev) = ids.insert(p.id.clone(), file.path.clone()) {
         diags.push(
             PolicyDiagnostic::new(
