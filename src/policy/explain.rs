@@ -138,13 +138,15 @@ pub(super) fn explain(p: &Policy, agents: &BTreeMap<String, AgentSpec>) -> Strin
         .iter()
         .filter(|id| agents.get(*id).is_some_and(|a| a.scripted.is_some()))
         .count();
-    if scripted > 0 {
+    if scripted == p.pool.len() {
+        who.push_str(" All of them are simulated (scripted) agents, so no API key is needed.");
+    } else if scripted > 0 {
         let _ = write!(who, " {scripted} of them are simulated (scripted) agents.");
     }
     let _ = writeln!(s, "{who}");
 
     // How.
-    let mut how = format!("How: the verdict is {}", rule_words(&p.rule));
+    let mut how = format!("How: the ballots are combined by {}", rule_words(&p.rule));
     if p.rule.uses_weights() {
         let _ = write!(
             how,
@@ -224,37 +226,48 @@ pub(super) fn explain(p: &Policy, agents: &BTreeMap<String, AgentSpec>) -> Strin
     // Escalation.
     let t = &p.thresholds;
     let mut esc = format!(
-        "Escalation: a verdict with consensus of at least {} is accepted.",
+        "Escalation: a verdict is accepted when its consensus reaches {}; below that, more agents are asked while the pool and the budget allow.",
         t.accept
     );
-    match &p.arbiter {
-        Some(a) => {
-            let _ = write!(esc, " Below {} the arbiter {a} reviews it", t.arbitrate);
+    match (&p.arbiter, p.human) {
+        (Some(a), human) => {
+            let _ = write!(
+                esc,
+                " If consensus stays below {}, the arbiter {a} reviews the case",
+                t.arbitrate
+            );
             if let Some(ms_) = p.budget.arbitration_ms {
                 let _ = write!(esc, " within {}", ms(ms_));
             }
             esc.push('.');
+            if human {
+                let _ = write!(
+                    esc,
+                    " Below {}, or when arbitration runs out of time, a human decides.",
+                    t.human
+                );
+            } else {
+                let _ = write!(
+                    esc,
+                    " Below {} the decision is refused rather than guessed.",
+                    t.human
+                );
+            }
         }
-        None => {
+        (None, true) => {
             let _ = write!(
                 esc,
-                " Below {} there is no arbiter, so the decision escalates directly.",
+                " If consensus stays below {}, a human decides (there is no arbiter).",
                 t.arbitrate
             );
         }
-    }
-    if p.human {
-        let _ = write!(
-            esc,
-            " Below {} (or when arbitration runs out of time) a human decides.",
-            t.human
-        );
-    } else {
-        let _ = write!(
-            esc,
-            " Below {} the decision is refused rather than guessed.",
-            t.human
-        );
+        (None, false) => {
+            let _ = write!(
+                esc,
+                " If consensus stays below {}, the decision is refused rather than guessed (there is no arbiter and no human review).",
+                t.arbitrate
+            );
+        }
     }
     let _ = writeln!(s, "{esc}");
 
@@ -277,15 +290,17 @@ pub(super) fn explain(p: &Policy, agents: &BTreeMap<String, AgentSpec>) -> Strin
         .filter_map(|id| agents.get(id))
         .map(|a| a.call_cost(prompt))
         .sum();
+    let pool_cost = if worst > 0.0 {
+        format!("asking the whole pool would cost ${worst:.4} at the listed prices")
+    } else {
+        "the agents list no prices, so calls are counted but cost nothing".to_owned()
+    };
     if parts.is_empty() {
-        let _ = writeln!(
-            s,
-            "Cost: no budget is set; asking the whole pool costs at most ${worst:.4} per decision at the listed prices."
-        );
+        let _ = writeln!(s, "Cost: no budget is set; {pool_cost}.");
     } else {
         let _ = writeln!(
             s,
-            "Cost: at most {} per decision, checked before every call; asking the whole pool would cost ${worst:.4} at the listed prices.",
+            "Cost: at most {} per decision, checked before every call; {pool_cost}.",
             list(&parts)
         );
     }
