@@ -8,6 +8,8 @@ mod cli_errors;
 /// Reference cases computed by pref_voting, crowd-kit and scipy, run through the library and
 /// through the `conclave` binary.
 mod fixtures;
+/// The Governor with simulated agents.
+mod governor;
 /// Policies and agent definitions: checks, diagnostics, explanations, routing, fuzzing.
 mod policy;
 /// Property tests (proptest) of the voting invariants.

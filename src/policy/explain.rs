@@ -128,7 +128,7 @@ pub(super) fn explain(p: &Policy, agents: &BTreeMap<String, AgentSpec>) -> Strin
         " {}",
         match p.provisional {
             Provisional::Reduced =>
-                "Agents still in their warm-up vote with weight in proportion to their evidence.",
+                "Agents still in their warm-up (their first 20 graded outcomes) vote with reduced weight: half at first, full at the end of it.",
             Provisional::Advisory => "Agents still in their warm-up are heard but carry no weight.",
             Provisional::Full => "Agents still in their warm-up vote with full weight.",
         }

@@ -434,7 +434,7 @@ pub struct Budget {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Provisional {
-    /// With weight in proportion to their evidence (n / 20).
+    /// With reduced weight: half at first, full after the warm-up (½ + ½·n/20).
     #[default]
     Reduced,
     /// Recorded, but with weight 0.

@@ -329,7 +329,8 @@ impl TrustState {
     }
 
     /// The vote weight this state earns under `scheme` (0 for quarantined or ejected agents;
-    /// provisional agents count in proportion to their evidence, `n / warmup`).
+    /// provisional agents start at half weight and reach full weight with their evidence,
+    /// `½ + ½·n / warmup`).
     pub fn vote_weight(&self, params: &TrustParams, scheme: WeightScheme) -> f64 {
         let base = match scheme {
             WeightScheme::Wbft { alpha, quality } => {
@@ -341,7 +342,9 @@ impl TrustState {
         };
         match self.status(params) {
             Status::Quarantined | Status::Ejected => 0.0,
-            Status::Provisional => base * self.n as f64 / f64::from(params.warmup.max(1)),
+            Status::Provisional => {
+                base * (0.5 + 0.5 * self.n as f64 / f64::from(params.warmup.max(1)))
+            }
             Status::Trusted => base,
         }
     }

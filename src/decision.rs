@@ -1,0 +1,199 @@
+//! A decision (the request) and its verdict (the outcome).
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::{Kind, TallyResult};
+use crate::ballot::Ballot;
+
+/// A question put to a pool of agents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Unique id (recorded, and used to seed simulated agents).
+    pub id: String,
+    /// The question.
+    pub question: String,
+    /// The domain: picks the policy and the trust records.
+    pub domain: String,
+    /// What kind of answer is wanted.
+    pub kind: Kind,
+    /// The options, for choice and ranking decisions.
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// Seed of every random choice made for this decision (agent order ties, simulation).
+    #[serde(default)]
+    pub seed: u64,
+    /// The right answer, known only in evaluation runs: simulated agents use it to be right
+    /// with their competence. It is never shown to a real agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truth: Option<Truth>,
+}
+
+/// The right answer of an evaluation item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Truth {
+    /// The right option.
+    Option(String),
+    /// The right number.
+    Value(f64),
+}
+
+impl Decision {
+    /// A choice among `options`.
+    pub fn choice<I, S>(
+        id: impl Into<String>,
+        domain: impl Into<String>,
+        question: impl Into<String>,
+        options: I,
+    ) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            id: id.into(),
+            question: question.into(),
+            domain: domain.into(),
+            kind: Kind::Choice,
+            options: options.into_iter().map(Into::into).collect(),
+            seed: 0,
+            truth: None,
+        }
+    }
+
+    /// A number to estimate.
+    pub fn score(
+        id: impl Into<String>,
+        domain: impl Into<String>,
+        question: impl Into<String>,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            question: question.into(),
+            domain: domain.into(),
+            kind: Kind::Score,
+            options: Vec::new(),
+            seed: 0,
+            truth: None,
+        }
+    }
+
+    /// The same decision with a seed.
+    #[must_use]
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The same decision with its right answer (evaluation only).
+    #[must_use]
+    pub fn with_truth(mut self, truth: Truth) -> Self {
+        self.truth = Some(truth);
+        self
+    }
+}
+
+/// How a decision ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The verdict stands. `weak`: consensus stayed below the acceptance threshold but above
+    /// the arbitration threshold after every available agent was asked.
+    Decided {
+        /// Consensus below the acceptance threshold.
+        weak: bool,
+    },
+    /// Consensus fell below the arbitration threshold: the policy's arbiter must review it.
+    Arbitration {
+        /// The arbiter agent.
+        arbiter: String,
+    },
+    /// Sent to a human: consensus below the human threshold, no quorum, or no arbiter.
+    Human {
+        /// Why.
+        reason: String,
+    },
+    /// Refused: the policy neither decides nor escalates this (no human review).
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why the fan-out stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stop {
+    /// The remaining agents could not change the winner.
+    Certified,
+    /// The winner of the full pool is the leader with probability at least 1 − δ.
+    Confident,
+    /// Every selected agent was asked.
+    Exhausted,
+    /// The next call would have exceeded the budget.
+    Budget,
+    /// The decision's time ran out.
+    Deadline,
+}
+
+/// One ballot as it was counted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cast {
+    /// The ballot (an abstention when the agent failed).
+    pub ballot: Ballot,
+    /// The weight it was counted with.
+    pub weight: f64,
+    /// Time to answer, ms.
+    pub latency_ms: u64,
+    /// Tokens used (prompt + completion).
+    pub tokens: u64,
+    /// Cost in dollars.
+    pub cost_usd: f64,
+    /// The wave it belonged to (1-based).
+    pub wave: u32,
+}
+
+/// The outcome of a governed decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    /// The decision.
+    pub decision: String,
+    /// The policy that governed it.
+    pub policy: String,
+    /// SHA-256 of the policy file.
+    pub policy_hash: String,
+    /// The trust snapshot version the weights came from.
+    pub trust_version: u64,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The tally of the counted ballots (absent when nothing could be counted).
+    pub tally: Option<TallyResult>,
+    /// Consensus in [0, 1]: the winner's weight share for option rules, consensus quality
+    /// for numeric rules.
+    pub consensus: f64,
+    /// Every ballot asked for, in the order they arrived, abstentions included.
+    pub ballots: Vec<Cast>,
+    /// Agent calls made.
+    pub calls: usize,
+    /// Waves of calls.
+    pub waves: u32,
+    /// Why the fan-out stopped.
+    pub stop: Stop,
+    /// Tokens spent.
+    pub tokens: u64,
+    /// Dollars spent.
+    pub cost_usd: f64,
+}
+
+impl Verdict {
+    /// The winning option, if the rule chooses options and one won.
+    pub fn winner(&self) -> Option<&str> {
+        self.tally.as_ref().and_then(|t| t.winner.as_deref())
+    }
+
+    /// The aggregate value, for numeric decisions.
+    pub fn value(&self) -> Option<f64> {
+        self.tally.as_ref().and_then(|t| t.value)
+    }
+}

@@ -1,0 +1,238 @@
+//! When to stop asking: certificates that the remaining agents cannot, or almost surely will
+//! not, change the verdict.
+
+use super::Seat;
+use crate::agent::Rng;
+use crate::aggregate::{Kind, Rule};
+use crate::ballot::Answer;
+use crate::decision::{Cast, Decision, Stop};
+use crate::policy::Policy;
+
+/// Whether the fan-out can stop after the ballots in `casts`, with `unasked` seats left.
+pub(super) fn check(
+    policy: &Policy,
+    rule: Rule,
+    decision: &Decision,
+    casts: &[Cast],
+    unasked: &[&Seat],
+    competence: &std::collections::BTreeMap<String, f64>,
+) -> Option<Stop> {
+    let counted = casts.iter().filter(|c| !c.ballot.is_abstention()).count();
+    if counted < policy.quorum_ballots as usize {
+        return None;
+    }
+    match decision.kind {
+        Kind::Choice | Kind::Ranking => {
+            let plurality_family = matches!(
+                rule,
+                Rule::Plurality
+                    | Rule::WeightedPlurality
+                    | Rule::LogOdds { .. }
+                    | Rule::Supermajority { .. }
+            );
+            if !plurality_family {
+                // Ranked rules have no cheap certificate: every selected agent is asked.
+                return None;
+            }
+            let k = decision.options.len();
+            let unweighted = matches!(rule, Rule::Plurality);
+            let w = |x: f64| if unweighted { 1.0 } else { x };
+            let mut scores = vec![0.0; k];
+            let mut votes: Vec<(usize, f64, f64)> = Vec::new();
+            for c in casts {
+                let first = match &c.ballot.answer {
+                    Answer::Choice(o) => decision.options.iter().position(|x| x == o),
+                    Answer::Ranking(r) => r
+                        .first()
+                        .and_then(|o| decision.options.iter().position(|x| x == o)),
+                    _ => None,
+                };
+                if let Some(i) = first {
+                    scores[i] += w(c.weight);
+                    let q = competence.get(&c.ballot.agent).copied().unwrap_or(0.5);
+                    votes.push((i, w(c.weight), q));
+                }
+            }
+            let remaining: f64 = unasked.iter().map(|s| w(s.weight)).sum();
+            let mut order: Vec<usize> = (0..k).collect();
+            order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+            let (leader, runner) = (order[0], order.get(1).copied());
+            if let Rule::Supermajority { threshold } = rule {
+                let cast_total: f64 = scores.iter().sum();
+                return (scores[leader] >= threshold * (cast_total + remaining))
+                    .then_some(Stop::Certified);
+            }
+            let gap = scores[leader] - runner.map_or(0.0, |r| scores[r]);
+            if gap > remaining {
+                return Some(Stop::Certified);
+            }
+            let delta = policy.early_stop_risk?;
+            let rest: Vec<(f64, f64)> = unasked
+                .iter()
+                .map(|s| (w(s.weight), s.competence))
+                .collect();
+            let p = leader_probability(k, &votes, &rest, leader, decision.seed);
+            (p >= 1.0 - delta).then_some(Stop::Confident)
+        }
+        Kind::Score | Kind::Vector => {
+            // Numbers have no winner to certify: stop once the quorum agrees well enough.
+            let values: Vec<f64> = casts
+                .iter()
+                .filter_map(|c| match c.ballot.answer {
+                    Answer::Score(v) => Some(v),
+                    _ => None,
+                })
+                .collect();
+            let cq = crate::aggregate::consensus::consensus_quality(&values, 0.05);
+            (policy.early_stop_risk.is_some() && cq >= policy.thresholds.accept)
+                .then_some(Stop::Confident)
+        }
+    }
+}
+
+/// The probability that the full pool elects `leader`, given the cast votes `(option,
+/// weight, competence)` and the remaining agents `(weight, competence)`.
+///
+/// The right answer is unknown: its posterior follows from the cast votes (an agent of
+/// competence q votes the right option with probability q, each wrong one with
+/// (1 − q)/(K − 1)). For each possible right answer, the remaining agents' votes are
+/// enumerated exactly when there are at most 4,096 combinations, else sampled (4,000 draws,
+/// seeded by the decision).
+pub(super) fn leader_probability(
+    k: usize,
+    votes: &[(usize, f64, f64)],
+    rest: &[(f64, f64)],
+    leader: usize,
+    seed: u64,
+) -> f64 {
+    if k < 2 {
+        return 1.0;
+    }
+    let kf = k as f64;
+    // Posterior over the right answer.
+    let mut log_post = vec![0.0; k];
+    for &(v, _, q) in votes {
+        for (t, lp) in log_post.iter_mut().enumerate() {
+            *lp += if v == t {
+                q.ln()
+            } else {
+                ((1.0 - q) / (kf - 1.0)).ln()
+            };
+        }
+    }
+    let max = log_post.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut post: Vec<f64> = log_post.iter().map(|l| (l - max).exp()).collect();
+    let z: f64 = post.iter().sum();
+    post.iter_mut().for_each(|p| *p /= z);
+
+    let mut base = vec![0.0; k];
+    for &(v, w, _) in votes {
+        base[v] += w;
+    }
+    let wins = |scores: &[f64]| {
+        // The leader stays first (ties go to the option listed first, as the tally does).
+        (0..k).all(|o| {
+            o == leader || scores[leader] > scores[o] || (scores[leader] == scores[o] && leader < o)
+        })
+    };
+    let m = rest.len();
+    let combos = (k as f64).powi(m as i32);
+    let mut total = 0.0;
+    for (t, &pt) in post.iter().enumerate() {
+        if pt < 1e-12 {
+            continue;
+        }
+        let vote_p = |agent: usize, option: usize| {
+            let q = rest[agent].1;
+            if option == t {
+                q
+            } else {
+                (1.0 - q) / (kf - 1.0)
+            }
+        };
+        let p_win = if combos <= 4096.0 {
+            let mut p = 0.0;
+            let mut choice = vec![0usize; m];
+            loop {
+                let mut scores = base.clone();
+                let mut prob = 1.0;
+                for (a, &o) in choice.iter().enumerate() {
+                    scores[o] += rest[a].0;
+                    prob *= vote_p(a, o);
+                }
+                if wins(&scores) {
+                    p += prob;
+                }
+                // Next combination (odometer).
+                let mut i = 0;
+                while i < m {
+                    choice[i] += 1;
+                    if choice[i] < k {
+                        break;
+                    }
+                    choice[i] = 0;
+                    i += 1;
+                }
+                if i == m {
+                    break;
+                }
+            }
+            p
+        } else {
+            let mut rng = Rng::new(&[&seed.to_le_bytes(), &(t as u64).to_le_bytes(), b"certify"]);
+            let draws = 4000;
+            let mut hits = 0;
+            for _ in 0..draws {
+                let mut scores = base.clone();
+                for &(w, q) in rest {
+                    let o = if rng.unit() < q {
+                        t
+                    } else {
+                        let j = rng.below(k - 1);
+                        if j >= t { j + 1 } else { j }
+                    };
+                    scores[o] += w;
+                }
+                if wins(&scores) {
+                    hits += 1;
+                }
+            }
+            f64::from(hits) / f64::from(draws)
+        };
+        total += pt * p_win;
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_left_means_certain_and_a_landslide_is_likely() {
+        assert!((leader_probability(3, &[(0, 1.0, 0.8)], &[], 0, 1) - 1.0).abs() < 1e-12);
+        let votes = [(0, 1.0, 0.8), (0, 1.0, 0.8), (0, 1.0, 0.8), (0, 1.0, 0.8)];
+        let p = leader_probability(3, &votes, &[(1.0, 0.8), (1.0, 0.8), (1.0, 0.8)], 0, 1);
+        assert!(p > 0.999, "{p}");
+        let split = [(0, 1.0, 0.6), (1, 1.0, 0.6)];
+        let p = leader_probability(3, &split, &[(1.0, 0.6), (1.0, 0.6), (1.0, 0.6)], 0, 1);
+        assert!(p < 0.8, "{p}");
+    }
+
+    #[test]
+    fn sampling_agrees_with_enumeration() {
+        let votes = [(0, 0.9, 0.8), (1, 0.7, 0.6), (0, 0.8, 0.7)];
+        let rest: Vec<(f64, f64)> = vec![(0.8, 0.7); 6];
+        let exact = leader_probability(3, &votes, &rest, 0, 7);
+        let many: Vec<(f64, f64)> = vec![(0.8, 0.7); 6];
+        // 4 options × 6 agents = 4,096: still exact; 8 agents forces sampling.
+        let sampled = leader_probability(
+            3,
+            &votes,
+            &[many, vec![(0.0, 0.7); 2]].concat(),
+            0,
+            7,
+        );
+        assert!((exact - sampled).abs() < 0.03, "{exact} vs {sampled}");
+    }
+}

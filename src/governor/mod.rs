@@ -1,0 +1,603 @@
+//! The Governor: one policy's pool of agents as a `Service<Decision, Response = Verdict>`.
+//!
+//! For each decision it selects and orders the admitted agents, asks them in waves (the
+//! first wave independent, no agent sees another's answer), tallies after every wave with the
+//! policy's rule and trust weights, and stops as soon as the outcome is certain:
+//! **certified** when the weight not yet cast cannot change the winner, or **confident** when
+//! the probability that the full pool would elect the current leader reaches 1 − δ (the
+//! policy's early-stop risk). Budgets are projected before every call and never exceeded; a
+//! deadline bounds the whole decision. A failed, slow or malformed agent is an abstention
+//! with its reason, never an error of the decision.
+//!
+//! Not yet here (next steps of the Governor issue): calling the arbiter agent (the verdict
+//! names it), retries and circuit breakers in the per-agent stack, the supervisor, the
+//! quorum on the effective number of voters.
+
+mod certify;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceExt};
+
+use crate::agent::{AgentReply, AgentRequest, AgentService};
+use crate::aggregate::{Kind, Rule, TallyInput, consensus, tally};
+use crate::audit::{AuditLog, DecisionRecord, Entry, PolicyRef};
+use crate::ballot::{Abstention, Answer, Ballot};
+use crate::decision::{Cast, Decision, Outcome, Stop, Verdict};
+use crate::policy::{AgentSpec, Policy, Provisional};
+use crate::trust::store::TrustSnapshot;
+use crate::trust::{Status, TrustState, WeightScheme};
+
+/// Why a decision could not be governed at all (failures of agents are not errors).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GovernorError {
+    /// The policy does not cover this decision (deny by default).
+    #[error("refused: policy \"{policy}\" does not govern {kind} decisions in domain \"{domain}\"")]
+    Refused {
+        /// The policy.
+        policy: String,
+        /// The decision's domain.
+        domain: String,
+        /// The decision's kind.
+        kind: String,
+    },
+    /// The decision itself is malformed (no options for a choice, …).
+    #[error("invalid decision: {0}")]
+    Invalid(String),
+    /// The verdict could not be recorded.
+    #[error("the verdict could not be recorded: {0}")]
+    Audit(#[from] crate::audit::AuditError),
+}
+
+/// One agent of the pool with what the Governor knows about it.
+#[derive(Debug, Clone)]
+struct Member {
+    spec: AgentSpec,
+    service: AgentService,
+}
+
+struct Inner {
+    policy: Policy,
+    members: Vec<Member>,
+    trust: TrustSnapshot,
+    audit: Option<Arc<dyn AuditLog + Send + Sync>>,
+    wave_size: usize,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Governor")
+            .field("policy", &self.policy.id)
+            .field(
+                "members",
+                &self
+                    .members
+                    .iter()
+                    .map(|m| m.spec.id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("trust_version", &self.trust.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pool service of one policy. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Governor {
+    inner: Arc<Inner>,
+}
+
+/// An agent chosen for one decision, with its weight and estimated competence.
+#[derive(Debug, Clone)]
+struct Seat {
+    member: usize,
+    weight: f64,
+    competence: f64,
+}
+
+impl Governor {
+    /// A Governor for `policy` over `agents` (each with its definition and its service),
+    /// weighting by `trust`. Agents the policy's pool does not name are ignored.
+    pub fn new(
+        policy: Policy,
+        agents: Vec<(AgentSpec, AgentService)>,
+        trust: TrustSnapshot,
+    ) -> Self {
+        let members = agents
+            .into_iter()
+            .filter(|(spec, _)| policy.pool.contains(&spec.id))
+            .map(|(spec, service)| {
+                let limit = spec.max_concurrency.max(1) as usize;
+                let service = BoxCloneSyncService::new(
+                    tower::ServiceBuilder::new()
+                        .concurrency_limit(limit)
+                        .service(service),
+                );
+                Member { spec, service }
+            })
+            .collect();
+        Self {
+            inner: Arc::new(Inner {
+                policy,
+                members,
+                trust,
+                audit: None,
+                wave_size: 2,
+            }),
+        }
+    }
+
+    /// Records every verdict in `log`.
+    #[must_use]
+    pub fn with_audit(self, log: Arc<dyn AuditLog + Send + Sync>) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|a| a.clone_inner());
+        inner.audit = Some(log);
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Agents added per wave after the first (default 2).
+    #[must_use]
+    pub fn with_wave_size(self, n: usize) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|a| a.clone_inner());
+        inner.wave_size = n.max(1);
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The governing policy.
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    /// Governs one decision.
+    ///
+    /// # Errors
+    /// A decision the policy does not cover, a malformed decision, or an audit failure.
+    pub async fn decide(&self, decision: Decision) -> Result<Verdict, GovernorError> {
+        self.inner.decide(decision).await
+    }
+}
+
+impl Inner {
+    fn clone_inner(&self) -> Self {
+        Self {
+            policy: self.policy.clone(),
+            members: self.members.clone(),
+            trust: self.trust.clone(),
+            audit: self.audit.clone(),
+            wave_size: self.wave_size,
+        }
+    }
+
+    /// Admitted agents, best first, with their weights.
+    fn seats(&self, domain: &str) -> Vec<Seat> {
+        let p = &self.policy;
+        let params = &self.trust.params;
+        let (w_expertise, w_trust) = p.selection;
+        let mut scored: Vec<(f64, Seat)> = Vec::new();
+        for (i, m) in self.members.iter().enumerate() {
+            let state = self
+                .trust
+                .get(&m.spec.id, domain)
+                .cloned()
+                .unwrap_or_else(|| TrustState::new(params));
+            let status = state.status(params);
+            if matches!(status, Status::Quarantined | Status::Ejected) {
+                continue;
+            }
+            if state.n > 0 && state.trust() < p.trust_floor {
+                continue;
+            }
+            let scheme = WeightScheme::Wbft {
+                alpha: p.alpha,
+                quality: 1.0,
+            };
+            let mut weight = state.vote_weight(params, scheme);
+            if status == Status::Provisional {
+                weight = match p.provisional {
+                    Provisional::Reduced => weight,
+                    Provisional::Advisory => 0.0,
+                    Provisional::Full => {
+                        crate::aggregate::weights::wbft(state.trust(), 1.0, p.alpha)
+                    }
+                };
+            }
+            let expertise = if m.spec.domains.iter().any(|d| d == domain) {
+                1.0
+            } else {
+                0.0
+            };
+            let score = w_expertise * expertise + w_trust * state.trust();
+            scored.push((
+                score,
+                Seat {
+                    member: i,
+                    weight,
+                    competence: state.trust().clamp(0.05, 0.95),
+                },
+            ));
+        }
+        scored.sort_by(|a, b| {
+            b.0.total_cmp(&a.0).then_with(|| {
+                self.members[a.1.member]
+                    .spec
+                    .id
+                    .cmp(&self.members[b.1.member].spec.id)
+            })
+        });
+        // At most N per family, at most pool_max in all.
+        let mut per_family: BTreeMap<String, u32> = BTreeMap::new();
+        let mut seats = Vec::new();
+        for (_, seat) in scored {
+            if seats.len() >= p.pool_max as usize {
+                break;
+            }
+            let spec = &self.members[seat.member].spec;
+            if let Some(limit) = p.max_per_family {
+                let family = spec.family.clone().unwrap_or_else(|| spec.id.clone());
+                let n = per_family.entry(family).or_default();
+                if *n >= limit {
+                    continue;
+                }
+                *n += 1;
+            }
+            seats.push(seat);
+        }
+        seats
+    }
+
+    /// The rule for this decision: the robust one when the policy's switch is on and it
+    /// can count this kind.
+    fn rule_for(&self, kind: Kind) -> Rule {
+        match &self.policy.robust {
+            Some(r) if r.active() && rule_counts(&r.rule, kind) => r.rule,
+            _ => self.policy.rule,
+        }
+    }
+
+    async fn decide(&self, decision: Decision) -> Result<Verdict, GovernorError> {
+        let p = &self.policy;
+        if !p.covers(&decision.domain, decision.kind) {
+            return Err(GovernorError::Refused {
+                policy: p.id.clone(),
+                domain: decision.domain.clone(),
+                kind: format!("{:?}", decision.kind).to_lowercase(),
+            });
+        }
+        if matches!(decision.kind, Kind::Choice | Kind::Ranking) && decision.options.is_empty() {
+            return Err(GovernorError::Invalid(
+                "a choice or ranking decision needs options".to_owned(),
+            ));
+        }
+        let rule = self.rule_for(decision.kind);
+        let seats = self.seats(&decision.domain);
+        let total_weight: f64 = seats.iter().map(|s| s.weight).sum();
+        let competence: BTreeMap<String, f64> = seats
+            .iter()
+            .map(|s| (self.members[s.member].spec.id.clone(), s.competence))
+            .collect();
+        let decision = Arc::new(decision);
+        let started = Instant::now();
+        let deadline = p
+            .budget
+            .decision_ms
+            .map(|ms| started + Duration::from_millis(ms));
+        let prompt_tokens = p.budget.prompt_tokens.unwrap_or(1000);
+
+        let mut casts: Vec<Cast> = Vec::new();
+        let mut asked = 0usize;
+        let mut waves = 0u32;
+        let mut tokens = 0u64;
+        let mut cost = 0.0f64;
+        let stop;
+        loop {
+            let remaining = seats.len() - asked;
+            if remaining == 0 {
+                stop = Stop::Exhausted;
+                break;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                stop = Stop::Deadline;
+                break;
+            }
+            let want = if waves == 0 {
+                (p.quorum_ballots as usize).max(1)
+            } else {
+                self.wave_size
+            };
+            // Project the budget before every call.
+            let mut wave: Vec<&Seat> = Vec::new();
+            let mut budget_hit = false;
+            for seat in &seats[asked..(asked + want.min(remaining))] {
+                let spec = &self.members[seat.member].spec;
+                let call_tokens = u64::from(prompt_tokens) + u64::from(spec.max_tokens);
+                let call_cost = spec.call_cost(prompt_tokens);
+                let planned_tokens: u64 = wave
+                    .iter()
+                    .map(|s| {
+                        let sp = &self.members[s.member].spec;
+                        u64::from(prompt_tokens) + u64::from(sp.max_tokens)
+                    })
+                    .sum();
+                let planned_cost: f64 = wave
+                    .iter()
+                    .map(|s| self.members[s.member].spec.call_cost(prompt_tokens))
+                    .sum();
+                let over_tokens = p
+                    .budget
+                    .tokens
+                    .is_some_and(|b| tokens + planned_tokens + call_tokens > b);
+                let over_money = p
+                    .budget
+                    .money_usd
+                    .is_some_and(|b| cost + planned_cost + call_cost > b + 1e-12);
+                if over_tokens || over_money {
+                    budget_hit = true;
+                    break;
+                }
+                wave.push(seat);
+            }
+            if wave.is_empty() {
+                stop = Stop::Budget;
+                break;
+            }
+            waves += 1;
+            asked += wave.len();
+            let replies = self.fan_out(&decision, &wave, deadline).await;
+            for (seat, (reply, latency)) in wave.iter().zip(replies) {
+                let spec = &self.members[seat.member].spec;
+                let (ballot, t, c) = match reply {
+                    Ok(r) => {
+                        let t = u64::from(r.tokens_in) + u64::from(r.tokens_out);
+                        (sanitize(spec, &decision, r.ballot), t, r.cost_usd)
+                    }
+                    Err(reason) => (Ballot::abstain(spec.id.clone(), reason), 0, 0.0),
+                };
+                tokens += t;
+                cost += c;
+                casts.push(Cast {
+                    ballot,
+                    weight: seat.weight,
+                    latency_ms: latency.as_millis() as u64,
+                    tokens: t,
+                    cost_usd: c,
+                    wave: waves,
+                });
+            }
+            if budget_hit {
+                stop = Stop::Budget;
+                break;
+            }
+            // Certify, or widen.
+            let unasked: Vec<&Seat> = seats[asked..].iter().collect();
+            if let Some(s) = certify::check(p, rule, &decision, &casts, &unasked, &competence) {
+                stop = s;
+                break;
+            }
+        }
+
+        // The verdict.
+        let input = tally_input(&decision, &casts);
+        let counted: Vec<&Cast> = casts.iter().filter(|c| !c.ballot.is_abstention()).collect();
+        let counted_weight: f64 = counted.iter().map(|c| c.weight).sum();
+        let result = tally(&input, &rule).ok();
+        let consensus = match (&result, decision.kind) {
+            (Some(r), Kind::Choice | Kind::Ranking) => r.support.unwrap_or(0.0),
+            (Some(_), _) => {
+                let values: Vec<f64> = counted
+                    .iter()
+                    .filter_map(|c| match c.ballot.answer {
+                        Answer::Score(v) => Some(v),
+                        _ => None,
+                    })
+                    .collect();
+                consensus::consensus_quality(&values, 0.05)
+            }
+            (None, _) => 0.0,
+        };
+        let quorum = counted.len() >= p.quorum_ballots as usize
+            && (total_weight <= 0.0
+                || counted_weight / total_weight >= p.quorum_weight_share - 1e-12);
+        let t = &p.thresholds;
+        let escalate = |reason: String| {
+            if p.human {
+                Outcome::Human { reason }
+            } else {
+                Outcome::Refused { reason }
+            }
+        };
+        let outcome = if result.is_none() || !quorum {
+            escalate(format!(
+                "no quorum: {} of {} required ballots (weight share {:.2} of {:.2})",
+                counted.len(),
+                p.quorum_ballots,
+                if total_weight > 0.0 {
+                    counted_weight / total_weight
+                } else {
+                    0.0
+                },
+                p.quorum_weight_share
+            ))
+        } else if result
+            .as_ref()
+            .is_some_and(|r| r.winners.as_ref().is_some_and(Vec::is_empty))
+        {
+            escalate("no option reached the required supermajority".to_owned())
+        } else if consensus < t.human {
+            escalate(format!(
+                "consensus {consensus:.2} below the human threshold {}",
+                t.human
+            ))
+        } else if consensus < t.arbitrate {
+            match &p.arbiter {
+                Some(a) => Outcome::Arbitration { arbiter: a.clone() },
+                None => escalate(format!(
+                    "consensus {consensus:.2} below the arbitration threshold {} and no arbiter",
+                    t.arbitrate
+                )),
+            }
+        } else {
+            Outcome::Decided {
+                weak: consensus < t.accept,
+            }
+        };
+        let verdict = Verdict {
+            decision: decision.id.clone(),
+            policy: p.id.clone(),
+            policy_hash: p.hash.clone(),
+            trust_version: self.trust.version,
+            outcome,
+            tally: result,
+            consensus,
+            calls: casts.len(),
+            ballots: casts,
+            waves,
+            stop,
+            tokens,
+            cost_usd: cost,
+        };
+        if let Some(log) = &self.audit {
+            let record = DecisionRecord {
+                id: decision.id.clone(),
+                question: decision.question.clone(),
+                domain: decision.domain.clone(),
+                input,
+                rule,
+                seed: decision.seed,
+                policy: Some(PolicyRef {
+                    id: p.id.clone(),
+                    hash: p.hash.clone(),
+                }),
+                trust_version: self.trust.version,
+                verdict: verdict
+                    .tally
+                    .as_ref()
+                    .map(|t| serde_json::to_value(t).unwrap_or_default())
+                    .unwrap_or_default(),
+                at: crate::audit::now(),
+            };
+            log.append(&Entry::Decision(Box::new(record)))?;
+        }
+        Ok(verdict)
+    }
+
+    /// Asks every seat of a wave at once; each reply or the reason it failed, with latency,
+    /// in the wave's order.
+    async fn fan_out(
+        &self,
+        decision: &Arc<Decision>,
+        wave: &[&Seat],
+        deadline: Option<Instant>,
+    ) -> Vec<(Result<AgentReply, Abstention>, Duration)> {
+        let mut set = JoinSet::new();
+        for (i, seat) in wave.iter().enumerate() {
+            let member = &self.members[seat.member];
+            let mut timeout = Duration::from_millis(member.spec.timeout_ms.max(1));
+            if let Some(d) = deadline {
+                timeout = timeout.min(d.saturating_duration_since(Instant::now()));
+            }
+            let service = member.service.clone();
+            let request = AgentRequest {
+                decision: decision.clone(),
+            };
+            set.spawn(async move {
+                let start = Instant::now();
+                let reply = match tokio::time::timeout(timeout, service.oneshot(request)).await {
+                    Ok(Ok(r)) => Ok(r),
+                    Ok(Err(_)) => Err(Abstention::Error),
+                    Err(_) => Err(Abstention::Timeout),
+                };
+                (i, reply, start.elapsed())
+            });
+        }
+        let mut out: Vec<Option<(Result<AgentReply, Abstention>, Duration)>> =
+            (0..wave.len()).map(|_| None).collect();
+        while let Some(joined) = set.join_next().await {
+            if let Ok((i, reply, latency)) = joined {
+                out[i] = Some((reply, latency));
+            }
+        }
+        out.into_iter()
+            .map(|o| o.unwrap_or((Err(Abstention::Error), Duration::ZERO)))
+            .collect()
+    }
+}
+
+/// Whether `rule` can count decisions of `kind`.
+fn rule_counts(rule: &Rule, kind: Kind) -> bool {
+    let option_rule = matches!(
+        rule,
+        Rule::Plurality
+            | Rule::WeightedPlurality
+            | Rule::LogOdds { .. }
+            | Rule::Supermajority { .. }
+            | Rule::Borda
+            | Rule::Copeland
+            | Rule::Schulze
+            | Rule::InstantRunoff
+            | Rule::Minimax
+    );
+    option_rule == matches!(kind, Kind::Choice | Kind::Ranking)
+}
+
+/// A reply counts only as what it claims to be: the agent id is the seat's, and an answer
+/// that does not fit the decision becomes an abstention (`malformed`), never a vote.
+fn sanitize(spec: &AgentSpec, decision: &Decision, mut ballot: Ballot) -> Ballot {
+    ballot.agent.clone_from(&spec.id);
+    let fits = match (&ballot.answer, decision.kind) {
+        (Answer::Abstain(_), _) => true,
+        (Answer::Choice(c), Kind::Choice | Kind::Ranking) => decision.options.contains(c),
+        (Answer::Ranking(r), Kind::Choice | Kind::Ranking) => {
+            !r.is_empty()
+                && r.iter().all(|o| decision.options.contains(o))
+                && r.iter().collect::<std::collections::BTreeSet<_>>().len() == r.len()
+        }
+        (Answer::Score(v), Kind::Score) => v.is_finite(),
+        (Answer::Vector(v), Kind::Vector) => !v.is_empty() && v.iter().all(|x| x.is_finite()),
+        _ => false,
+    };
+    if fits {
+        ballot
+    } else {
+        Ballot::abstain(spec.id.clone(), Abstention::Malformed)
+    }
+}
+
+fn tally_input(decision: &Decision, casts: &[Cast]) -> TallyInput {
+    TallyInput {
+        kind: decision.kind,
+        options: decision.options.clone(),
+        ballots: casts.iter().map(|c| c.ballot.clone()).collect(),
+        weights: casts
+            .iter()
+            .map(|c| (c.ballot.agent.clone(), c.weight))
+            .collect(),
+    }
+}
+
+impl Service<Decision> for Governor {
+    type Response = Verdict;
+    type Error = GovernorError;
+    type Future = Pin<Box<dyn Future<Output = Result<Verdict, GovernorError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GovernorError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, decision: Decision) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.decide(decision).await })
+    }
+}
