@@ -77,6 +77,9 @@ pub enum Abstention {
     Budget,
     /// The agent chose to abstain (for example, it does not know).
     Declined,
+    /// The agent was asked, but the outcome was certain before it answered; its call was
+    /// cancelled.
+    Cancelled,
     /// Any other reason, kept verbatim.
     Other(String),
 }
@@ -92,6 +95,7 @@ impl Abstention {
             Self::CircuitOpen => "circuit-open",
             Self::Budget => "budget",
             Self::Declined => "declined",
+            Self::Cancelled => "cancelled",
             Self::Other(s) => s,
         }
     }
@@ -107,6 +111,7 @@ impl From<&str> for Abstention {
             "circuit-open" => Self::CircuitOpen,
             "budget" => Self::Budget,
             "declined" => Self::Declined,
+            "cancelled" => Self::Cancelled,
             other => Self::Other(other.to_owned()),
         }
     }

@@ -312,3 +312,69 @@ quorum = { ballots = 1 }
         v.tally.expect("tally").winners()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_agent_does_not_set_the_pace() {
+    // Four fast agents and one ten times slower, listed first so that it is always asked in
+    // the first wave; the quorum (3) can be met without it.
+    let agents = r#"
+[[agent]]
+id = "a-slow"
+kind = "scripted"
+scripted = { competence = { default = 0.85 }, latency = { median_ms = 100, p99_ms = 200 }, behaviour = { kind = "slow", factor = 10.0 } }
+"#
+    .to_owned()
+        + &(0..4)
+            .map(|i| format!("[[agent]]\nid = \"fast{i}\"\nkind = \"scripted\"\nscripted = {{ competence = {{ default = 0.85 }}, latency = {{ median_ms = 100, p99_ms = 200 }} }}\n"))
+            .collect::<String>();
+    let c = catalog(
+        &agents,
+        r#"id = "tail"
+description = "Tail-latency test."
+applies = { domains = ["trading"], kinds = ["choice"] }
+pool = { agents = ["a-slow", "fast0", "fast1", "fast2", "fast3"] }
+rule = { name = "weighted-plurality" }
+quorum = { ballots = 3 }
+early_stop = { risk = 0.01 }
+"#,
+    );
+    let g = Governor::new(
+        c.policy("tail").expect("policy").clone(),
+        services(&c),
+        learned_trust(&c, 0),
+    );
+    let fast: Vec<ScriptedAgent> = c
+        .agents
+        .values()
+        .filter(|a| a.id.starts_with("fast"))
+        .map(|a| ScriptedAgent::new(a.clone()).expect("scripted"))
+        .collect();
+    let mut rng = Rng(11);
+    let mut decision_ms = Vec::new();
+    let mut fast_ms = Vec::new();
+    for i in 0..1000 {
+        let d = decision(i, &mut rng);
+        for f in &fast {
+            fast_ms.push(f.latency(&d).as_secs_f64() * 1000.0);
+        }
+        let start = tokio::time::Instant::now();
+        let v = g.decide(d).await.expect("decide");
+        decision_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+        assert!(v.tally.is_some());
+    }
+    let p99 = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[(v.len() * 99 / 100).min(v.len() - 1)]
+    };
+    let (d99, f99) = (p99(&mut decision_ms), p99(&mut fast_ms));
+    println!(
+        "tail latency: decision p99 {d99:.0} ms, fast agents' p99 {f99:.0} ms (ratio {:.2})",
+        d99 / f99
+    );
+    // The Governor's target is 1.5× (the Governor issue); this guards what is reached so far
+    // (1.56×: a split first wave needs a second round of fast calls) against regressions.
+    assert!(
+        d99 <= 1.7 * f99,
+        "decision p99 {d99:.0} ms vs fast p99 {f99:.0} ms"
+    );
+}

@@ -226,13 +226,7 @@ mod tests {
         let exact = leader_probability(3, &votes, &rest, 0, 7);
         let many: Vec<(f64, f64)> = vec![(0.8, 0.7); 6];
         // 4 options × 6 agents = 4,096: still exact; 8 agents forces sampling.
-        let sampled = leader_probability(
-            3,
-            &votes,
-            &[many, vec![(0.0, 0.7); 2]].concat(),
-            0,
-            7,
-        );
+        let sampled = leader_probability(3, &votes, &[many, vec![(0.0, 0.7); 2]].concat(), 0, 7);
         assert!((exact - sampled).abs() < 0.03, "{exact} vs {sampled}");
     }
 }

@@ -71,7 +71,15 @@ struct Inner {
     trust: TrustSnapshot,
     audit: Option<Arc<dyn AuditLog + Send + Sync>>,
     wave_size: usize,
+    /// Latencies of recent answered calls (all agents), for the hedging delay.
+    recent: std::sync::Mutex<std::collections::VecDeque<Duration>>,
+    /// Typical latency per agent (moving average, ms; a cancelled call counts with the time
+    /// it had taken so far): agents much slower than the pool are asked last.
+    pace: std::sync::Mutex<BTreeMap<String, f64>>,
 }
+
+/// Recent latencies kept for hedging.
+const RECENT: usize = 512;
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,6 +140,8 @@ impl Governor {
                 trust,
                 audit: None,
                 wave_size: 2,
+                recent: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
+                pace: std::sync::Mutex::new(BTreeMap::new()),
             }),
         }
     }
@@ -178,7 +188,43 @@ impl Inner {
             trust: self.trust.clone(),
             audit: self.audit.clone(),
             wave_size: self.wave_size,
+            recent: std::sync::Mutex::new(self.recent_latencies().into()),
+            pace: std::sync::Mutex::new(self.pace.lock().map(|p| p.clone()).unwrap_or_default()),
         }
+    }
+
+    fn record_pace(&self, agent: &str, ms: f64) {
+        if let Ok(mut pace) = self.pace.lock() {
+            let e = pace.entry(agent.to_owned()).or_insert(ms);
+            *e = 0.8 * *e + 0.2 * ms;
+        }
+    }
+
+    fn recent_latencies(&self) -> Vec<Duration> {
+        self.recent
+            .lock()
+            .map(|r| r.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn record_latency(&self, d: Duration) {
+        if let Ok(mut r) = self.recent.lock() {
+            if r.len() == RECENT {
+                r.pop_front();
+            }
+            r.push_back(d);
+        }
+    }
+
+    /// How long to wait on outstanding calls before asking more agents: the 95th percentile
+    /// of recent answered calls (once 20 are known), else twice the median in this decision.
+    fn hedge_delay(&self, this_decision: &mut [Duration]) -> Option<Duration> {
+        let mut recent = self.recent_latencies();
+        if recent.len() >= 20 {
+            recent.sort_unstable();
+            return Some(recent[recent.len() * 95 / 100].max(Duration::from_millis(1)));
+        }
+        median(this_decision).map(|m| (2 * m).max(Duration::from_millis(1)))
     }
 
     /// Admitted agents, best first, with their weights.
@@ -297,95 +343,184 @@ impl Inner {
         let prompt_tokens = p.budget.prompt_tokens.unwrap_or(1000);
 
         let mut casts: Vec<Cast> = Vec::new();
-        let mut asked = 0usize;
         let mut waves = 0u32;
         let mut tokens = 0u64;
         let mut cost = 0.0f64;
-        let stop;
-        loop {
-            let remaining = seats.len() - asked;
-            if remaining == 0 {
-                stop = Stop::Exhausted;
-                break;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                stop = Stop::Deadline;
-                break;
-            }
-            let want = if waves == 0 {
-                (p.quorum_ballots as usize).max(1)
-            } else {
-                self.wave_size
-            };
-            // Project the budget before every call.
-            let mut wave: Vec<&Seat> = Vec::new();
-            let mut budget_hit = false;
-            for seat in &seats[asked..(asked + want.min(remaining))] {
+        // Calls in flight: their seat and the wave they belong to.
+        let mut set: JoinSet<(usize, Result<AgentReply, Abstention>, Duration)> = JoinSet::new();
+        let mut in_flight: BTreeMap<usize, u32> = BTreeMap::new();
+        let mut launched_at: BTreeMap<usize, Instant> = BTreeMap::new();
+        let mut next = 0usize;
+        let mut reserved_tokens = 0u64;
+        let mut reserved_cost = 0.0f64;
+        let mut latencies: Vec<Duration> = Vec::new();
+        let mut hedge_at: Option<Instant> = None;
+        let mut budget_blocked = false;
+
+        // Launches up to `n` more seats, projecting the budget before each call.
+        let launch = |n: usize,
+                      next: &mut usize,
+                      waves: &mut u32,
+                      set: &mut JoinSet<(usize, Result<AgentReply, Abstention>, Duration)>,
+                      in_flight: &mut BTreeMap<usize, u32>,
+                      launched_at: &mut BTreeMap<usize, Instant>,
+                      reserved: (&mut u64, &mut f64),
+                      spent: (u64, f64),
+                      budget_blocked: &mut bool| {
+            let (reserved_tokens, reserved_cost) = reserved;
+            let mut launched = 0;
+            while launched < n && *next < seats.len() {
+                let seat = &seats[*next];
                 let spec = &self.members[seat.member].spec;
                 let call_tokens = u64::from(prompt_tokens) + u64::from(spec.max_tokens);
                 let call_cost = spec.call_cost(prompt_tokens);
-                let planned_tokens: u64 = wave
-                    .iter()
-                    .map(|s| {
-                        let sp = &self.members[s.member].spec;
-                        u64::from(prompt_tokens) + u64::from(sp.max_tokens)
-                    })
-                    .sum();
-                let planned_cost: f64 = wave
-                    .iter()
-                    .map(|s| self.members[s.member].spec.call_cost(prompt_tokens))
-                    .sum();
                 let over_tokens = p
                     .budget
                     .tokens
-                    .is_some_and(|b| tokens + planned_tokens + call_tokens > b);
+                    .is_some_and(|b| spent.0 + *reserved_tokens + call_tokens > b);
                 let over_money = p
                     .budget
                     .money_usd
-                    .is_some_and(|b| cost + planned_cost + call_cost > b + 1e-12);
+                    .is_some_and(|b| spent.1 + *reserved_cost + call_cost > b + 1e-12);
                 if over_tokens || over_money {
-                    budget_hit = true;
+                    *budget_blocked = true;
                     break;
                 }
-                wave.push(seat);
+                if launched == 0 {
+                    *waves += 1;
+                }
+                *reserved_tokens += call_tokens;
+                *reserved_cost += call_cost;
+                in_flight.insert(*next, *waves);
+                launched_at.insert(*next, Instant::now());
+                self.spawn_call(set, *next, seat, &decision, deadline);
+                *next += 1;
+                launched += 1;
             }
-            if wave.is_empty() {
-                stop = Stop::Budget;
-                break;
+            launched
+        };
+
+        let first = (p.quorum_ballots as usize).max(1);
+        launch(
+            first,
+            &mut next,
+            &mut waves,
+            &mut set,
+            &mut in_flight,
+            &mut launched_at,
+            (&mut reserved_tokens, &mut reserved_cost),
+            (tokens, cost),
+            &mut budget_blocked,
+        );
+        let stop = loop {
+            if in_flight.is_empty() {
+                if budget_blocked {
+                    break Stop::Budget;
+                }
+                if next >= seats.len() {
+                    break Stop::Exhausted;
+                }
+                launch(
+                    self.wave_size,
+                    &mut next,
+                    &mut waves,
+                    &mut set,
+                    &mut in_flight,
+                    &mut launched_at,
+                    (&mut reserved_tokens, &mut reserved_cost),
+                    (tokens, cost),
+                    &mut budget_blocked,
+                );
+                if in_flight.is_empty() {
+                    break if budget_blocked {
+                        Stop::Budget
+                    } else {
+                        Stop::Exhausted
+                    };
+                }
+                continue;
             }
-            waves += 1;
-            asked += wave.len();
-            let replies = self.fan_out(&decision, &wave, deadline).await;
-            for (seat, (reply, latency)) in wave.iter().zip(replies) {
-                let spec = &self.members[seat.member].spec;
-                let (ballot, t, c) = match reply {
-                    Ok(r) => {
-                        let t = u64::from(r.tokens_in) + u64::from(r.tokens_out);
-                        (sanitize(spec, &decision, r.ballot), t, r.cost_usd)
+            let deadline_at =
+                deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+            let hedge = hedge_at;
+            tokio::select! {
+                joined = set.join_next() => {
+                    let Some(Ok((i, reply, latency))) = joined else { continue };
+                    let wave = in_flight.remove(&i).unwrap_or(waves);
+                    let seat = &seats[i];
+                    let spec = &self.members[seat.member].spec;
+                    let call_tokens = u64::from(prompt_tokens) + u64::from(spec.max_tokens);
+                    reserved_tokens = reserved_tokens.saturating_sub(call_tokens);
+                    reserved_cost = (reserved_cost - spec.call_cost(prompt_tokens)).max(0.0);
+                    let (ballot, t, c) = match reply {
+                        Ok(r) => {
+                            latencies.push(latency);
+                            self.record_latency(latency);
+                            self.record_pace(&spec.id, latency.as_secs_f64() * 1000.0);
+                            let t = u64::from(r.tokens_in) + u64::from(r.tokens_out);
+                            (sanitize(spec, &decision, r.ballot), t, r.cost_usd)
+                        }
+                        Err(reason) => (Ballot::abstain(spec.id.clone(), reason), 0, 0.0),
+                    };
+                    tokens += t;
+                    cost += c;
+                    casts.push(Cast { ballot, weight: seat.weight, latency_ms: latency.as_millis() as u64, tokens: t, cost_usd: c, wave });
+                    // Hedge: ask more agents if the outstanding calls run past the usual latency.
+                    if let (Some(delay), Some(oldest)) = (self.hedge_delay(&mut latencies), oldest_launch(&launched_at, &in_flight)) {
+                        hedge_at = Some(oldest + delay);
                     }
-                    Err(reason) => (Ballot::abstain(spec.id.clone(), reason), 0, 0.0),
-                };
-                tokens += t;
-                cost += c;
-                casts.push(Cast {
-                    ballot,
-                    weight: seat.weight,
-                    latency_ms: latency.as_millis() as u64,
-                    tokens: t,
-                    cost_usd: c,
-                    wave: waves,
-                });
+                    // Certify, counting calls still in flight as weight not yet cast.
+                    let mut pending: Vec<&Seat> = in_flight.keys().map(|&k| &seats[k]).collect();
+                    pending.extend(seats[next..].iter());
+                    if let Some(s) = certify::check(p, rule, &decision, &casts, &pending, &competence) {
+                        break s;
+                    }
+                }
+                () = tokio::time::sleep_until(hedge.unwrap_or(deadline_at)), if hedge.is_some() => {
+                    hedge_at = None;
+                    let launched = if next < seats.len() && !budget_blocked {
+                        launch(self.wave_size, &mut next, &mut waves, &mut set, &mut in_flight, &mut launched_at, (&mut reserved_tokens, &mut reserved_cost), (tokens, cost), &mut budget_blocked)
+                    } else {
+                        0
+                    };
+                    // Nobody left to ask, the quorum is in, and the stragglers are past the usual
+                    // latency: decide without them rather than wait.
+                    let counted = casts.iter().filter(|c| !c.ballot.is_abstention()).count();
+                    if launched == 0 && counted >= p.quorum_ballots as usize {
+                        break Stop::Exhausted;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline_at), if deadline.is_some() => {
+                    break Stop::Deadline;
+                }
             }
-            if budget_hit {
-                stop = Stop::Budget;
-                break;
+        };
+        // Calls still in flight are not needed (or out of time): cancel them, remembering how
+        // long they had taken so far.
+        set.abort_all();
+        for i in in_flight.keys() {
+            if let Some(at) = launched_at.get(i) {
+                self.record_pace(
+                    &self.members[seats[*i].member].spec.id,
+                    at.elapsed().as_secs_f64() * 1000.0,
+                );
             }
-            // Certify, or widen.
-            let unasked: Vec<&Seat> = seats[asked..].iter().collect();
-            if let Some(s) = certify::check(p, rule, &decision, &casts, &unasked, &competence) {
-                stop = s;
-                break;
-            }
+        }
+        let reason = if stop == Stop::Deadline {
+            Abstention::Timeout
+        } else {
+            Abstention::Cancelled
+        };
+        for (&i, &wave) in &in_flight {
+            let seat = &seats[i];
+            casts.push(Cast {
+                ballot: Ballot::abstain(self.members[seat.member].spec.id.clone(), reason.clone()),
+                weight: seat.weight,
+                latency_ms: 0,
+                tokens: 0,
+                cost_usd: 0.0,
+                wave,
+            });
         }
 
         // The verdict.
@@ -493,46 +628,53 @@ impl Inner {
         Ok(verdict)
     }
 
-    /// Asks every seat of a wave at once; each reply or the reason it failed, with latency,
-    /// in the wave's order.
-    async fn fan_out(
+    /// Starts one agent call; its reply (or the reason it failed) comes back through `set`.
+    fn spawn_call(
         &self,
+        set: &mut JoinSet<(usize, Result<AgentReply, Abstention>, Duration)>,
+        index: usize,
+        seat: &Seat,
         decision: &Arc<Decision>,
-        wave: &[&Seat],
         deadline: Option<Instant>,
-    ) -> Vec<(Result<AgentReply, Abstention>, Duration)> {
-        let mut set = JoinSet::new();
-        for (i, seat) in wave.iter().enumerate() {
-            let member = &self.members[seat.member];
-            let mut timeout = Duration::from_millis(member.spec.timeout_ms.max(1));
-            if let Some(d) = deadline {
-                timeout = timeout.min(d.saturating_duration_since(Instant::now()));
-            }
-            let service = member.service.clone();
-            let request = AgentRequest {
-                decision: decision.clone(),
+    ) {
+        let member = &self.members[seat.member];
+        let mut timeout = Duration::from_millis(member.spec.timeout_ms.max(1));
+        if let Some(d) = deadline {
+            timeout = timeout.min(d.saturating_duration_since(Instant::now()));
+        }
+        let service = member.service.clone();
+        let request = AgentRequest {
+            decision: decision.clone(),
+        };
+        set.spawn(async move {
+            let start = Instant::now();
+            let reply = match tokio::time::timeout(timeout, service.oneshot(request)).await {
+                Ok(Ok(r)) => Ok(r),
+                Ok(Err(_)) => Err(Abstention::Error),
+                Err(_) => Err(Abstention::Timeout),
             };
-            set.spawn(async move {
-                let start = Instant::now();
-                let reply = match tokio::time::timeout(timeout, service.oneshot(request)).await {
-                    Ok(Ok(r)) => Ok(r),
-                    Ok(Err(_)) => Err(Abstention::Error),
-                    Err(_) => Err(Abstention::Timeout),
-                };
-                (i, reply, start.elapsed())
-            });
-        }
-        let mut out: Vec<Option<(Result<AgentReply, Abstention>, Duration)>> =
-            (0..wave.len()).map(|_| None).collect();
-        while let Some(joined) = set.join_next().await {
-            if let Ok((i, reply, latency)) = joined {
-                out[i] = Some((reply, latency));
-            }
-        }
-        out.into_iter()
-            .map(|o| o.unwrap_or((Err(Abstention::Error), Duration::ZERO)))
-            .collect()
+            (index, reply, start.elapsed())
+        });
     }
+}
+
+fn oldest_launch(
+    launched_at: &BTreeMap<usize, Instant>,
+    in_flight: &BTreeMap<usize, u32>,
+) -> Option<Instant> {
+    in_flight
+        .keys()
+        .filter_map(|k| launched_at.get(k))
+        .min()
+        .copied()
+}
+
+fn median(xs: &mut [Duration]) -> Option<Duration> {
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_unstable();
+    Some(xs[xs.len() / 2])
 }
 
 /// Whether `rule` can count decisions of `kind`.
