@@ -61,13 +61,26 @@ escalation = { human = true }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let catalog = Catalog::load(&[SourceFile::new("inline-agents", AGENTS)], &[SourceFile::new("inline-policy", POLICY)])
-        .map_err(|d| d.iter().map(|x| x.one_line()).collect::<Vec<_>>().join("\n"))?;
+    let catalog = Catalog::load(
+        &[SourceFile::new("inline-agents", AGENTS)],
+        &[SourceFile::new("inline-policy", POLICY)],
+    )
+    .map_err(|d| {
+        d.iter()
+            .map(|x| x.one_line())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
     let policy = catalog.policy("desk").ok_or("no policy")?.clone();
     let agents: Vec<(_, AgentService)> = catalog
         .agents
         .values()
-        .map(|spec| Ok((spec.clone(), BoxCloneSyncService::new(ScriptedAgent::new(spec.clone())?))))
+        .map(|spec| {
+            Ok((
+                spec.clone(),
+                BoxCloneSyncService::new(ScriptedAgent::new(spec.clone())?),
+            ))
+        })
         .collect::<Result<_, conclave::agent::scripted::NotScripted>>()?;
     let trust = MemoryTrustStore::new(TrustParams::default())?.snapshot()?;
 
@@ -83,13 +96,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .service(Governor::new(policy, agents, trust));
 
-    println!("{:<6} {:<6} {:<8} {:>5} {:>10}  outcome", "item", "truth", "verdict", "calls", "consensus");
+    println!(
+        "{:<6} {:<6} {:<8} {:>5} {:>10}  outcome",
+        "item", "truth", "verdict", "calls", "consensus"
+    );
     let options = ["buy", "hold", "sell"];
     for i in 0..10u64 {
         let truth = options[(i * 7 % 3) as usize];
-        let decision = Decision::choice(format!("item-{i}"), "trading", "Buy, hold or sell?", options)
-            .with_seed(i)
-            .with_truth(Truth::Option(truth.to_owned()));
+        let decision = Decision::choice(
+            format!("item-{i}"),
+            "trading",
+            "Buy, hold or sell?",
+            options,
+        )
+        .with_seed(i)
+        .with_truth(Truth::Option(truth.to_owned()));
         let verdict = service.ready().await?.call(decision).await?;
         println!(
             "{:<6} {:<6} {:<8} {:>5} {:>10.2}  {:?}",

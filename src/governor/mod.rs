@@ -73,10 +73,12 @@ struct Inner {
     wave_size: usize,
     /// Latencies of recent answered calls (all agents), for the hedging delay.
     recent: std::sync::Mutex<std::collections::VecDeque<Duration>>,
-    /// Typical latency per agent (moving average, ms; a cancelled call counts with the time
-    /// it had taken so far): agents much slower than the pool are asked last.
-    pace: std::sync::Mutex<BTreeMap<String, f64>>,
+    /// Admitted agents per domain (see `admitted`).
+    admitted: std::sync::Mutex<BTreeMap<String, Arc<Ranked>>>,
 }
+
+/// Admitted agents of one domain with their selection scores, best first.
+type Ranked = Vec<(f64, Seat)>;
 
 /// Recent latencies kept for hedging.
 const RECENT: usize = 512;
@@ -141,7 +143,7 @@ impl Governor {
                 audit: None,
                 wave_size: 2,
                 recent: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
-                pace: std::sync::Mutex::new(BTreeMap::new()),
+                admitted: std::sync::Mutex::new(BTreeMap::new()),
             }),
         }
     }
@@ -189,14 +191,7 @@ impl Inner {
             audit: self.audit.clone(),
             wave_size: self.wave_size,
             recent: std::sync::Mutex::new(self.recent_latencies().into()),
-            pace: std::sync::Mutex::new(self.pace.lock().map(|p| p.clone()).unwrap_or_default()),
-        }
-    }
-
-    fn record_pace(&self, agent: &str, ms: f64) {
-        if let Ok(mut pace) = self.pace.lock() {
-            let e = pace.entry(agent.to_owned()).or_insert(ms);
-            *e = 0.8 * *e + 0.2 * ms;
+            admitted: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -216,19 +211,26 @@ impl Inner {
         }
     }
 
-    /// How long to wait on outstanding calls before asking more agents: the 95th percentile
-    /// of recent answered calls (once 20 are known), else twice the median in this decision.
-    fn hedge_delay(&self, this_decision: &mut [Duration]) -> Option<Duration> {
+    /// The 95th percentile of recent answered calls, once 20 are known (computed once per
+    /// decision).
+    fn recent_p95(&self) -> Option<Duration> {
         let mut recent = self.recent_latencies();
-        if recent.len() >= 20 {
-            recent.sort_unstable();
-            return Some(recent[recent.len() * 95 / 100].max(Duration::from_millis(1)));
+        if recent.len() < 20 {
+            return None;
         }
-        median(this_decision).map(|m| (2 * m).max(Duration::from_millis(1)))
+        let k = recent.len() * 95 / 100;
+        let (_, p95, _) = recent.select_nth_unstable(k);
+        Some((*p95).max(Duration::from_millis(1)))
     }
 
-    /// Admitted agents, best first, with their weights.
-    fn seats(&self, domain: &str) -> Vec<Seat> {
+    /// The admitted agents of a domain with their weights and selection scores, best first.
+    /// Trust is fixed for the Governor's life, so this is computed once per domain.
+    fn admitted(&self, domain: &str) -> Arc<Ranked> {
+        if let Ok(cache) = self.admitted.lock()
+            && let Some(a) = cache.get(domain)
+        {
+            return a.clone();
+        }
         let p = &self.policy;
         let params = &self.trust.params;
         let (w_expertise, w_trust) = p.selection;
@@ -283,6 +285,17 @@ impl Inner {
                     .cmp(&self.members[b.1.member].spec.id)
             })
         });
+        let scored = Arc::new(scored);
+        if let Ok(mut cache) = self.admitted.lock() {
+            cache.insert(domain.to_owned(), scored.clone());
+        }
+        scored
+    }
+
+    /// Admitted agents, best first, with their weights, for one decision.
+    fn seats(&self, domain: &str) -> Vec<Seat> {
+        let p = &self.policy;
+        let scored: Vec<(f64, Seat)> = self.admitted(domain).as_ref().clone();
         // At most N per family, at most pool_max in all.
         let mut per_family: BTreeMap<String, u32> = BTreeMap::new();
         let mut seats = Vec::new();
@@ -355,6 +368,7 @@ impl Inner {
         let mut reserved_cost = 0.0f64;
         let mut latencies: Vec<Duration> = Vec::new();
         let mut hedge_at: Option<Instant> = None;
+        let recent_p95 = self.recent_p95();
         let mut budget_blocked = false;
 
         // Launches up to `n` more seats, projecting the budget before each call.
@@ -456,7 +470,6 @@ impl Inner {
                         Ok(r) => {
                             latencies.push(latency);
                             self.record_latency(latency);
-                            self.record_pace(&spec.id, latency.as_secs_f64() * 1000.0);
                             let t = u64::from(r.tokens_in) + u64::from(r.tokens_out);
                             (sanitize(spec, &decision, r.ballot), t, r.cost_usd)
                         }
@@ -466,7 +479,10 @@ impl Inner {
                     cost += c;
                     casts.push(Cast { ballot, weight: seat.weight, latency_ms: latency.as_millis() as u64, tokens: t, cost_usd: c, wave });
                     // Hedge: ask more agents if the outstanding calls run past the usual latency.
-                    if let (Some(delay), Some(oldest)) = (self.hedge_delay(&mut latencies), oldest_launch(&launched_at, &in_flight)) {
+                    // How long to wait on outstanding calls before asking more agents: the 95th
+                    // percentile of recent calls, else twice this decision's median.
+                    let delay = recent_p95.or_else(|| median(&mut latencies).map(|m| (2 * m).max(Duration::from_millis(1))));
+                    if let (Some(delay), Some(oldest)) = (delay, oldest_launch(&launched_at, &in_flight)) {
                         hedge_at = Some(oldest + delay);
                     }
                     // Certify, counting calls still in flight as weight not yet cast.
@@ -495,17 +511,8 @@ impl Inner {
                 }
             }
         };
-        // Calls still in flight are not needed (or out of time): cancel them, remembering how
-        // long they had taken so far.
+        // Calls still in flight are not needed (or out of time): cancel them.
         set.abort_all();
-        for i in in_flight.keys() {
-            if let Some(at) = launched_at.get(i) {
-                self.record_pace(
-                    &self.members[seats[*i].member].spec.id,
-                    at.elapsed().as_secs_f64() * 1000.0,
-                );
-            }
-        }
         let reason = if stop == Stop::Deadline {
             Abstention::Timeout
         } else {
