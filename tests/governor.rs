@@ -378,3 +378,89 @@ early_stop = { risk = 0.01 }
         "decision p99 {d99:.0} ms vs fast p99 {f99:.0} ms"
     );
 }
+
+#[test]
+fn conclave_decide_records_a_replayable_verdict() {
+    use crate::support::conclave;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = conclave(
+        &[
+            "--store",
+            store.to_str().expect("path"),
+            "decide",
+            "--policy",
+            "trading",
+            "Sentiment on ACME?",
+            "--numeric",
+            "--truth",
+            "0.2",
+            "--seed",
+            "1",
+            "--json",
+            "--agents",
+            root.join("agents").to_str().expect("path"),
+            "--policies",
+            root.join("policies").to_str().expect("path"),
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["policy"], "trading");
+    assert_eq!(
+        v["tally"]["rule"], "geometric-median",
+        "high stakes switch the trading policy to the robust rule"
+    );
+    let replay = conclave(
+        &[
+            "--store",
+            store.to_str().expect("path"),
+            "audit",
+            "replay",
+            "1",
+        ],
+        b"",
+    );
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    // A policy that does not exist, and a decision without options.
+    let bad = conclave(
+        &[
+            "--store",
+            store.to_str().expect("path"),
+            "decide",
+            "--policy",
+            "nope",
+            "?",
+            "--numeric",
+        ],
+        b"",
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    let bad = conclave(
+        &[
+            "--store",
+            store.to_str().expect("path"),
+            "decide",
+            "--policy",
+            "trading",
+            "?",
+            "--agents",
+            root.join("agents").to_str().expect("path"),
+            "--policies",
+            root.join("policies").to_str().expect("path"),
+        ],
+        b"",
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--options"));
+}

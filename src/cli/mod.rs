@@ -4,6 +4,7 @@
 //! library and prints the result.
 
 mod audit;
+mod decide;
 mod policy;
 mod tally;
 mod trust;
@@ -29,6 +30,8 @@ pub(crate) struct Cli {
 enum Command {
     /// Aggregate recorded ballots with a voting rule (JSON in, JSON out).
     Tally(tally::TallyArgs),
+    /// Put a question to a policy's pool and print the governed verdict (recorded in the audit log).
+    Decide(decide::DecideArgs),
     /// Per-agent trust: show, history, estimate, import/export, rollback, re-admission.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
@@ -81,6 +84,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
     let store = conclave::store::resolve_dir(cli.store.as_deref());
     match cli.command {
         Command::Tally(args) => tally::run(&args),
+        Command::Decide(args) => decide::run(&args, &store),
         Command::Trust(cmd) => trust::run(cmd, &store),
         Command::Audit(cmd) => audit::run(cmd, &store),
         Command::Policy(cmd) => policy::run(cmd),

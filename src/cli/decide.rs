@@ -1,0 +1,194 @@
+//! `conclave decide`: one governed decision from the command line.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Args;
+use tower::util::BoxCloneSyncService;
+
+use super::{CliError, print_json, print_text, table};
+use conclave::agent::AgentService;
+use conclave::agent::scripted::ScriptedAgent;
+use conclave::aggregate::Kind;
+use conclave::audit::{AuditLog, SledAuditLog};
+use conclave::decision::{Decision, Truth};
+use conclave::governor::Governor;
+use conclave::policy::{AgentKind, Catalog};
+use conclave::store::Store;
+use conclave::trust::TrustParams;
+use conclave::trust::store::{SledTrustStore, TrustSnapshot, TrustStore};
+
+/// Arguments of `conclave decide`.
+#[derive(Debug, Args)]
+pub(super) struct DecideArgs {
+    /// The policy that governs the decision.
+    #[arg(long)]
+    policy: String,
+    /// The question.
+    question: String,
+    /// The options, comma separated (a choice decision).
+    #[arg(long, value_delimiter = ',', conflicts_with = "numeric")]
+    options: Vec<String>,
+    /// A numeric decision (a score).
+    #[arg(long)]
+    numeric: bool,
+    /// The domain (default: the policy's first domain).
+    #[arg(long)]
+    domain: Option<String>,
+    /// Seed of the decision's randomness (simulated agents, ties).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The right answer, for simulated agents only (an option, or a number).
+    #[arg(long)]
+    truth: Option<String>,
+    /// The agent definitions.
+    #[arg(long, default_value = "agents")]
+    agents: PathBuf,
+    /// The policies.
+    #[arg(long, default_value = "policies")]
+    policies: PathBuf,
+    /// Print the full verdict as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
+    let catalog = Catalog::load_dirs(&a.agents, &a.policies).map_err(|d| {
+        for x in &d {
+            eprintln!("{}", x.render());
+        }
+        CliError::input(format!(
+            "the policy files have {} problem(s); run `conclave policy check`",
+            d.len()
+        ))
+    })?;
+    let policy = catalog.policy(&a.policy).ok_or_else(|| {
+        let ids: Vec<&str> = catalog.policies.iter().map(|p| p.id.as_str()).collect();
+        CliError::input(format!(
+            "unknown policy \"{}\" (policies: {})",
+            a.policy,
+            ids.join(", ")
+        ))
+    })?;
+    let kind = if a.numeric {
+        Kind::Score
+    } else if a.options.is_empty() {
+        return Err(CliError::input(
+            "give the options (--options a,b,c) or --numeric",
+        ));
+    } else {
+        Kind::Choice
+    };
+    let domain = a
+        .domain
+        .clone()
+        .or_else(|| policy.domains.first().cloned())
+        .unwrap_or_default();
+    let mut decision = Decision {
+        id: format!("cli-{}", conclave_now_nanos()),
+        question: a.question.clone(),
+        domain,
+        kind,
+        options: a
+            .options
+            .iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect(),
+        seed: a.seed,
+        truth: None,
+    };
+    if let Some(t) = &a.truth {
+        decision.truth = Some(match kind {
+            Kind::Score => Truth::Value(
+                t.parse()
+                    .map_err(|_| CliError::input(format!("--truth {t}: not a number")))?,
+            ),
+            _ => Truth::Option(t.clone()),
+        });
+    }
+    let mut services: Vec<(_, AgentService)> = Vec::new();
+    for id in &policy.pool {
+        let Some(spec) = catalog.agents.get(id) else {
+            continue;
+        };
+        match spec.kind {
+            AgentKind::Scripted => {
+                let agent = ScriptedAgent::new(spec.clone()).map_err(CliError::input)?;
+                services.push((spec.clone(), BoxCloneSyncService::new(agent)));
+            }
+            AgentKind::Openai => {
+                return Err(CliError::input(format!(
+                    "agent \"{id}\" is an openai agent; this build decides with scripted agents only (the OpenAI-compatible agent is the next step)"
+                )));
+            }
+        }
+    }
+    let store = Store::open(store_dir).map_err(CliError::input)?;
+    let trust: TrustSnapshot = SledTrustStore::new(&store, TrustParams::default())
+        .and_then(|t| t.snapshot())
+        .map_err(CliError::input)?;
+    let log: Arc<dyn AuditLog + Send + Sync> =
+        Arc::new(SledAuditLog::new(&store).map_err(CliError::input)?);
+    let governor = Governor::new(policy.clone(), services, trust).with_audit(log.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| CliError::failed(format!("cannot start the runtime: {e}")))?;
+    let verdict = runtime
+        .block_on(governor.decide(decision))
+        .map_err(CliError::input)?;
+    if a.json {
+        return print_json(&verdict);
+    }
+    let mut t = table(&["agent", "ballot", "weight", "latency ms", "wave"]);
+    for c in &verdict.ballots {
+        let answer = serde_json::to_value(&c.ballot)
+            .ok()
+            .and_then(|v| {
+                v.as_object().map(|o| {
+                    o.iter()
+                        .filter(|(k, _)| *k != "agent" && *k != "rationale")
+                        .map(|(k, v)| format!("{k}: {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+            })
+            .unwrap_or_default();
+        t.add_row(vec![
+            c.ballot.agent.clone(),
+            answer,
+            format!("{:.3}", c.weight),
+            c.latency_ms.to_string(),
+            c.wave.to_string(),
+        ]);
+    }
+    let result = verdict
+        .winner()
+        .map(str::to_owned)
+        .or_else(|| verdict.value().map(|v| format!("{v:.4}")))
+        .unwrap_or_else(|| "—".to_owned());
+    let seq = log.records().map(|r| r.len()).unwrap_or(0);
+    print_text(&format!(
+        "{t}\nverdict: {result}   consensus {:.2}   outcome {}\nrule {} · policy {} · {} calls in {} waves (stop: {}) · ${:.4} · trust version {} · audit record {seq}\n",
+        verdict.consensus,
+        serde_json::to_value(&verdict.outcome)
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
+        verdict.tally.as_ref().map_or("—", |t| t.rule),
+        verdict.policy,
+        verdict.calls,
+        verdict.waves,
+        serde_json::to_value(verdict.stop)
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default(),
+        verdict.cost_usd,
+        verdict.trust_version,
+    ))
+}
+
+fn conclave_now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
