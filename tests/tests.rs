@@ -10,6 +10,8 @@ mod cli_errors;
 mod fixtures;
 /// The Governor with simulated agents.
 mod governor;
+/// The OpenAI-compatible agent against mock servers on 127.0.0.1.
+mod openai;
 /// Policies and agent definitions: checks, diagnostics, explanations, routing, fuzzing.
 mod policy;
 /// Property tests (proptest) of the voting invariants.

@@ -4,6 +4,7 @@
 //! (the Governor also turns transport errors and timeouts into abstentions). Only
 //! [`scripted`] agents exist so far; the OpenAI-compatible agent follows.
 
+pub mod openai;
 pub mod scripted;
 
 use std::sync::Arc;

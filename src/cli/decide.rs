@@ -118,9 +118,9 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
                 services.push((spec.clone(), BoxCloneSyncService::new(agent)));
             }
             AgentKind::Openai => {
-                return Err(CliError::input(format!(
-                    "agent \"{id}\" is an openai agent; this build decides with scripted agents only (the OpenAI-compatible agent is the next step)"
-                )));
+                let agent = conclave::agent::openai::OpenAiAgent::new(spec.clone())
+                    .map_err(CliError::input)?;
+                services.push((spec.clone(), BoxCloneSyncService::new(agent)));
             }
         }
     }
@@ -132,7 +132,7 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
         Arc::new(SledAuditLog::new(&store).map_err(CliError::input)?);
     let governor = Governor::new(policy.clone(), services, trust).with_audit(log.clone());
     let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the runtime: {e}")))?;
     let verdict = runtime
