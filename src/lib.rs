@@ -7,6 +7,7 @@ pub mod audit;
 pub mod ballot;
 pub mod decision;
 pub mod governor;
+pub mod layer;
 pub mod policy;
 pub mod store;
 pub mod trust;

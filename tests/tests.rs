@@ -10,6 +10,8 @@ mod cli_errors;
 mod fixtures;
 /// The Governor with simulated agents.
 mod governor;
+/// The per-agent middleware (retry, circuit breaker).
+mod layers;
 /// The OpenAI-compatible agent against mock servers on 127.0.0.1.
 mod openai;
 /// Policies and agent definitions: checks, diagnostics, explanations, routing, fuzzing.

@@ -127,9 +127,17 @@ impl Governor {
             .filter(|(spec, _)| policy.pool.contains(&spec.id))
             .map(|(spec, service)| {
                 let limit = spec.max_concurrency.max(1) as usize;
+                // The per-agent stack: concurrency limit → one retry with backoff and jitter
+                // (the only retry owner) → circuit breaker → the agent. The Governor's timeout
+                // wraps it all.
                 let service = BoxCloneSyncService::new(
                     tower::ServiceBuilder::new()
                         .concurrency_limit(limit)
+                        .layer(crate::layer::RetryLayer::new(1, Duration::from_millis(200)))
+                        .layer(crate::layer::CircuitBreakerLayer::new(
+                            5,
+                            Duration::from_secs(30),
+                        ))
                         .service(service),
                 );
                 Member { spec, service }
@@ -657,6 +665,7 @@ impl Inner {
             let start = Instant::now();
             let reply = match tokio::time::timeout(timeout, service.oneshot(request)).await {
                 Ok(Ok(r)) => Ok(r),
+                Ok(Err(e)) if e.is::<crate::layer::CircuitOpen>() => Err(Abstention::CircuitOpen),
                 Ok(Err(_)) => Err(Abstention::Error),
                 Err(_) => Err(Abstention::Timeout),
             };

@@ -1,0 +1,102 @@
+//! Middleware that retries a failed call with exponential backoff and jitter.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tower::{BoxError, Layer, Service, ServiceExt};
+
+use super::breaker::CircuitOpen;
+
+/// Retries failed calls: attempt `k` (from 0) waits `base·2ᵏ` plus a jitter of up to `base`
+/// before trying again, at most `max_retries` times. An open circuit is not retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryLayer {
+    max_retries: u32,
+    base: Duration,
+}
+
+impl RetryLayer {
+    /// Up to `max_retries` retries, the first after about `base`.
+    pub const fn new(max_retries: u32, base: Duration) -> Self {
+        Self { max_retries, base }
+    }
+}
+
+impl<S> Layer<S> for RetryLayer {
+    type Service = Retry<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Retry {
+            inner,
+            config: *self,
+            calls: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+/// The retrying service.
+#[derive(Debug, Clone)]
+pub struct Retry<S> {
+    inner: S,
+    config: RetryLayer,
+    calls: Arc<AtomicU64>,
+}
+
+impl<S> Retry<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, Req> Service<Req> for Retry<S>
+where
+    S: Service<Req, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Response: Send,
+    Req: Clone + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let inner = self.inner.clone();
+        let config = self.config;
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        Box::pin(async move {
+            let mut attempt = 0u32;
+            loop {
+                let result = inner.clone().oneshot(req.clone()).await;
+                match result {
+                    Ok(r) => return Ok(r),
+                    Err(e) if attempt >= config.max_retries || e.is::<CircuitOpen>() => {
+                        return Err(e);
+                    }
+                    Err(_) => {
+                        // Deterministic jitter: the same call sequence waits the same.
+                        let mut rng =
+                            crate::agent::Rng::new(&[&n.to_le_bytes(), &attempt.to_le_bytes()]);
+                        let backoff = config.base * 2u32.saturating_pow(attempt);
+                        let jitter = config.base.mul_f64(rng.unit());
+                        tracing::debug!(
+                            attempt,
+                            backoff_ms = (backoff + jitter).as_millis() as u64,
+                            "retrying"
+                        );
+                        tokio::time::sleep(backoff + jitter).await;
+                        attempt += 1;
+                    }
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,139 @@
+//! The per-agent middleware: retry with backoff, circuit breaker (simulated time).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use conclave::layer::{CircuitBreakerLayer, CircuitOpen, RetryLayer};
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt, service_fn};
+
+/// A service that fails its first `fail` calls, counting every call.
+fn flaky(
+    fail: u32,
+    calls: Arc<AtomicU32>,
+) -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + Clone + Send + 'static {
+    service_fn(move |x: u32| {
+        let n = calls.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n < fail {
+                Err::<u32, BoxError>("down".into())
+            } else {
+                Ok(x)
+            }
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_recovers_a_transient_failure_and_gives_up_after_its_budget() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(2, Duration::from_millis(100)))
+        .service(flaky(2, calls.clone()));
+    let start = tokio::time::Instant::now();
+    assert_eq!(
+        svc.clone()
+            .oneshot(7)
+            .await
+            .expect("third attempt succeeds"),
+        7
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // Backoff 100 ms then 200 ms, plus up to 100 ms of jitter each.
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300) && waited <= Duration::from_millis(500),
+        "{waited:?}"
+    );
+    let calls = Arc::new(AtomicU32::new(0));
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(1, Duration::from_millis(100)))
+        .service(flaky(10, calls.clone()));
+    assert!(svc.oneshot(1).await.is_err());
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "one try and one retry, no more"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_breaker_opens_rests_and_probes() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut svc = ServiceBuilder::new()
+        .layer(CircuitBreakerLayer::new(3, Duration::from_secs(30)))
+        .service(flaky(4, calls.clone()));
+    for _ in 0..3 {
+        assert!(svc.ready().await.expect("ready").call(1).await.is_err());
+    }
+    // Open: refused at once, without calling the agent.
+    let e = svc
+        .ready()
+        .await
+        .expect("ready")
+        .call(1)
+        .await
+        .expect_err("open");
+    assert!(e.is::<CircuitOpen>());
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // After the cooldown one probe goes through; it fails (4th failure), so the circuit opens again.
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert!(
+        !svc.ready()
+            .await
+            .expect("ready")
+            .call(1)
+            .await
+            .expect_err("probe fails")
+            .is::<CircuitOpen>()
+    );
+    assert!(
+        svc.ready()
+            .await
+            .expect("ready")
+            .call(1)
+            .await
+            .expect_err("open again")
+            .is::<CircuitOpen>()
+    );
+    // Next probe succeeds and closes it.
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(
+        svc.ready()
+            .await
+            .expect("ready")
+            .call(5)
+            .await
+            .expect("probe succeeds"),
+        5
+    );
+    assert_eq!(
+        svc.ready()
+            .await
+            .expect("ready")
+            .call(6)
+            .await
+            .expect("closed"),
+        6
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_circuit_is_not_retried() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(3, Duration::from_millis(10)))
+        .layer(CircuitBreakerLayer::new(2, Duration::from_secs(60)))
+        .service(flaky(100, calls.clone()));
+    // The first call: try + retry both fail and open the circuit; the next retries meet it open.
+    let e = svc
+        .ready()
+        .await
+        .expect("ready")
+        .call(1)
+        .await
+        .expect_err("fails");
+    assert!(e.is::<CircuitOpen>(), "{e}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
