@@ -104,12 +104,16 @@ pub enum Outcome {
         /// Consensus below the acceptance threshold.
         weak: bool,
     },
-    /// Consensus fell below the arbitration threshold: the policy's arbiter must review it.
-    Arbitration {
+    /// Consensus fell below the arbitration threshold and the policy's arbiter ruled. The
+    /// programmatic tally stays in the verdict beside the ruling.
+    Arbitrated {
         /// The arbiter agent.
         arbiter: String,
+        /// Its ruling: an option or a number, as text.
+        ruling: String,
     },
-    /// Sent to a human: consensus below the human threshold, no quorum, or no arbiter.
+    /// Sent to a human: consensus below the human threshold, no quorum, or an arbiter that
+    /// could not rule in its time.
     Human {
         /// Why.
         reason: String,

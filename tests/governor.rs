@@ -464,3 +464,132 @@ fn conclave_decide_records_a_replayable_verdict() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--options"));
 }
+
+fn arbitration_catalog(arbiter_behaviour: &str) -> Catalog {
+    let agents = format!(
+        r#"
+[[agent]]
+id = "r1"
+kind = "scripted"
+scripted = {{ competence = {{ default = 0.5 }}, behaviour = {{ kind = "random" }} }}
+
+[[agent]]
+id = "r2"
+kind = "scripted"
+scripted = {{ competence = {{ default = 0.5 }}, behaviour = {{ kind = "random" }} }}
+
+[[agent]]
+id = "r3"
+kind = "scripted"
+scripted = {{ competence = {{ default = 0.5 }}, behaviour = {{ kind = "random" }} }}
+
+[[agent]]
+id = "judge"
+kind = "scripted"
+scripted = {{ competence = {{ default = 0.95 }}, behaviour = {{ kind = "{arbiter_behaviour}" }} }}
+"#
+    );
+    catalog(
+        &agents,
+        r#"id = "arb"
+description = "Arbitration test."
+applies = { domains = ["trading"], kinds = ["choice"] }
+pool = { agents = ["r1", "r2", "r3"] }
+rule = { name = "plurality" }
+quorum = { ballots = 3 }
+early_stop = { enabled = false }
+thresholds = { accept = 0.95, arbitrate = 0.9, human = 0.1 }
+budget = { arbitration_ms = 5000 }
+escalation = { arbiter = "judge", human = true }
+"#,
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn weak_consensus_goes_to_the_arbiter_and_an_overrun_to_a_human() {
+    let c = arbitration_catalog("honest");
+    let g = Governor::new(
+        c.policy("arb").expect("policy").clone(),
+        services(&c),
+        learned_trust(&c, 0),
+    );
+    let mut arbitrated = 0;
+    for i in 0..20 {
+        let v = g.decide(decision(i, &mut Rng(i))).await.expect("decide");
+        if let Outcome::Arbitrated { arbiter, ruling } = &v.outcome {
+            assert_eq!(arbiter, "judge");
+            assert!(OPTIONS.contains(&ruling.as_str()), "{ruling}");
+            assert!(
+                v.tally.is_some(),
+                "the programmatic tally stays beside the ruling"
+            );
+            arbitrated += 1;
+        }
+    }
+    assert!(
+        arbitrated > 0,
+        "three random voters must sometimes fall below 0.9"
+    );
+    // An arbiter that never answers: the arbitration budget runs out, a human decides.
+    let c = arbitration_catalog("timeout");
+    let g = Governor::new(
+        c.policy("arb").expect("policy").clone(),
+        services(&c),
+        learned_trust(&c, 0),
+    );
+    let mut to_human = 0;
+    for i in 0..20 {
+        let v = g.decide(decision(i, &mut Rng(i))).await.expect("decide");
+        if let Outcome::Human { reason } = &v.outcome {
+            assert!(
+                reason.contains("could not rule") || reason.contains("threshold"),
+                "{reason}"
+            );
+            to_human += 1;
+        }
+        assert!(!matches!(v.outcome, Outcome::Arbitrated { .. }));
+    }
+    assert!(to_human > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_escalation_hook_sees_what_needs_a_human() {
+    struct Refuse(std::sync::atomic::AtomicUsize);
+    impl conclave::governor::Escalation for Refuse {
+        fn escalate<'a>(
+            &'a self,
+            _d: &'a Decision,
+            mut v: conclave::decision::Verdict,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = conclave::decision::Verdict> + Send + 'a>,
+        > {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            v.outcome = Outcome::Refused {
+                reason: "nobody on call".into(),
+            };
+            Box::pin(async move { v })
+        }
+    }
+    let c = arbitration_catalog("timeout");
+    let hook = Arc::new(Refuse(std::sync::atomic::AtomicUsize::new(0)));
+    let g = Governor::new(
+        c.policy("arb").expect("policy").clone(),
+        services(&c),
+        learned_trust(&c, 0),
+    )
+    .with_escalation(hook.clone());
+    let mut refused = 0;
+    for i in 0..10 {
+        if matches!(
+            g.decide(decision(i, &mut Rng(i)))
+                .await
+                .expect("decide")
+                .outcome,
+            Outcome::Refused { .. }
+        ) {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, hook.0.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(refused > 0);
+}

@@ -108,7 +108,7 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
         });
     }
     let mut services: Vec<(_, AgentService)> = Vec::new();
-    for id in &policy.pool {
+    for id in policy.pool.iter().chain(policy.arbiter.iter()) {
         let Some(spec) = catalog.agents.get(id) else {
             continue;
         };

@@ -9,9 +9,12 @@
 //! deadline bounds the whole decision. A failed, slow or malformed agent is an abstention
 //! with its reason, never an error of the decision.
 //!
-//! Not yet here (next steps of the Governor issue): calling the arbiter agent (the verdict
-//! names it), retries and circuit breakers in the per-agent stack, the supervisor, the
-//! quorum on the effective number of voters.
+//! Below the arbitration threshold the policy's arbiter rules within its own time budget (an
+//! overrun goes to the human hook); below the human threshold, or without quorum, the
+//! [`Escalation`] hook receives the verdict.
+//!
+//! Not yet here (next steps of the Governor issue): the supervisor over execution physics,
+//! a rate limit per agent, the quorum on the effective number of voters, and metrics.
 
 mod certify;
 
@@ -58,6 +61,33 @@ pub enum GovernorError {
     Audit(#[from] crate::audit::AuditError),
 }
 
+/// What happens to a decision that needs a human: a hook the application implements (a
+/// ticket, a page, a review queue). It receives the verdict and returns it, possibly changed.
+pub trait Escalation: Send + Sync {
+    /// Handles one escalated verdict.
+    fn escalate<'a>(
+        &'a self,
+        decision: &'a Decision,
+        verdict: Verdict,
+    ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>;
+}
+
+/// The default escalation: the verdict is returned (and recorded) as escalated to a human,
+/// unchanged; the application reads `Outcome::Human` and acts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordEscalation;
+
+impl Escalation for RecordEscalation {
+    fn escalate<'a>(
+        &'a self,
+        _decision: &'a Decision,
+        verdict: Verdict,
+    ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'a>> {
+        tracing::info!(decision = %verdict.decision, "escalated to a human");
+        Box::pin(async move { verdict })
+    }
+}
+
 /// One agent of the pool with what the Governor knows about it.
 #[derive(Debug, Clone)]
 struct Member {
@@ -68,6 +98,10 @@ struct Member {
 struct Inner {
     policy: Policy,
     members: Vec<Member>,
+    /// The policy's arbiter, if it was among the agents given.
+    arbiter: Option<Member>,
+    /// What happens to a decision that needs a human.
+    escalation: Arc<dyn Escalation>,
     trust: TrustSnapshot,
     audit: Option<Arc<dyn AuditLog + Send + Sync>>,
     wave_size: usize,
@@ -122,6 +156,15 @@ impl Governor {
         agents: Vec<(AgentSpec, AgentService)>,
         trust: TrustSnapshot,
     ) -> Self {
+        let arbiter = policy.arbiter.as_ref().and_then(|id| {
+            agents
+                .iter()
+                .find(|(s, _)| &s.id == id)
+                .map(|(spec, service)| Member {
+                    spec: spec.clone(),
+                    service: service.clone(),
+                })
+        });
         let members = agents
             .into_iter()
             .filter(|(spec, _)| policy.pool.contains(&spec.id))
@@ -147,6 +190,8 @@ impl Governor {
             inner: Arc::new(Inner {
                 policy,
                 members,
+                arbiter,
+                escalation: Arc::new(RecordEscalation),
                 trust,
                 audit: None,
                 wave_size: 2,
@@ -161,6 +206,16 @@ impl Governor {
     pub fn with_audit(self, log: Arc<dyn AuditLog + Send + Sync>) -> Self {
         let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|a| a.clone_inner());
         inner.audit = Some(log);
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// What happens to decisions that need a human (default: [`RecordEscalation`]).
+    #[must_use]
+    pub fn with_escalation(self, hook: Arc<dyn Escalation>) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|a| a.clone_inner());
+        inner.escalation = hook;
         Self {
             inner: Arc::new(inner),
         }
@@ -195,6 +250,8 @@ impl Inner {
         Self {
             policy: self.policy.clone(),
             members: self.members.clone(),
+            arbiter: self.arbiter.clone(),
+            escalation: self.escalation.clone(),
             trust: self.trust.clone(),
             audit: self.audit.clone(),
             wave_size: self.wave_size,
@@ -592,7 +649,10 @@ impl Inner {
             ))
         } else if consensus < t.arbitrate {
             match &p.arbiter {
-                Some(a) => Outcome::Arbitration { arbiter: a.clone() },
+                Some(a) => Outcome::Arbitrated {
+                    arbiter: a.clone(),
+                    ruling: String::new(),
+                },
                 None => escalate(format!(
                     "consensus {consensus:.2} below the arbitration threshold {} and no arbiter",
                     t.arbitrate
@@ -618,6 +678,21 @@ impl Inner {
             tokens,
             cost_usd: cost,
         };
+        let mut verdict = verdict;
+        if let Outcome::Arbitrated { arbiter, .. } = &verdict.outcome {
+            verdict.outcome = match self.arbitrate(&decision).await {
+                Some(ruling) => Outcome::Arbitrated {
+                    arbiter: arbiter.clone(),
+                    ruling,
+                },
+                None => Outcome::Human {
+                    reason: format!("the arbiter {arbiter} could not rule in its time"),
+                },
+            };
+        }
+        if matches!(verdict.outcome, Outcome::Human { .. }) {
+            verdict = self.escalation.escalate(&decision, verdict).await;
+        }
         if let Some(log) = &self.audit {
             let record = DecisionRecord {
                 id: decision.id.clone(),
@@ -641,6 +716,32 @@ impl Inner {
             log.append(&Entry::Decision(Box::new(record)))?;
         }
         Ok(verdict)
+    }
+
+    /// Asks the arbiter within the arbitration budget; its ruling, or `None` if it failed,
+    /// abstained or ran out of time.
+    async fn arbitrate(&self, decision: &Arc<Decision>) -> Option<String> {
+        let arbiter = self.arbiter.as_ref()?;
+        let budget = Duration::from_millis(
+            self.policy
+                .budget
+                .arbitration_ms
+                .unwrap_or(arbiter.spec.timeout_ms)
+                .max(1),
+        );
+        let request = AgentRequest {
+            decision: decision.clone(),
+        };
+        let reply = tokio::time::timeout(budget, arbiter.service.clone().oneshot(request))
+            .await
+            .ok()?
+            .ok()?;
+        match sanitize(&arbiter.spec, decision, reply.ballot).answer {
+            Answer::Choice(c) => Some(c),
+            Answer::Ranking(r) => r.first().cloned(),
+            Answer::Score(v) => Some(v.to_string()),
+            _ => None,
+        }
     }
 
     /// Starts one agent call; its reply (or the reason it failed) comes back through `set`.
