@@ -139,6 +139,8 @@ pub enum Stop {
     Budget,
     /// The decision's time ran out.
     Deadline,
+    /// The supervisor halted a failure storm (most calls failing or timing out).
+    Halted,
 }
 
 /// One ballot as it was counted.

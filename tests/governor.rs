@@ -593,3 +593,38 @@ async fn the_escalation_hook_sees_what_needs_a_human() {
     assert_eq!(refused, hook.0.load(std::sync::atomic::Ordering::SeqCst));
     assert!(refused > 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_supervisor_halts_a_failure_storm() {
+    let agents: String = (0..8)
+        .map(|i| format!("[[agent]]\nid = \"c{i}\"\nkind = \"scripted\"\nscripted = {{ competence = {{ default = 0.9 }}, behaviour = {{ kind = \"crash\", rate = 1.0 }} }}\n\n"))
+        .collect();
+    let c = catalog(
+        &agents,
+        r#"id = "storm"
+description = "Supervisor test."
+applies = { domains = ["trading"], kinds = ["choice"] }
+pool = { agents = ["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"] }
+rule = { name = "plurality" }
+quorum = { ballots = 2 }
+escalation = { human = true }
+"#,
+    );
+    let g = Governor::new(
+        c.policy("storm").expect("policy").clone(),
+        services(&c),
+        learned_trust(&c, 0),
+    );
+    let v = g.decide(decision(1, &mut Rng(1))).await.expect("decide");
+    assert_eq!(v.stop, conclave::decision::Stop::Halted);
+    assert!(
+        v.calls < 8,
+        "the storm was stopped before every agent was asked ({} calls)",
+        v.calls
+    );
+    assert!(
+        matches!(&v.outcome, Outcome::Human { reason } if reason.contains("supervisor")),
+        "{:?}",
+        v.outcome
+    );
+}

@@ -13,8 +13,11 @@
 //! overrun goes to the human hook); below the human threshold, or without quorum, the
 //! [`Escalation`] hook receives the verdict.
 //!
-//! Not yet here (next steps of the Governor issue): the supervisor over execution physics,
-//! a rate limit per agent, the quorum on the effective number of voters, and metrics.
+//! A supervisor watches execution only (failures and timeouts, not answers) and halts a
+//! failure storm.
+//!
+//! Not yet here (next steps of the Governor issue): a rate limit per agent, the quorum on the
+//! effective number of voters, and metrics beyond `tracing` events.
 
 mod certify;
 
@@ -550,6 +553,14 @@ impl Inner {
                     if let (Some(delay), Some(oldest)) = (delay, oldest_launch(&launched_at, &in_flight)) {
                         hedge_at = Some(oldest + delay);
                     }
+                    // The supervisor watches execution only: when most calls fail or time out
+                    // (at least four failures, more than half of the answers), asking more
+                    // agents feeds a storm; halt and escalate.
+                    let failed = casts.iter().filter(|c| matches!(c.ballot.answer, Answer::Abstain(Abstention::Error | Abstention::Timeout | Abstention::CircuitOpen))).count();
+                    if failed >= 4 && 2 * failed > casts.len() {
+                        tracing::warn!(decision = %decision.id, failed, calls = casts.len(), "supervisor halted the decision");
+                        break Stop::Halted;
+                    }
                     // Certify, counting calls still in flight as weight not yet cast.
                     let mut pending: Vec<&Seat> = in_flight.keys().map(|&k| &seats[k]).collect();
                     pending.extend(seats[next..].iter());
@@ -625,7 +636,21 @@ impl Inner {
                 Outcome::Refused { reason }
             }
         };
-        let outcome = if result.is_none() || !quorum {
+        let outcome = if stop == Stop::Halted {
+            escalate(format!(
+                "supervisor halted the decision: {} of {} calls failed or timed out",
+                casts
+                    .iter()
+                    .filter(|c| matches!(
+                        c.ballot.answer,
+                        Answer::Abstain(
+                            Abstention::Error | Abstention::Timeout | Abstention::CircuitOpen
+                        )
+                    ))
+                    .count(),
+                casts.len()
+            ))
+        } else if result.is_none() || !quorum {
             escalate(format!(
                 "no quorum: {} of {} required ballots (weight share {:.2} of {:.2})",
                 counted.len(),
