@@ -410,6 +410,13 @@ impl Rule {
         Ok(())
     }
 
+    /// Whether the rule can count ballots of a decision of this kind: option rules count
+    /// choices and rankings, numeric and robust rules count scores and vectors.
+    pub fn counts(&self, kind: super::Kind) -> bool {
+        matches!(self.family(), Family::Choice | Family::Ranked)
+            == matches!(kind, super::Kind::Choice | super::Kind::Ranking)
+    }
+
     /// Whether the rule reads the `weights` of its input.
     pub fn uses_weights(&self) -> bool {
         matches!(

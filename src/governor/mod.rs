@@ -389,7 +389,7 @@ impl Inner {
     /// can count this kind.
     fn rule_for(&self, kind: Kind) -> Rule {
         match &self.policy.robust {
-            Some(r) if r.active() && rule_counts(&r.rule, kind) => r.rule,
+            Some(r) if r.active() && r.rule.counts(kind) => r.rule,
             _ => self.policy.rule,
         }
     }
@@ -556,7 +556,7 @@ impl Inner {
                     // The supervisor watches execution only: when most calls fail or time out
                     // (at least four failures, more than half of the answers), asking more
                     // agents feeds a storm; halt and escalate.
-                    let failed = casts.iter().filter(|c| matches!(c.ballot.answer, Answer::Abstain(Abstention::Error | Abstention::Timeout | Abstention::CircuitOpen))).count();
+                    let failed = failures(&casts);
                     if failed >= 4 && 2 * failed > casts.len() {
                         tracing::warn!(decision = %decision.id, failed, calls = casts.len(), "supervisor halted the decision");
                         break Stop::Halted;
@@ -639,15 +639,7 @@ impl Inner {
         let outcome = if stop == Stop::Halted {
             escalate(format!(
                 "supervisor halted the decision: {} of {} calls failed or timed out",
-                casts
-                    .iter()
-                    .filter(|c| matches!(
-                        c.ballot.answer,
-                        Answer::Abstain(
-                            Abstention::Error | Abstention::Timeout | Abstention::CircuitOpen
-                        )
-                    ))
-                    .count(),
+                failures(&casts),
                 casts.len()
             ))
         } else if result.is_none() || !quorum {
@@ -800,6 +792,19 @@ impl Inner {
     }
 }
 
+/// Calls that failed, timed out or met an open circuit: what the supervisor watches.
+fn failures(casts: &[Cast]) -> usize {
+    casts
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.ballot.answer,
+                Answer::Abstain(Abstention::Error | Abstention::Timeout | Abstention::CircuitOpen)
+            )
+        })
+        .count()
+}
+
 fn oldest_launch(
     launched_at: &BTreeMap<usize, Instant>,
     in_flight: &BTreeMap<usize, u32>,
@@ -817,23 +822,6 @@ fn median(xs: &mut [Duration]) -> Option<Duration> {
     }
     xs.sort_unstable();
     Some(xs[xs.len() / 2])
-}
-
-/// Whether `rule` can count decisions of `kind`.
-fn rule_counts(rule: &Rule, kind: Kind) -> bool {
-    let option_rule = matches!(
-        rule,
-        Rule::Plurality
-            | Rule::WeightedPlurality
-            | Rule::LogOdds { .. }
-            | Rule::Supermajority { .. }
-            | Rule::Borda
-            | Rule::Copeland
-            | Rule::Schulze
-            | Rule::InstantRunoff
-            | Rule::Minimax
-    );
-    option_rule == matches!(kind, Kind::Choice | Kind::Ranking)
 }
 
 /// A reply counts only as what it claims to be: the agent id is the seat's, and an answer

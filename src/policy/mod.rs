@@ -883,7 +883,7 @@ fn load_policy(
         None => 0.6,
     };
     if let Some(r) = rule
-        && let Some(k) = applies.kinds.iter().find(|k| !rule_fits(&r, **k))
+        && let Some(k) = applies.kinds.iter().find(|k| !r.counts(**k))
     {
         diags.push(d(
             "policy::rule",
@@ -1118,23 +1118,6 @@ fn load_policy(
         hash: crate::audit::hex(&Sha256::digest(file.text.as_bytes())),
     };
     Some((policy, spans))
-}
-
-/// Whether a rule can count decisions of a kind.
-fn rule_fits(rule: &Rule, kind: Kind) -> bool {
-    let option_rule = matches!(
-        rule,
-        Rule::Plurality
-            | Rule::WeightedPlurality
-            | Rule::LogOdds { .. }
-            | Rule::Supermajority { .. }
-            | Rule::Borda
-            | Rule::Copeland
-            | Rule::Schulze
-            | Rule::InstantRunoff
-            | Rule::Minimax
-    );
-    option_rule == matches!(kind, Kind::Choice | Kind::Ranking)
 }
 
 /// Voters a robust rule needs to tolerate `f` arbitrary ballots, if it has a breakdown point.
