@@ -15,7 +15,7 @@ pub(super) fn check(
     decision: &Decision,
     casts: &[Cast],
     unasked: &[&Seat],
-    competence: &std::collections::BTreeMap<String, f64>,
+    competence: &std::collections::BTreeMap<&str, f64>,
 ) -> Option<Stop> {
     let counted = casts.iter().filter(|c| !c.ballot.is_abstention()).count();
     if counted < policy.quorum_ballots as usize {
@@ -49,7 +49,10 @@ pub(super) fn check(
                 };
                 if let Some(i) = first {
                     scores[i] += w(c.weight);
-                    let q = competence.get(&c.ballot.agent).copied().unwrap_or(0.5);
+                    let q = competence
+                        .get(c.ballot.agent.as_str())
+                        .copied()
+                        .unwrap_or(0.5);
                     votes.push((i, w(c.weight), q));
                 }
             }

@@ -110,6 +110,10 @@ struct Inner {
     wave_size: usize,
     /// Latencies of recent answered calls (all agents), for the hedging delay.
     recent: std::sync::Mutex<std::collections::VecDeque<Duration>>,
+    /// Their 95th percentile, refreshed every 32 calls: (calls counted then, value).
+    p95: std::sync::Mutex<(u64, Option<Duration>)>,
+    /// Answered calls recorded so far.
+    recorded: std::sync::atomic::AtomicU64,
     /// Admitted agents per domain (see `admitted`).
     admitted: std::sync::Mutex<BTreeMap<String, Arc<Ranked>>>,
 }
@@ -199,6 +203,8 @@ impl Governor {
                 audit: None,
                 wave_size: 2,
                 recent: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
+                p95: std::sync::Mutex::new((0, None)),
+                recorded: std::sync::atomic::AtomicU64::new(0),
                 admitted: std::sync::Mutex::new(BTreeMap::new()),
             }),
         }
@@ -259,6 +265,8 @@ impl Inner {
             audit: self.audit.clone(),
             wave_size: self.wave_size,
             recent: std::sync::Mutex::new(self.recent_latencies().into()),
+            p95: std::sync::Mutex::new((0, None)),
+            recorded: std::sync::atomic::AtomicU64::new(0),
             admitted: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
@@ -271,6 +279,8 @@ impl Inner {
     }
 
     fn record_latency(&self, d: Duration) {
+        self.recorded
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut r) = self.recent.lock() {
             if r.len() == RECENT {
                 r.pop_front();
@@ -282,13 +292,20 @@ impl Inner {
     /// The 95th percentile of recent answered calls, once 20 are known (computed once per
     /// decision).
     fn recent_p95(&self) -> Option<Duration> {
-        let mut recent = self.recent_latencies();
-        if recent.len() < 20 {
+        let Ok(mut cached) = self.p95.lock() else {
             return None;
+        };
+        let count = self.recorded.load(std::sync::atomic::Ordering::Relaxed);
+        if count >= cached.0 + 32 || (cached.1.is_none() && count >= 20) {
+            let mut recent = self.recent_latencies();
+            *cached = (count, None);
+            if recent.len() >= 20 {
+                let k = recent.len() * 95 / 100;
+                let (_, p95, _) = recent.select_nth_unstable(k);
+                cached.1 = Some((*p95).max(Duration::from_millis(1)));
+            }
         }
-        let k = recent.len() * 95 / 100;
-        let (_, p95, _) = recent.select_nth_unstable(k);
-        Some((*p95).max(Duration::from_millis(1)))
+        cached.1
     }
 
     /// The admitted agents of a domain with their weights and selection scores, best first.
@@ -411,9 +428,9 @@ impl Inner {
         let rule = self.rule_for(decision.kind);
         let seats = self.seats(&decision.domain);
         let total_weight: f64 = seats.iter().map(|s| s.weight).sum();
-        let competence: BTreeMap<String, f64> = seats
+        let competence: BTreeMap<&str, f64> = seats
             .iter()
-            .map(|s| (self.members[s.member].spec.id.clone(), s.competence))
+            .map(|s| (self.members[s.member].spec.id.as_str(), s.competence))
             .collect();
         let decision = Arc::new(decision);
         let started = Instant::now();
