@@ -6,7 +6,7 @@
 //! in BENCHMARKS.md (ratios within one run, not absolute times).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use conclave::aggregate::{Kind, Rule, TallyInput, tally};
+use conclave::aggregate::{Kind, RULE_NAMES, Rule, TallyInput, tally};
 use conclave::ballot::Ballot;
 use conclave::trust::estimate::{Annotations, Method, estimate};
 use divan::{Bencher, black_box};
@@ -101,25 +101,10 @@ fn vectors(n: usize, d: usize) -> TallyInput {
     TallyInput::new(Kind::Vector, Vec::<String>::new(), ballots)
 }
 
-const CHOICE_RULES: &[&str] = &[
-    "plurality",
-    "weighted-plurality",
-    "log-odds",
-    "supermajority",
-];
-const RANKED_RULES: &[&str] = &["borda", "copeland", "schulze", "instant-runoff", "minimax"];
-const NUMERIC_RULES: &[&str] = &[
-    "mean",
-    "weighted-mean",
-    "median",
-    "weighted-median",
-    "trimmed-mean",
-    "winsorized-mean",
-    "geometric-median",
-    "krum",
-    "multi-krum",
-    "outlier-downweight",
-];
+// The rule list of the library, in its order: 4 choice rules, 5 ranked, 10 numeric/robust.
+const CHOICE_RULES: &[&str] = RULE_NAMES.split_at(4).0;
+const RANKED_RULES: &[&str] = RULE_NAMES.split_at(4).1.split_at(5).0;
+const NUMERIC_RULES: &[&str] = RULE_NAMES.split_at(9).1;
 
 fn run(bencher: Bencher<'_, '_>, input: TallyInput, rule: &str) {
     let params: &[(&str, &str)] = match rule {

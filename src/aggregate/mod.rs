@@ -51,6 +51,18 @@ pub enum Kind {
     Vector,
 }
 
+impl Kind {
+    /// The kind as the word used in files, JSON and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Choice => "choice",
+            Self::Ranking => "ranking",
+            Self::Score => "score",
+            Self::Vector => "vector",
+        }
+    }
+}
+
 /// Recorded ballots to count: the input document of `conclave tally`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -467,15 +479,6 @@ fn answer_name(a: &Answer) -> &'static str {
     }
 }
 
-fn kind_name(k: Kind) -> &'static str {
-    match k {
-        Kind::Choice => "choice",
-        Kind::Ranking => "ranking",
-        Kind::Score => "score",
-        Kind::Vector => "vector",
-    }
-}
-
 fn prepare(input: &TallyInput) -> Result<Prepared<'_>, TallyError> {
     if input.ballots.is_empty() {
         return Err(TallyError::NoBallots);
@@ -487,7 +490,7 @@ fn prepare(input: &TallyInput) -> Result<Prepared<'_>, TallyError> {
             return Err(TallyError::DuplicateAgent(b.agent.clone()));
         }
     }
-    let kind = kind_name(input.kind);
+    let kind = input.kind.as_str();
     let options = match input.kind {
         Kind::Choice | Kind::Ranking => Some(OptionIndex::new(&input.options, kind)?),
         Kind::Score | Kind::Vector => None,
@@ -635,7 +638,7 @@ pub fn tally(input: &TallyInput, rule: &Rule) -> Result<TallyResult, TallyError>
     if !fits {
         return Err(TallyError::RuleKind {
             rule: rule.name(),
-            kind: kind_name(input.kind),
+            kind: input.kind.as_str(),
             counts: match family {
                 Family::Choice | Family::Ranked => "choice and ranking ballots",
                 Family::Numeric | Family::Robust => "score and vector ballots",

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use clap::{Args, Subcommand};
 
-use super::{CliError, date, print_json, print_text, table};
+use super::{CliError, ballot_text, date, print_json, print_text, table};
 use conclave::audit::{
     AuditLog, AuditRecord, Entry, OutcomeRecord, SledAuditLog, grade, hex, replay,
 };
@@ -221,17 +221,7 @@ fn describe(record: &AuditRecord) -> String {
             }
             let mut t = table(&["agent", "ballot", "weight"]);
             for b in &d.input.ballots {
-                let ballot = serde_json::to_value(b).unwrap_or_default();
-                let answer = ballot
-                    .as_object()
-                    .map(|o| {
-                        o.iter()
-                            .filter(|(k, _)| *k != "agent" && *k != "rationale")
-                            .map(|(k, v)| format!("{k}: {v}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .unwrap_or_default();
+                let answer = ballot_text(b);
                 let w = d
                     .input
                     .weights
@@ -306,7 +296,7 @@ fn outcome(dir: &Path, a: &OutcomeArgs) -> Result<(), CliError> {
             correct: a.correct.clone(),
             source: a.source.clone(),
             graded: graded.clone(),
-            at: conclave_now(),
+            at: conclave::audit::now(),
         }))
         .map_err(CliError::input)?;
     let applied = trust
@@ -334,10 +324,4 @@ fn outcome(dir: &Path, a: &OutcomeArgs) -> Result<(), CliError> {
         appended.seq,
         applied.version
     ))
-}
-
-fn conclave_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::Args;
 use tower::util::BoxCloneSyncService;
 
-use super::{CliError, print_json, print_text, table};
+use super::{CliError, ballot_text, print_json, print_text, table};
 use conclave::agent::AgentService;
 use conclave::agent::scripted::ScriptedAgent;
 use conclave::aggregate::Kind;
@@ -143,18 +143,7 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
     }
     let mut t = table(&["agent", "ballot", "weight", "latency ms", "wave"]);
     for c in &verdict.ballots {
-        let answer = serde_json::to_value(&c.ballot)
-            .ok()
-            .and_then(|v| {
-                v.as_object().map(|o| {
-                    o.iter()
-                        .filter(|(k, _)| *k != "agent" && *k != "rationale")
-                        .map(|(k, v)| format!("{k}: {v}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-            })
-            .unwrap_or_default();
+        let answer = ballot_text(&c.ballot);
         t.add_row(vec![
             c.ballot.agent.clone(),
             answer,

@@ -144,6 +144,20 @@ fn table(header: &[&str]) -> comfy_table::Table {
     t
 }
 
+/// A ballot's answer and confidence on one line (`choice: "hold", confidence: 0.8`), for
+/// tables; the agent and the rationale have columns or places of their own.
+fn ballot_text(b: &conclave::ballot::Ballot) -> String {
+    match serde_json::to_value(b) {
+        Ok(serde_json::Value::Object(o)) => o
+            .iter()
+            .filter(|(k, _)| *k != "agent" && *k != "rationale")
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => String::new(),
+    }
+}
+
 /// A Unix time as an RFC 3339 date.
 fn date(secs: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))

@@ -213,28 +213,25 @@ impl Governor {
     /// Records every verdict in `log`.
     #[must_use]
     pub fn with_audit(self, log: Arc<dyn AuditLog + Send + Sync>) -> Self {
-        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|a| a.clone_inner());
-        inner.audit = Some(log);
-        Self {
-            inner: Arc::new(inner),
-        }
+        self.configure(|inner| inner.audit = Some(log))
     }
 
     /// What happens to decisions that need a human (default: [`RecordEscalation`]).
     #[must_use]
     pub fn with_escalation(self, hook: Arc<dyn Escalation>) -> Self {
-        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|a| a.clone_inner());
-        inner.escalation = hook;
-        Self {
-            inner: Arc::new(inner),
-        }
+        self.configure(|inner| inner.escalation = hook)
     }
 
     /// Agents added per wave after the first (default 2).
     #[must_use]
     pub fn with_wave_size(self, n: usize) -> Self {
+        self.configure(|inner| inner.wave_size = n.max(1))
+    }
+
+    /// Changes a setting: in place when this is the only handle, else on a copy.
+    fn configure(self, f: impl FnOnce(&mut Inner)) -> Self {
         let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|a| a.clone_inner());
-        inner.wave_size = n.max(1);
+        f(&mut inner);
         Self {
             inner: Arc::new(inner),
         }
@@ -417,7 +414,7 @@ impl Inner {
             return Err(GovernorError::Refused {
                 policy: p.id.clone(),
                 domain: decision.domain.clone(),
-                kind: format!("{:?}", decision.kind).to_lowercase(),
+                kind: decision.kind.as_str().to_owned(),
             });
         }
         if matches!(decision.kind, Kind::Choice | Kind::Ranking) && decision.options.is_empty() {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::{AgentSpec, AuditLevel, Policy, Provisional, Stakes, kind_word};
+use super::{AgentSpec, AuditLevel, Policy, Provisional, Stakes};
 use crate::aggregate::Rule;
 
 fn list(items: &[String]) -> String {
@@ -75,7 +75,7 @@ fn ms(x: u64) -> String {
 
 pub(super) fn explain(p: &Policy, agents: &BTreeMap<String, AgentSpec>) -> String {
     let mut s = String::new();
-    let kinds: Vec<String> = p.kinds.iter().map(|k| kind_word(*k).to_owned()).collect();
+    let kinds: Vec<String> = p.kinds.iter().map(|k| k.as_str().to_owned()).collect();
     let _ = writeln!(s, "Policy \"{}\" ({})", p.id, p.source.display());
     let _ = writeln!(s, "{}", p.description.trim());
     let _ = writeln!(s);

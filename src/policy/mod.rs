@@ -486,7 +486,7 @@ impl Catalog {
             .find(|p| p.covers(domain, kind))
             .ok_or_else(|| Refused {
                 domain: domain.to_owned(),
-                kind: kind_word(kind).to_owned(),
+                kind: kind.as_str().to_owned(),
             })
     }
 
@@ -516,15 +516,6 @@ pub fn read_dir_toml(dir: &Path) -> (Vec<SourceFile>, Vec<PolicyDiagnostic>) {
         }
     }
     (files, diags)
-}
-
-fn kind_word(k: Kind) -> &'static str {
-    match k {
-        Kind::Choice => "choice",
-        Kind::Ranking => "ranking",
-        Kind::Score => "score",
-        Kind::Vector => "vector",
-    }
 }
 
 fn toml_error(file: &SourceFile, e: &toml::de::Error, what: &str) -> PolicyDiagnostic {
@@ -888,7 +879,7 @@ fn load_policy(
         diags.push(d(
             "policy::rule",
             rule_raw.name.span(),
-            format!("rule {} cannot count {} decisions", r.name(), kind_word(*k)),
+            format!("rule {} cannot count {} decisions", r.name(), k.as_str()),
         ));
     }
 
@@ -1170,10 +1161,10 @@ fn check_claims(
     let mut clashes = BTreeSet::new();
     for d in &p.domains {
         for k in &p.kinds {
-            let key = (d.clone(), kind_word(*k).to_owned());
+            let key = (d.clone(), k.as_str().to_owned());
             match claims.get(&key) {
                 Some((other, path)) if other != &p.id => {
-                    clashes.insert((d.clone(), kind_word(*k), other.clone(), path.clone()));
+                    clashes.insert((d.clone(), k.as_str(), other.clone(), path.clone()));
                 }
                 _ => {
                     claims.insert(key, (p.id.clone(), file.path.clone()));

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -273,12 +272,6 @@ pub trait TrustStore {
     fn reset(&self) -> Result<(), TrustError>;
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// The tables a batch reads and writes, inside one transaction.
 trait Tables {
     type Error;
@@ -313,7 +306,7 @@ fn run_batch<T: Tables>(
     let version = t.counter("version")? + 1;
     let mut seq = t.counter("history_seq")?;
     let first_seq = seq + 1;
-    let at = now();
+    let at = crate::audit::now();
     let mut changed = 0;
     for (key, (before, after)) in &plan {
         if before == after {
