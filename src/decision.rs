@@ -29,7 +29,7 @@ pub struct Decision {
 }
 
 /// The right answer of an evaluation item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Truth {
     /// The right option.

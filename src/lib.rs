@@ -6,6 +6,7 @@ pub mod aggregate;
 pub mod audit;
 pub mod ballot;
 pub mod decision;
+pub mod eval;
 pub mod governor;
 pub mod layer;
 pub mod policy;

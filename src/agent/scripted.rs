@@ -51,6 +51,16 @@ impl ScriptedAgent {
         })
     }
 
+    /// Its definition.
+    pub fn spec(&self) -> &AgentSpec {
+        &self.spec
+    }
+
+    /// Its behaviour.
+    pub fn behaviour(&self) -> &Behaviour {
+        &self.script.behaviour
+    }
+
     /// How long this agent takes for `decision` (log-normal through its median and p99).
     pub fn latency(&self, decision: &Decision) -> Duration {
         let mut rng = Rng::new(&[

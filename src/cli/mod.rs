@@ -5,6 +5,7 @@
 
 mod audit;
 mod decide;
+mod eval;
 mod policy;
 mod tally;
 mod trust;
@@ -32,6 +33,8 @@ enum Command {
     Tally(tally::TallyArgs),
     /// Put a question to a policy's pool and print the governed verdict (recorded in the audit log).
     Decide(decide::DecideArgs),
+    /// Run an adversarial evaluation suite: report, plots, and trust recalibration.
+    Eval(eval::EvalArgs),
     /// Per-agent trust: show, history, estimate, import/export, rollback, re-admission.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
@@ -85,6 +88,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Tally(args) => tally::run(&args),
         Command::Decide(args) => decide::run(&args, &store),
+        Command::Eval(args) => eval::run(&args, &store),
         Command::Trust(cmd) => trust::run(cmd, &store),
         Command::Audit(cmd) => audit::run(cmd, &store),
         Command::Policy(cmd) => policy::run(cmd),

@@ -21,6 +21,18 @@ pub(super) fn check(
     if counted < policy.quorum_ballots as usize {
         return None;
     }
+    // The weight quorum too: never stop before the share of the pool's weight it asks for
+    // has been cast (otherwise the verdict would fail its own quorum).
+    let cast_weight: f64 = casts
+        .iter()
+        .filter(|c| !c.ballot.is_abstention())
+        .map(|c| c.weight)
+        .sum();
+    let total_weight: f64 =
+        casts.iter().map(|c| c.weight).sum::<f64>() + unasked.iter().map(|s| s.weight).sum::<f64>();
+    if total_weight > 0.0 && cast_weight / total_weight < policy.quorum_weight_share - 1e-12 {
+        return None;
+    }
     match decision.kind {
         Kind::Choice | Kind::Ranking => {
             let plurality_family = matches!(

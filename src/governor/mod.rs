@@ -106,6 +106,9 @@ struct Inner {
     /// What happens to a decision that needs a human.
     escalation: Arc<dyn Escalation>,
     trust: TrustSnapshot,
+    /// Per domain: groups of agents whose errors coincide (from the error ledger); a
+    /// group's combined weight is capped at its strongest member's.
+    clusters: BTreeMap<String, Vec<Vec<String>>>,
     audit: Option<Arc<dyn AuditLog + Send + Sync>>,
     wave_size: usize,
     /// Latencies of recent answered calls (all agents), for the hedging delay.
@@ -200,6 +203,7 @@ impl Governor {
                 arbiter,
                 escalation: Arc::new(RecordEscalation),
                 trust,
+                clusters: BTreeMap::new(),
                 audit: None,
                 wave_size: 2,
                 recent: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
@@ -220,6 +224,27 @@ impl Governor {
     #[must_use]
     pub fn with_escalation(self, hook: Arc<dyn Escalation>) -> Self {
         self.configure(|inner| inner.escalation = hook)
+    }
+
+    /// Weights from `trust` from now on (an evaluation run learns trust as it goes).
+    #[must_use]
+    pub fn with_trust(self, trust: TrustSnapshot) -> Self {
+        self.configure(|inner| {
+            inner.trust = trust;
+            inner.admitted = std::sync::Mutex::new(BTreeMap::new());
+        })
+    }
+
+    /// Caps the combined weight of each group of agents that fail together (per domain,
+    /// from [`ErrorLedger::independence`](crate::trust::ledger::ErrorLedger::independence))
+    /// at its strongest member's: Sybil clones and colluders count once. Not applied under
+    /// the log-odds rule, whose weights are competences.
+    #[must_use]
+    pub fn with_clusters(self, clusters: BTreeMap<String, Vec<Vec<String>>>) -> Self {
+        self.configure(|inner| {
+            inner.clusters = clusters;
+            inner.admitted = std::sync::Mutex::new(BTreeMap::new());
+        })
     }
 
     /// Agents added per wave after the first (default 2).
@@ -259,6 +284,7 @@ impl Inner {
             arbiter: self.arbiter.clone(),
             escalation: self.escalation.clone(),
             trust: self.trust.clone(),
+            clusters: self.clusters.clone(),
             audit: self.audit.clone(),
             wave_size: self.wave_size,
             recent: std::sync::Mutex::new(self.recent_latencies().into()),
@@ -327,15 +353,21 @@ impl Inner {
             if matches!(status, Status::Quarantined | Status::Ejected) {
                 continue;
             }
-            if state.n > 0 && state.trust() < p.trust_floor {
+            // The floor applies once the evidence is in: two early misses must not shut an
+            // agent out for good (it would never be graded again).
+            if status != Status::Provisional && state.trust() < p.trust_floor {
                 continue;
             }
             let scheme = WeightScheme::Wbft {
                 alpha: p.alpha,
                 quality: 1.0,
             };
+            let log_odds = matches!(p.rule, Rule::LogOdds { .. });
             let mut weight = state.vote_weight(params, scheme);
-            if status == Status::Provisional {
+            if log_odds {
+                // The log-odds rule takes each agent's competence as its weight.
+                weight = state.trust().clamp(0.01, 0.99);
+            } else if status == Status::Provisional {
                 weight = match p.provisional {
                     Provisional::Reduced => weight,
                     Provisional::Advisory => 0.0,
@@ -358,6 +390,18 @@ impl Inner {
                     competence: state.trust().clamp(0.05, 0.95),
                 },
             ));
+        }
+        if !matches!(p.rule, Rule::LogOdds { .. })
+            && let Some(groups) = self.clusters.get(domain)
+        {
+            let mut weights: Vec<(String, f64)> = scored
+                .iter()
+                .map(|(_, s)| (self.members[s.member].spec.id.clone(), s.weight))
+                .collect();
+            crate::trust::ledger::cap_clusters(&mut weights, groups);
+            for ((_, seat), (_, w)) in scored.iter_mut().zip(weights) {
+                seat.weight = w;
+            }
         }
         scored.sort_by(|a, b| {
             b.0.total_cmp(&a.0).then_with(|| {
@@ -540,6 +584,8 @@ impl Inner {
                 deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
             let hedge = hedge_at;
             tokio::select! {
+                // Fixed branch order: a run under simulated time is reproducible.
+                biased;
                 joined = set.join_next() => {
                     let Some(Ok((i, reply, latency))) = joined else { continue };
                     let wave = in_flight.remove(&i).unwrap_or(waves);

@@ -119,7 +119,7 @@ pub(super) fn explain(p: &Policy, agents: &BTreeMap<String, AgentSpec>) -> Strin
     if p.trust_floor > 0.0 {
         let _ = write!(
             who,
-            " Agents whose trust is below {} are not asked.",
+            " Agents whose trust is below {} after their warm-up are not asked.",
             p.trust_floor
         );
     }
@@ -147,7 +147,11 @@ pub(super) fn explain(p: &Policy, agents: &BTreeMap<String, AgentSpec>) -> Strin
 
     // How.
     let mut how = format!("How: the ballots are combined by {}", rule_words(&p.rule));
-    if p.rule.uses_weights() {
+    if matches!(p.rule, crate::aggregate::Rule::LogOdds { .. }) {
+        how.push_str(
+            ", each ballot counting ln((K−1)p/(1−p)) with its agent's measured trust as p",
+        );
+    } else if p.rule.uses_weights() {
         let _ = write!(
             how,
             ", each ballot weighted by {} measured trust and {} the quality of the answer (WBFT, α = {})",

@@ -1,0 +1,584 @@
+//! Adversarial evaluation: run a suite of items through the Governor while agents lie,
+//! collude, defect, drift, clone themselves, time out or crash; measure how the governed
+//! decisions hold up against baselines on the same ballots; learn trust as the run goes;
+//! write a report; and recalibrate the trust store from what was learned.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use conclave::eval::{Suite, RunOptions, evaluate};
+//! use conclave::trust::{TrustParams, store::{MemoryTrustStore, TrustStore}};
+//!
+//! let suite = Suite::load("evals/financenet.toml".as_ref())?;
+//! let start = MemoryTrustStore::new(TrustParams::default())?.snapshot()?;
+//! let report = evaluate(&suite, &start, &RunOptions::default()).await?;
+//! println!("{}", report.summary_table());
+//! # Ok(()) }
+//! ```
+
+mod agent;
+pub mod metrics;
+pub mod report;
+mod run;
+pub mod suite;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+
+use serde::Serialize;
+
+pub use report::Report;
+pub use run::{Caught, Progress, RunOptions};
+pub use suite::{Suite, SuiteError};
+
+use crate::trust::model::Status;
+use crate::trust::store::{Change, TrustSnapshot};
+use metrics::{Calibration, Delta, Rate};
+pub use run::ItemRecord;
+use run::{ItemsRun, Pool};
+
+/// A run that could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EvalError(pub String);
+
+/// One baseline's accuracy on the same items, and the governed vote's lead over it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Baseline {
+    /// What it is.
+    pub name: String,
+    /// Its accuracy on every item (a baseline always decides).
+    pub accuracy: Rate,
+    /// Its accuracy on the items the governed system decided.
+    pub on_decided: Rate,
+    /// Governed minus baseline on the items the governed system decided, paired per item:
+    /// the quality of the decisions made.
+    pub lead: Delta,
+    /// Governed minus baseline on every item, escalations counted as misses.
+    pub lead_all: Delta,
+}
+
+/// One adversary and how fast trust caught it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Adversary {
+    /// The agent.
+    pub agent: String,
+    /// What it did.
+    pub attack: String,
+    /// When it was caught.
+    #[serde(flatten)]
+    pub caught: Caught,
+}
+
+/// Trust learned against true competence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentTrust {
+    /// The agent.
+    pub agent: String,
+    /// The domain.
+    pub domain: String,
+    /// Share of its answers that were right over the run (failures count as wrong).
+    pub competence: f64,
+    /// Trust learned at the end (the posterior mean).
+    pub trust: f64,
+    /// What the trust is worth to the vote: the posterior mean, or 0 once quarantined or
+    /// ejected (a suspicion quarantine leaves the mean high while the agent has no say).
+    pub effective: f64,
+    /// Graded outcomes behind it.
+    pub n: u64,
+    /// Status at the end.
+    pub status: Status,
+}
+
+/// Learning within the run: accuracy per window against the stress in it (digest B.6).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Window {
+    /// First decision of the window.
+    pub from: usize,
+    /// Decisions in it.
+    pub n: usize,
+    /// Governed accuracy.
+    pub accuracy: f64,
+    /// Stress: the share of agent answers that were wrong.
+    pub stress: f64,
+    /// `A(t) = (Acc(t) − Acc(t−1)) / Stress(t)`; absent for the first window or no stress.
+    pub antifragility: Option<f64>,
+}
+
+/// The figures of one scenario.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScenarioReport {
+    /// Name.
+    pub name: String,
+    /// What it does.
+    pub about: String,
+    /// The attacks.
+    pub attacks: Vec<suite::Attack>,
+    /// Whether its outcomes recalibrate trust.
+    pub recalibrate: bool,
+    /// Share of the pool that is adversarial at some point of the run.
+    pub corrupted: f64,
+    /// Decisions made (items × repetitions).
+    pub decisions: usize,
+    /// Decided by the vote.
+    pub decided: usize,
+    /// Ruled by the arbiter.
+    pub arbitrated: usize,
+    /// Escalated to a human or refused.
+    pub escalated: usize,
+    /// Wrong decisions (vote or arbiter).
+    pub wrong: usize,
+    /// Right decisions over all decisions (escalations count as misses).
+    pub accuracy: Rate,
+    /// Share of items decided (by the vote or the arbiter) rather than escalated.
+    pub coverage: f64,
+    /// Whether every attack is adversarial (no honest agent made to fail): only then is
+    /// the drop from the clean run the attack's doing.
+    pub adversarial_only: bool,
+    /// Right decisions over decisions actually made.
+    pub decided_accuracy: Rate,
+    /// Wrong decisions over all decisions.
+    pub false_decisions: Rate,
+    /// Unweighted majority, best single agent, oracle.
+    pub baselines: Vec<Baseline>,
+    /// Verdict confidence against correctness (decisions made).
+    pub calibration: Calibration,
+    /// Spearman correlation of effective learned trust with true competence.
+    pub trust_spearman: Option<f64>,
+    /// RMSE of learned trust against true competence after each repetition (digest B.6).
+    pub calibration_error: Vec<f64>,
+    /// Per agent.
+    pub trust: Vec<AgentTrust>,
+    /// Adversaries and when they were quarantined.
+    pub adversaries: Vec<Adversary>,
+    /// Agent calls per decision.
+    pub calls_per_decision: f64,
+    /// Calls per decision if every pool agent were asked.
+    pub pool_per_decision: f64,
+    /// `1 − calls / pool`: what early stopping saved.
+    pub early_stop_saving: f64,
+    /// Tokens per decision.
+    pub tokens_per_decision: f64,
+    /// Dollars per decision.
+    pub usd_per_decision: f64,
+    /// Decision latency p50, ms (simulated time for simulated pools).
+    pub latency_p50_ms: u64,
+    /// Decision latency p99, ms.
+    pub latency_p99_ms: u64,
+    /// Effective number of independent voters (mean-correlation form) per domain.
+    pub n_eff: BTreeMap<String, f64>,
+    /// Groups of agents whose errors coincided, per domain.
+    pub clusters: BTreeMap<String, Vec<Vec<String>>>,
+    /// Learning within the run.
+    pub windows: Vec<Window>,
+    /// Resilience `R = 1 − ΔP/ΔF` against the first scenario without attacks.
+    pub resilience: Option<f64>,
+    /// Share of agent answers that were wrong (the failure rate F).
+    pub failure_rate: f64,
+    /// Trust trajectories: agent → `(decision, trust)`.
+    #[serde(skip)]
+    pub trajectories: BTreeMap<String, Vec<(usize, f64)>>,
+    /// Every decision (written to `items.jsonl`).
+    #[serde(skip)]
+    pub records: Vec<ItemRecord>,
+}
+
+/// One point of a sweep.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SweepPoint {
+    /// The rule.
+    pub rule: String,
+    /// Pool size.
+    pub pool: usize,
+    /// Corrupted fraction asked for.
+    pub fraction: f64,
+    /// Agents corrupted.
+    pub corrupted: usize,
+    /// Governed accuracy.
+    pub accuracy: f64,
+    /// Wrong decisions.
+    pub false_decisions: f64,
+    /// Escalations.
+    pub escalations: f64,
+    /// Unweighted majority.
+    pub majority: f64,
+    /// Best single agent.
+    pub best_single: f64,
+    /// Oracle.
+    pub oracle: f64,
+    /// Agent calls per decision.
+    pub calls_per_decision: f64,
+}
+
+/// A sweep's results.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SweepReport {
+    /// Name.
+    pub name: String,
+    /// What it shows.
+    pub about: String,
+    /// The attack on the corrupted agents.
+    pub attack: suite::Mode,
+    /// Every point.
+    pub points: Vec<SweepPoint>,
+}
+
+/// Runs a suite from trust `start`: every scenario over every item, then every sweep.
+///
+/// # Errors
+/// A pool that cannot be built (an agent definition the runner cannot simulate or reach).
+pub async fn evaluate(
+    suite: &Suite,
+    start: &TrustSnapshot,
+    opts: &RunOptions,
+) -> Result<Report, EvalError> {
+    let total = total_decisions(suite);
+    let done = AtomicU64::new(0);
+    let mut scenarios = Vec::new();
+    let mut changes: Vec<Change> = Vec::new();
+    let mut interrupted = false;
+    let mut clean: Option<(f64, f64)> = None;
+    for scenario in &suite.scenarios {
+        let pool = Pool::for_scenario(suite, scenario).map_err(EvalError)?;
+        let run = run::run_items(
+            &pool,
+            &suite.items,
+            start,
+            suite.seed,
+            suite.repetitions,
+            suite.concurrency,
+            suite.tolerance,
+            opts,
+            &done,
+            total,
+        )
+        .await;
+        interrupted |= run.interrupted;
+        if scenario.recalibrate {
+            changes.extend(run.changes.iter().cloned());
+        }
+        let mut report = scenario_report(scenario, &run);
+        report.corrupted = pool.corrupted_share();
+        if report.corrupted == 0.0 && clean.is_none() {
+            clean = Some((report.accuracy.value, report.failure_rate));
+        }
+        report.resilience = clean.and_then(|(acc0, f0)| {
+            if report.corrupted == 0.0 || acc0 <= 0.0 || f0 <= 0.0 {
+                return None;
+            }
+            let dp = ((acc0 - report.accuracy.value) / acc0).max(0.0);
+            let df = (report.failure_rate - f0) / f0;
+            (df > 0.0).then(|| 1.0 - dp / df)
+        });
+        scenarios.push(report);
+        if interrupted {
+            break;
+        }
+    }
+    let mut sweeps = Vec::new();
+    if !interrupted {
+        for sweep in &suite.sweeps {
+            let items = run::sweep_items(sweep, suite.seed);
+            let fresh = TrustSnapshot {
+                version: 0,
+                params: start.params,
+                states: BTreeMap::new(),
+            };
+            let mut points = Vec::new();
+            for rule in &sweep.rules {
+                for &n in &sweep.pool_sizes {
+                    for &f in &sweep.fractions {
+                        let corrupt = (f * n as f64).round() as usize;
+                        let pool =
+                            Pool::for_sweep(sweep, n, corrupt, *rule, &items).map_err(EvalError)?;
+                        let run = run::run_items(
+                            &pool,
+                            &items,
+                            &fresh,
+                            suite.seed,
+                            1,
+                            suite.concurrency,
+                            suite.tolerance,
+                            opts,
+                            &done,
+                            total,
+                        )
+                        .await;
+                        interrupted |= run.interrupted;
+                        let r = &run.records;
+                        }
+                        let share = |f: &dyn Fn(&ItemRecord) -> bool| {
+                            r.iter().filter(|x| f(x)).count() as f64 / r.len().max(1) as f64
+                        };
+                        let (best, _) = best_single(r);
+                        points.push(SweepPoint {
+                            rule: rule.name().to_owned(),
+                            pool: n,
+                            fraction: f,
+                            corrupted: corrupt,
+                            accuracy: share(&|x| x.correct == Some(true)),
+                            false_decisions: share(&|x| x.correct == Some(false)),
+                            escalations: share(&|x| x.correct.is_none()),
+                            majority: share(&|x| x.majority),
+                            best_single: best.iter().filter(|b| **b).count() as f64
+                                / best.len().max(1) as f64,
+                            oracle: share(&|x| x.oracle),
+                            calls_per_decision: r.iter().map(|x| x.calls as f64).sum::<f64>()
+                                / r.len().max(1) as f64,
+                        });
+                        if interrupted {
+                            break;
+                        }
+                    }
+                }
+            }
+            sweeps.push(SweepReport {
+                name: sweep.name.clone(),
+                about: sweep.about.clone(),
+                attack: sweep.mode.clone(),
+                points,
+            });
+            if interrupted {
+                break;
+            }
+        }
+    }
+    Ok(Report::new(
+        suite,
+        start,
+        scenarios,
+        sweeps,
+        changes,
+        interrupted,
+    ))
+}
+
+/// Decisions a run makes (for progress).
+pub fn total_decisions(suite: &Suite) -> u64 {
+    let items = (suite.items.len() * suite.scenarios.len()) as u64 * u64::from(suite.repetitions);
+    let sweeps: u64 = suite
+        .sweeps
+        .iter()
+        .map(|s| (s.items * s.rules.len() * s.pool_sizes.len() * s.fractions.len()) as u64)
+        .sum();
+    items + sweeps
+}
+
+/// Per item, whether the agent with the most right answers was right.
+fn best_single(records: &[ItemRecord]) -> (Vec<bool>, Option<String>) {
+    let mut score: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in records {
+        for (a, right) in &r.answers {
+            *score.entry(a.as_str()).or_default() += usize::from(*right);
+        }
+    }
+    let best = score
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+        .map(|(a, _)| (*a).to_owned());
+    let per_item = records
+        .iter()
+        .map(|r| {
+            r.answers
+                .iter()
+                .any(|(a, right)| Some(a) == best.as_ref() && *right)
+        })
+        .collect();
+    (per_item, best)
+}
+
+fn scenario_report(scenario: &suite::Scenario, run: &ItemsRun) -> ScenarioReport {
+    let r = &run.records;
+    let n = r.len();
+    let count = |f: &dyn Fn(&ItemRecord) -> bool| r.iter().filter(|x| f(x)).count();
+    let right = count(&|x| x.correct == Some(true));
+    let wrong = count(&|x| x.correct == Some(false));
+    let decided_n = right + wrong;
+    let governed: Vec<bool> = r.iter().map(|x| x.correct == Some(true)).collect();
+    let majority: Vec<bool> = r.iter().map(|x| x.majority).collect();
+    let oracle: Vec<bool> = r.iter().map(|x| x.oracle).collect();
+    let (best, best_name) = best_single(r);
+    let decided_idx: Vec<usize> = (0..n).filter(|&i| r[i].correct.is_some()).collect();
+    let governed_decided: Vec<bool> = decided_idx.iter().map(|&i| governed[i]).collect();
+    let baseline = |name: String, v: &[bool]| {
+        let on: Vec<bool> = decided_idx.iter().map(|&i| v[i]).collect();
+        Baseline {
+            name,
+            accuracy: Rate::wilson(v.iter().filter(|b| **b).count(), v.len()),
+            on_decided: Rate::wilson(on.iter().filter(|b| **b).count(), on.len()),
+            lead: metrics::paired_delta(&governed_decided, &on),
+            lead_all: metrics::paired_delta(&governed, v),
+        }
+    };
+    let baselines = vec![
+        baseline("unweighted majority".to_owned(), &majority),
+        baseline(
+            format!("best single agent ({})", best_name.unwrap_or_default()),
+            &best,
+        ),
+        baseline("oracle (true competence)".to_owned(), &oracle),
+    ];
+    let pairs: Vec<(f64, bool)> = r
+        .iter()
+        .filter_map(|x| x.correct.map(|c| (x.confidence, c)))
+        .collect();
+
+    // True competence per agent over the run, against learned trust.
+    let mut comp: BTreeMap<(&str, &str), (usize, usize)> = BTreeMap::new();
+    let mut wrong_answers = 0usize;
+    let mut all_answers = 0usize;
+    for x in r {
+        for (a, ok) in &x.answers {
+            // An adversary's true competence is measured from where its attack began: what
+            // it is now, not an average of two regimes.
+            if let Some(c) = run.caught.get(a)
+                && x.rep == 0
+                && x.index < c.from
+            {
+                continue;
+            }
+            let e = comp.entry((a.as_str(), x.domain.as_str())).or_default();
+            e.0 += usize::from(*ok);
+            e.1 += 1;
+            wrong_answers += usize::from(!ok);
+            all_answers += 1;
+        }
+    }
+    let params = crate::trust::TrustParams::default();
+    let mut trust = Vec::new();
+    for ((agent, domain), state) in &run.states {
+        let Some(&(k, m)) = comp.get(&(agent.as_str(), domain.as_str())) else {
+            continue;
+        };
+        trust.push(AgentTrust {
+            agent: agent.clone(),
+            domain: domain.clone(),
+            competence: k as f64 / m.max(1) as f64,
+            trust: state.trust(),
+            effective: match state.status(&params) {
+                Status::Quarantined | Status::Ejected => 0.0,
+                _ => state.trust(),
+            },
+            n: state.n,
+            status: state.status(&params),
+        });
+    }
+    let x: Vec<f64> = trust.iter().map(|t| t.effective).collect();
+    let y: Vec<f64> = trust.iter().map(|t| t.competence).collect();
+    let calibration_error = run
+        .states_per_rep
+        .iter()
+        .filter_map(|states| {
+            let pairs: Vec<(f64, f64)> = trust
+                .iter()
+                .filter_map(|t| {
+                    states
+                        .get(&(t.agent.clone(), t.domain.clone()))
+                        .map(|s| (s.trust(), t.competence))
+                })
+                .collect();
+            metrics::rmse(&pairs)
+        })
+        .collect();
+    let attack_of = |agent: &str| -> String {
+        scenario
+            .attacks
+            .iter()
+            .find(|a| a.agents.iter().any(|x| x == agent) || matches!(&a.mode, suite::Mode::Sybil { of, .. } if agent.starts_with(&format!("{of}~"))))
+            .map_or_else(
+                || "defined adversarial in its agent file".to_owned(),
+                |a| match &a.mode {
+                    suite::Mode::Behave { name, .. } => name.clone(),
+                    suite::Mode::Sybil { of, .. } => format!("sybil clone of {of}"),
+                    suite::Mode::Drift { to, over } => format!("drift to {to} over {over} items"),
+                    suite::Mode::BlindSpot { .. } => "blind spot".to_owned(),
+                    suite::Mode::Sycophancy { .. } => "sycophancy".to_owned(),
+                },
+            )
+    };
+    let adversaries = run
+        .caught
+        .iter()
+        .map(|(agent, c)| Adversary {
+            agent: agent.clone(),
+            attack: attack_of(agent),
+            caught: c.clone(),
+        })
+        .collect();
+    let params_ledger = crate::trust::ledger::LedgerParams::default();
+    let mut n_eff = BTreeMap::new();
+    let mut clusters = BTreeMap::new();
+    for (d, l) in &run.ledgers {
+        let ind = l.independence(&params_ledger);
+        n_eff.insert(d.clone(), ind.n_eff_mean);
+        clusters.insert(d.clone(), ind.clusters);
+    }
+    // Windows: four per repetition.
+    let per = (n / 4).max(1);
+    let mut windows: Vec<Window> = Vec::new();
+    for (w, chunk) in r.chunks(per).enumerate() {
+        let acc =
+            chunk.iter().filter(|x| x.correct == Some(true)).count() as f64 / chunk.len() as f64;
+        let (bad, all) = chunk.iter().fold((0usize, 0usize), |(b, a), x| {
+            (
+                b + x.answers.iter().filter(|(_, ok)| !ok).count(),
+                a + x.answers.len(),
+            )
+        });
+        let stress = bad as f64 / all.max(1) as f64;
+        let antifragility = windows
+            .last()
+            .filter(|_| stress > 0.0)
+            .map(|prev| (acc - prev.accuracy) / stress);
+        windows.push(Window {
+            from: w * per,
+            n: chunk.len(),
+            accuracy: acc,
+            stress,
+            antifragility,
+        });
+    }
+    let latencies: Vec<u64> = r.iter().map(|x| x.latency_ms).collect();
+    let nf = n.max(1) as f64;
+    let calls: f64 = r.iter().map(|x| x.calls as f64).sum::<f64>() / nf;
+    let pool: f64 = r.iter().map(|x| x.pool as f64).sum::<f64>() / nf;
+    ScenarioReport {
+        name: scenario.name.clone(),
+        about: scenario.about.clone(),
+        attacks: scenario.attacks.clone(),
+        recalibrate: scenario.recalibrate,
+        corrupted: 0.0,
+        decisions: n,
+        decided: count(&|x| x.outcome == "decided"),
+        arbitrated: count(&|x| x.outcome == "arbitrated"),
+        escalated: count(&|x| x.outcome == "escalated"),
+        wrong,
+        accuracy: Rate::wilson(right, n),
+        coverage: decided_n as f64 / n.max(1) as f64,
+        adversarial_only: scenario.attacks.iter().all(|a| {
+            a.mode.adversarial()
+                || (matches!(&a.mode, suite::Mode::Behave { behaviour, .. } if matches!(behaviour, crate::policy::Behaviour::Honest)))
+        }),
+        decided_accuracy: Rate::wilson(right, decided_n),
+        false_decisions: Rate::wilson(wrong, n),
+        baselines,
+        calibration: metrics::calibration(&pairs),
+        trust_spearman: metrics::spearman(&x, &y),
+        calibration_error,
+        trust,
+        adversaries,
+        calls_per_decision: calls,
+        pool_per_decision: pool,
+        early_stop_saving: if pool > 0.0 { 1.0 - calls / pool } else { 0.0 },
+        tokens_per_decision: r.iter().map(|x| x.tokens as f64).sum::<f64>() / nf,
+        usd_per_decision: r.iter().map(|x| x.cost_usd).sum::<f64>() / nf,
+        latency_p50_ms: metrics::quantile(&latencies, 0.5),
+        latency_p99_ms: metrics::quantile(&latencies, 0.99),
+        n_eff,
+        clusters,
+        windows,
+        resilience: None,
+        failure_rate: wrong_answers as f64 / all_answers.max(1) as f64,
+        trajectories: run.trajectories.clone(),
+        records: run.records.clone(),
+    }
+}

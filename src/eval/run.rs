@@ -1,0 +1,803 @@
+//! The runner: every item through the Governor, trust learned as the run goes, baselines
+//! on the same ballots.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+use tokio::task::JoinSet;
+use tower::util::BoxCloneSyncService;
+
+use super::agent::EvalAgent;
+use super::suite::{Item, Mode, Scenario, Suite, Sweep, behaviour_adversarial};
+use crate::agent::AgentService;
+use crate::aggregate::{Kind, Rule};
+use crate::ballot::{Abstention, Answer, Ballot};
+use crate::decision::{Decision, Outcome, Truth, Verdict};
+use crate::governor::Governor;
+use crate::policy::{AgentKind, AgentSpec, Behaviour, Policy, ScriptedSpec};
+use crate::trust::ledger::{ErrorLedger, LedgerParams};
+use crate::trust::model::{Status, TrustState};
+use crate::trust::store::{Change, Key, TrustSnapshot};
+
+/// Called after each decision with the number done and the total.
+pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// What a run needs besides the suite.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Set to stop the run after the decisions in flight (Ctrl-C).
+    pub interrupt: Arc<AtomicBool>,
+    /// Progress reports.
+    pub progress: Option<Progress>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("interrupt", &self.interrupt)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One governed item and what the baselines said on the same ballots.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ItemRecord {
+    /// Repetition (0-based).
+    pub rep: u32,
+    /// Item position.
+    pub index: usize,
+    /// Item id.
+    pub id: String,
+    /// Domain.
+    pub domain: String,
+    /// `decided`, `arbitrated` or `escalated`.
+    pub outcome: &'static str,
+    /// Right or wrong (absent when escalated).
+    pub correct: Option<bool>,
+    /// Verdict confidence (the consensus).
+    pub confidence: f64,
+    /// Agent calls.
+    pub calls: usize,
+    /// Agents the policy could have asked.
+    pub pool: usize,
+    /// Tokens.
+    pub tokens: u64,
+    /// Dollars.
+    pub cost_usd: f64,
+    /// Decision latency, ms (simulated time for simulated pools).
+    pub latency_ms: u64,
+    /// Unweighted majority (median for numbers) of the whole pool right.
+    pub majority: bool,
+    /// Oracle (Nitzan–Paroush weights from true competence) right.
+    pub oracle: bool,
+    /// Why the fan-out stopped.
+    pub stop: crate::decision::Stop,
+    /// The verdict's answer (winner, value or ruling), as text.
+    pub answer: String,
+    /// Every pool agent's answer right or wrong (failures are wrong), for the best single
+    /// agent and the true competences.
+    pub answers: Vec<(String, bool)>,
+}
+
+/// A run of one list of items over one pool.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ItemsRun {
+    /// Per item, in order (repetitions one after another).
+    pub records: Vec<ItemRecord>,
+    /// Trust at the end, and after each repetition.
+    pub states: BTreeMap<Key, TrustState>,
+    /// Trust after each repetition.
+    pub states_per_rep: Vec<BTreeMap<Key, TrustState>>,
+    /// Per agent: `(decision number, trust)` after each item it was graded on.
+    pub trajectories: BTreeMap<String, Vec<(usize, f64)>>,
+    /// Per adversary: graded decisions after its attack began until quarantine.
+    pub caught: BTreeMap<String, Caught>,
+    /// The graded changes, in order (for recalibration).
+    pub changes: Vec<Change>,
+    /// Error ledgers per domain.
+    pub ledgers: BTreeMap<String, ErrorLedger>,
+    /// Stopped early by an interrupt.
+    pub interrupted: bool,
+}
+
+/// When an adversary was caught.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Caught {
+    /// Item where its attack began.
+    pub from: usize,
+    /// Graded decisions since then.
+    pub graded: u64,
+    /// Graded decisions until it was quarantined, if it was.
+    pub quarantined_after: Option<u64>,
+    /// Status at the end.
+    pub status: Status,
+}
+
+/// A pool ready to decide items: simulated agents, their services, the policies.
+pub(crate) struct Pool {
+    agents: BTreeMap<String, Arc<EvalAgent>>,
+    services: Vec<(AgentSpec, AgentService)>,
+    policies: Vec<Policy>,
+    /// Adversary → item where its attack begins.
+    adversaries: BTreeMap<String, usize>,
+}
+
+impl Pool {
+    /// The pool of `suite` under `scenario`.
+    pub(crate) fn for_scenario(suite: &Suite, scenario: &Scenario) -> Result<Self, String> {
+        let index: Arc<HashMap<String, usize>> = Arc::new(
+            suite
+                .items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| (it.id.clone(), i))
+                .collect(),
+        );
+        let domain = suite
+            .items
+            .first()
+            .map(|i| i.domain.clone())
+            .unwrap_or_default();
+        let mut agents = BTreeMap::new();
+        let mut services: Vec<(AgentSpec, AgentService)> = Vec::new();
+        let mut adversaries = BTreeMap::new();
+        for spec in suite.catalog.agents.values() {
+            match spec.kind {
+                AgentKind::Scripted => {
+                    let a = Arc::new(EvalAgent::new(
+                        spec,
+                        &scenario.attacks,
+                        &domain,
+                        index.clone(),
+                    )?);
+                    services.push((spec.clone(), BoxCloneSyncService::new((*a).clone())));
+                    agents.insert(spec.id.clone(), a);
+                    if spec
+                        .scripted
+                        .as_ref()
+                        .is_some_and(|s| behaviour_adversarial(&s.behaviour))
+                    {
+                        adversaries.insert(spec.id.clone(), 0);
+                    }
+                }
+                AgentKind::Openai => {
+                    let a = crate::agent::openai::OpenAiAgent::new(spec.clone())
+                        .map_err(|e| e.to_string())?;
+                    services.push((spec.clone(), BoxCloneSyncService::new(a)));
+                }
+            }
+        }
+        for a in &scenario.attacks {
+            // An agent made honest for the whole run is no adversary.
+            if !a.mode.adversarial() && a.from == 0 && a.until.is_none() {
+                for id in &a.agents {
+                    adversaries.remove(id);
+                }
+            }
+        }
+        for a in &scenario.attacks {
+            if a.mode.adversarial() {
+                for id in &a.agents {
+                    // A drifting agent becomes an adversary where its competence falls
+                    // below one half.
+                    let from = match a.mode {
+                        Mode::Drift { to, over } => {
+                            let c0 = suite
+                                .catalog
+                                .agents
+                                .get(id)
+                                .and_then(|s| s.scripted.as_ref())
+                                .map_or(0.5, |s| s.competence_in(&domain));
+                            if to < 0.5 && c0 > 0.5 {
+                                a.from + ((over as f64) * (c0 - 0.5) / (c0 - to)).ceil() as usize
+                            } else {
+                                a.from
+                            }
+                        }
+                        _ => a.from,
+                    };
+                    adversaries.entry(id.clone()).or_insert(from);
+                }
+            }
+        }
+        // The policies the items are routed to.
+        let mut policies: Vec<Policy> = suite
+            .catalog
+            .policies
+            .iter()
+            .filter(|p| {
+                suite.items.iter().any(|it| {
+                    suite
+                        .catalog
+                        .route(&it.domain, it.kind)
+                        .is_ok_and(|r| r.id == p.id)
+                })
+            })
+            .cloned()
+            .collect();
+        for a in &scenario.attacks {
+            let Mode::Sybil { of, clones } = &a.mode else {
+                continue;
+            };
+            let Some(original) = agents.get(of).cloned() else {
+                continue;
+            };
+            let Some(of_spec) = suite.catalog.agents.get(of) else {
+                continue;
+            };
+            let mut ids = Vec::new();
+            for k in 1..=*clones {
+                let mut spec = of_spec.clone();
+                spec.id = format!("{of}~sybil{k}");
+                spec.family = Some(format!("sybil-{k}"));
+                let clone = Arc::new(EvalAgent::mirror(&spec, original.clone())?);
+                services.push((spec.clone(), BoxCloneSyncService::new((*clone).clone())));
+                agents.insert(spec.id.clone(), clone);
+                if let Some(&from) = adversaries.get(of) {
+                    adversaries.insert(spec.id.clone(), from.max(a.from));
+                }
+                ids.push(spec.id);
+            }
+            for p in &mut policies {
+                if p.pool.contains(of) {
+                    p.pool.extend(ids.iter().cloned());
+                    p.pool_max += *clones;
+                }
+            }
+        }
+        Ok(Self {
+            agents,
+            services,
+            policies,
+            adversaries,
+        })
+    }
+
+    /// A generated pool for one point of a sweep: `n` honest agents with competences spread
+    /// over the range, the `corrupt` most competent of them attacked from the first item.
+    pub(crate) fn for_sweep(
+        sweep: &Sweep,
+        n: usize,
+        corrupt: usize,
+        rule: Rule,
+        items: &[Item],
+    ) -> Result<Self, String> {
+        let index: Arc<HashMap<String, usize>> = Arc::new(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| (it.id.clone(), i))
+                .collect(),
+        );
+        let (lo, hi) = sweep.competence;
+        let mut specs = Vec::new();
+        for i in 0..n {
+            let c = if n == 1 {
+                hi
+            } else {
+                hi - (hi - lo) * i as f64 / (n - 1) as f64
+            };
+            specs.push(AgentSpec {
+                id: format!("agent-{:02}", i + 1),
+                kind: AgentKind::Scripted,
+                model: None,
+                base_url: None,
+                api_key_env: None,
+                system_prompt: None,
+                temperature: 0.0,
+                domains: vec![sweep.domain.clone()],
+                tags: Vec::new(),
+                family: Some(format!("family-{:02}", i + 1)),
+                price_in_per_1k: 0.0005,
+                price_out_per_1k: 0.0015,
+                max_tokens: 256,
+                timeout_ms: 30_000,
+                max_concurrency: 64,
+                scripted: Some(ScriptedSpec {
+                    competence: [("default".to_owned(), c)].into(),
+                    confidence: crate::policy::Confidence::Calibrated,
+                    latency: crate::policy::Latency::default(),
+                    behaviour: Behaviour::Honest,
+                }),
+                source: "sweep".into(),
+            });
+        }
+        let attacked: Vec<String> = specs.iter().take(corrupt).map(|s| s.id.clone()).collect();
+        let attack = super::suite::Attack {
+            agents: attacked.clone(),
+            from: 0,
+            until: None,
+            mode: sweep.mode.clone(),
+        };
+        let mut agents = BTreeMap::new();
+        let mut services: Vec<(AgentSpec, AgentService)> = Vec::new();
+        for spec in &specs {
+            let a = Arc::new(EvalAgent::new(
+                spec,
+                std::slice::from_ref(&attack),
+                &sweep.domain,
+                index.clone(),
+            )?);
+            services.push((spec.clone(), BoxCloneSyncService::new((*a).clone())));
+            agents.insert(spec.id.clone(), a);
+        }
+        let mut policy = sweep.policy.clone();
+        policy.pool = specs.iter().map(|s| s.id.clone()).collect();
+        policy.pool_min = 1;
+        policy.pool_max = n as u32;
+        policy.max_per_family = None;
+        policy.rule = rule;
+        policy.robust = None;
+        policy.arbiter = None;
+        policy.human = true;
+        policy.quorum_ballots = policy.quorum_ballots.min(n.div_ceil(2) as u32).max(1);
+        policy.budget.tokens = None;
+        policy.budget.money_usd = None;
+        let adversaries = if sweep.mode.adversarial() {
+            attacked.into_iter().map(|a| (a, 0)).collect()
+        } else {
+            BTreeMap::new()
+        };
+        Ok(Self {
+            agents,
+            services,
+            policies: vec![policy],
+            adversaries,
+        })
+    }
+
+    /// Share of the agents items are put to that are adversaries.
+    pub(crate) fn corrupted_share(&self) -> f64 {
+        let mut all: Vec<&String> = self.policies.iter().flat_map(|p| p.pool.iter()).collect();
+        all.sort();
+        all.dedup();
+        let bad = all
+            .iter()
+            .filter(|a| self.adversaries.contains_key(**a))
+            .count();
+        bad as f64 / all.len().max(1) as f64
+    }
+
+    fn policy_for(&self, item: &Item) -> Option<&Policy> {
+        self.policies
+            .iter()
+            .find(|p| p.covers(&item.domain, item.kind))
+    }
+
+    /// Every pool agent's ballot on the item (failures as abstentions).
+    fn full_answers(&self, policy: &Policy, decision: &Decision, i: usize) -> Vec<Ballot> {
+        policy
+            .pool
+            .iter()
+            .filter_map(|id| self.agents.get(id))
+            .map(|a| {
+                a.answer(decision, i)
+                    .unwrap_or_else(|f| Ballot::abstain(a.id(), f.abstention()))
+            })
+            .collect()
+    }
+}
+
+/// The decision for an item in repetition `rep`.
+fn decision_for(item: &Item, seed: u64, rep: u32) -> Decision {
+    Decision {
+        id: item.id.clone(),
+        question: item.question.clone(),
+        domain: item.domain.clone(),
+        kind: item.kind,
+        options: item.options.clone(),
+        seed: seed ^ u64::from(rep).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        truth: Some(item.truth.clone()),
+    }
+}
+
+/// Whether an answer is right.
+pub(crate) fn right(answer: &Answer, truth: &Truth, tolerance: f64) -> Option<bool> {
+    match (answer, truth) {
+        (Answer::Choice(c), Truth::Option(t)) => Some(c == t),
+        (Answer::Ranking(r), Truth::Option(t)) => Some(r.first() == Some(t)),
+        (Answer::Score(v), Truth::Value(t)) => Some((v - t).abs() <= tolerance),
+        // An agent that failed to deliver was not right; calls the Governor cut short or
+        // never made say nothing about the agent.
+        (Answer::Abstain(Abstention::Timeout | Abstention::Error | Abstention::Malformed), _) => {
+            Some(false)
+        }
+        _ => None,
+    }
+}
+
+/// Whether the verdict is right: `None` when it escalated instead of deciding.
+fn verdict_right(v: &Verdict, item: &Item, tolerance: f64) -> (&'static str, Option<bool>) {
+    match &v.outcome {
+        Outcome::Decided { .. } => {
+            let r = match (&item.truth, v.winner(), v.value()) {
+                (Truth::Option(t), Some(w), _) => w == t,
+                (Truth::Value(t), _, Some(x)) => (x - t).abs() <= tolerance,
+                _ => false,
+            };
+            ("decided", Some(r))
+        }
+        Outcome::Arbitrated { ruling, .. } => {
+            let r = match &item.truth {
+                Truth::Option(t) => ruling == t,
+                Truth::Value(t) => ruling
+                    .parse::<f64>()
+                    .is_ok_and(|x| (x - t).abs() <= tolerance),
+            };
+            ("arbitrated", Some(r))
+        }
+        _ => ("escalated", None),
+    }
+}
+
+/// Runs `items` over `pool`, `reps` times, learning trust from `start` as it goes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_items(
+    pool: &Pool,
+    items: &[Item],
+    start: &TrustSnapshot,
+    seed: u64,
+    reps: u32,
+    concurrency: usize,
+    tolerance: f64,
+    opts: &RunOptions,
+    done: &std::sync::atomic::AtomicU64,
+    total: u64,
+) -> ItemsRun {
+    let params = start.params;
+    let ledger_params = LedgerParams::default();
+    let mut run = ItemsRun {
+        states: start.states.clone(),
+        ..ItemsRun::default()
+    };
+    // Empirical competence first: the oracle knows it, the baselines need it.
+    let mut competence: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut full: Vec<Vec<Ballot>> = Vec::with_capacity(items.len() * reps as usize);
+    for rep in 0..reps {
+        for (i, item) in items.iter().enumerate() {
+            let d = decision_for(item, seed, rep);
+            let answers = pool
+                .policy_for(item)
+                .map(|p| pool.full_answers(p, &d, i))
+                .unwrap_or_default();
+            for b in &answers {
+                if let Some(r) = right(&b.answer, &item.truth, tolerance) {
+                    let e = competence.entry(b.agent.clone()).or_default();
+                    e.0 += u64::from(r);
+                    e.1 += 1;
+                }
+            }
+            full.push(answers);
+        }
+    }
+    let p_true: BTreeMap<String, f64> = competence
+        .iter()
+        .map(|(a, (k, n))| (a.clone(), if *n > 0 { *k as f64 / *n as f64 } else { 0.5 }))
+        .collect();
+
+    let mut governors: BTreeMap<String, Governor> = pool
+        .policies
+        .iter()
+        .map(|p| {
+            (
+                p.id.clone(),
+                Governor::new(p.clone(), pool.services.clone(), start.clone()),
+            )
+        })
+        .collect();
+    let mut graded_since: BTreeMap<String, u64> = BTreeMap::new();
+    let mut decision_no = 0usize;
+    'reps: for rep in 0..reps {
+        for (c, chunk) in items.chunks(concurrency.max(1)).enumerate() {
+            if opts.interrupt.load(Ordering::Relaxed) {
+                run.interrupted = true;
+                break 'reps;
+            }
+            // Weights from what has been learned so far.
+            let snapshot = TrustSnapshot {
+                version: start.version,
+                params,
+                states: run.states.clone(),
+            };
+            let clusters: BTreeMap<String, Vec<Vec<String>>> = run
+                .ledgers
+                .iter()
+                .map(|(d, l)| (d.clone(), l.independence(&ledger_params).clusters))
+                .collect();
+            for g in governors.values_mut() {
+                *g = g
+                    .clone()
+                    .with_trust(snapshot.clone())
+                    .with_clusters(clusters.clone());
+            }
+            let mut set = JoinSet::new();
+            for (k, item) in chunk.iter().enumerate() {
+                let Some(policy) = pool.policy_for(item) else {
+                    continue;
+                };
+                let Some(g) = governors.get(&policy.id).cloned() else {
+                    continue;
+                };
+                let d = decision_for(item, seed, rep);
+                set.spawn(async move { (k, g.decide(d).await) });
+            }
+            let mut results: Vec<(usize, Verdict)> = Vec::new();
+            while let Some(joined) = set.join_next().await {
+                if let Ok((k, Ok(v))) = joined {
+                    results.push((k, v));
+                }
+            }
+            results.sort_by_key(|(k, _)| *k);
+            for (k, verdict) in results {
+                let i = c * concurrency.max(1) + k;
+                let item = &items[i];
+                let pool_size = pool.policy_for(item).map_or(0, |p| p.pool.len());
+                let (outcome, correct) = verdict_right(&verdict, item, tolerance);
+                // Grade the ballots the Governor got.
+                let mut outcomes: Vec<(String, bool)> = Vec::new();
+                for cast in &verdict.ballots {
+                    if let Some(r) = right(&cast.ballot.answer, &item.truth, tolerance) {
+                        outcomes.push((cast.ballot.agent.clone(), r));
+                    }
+                }
+                // Probation: an agent quarantined on suspicion is not asked, so it could never
+                // earn its way back. The harness knows the truth, so it grades such agents'
+                // answers in the shadow (no vote, no cost); ten right in a row lift the
+                // suspicion. Ejected agents stay out.
+                let answers = &full[rep as usize * items.len() + i];
+                for b in answers {
+                    let shadow = run
+                        .states
+                        .get(&(b.agent.clone(), item.domain.clone()))
+                        .is_some_and(|s| s.status(&params) == Status::Quarantined);
+                    if shadow
+                        && !outcomes.iter().any(|(a, _)| *a == b.agent)
+                        && let Some(r) = right(&b.answer, &item.truth, tolerance)
+                    {
+                        outcomes.push((b.agent.clone(), r));
+                    }
+                }
+                for (agent, r) in &outcomes {
+                    let key = (agent.clone(), item.domain.clone());
+                    let state = run
+                        .states
+                        .entry(key)
+                        .or_insert_with(|| TrustState::new(&params));
+                    state.record(&params, *r);
+                    let after = state.status(&params);
+                    run.trajectories
+                        .entry(agent.clone())
+                        .or_default()
+                        .push((decision_no, state.trust()));
+                    if let Some(&from) = pool.adversaries.get(agent)
+                        && (rep > 0 || i >= from)
+                    {
+                        let g = graded_since.entry(agent.clone()).or_default();
+                        *g += 1;
+                        let entry = run.caught.entry(agent.clone()).or_insert(Caught {
+                            from,
+                            graded: 0,
+                            quarantined_after: None,
+                            status: after,
+                        });
+                        entry.graded = *g;
+                        entry.status = after;
+                        if matches!(after, Status::Quarantined | Status::Ejected)
+                            && entry.quarantined_after.is_none()
+                        {
+                            entry.quarantined_after = Some(*g);
+                        }
+                    }
+                }
+                run.ledgers.entry(item.domain.clone()).or_default().record(
+                    outcomes.iter().map(|(a, r)| (a.as_str(), !r)),
+                    ledger_params.capacity,
+                );
+                run.changes.push(Change::Graded {
+                    domain: item.domain.clone(),
+                    item: format!("{}#{rep}", item.id),
+                    outcomes: outcomes.clone(),
+                });
+                // Baselines on the whole pool's ballots.
+                let majority = baseline_majority(item, answers, tolerance);
+                let oracle = baseline_oracle(item, answers, &p_true, tolerance);
+                run.records.push(ItemRecord {
+                    rep,
+                    index: i,
+                    id: item.id.clone(),
+                    domain: item.domain.clone(),
+                    outcome,
+                    correct,
+                    confidence: verdict.consensus,
+                    calls: verdict.calls,
+                    pool: pool_size,
+                    tokens: verdict.tokens,
+                    cost_usd: verdict.cost_usd,
+                    latency_ms: verdict
+                        .ballots
+                        .iter()
+                        .map(|b| b.latency_ms)
+                        .max()
+                        .unwrap_or(0),
+                    majority,
+                    oracle,
+                    stop: verdict.stop,
+                    answer: match &verdict.outcome {
+                        Outcome::Arbitrated { ruling, .. } => ruling.clone(),
+                        Outcome::Human { reason } | Outcome::Refused { reason } => {
+                            format!("escalated: {reason}")
+                        }
+                        _ => verdict
+                            .winner()
+                            .map(str::to_owned)
+                            .or_else(|| verdict.value().map(|v| format!("{v:.4}")))
+                            .unwrap_or_default(),
+                    },
+                    answers: answers
+                        .iter()
+                        .map(|b| {
+                            (
+                                b.agent.clone(),
+                                right(&b.answer, &item.truth, tolerance).unwrap_or(false),
+                            )
+                        })
+                        .collect(),
+                });
+                decision_no += 1;
+                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Some(p) = &opts.progress {
+                    p(n, total);
+                }
+            }
+        }
+        run.states_per_rep.push(run.states.clone());
+    }
+    // Adversaries never graded in this run are reported too, with the status they had
+    // (quarantined by an earlier run, or never seated).
+    for (agent, &from) in &pool.adversaries {
+        let status = run
+            .states
+            .iter()
+            .filter(|((a, _), _)| a == agent)
+            .map(|(_, s)| s.status(&params))
+            .max_by_key(|s| match s {
+                Status::Ejected => 3,
+                Status::Quarantined => 2,
+                Status::Trusted => 1,
+                Status::Provisional => 0,
+            })
+            .unwrap_or(Status::Provisional);
+        run.caught.entry(agent.clone()).or_insert(Caught {
+            from,
+            graded: 0,
+            quarantined_after: matches!(status, Status::Quarantined | Status::Ejected).then_some(0),
+            status,
+        });
+    }
+    run
+}
+
+fn first_choice(b: &Ballot) -> Option<&str> {
+    match &b.answer {
+        Answer::Choice(c) => Some(c),
+        Answer::Ranking(r) => r.first().map(String::as_str),
+        _ => None,
+    }
+}
+
+/// Weighted plurality of first choices (ties: the option listed first), or the weighted
+/// median of numbers; `true` when it is right.
+fn weighted_baseline(
+    item: &Item,
+    answers: &[Ballot],
+    weight: &dyn Fn(&str) -> f64,
+    tolerance: f64,
+) -> bool {
+    match &item.truth {
+        Truth::Option(t) => {
+            let mut score = vec![0.0f64; item.options.len()];
+            for b in answers {
+                if let Some(c) = first_choice(b)
+                    && let Some(i) = item.options.iter().position(|o| o == c)
+                {
+                    score[i] += weight(&b.agent);
+                }
+            }
+            let best = score.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            if best <= 0.0 {
+                return false;
+            }
+            let win = score.iter().position(|&s| s == best).unwrap_or(0);
+            &item.options[win] == t
+        }
+        Truth::Value(t) => {
+            let mut xs: Vec<(f64, f64)> = answers
+                .iter()
+                .filter_map(|b| match b.answer {
+                    Answer::Score(v) => Some((v, weight(&b.agent))),
+                    _ => None,
+                })
+                .filter(|(_, w)| *w > 0.0)
+                .collect();
+            if xs.is_empty() {
+                return false;
+            }
+            xs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let total: f64 = xs.iter().map(|x| x.1).sum();
+            let mut acc = 0.0;
+            let mut median = xs[xs.len() - 1].0;
+            for (k, &(v, w)) in xs.iter().enumerate() {
+                acc += w;
+                if (acc - total / 2.0).abs() < 1e-12 && k + 1 < xs.len() {
+                    median = (v + xs[k + 1].0) / 2.0;
+                    break;
+                }
+                if acc > total / 2.0 {
+                    median = v;
+                    break;
+                }
+            }
+            (median - t).abs() <= tolerance
+        }
+    }
+}
+
+/// One agent, one vote (the median for numbers).
+fn baseline_majority(item: &Item, answers: &[Ballot], tolerance: f64) -> bool {
+    weighted_baseline(item, answers, &|_| 1.0, tolerance)
+}
+
+/// Nitzan–Paroush weights `ln((K−1)p/(1−p))` from each agent's true competence (zero for
+/// agents no better than chance).
+fn baseline_oracle(
+    item: &Item,
+    answers: &[Ballot],
+    p_true: &BTreeMap<String, f64>,
+    tolerance: f64,
+) -> bool {
+    let k = if item.kind == Kind::Score {
+        2.0
+    } else {
+        item.options.len().max(2) as f64
+    };
+    let w = |a: &str| {
+        let p = p_true.get(a).copied().unwrap_or(0.5).clamp(0.01, 0.99);
+        ((k - 1.0) * p / (1.0 - p)).ln().max(0.0)
+    };
+    let any = answers.iter().any(|b| w(&b.agent) > 0.0);
+    if any {
+        weighted_baseline(item, answers, &w, tolerance)
+    } else {
+        baseline_majority(item, answers, tolerance)
+    }
+}
+
+/// Items generated for a sweep: random truths, seeded.
+pub(crate) fn sweep_items(sweep: &Sweep, seed: u64) -> Vec<Item> {
+    let mut rng = crate::agent::Rng::new(&[sweep.name.as_bytes(), &seed.to_le_bytes()]);
+    let options: Vec<String> = (0..sweep.options)
+        .map(|k| char::from(b'A' + k as u8).to_string())
+        .collect();
+    (0..sweep.items)
+        .map(|i| {
+            let (options, truth) = match sweep.kind {
+                Kind::Score => (Vec::new(), Truth::Value(rng.unit() * 2.0 - 1.0)),
+                _ => {
+                    let t = options[rng.below(options.len())].clone();
+                    (options.clone(), Truth::Option(t))
+                }
+            };
+            Item {
+                id: format!("{}-{:04}", sweep.name, i + 1),
+                question: format!("Generated item {} of sweep {}", i + 1, sweep.name),
+                kind: sweep.kind,
+                options,
+                truth,
+                domain: sweep.domain.clone(),
+                stakes: None,
+            }
+        })
+        .collect()
+}
