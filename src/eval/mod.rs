@@ -305,7 +305,6 @@ pub async fn evaluate(
                         .await;
                         interrupted |= run.interrupted;
                         let r = &run.records;
-                        }
                         let share = |f: &dyn Fn(&ItemRecord) -> bool| {
                             r.iter().filter(|x| f(x)).count() as f64 / r.len().max(1) as f64
                         };
