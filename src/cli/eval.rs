@@ -96,7 +96,7 @@ pub(super) fn run(a: &EvalArgs, store_dir: &Path) -> Result<(), CliError> {
             .map(|s| s.points.len() * suite.sweeps.first().map_or(0, |x| x.items))
             .sum::<usize>();
     report.volatile.decisions_per_second = decisions as f64 / elapsed.as_secs_f64().max(1e-9);
-    report.volatile.previous = previous(&a.runs, &suite.name, &report);
+    report.volatile.previous = previous(&trust, &a.runs, &suite.name, &report);
 
     report.recalibration = Some(recalibrate(&trust, &report, &suite, &run_id, a.dry_run));
     let dir = a.runs.join(&run_id);
@@ -211,32 +211,20 @@ fn run_id(runs: &Path, suite: &str, at: u64) -> String {
     id
 }
 
-/// The most recent earlier report of the same suite in `runs`.
-fn previous(runs: &Path, suite: &str, now: &Report) -> Option<Previous> {
-    let mut best: Option<(u64, String, f64)> = None;
-    for entry in std::fs::read_dir(runs).ok()?.flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path().join("report.json")) else {
-            continue;
-        };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-            continue;
-        };
-        if v["suite"]["name"] != suite || v["partial"] == true {
-            continue;
-        }
-        let at = v["volatile"]["started_at"].as_u64().unwrap_or(0);
-        let id = v["volatile"]["run_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let Some(acc) = v["scenarios"][0]["accuracy"]["value"].as_f64() else {
-            continue;
-        };
-        if id != now.volatile.run_id && best.as_ref().is_none_or(|b| at >= b.0) {
-            best = Some((at, id, acc));
-        }
-    }
-    let (_, run_id, accuracy) = best?;
+/// The run of the same suite whose recalibration this run started from: the newest eval
+/// batch of the suite in the trust store that was not rolled back, if its report is in `runs`.
+fn previous(trust: &SledTrustStore, runs: &Path, suite: &str, now: &Report) -> Option<Previous> {
+    let prefix = format!("eval:{suite}-");
+    let batch = trust
+        .batches()
+        .ok()?
+        .into_iter()
+        .filter(|b| b.provenance.starts_with(&prefix) && b.rolled_back_by.is_none())
+        .max_by_key(|b| b.version)?;
+    let run_id = batch.provenance.trim_start_matches("eval:").to_owned();
+    let text = std::fs::read_to_string(runs.join(&run_id).join("report.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let accuracy = v["scenarios"][0]["accuracy"]["value"].as_f64()?;
     let current = now.scenarios.first()?.accuracy.value;
     Some(Previous {
         run_id,

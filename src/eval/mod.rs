@@ -461,8 +461,11 @@ fn scenario_report(scenario: &suite::Scenario, run: &ItemsRun) -> ScenarioReport
             status: state.status(&params),
         });
     }
-    let x: Vec<f64> = trust.iter().map(|t| t.effective).collect();
-    let y: Vec<f64> = trust.iter().map(|t| t.competence).collect();
+    // Agents never graded have learned nothing (a dead agent is never heard): they are listed
+    // but left out of the correlation.
+    let learned: Vec<&AgentTrust> = trust.iter().filter(|t| t.n > 0).collect();
+    let x: Vec<f64> = learned.iter().map(|t| t.effective).collect();
+    let y: Vec<f64> = learned.iter().map(|t| t.competence).collect();
     let calibration_error = run
         .states_per_rep
         .iter()

@@ -198,12 +198,31 @@ impl Report {
                 && s.corrupted < 0.5
                 && s.adversarial_only
             {
-                let drop = c.accuracy.value - s.accuracy.value;
+                // Decisions made: an escalation is the safe answer to an attack, not an error
+                // (the coverage is shown beside it).
+                // When the attack takes the strongest agents, even the oracle loses what they
+                // knew; the governed vote is held to 5 points beyond that loss.
+                let drop = c.decided_accuracy.value - s.decided_accuracy.value;
+                let oracle = |x: &ScenarioReport| {
+                    x.baselines
+                        .iter()
+                        .find(|b| b.name.starts_with("oracle"))
+                        .map_or(0.0, |b| b.on_decided.value)
+                };
+                let oracle_drop = (oracle(c) - oracle(s)).max(0.0);
                 out.push(Check {
-                    check: "under half corrupted: accuracy within 5 points of clean".to_owned(),
+                    check: "under half corrupted: accuracy within 5 points of clean (beyond the oracle's own loss)"
+                        .to_owned(),
                     scenario: s.name.clone(),
-                    measured: format!("{:+.1} points vs {}", -100.0 * drop, c.name),
-                    pass: drop <= 0.05 + 1e-12,
+                    measured: format!(
+                        "{:+.1} points vs {}, oracle {:+.1} (decided {} vs {})",
+                        -100.0 * drop,
+                        c.name,
+                        -100.0 * oracle_drop,
+                        pct(s.coverage),
+                        pct(c.coverage)
+                    ),
+                    pass: drop - oracle_drop <= 0.05 + 1e-12,
                 });
             }
             if s.corrupted > 0.5 {
