@@ -1,6 +1,5 @@
 //! `conclave eval`: an adversarial evaluation run, its report, and trust recalibration.
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,12 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::Args;
 
 use super::{CliError, date, print_json, print_text};
-use conclave::eval::report::{Previous, Recalibration, TrustMove};
+use conclave::eval::report::Previous;
 use conclave::eval::{Report, RunOptions, Suite};
 use conclave::policy::AgentKind;
 use conclave::store::Store;
 use conclave::trust::TrustParams;
-use conclave::trust::store::{Change, SledTrustStore, TrustBatch, TrustStore};
+use conclave::trust::store::{SledTrustStore, TrustStore};
 
 /// Arguments of `conclave eval`.
 #[derive(Debug, Args)]
@@ -98,7 +97,13 @@ pub(super) fn run(a: &EvalArgs, store_dir: &Path) -> Result<(), CliError> {
     report.volatile.decisions_per_second = decisions as f64 / elapsed.as_secs_f64().max(1e-9);
     report.volatile.previous = previous(&trust, &a.runs, &suite.name, &report);
 
-    report.recalibration = Some(recalibrate(&trust, &report, &suite, &run_id, a.dry_run));
+    report.recalibration = Some(conclave::eval::recalibrate(
+        &trust,
+        &report,
+        suite.max_outcomes,
+        &run_id,
+        a.dry_run,
+    ));
     let dir = a.runs.join(&run_id);
     report.write(&dir).map_err(CliError::failed)?;
 
@@ -232,94 +237,4 @@ fn previous(trust: &SledTrustStore, runs: &Path, suite: &str, now: &Report) -> O
         now: current,
         delta_points: 100.0 * (current - accuracy),
     })
-}
-
-/// Writes the graded outcomes of the recalibrating scenarios into trust, at most
-/// `max_outcomes` per agent and domain (the safe envelope), as one batch named after the run.
-fn recalibrate(
-    trust: &SledTrustStore,
-    report: &Report,
-    suite: &Suite,
-    run_id: &str,
-    dry_run: bool,
-) -> Recalibration {
-    let skip = |why: &str| Recalibration {
-        applied: false,
-        skipped: Some(why.to_owned()),
-        provenance: None,
-        items: 0,
-        agents: Vec::new(),
-    };
-    if report.partial {
-        return skip("the run was interrupted");
-    }
-    if dry_run {
-        return skip("--dry-run");
-    }
-    let mut used: BTreeMap<(String, String), u32> = BTreeMap::new();
-    let mut changes = Vec::new();
-    for c in &report.changes {
-        let Change::Graded {
-            domain,
-            item,
-            outcomes,
-        } = c
-        else {
-            continue;
-        };
-        let kept: Vec<(String, bool)> = outcomes
-            .iter()
-            .filter(|(agent, _)| {
-                let n = used.entry((agent.clone(), domain.clone())).or_default();
-                *n += 1;
-                *n <= suite.max_outcomes
-            })
-            .cloned()
-            .collect();
-        if !kept.is_empty() {
-            changes.push(Change::Graded {
-                domain: domain.clone(),
-                item: item.clone(),
-                outcomes: kept,
-            });
-        }
-    }
-    if changes.is_empty() {
-        return skip(
-            "no scenario recalibrates (only scenarios without attacks do, unless `recalibrate = true`)",
-        );
-    }
-    let before = trust.snapshot().ok();
-    let provenance = format!("eval:{run_id}");
-    let items = changes.len();
-    if let Err(e) = trust.apply(&TrustBatch {
-        provenance: provenance.clone(),
-        changes,
-    }) {
-        return skip(&format!("the trust store refused the batch: {e}"));
-    }
-    let after = trust.snapshot().ok();
-    let mut agents = Vec::new();
-    if let (Some(b), Some(a)) = (before, after) {
-        for ((agent, domain), s) in &a.states {
-            if !used.contains_key(&(agent.clone(), domain.clone())) {
-                continue;
-            }
-            let prior = b.get(agent, domain).map_or(0.5, |x| x.trust());
-            agents.push(TrustMove {
-                agent: agent.clone(),
-                domain: domain.clone(),
-                before: prior,
-                after: s.trust(),
-                status: s.status(&a.params).as_str().to_owned(),
-            });
-        }
-    }
-    Recalibration {
-        applied: true,
-        skipped: None,
-        provenance: Some(provenance),
-        items,
-        agents,
-    }
 }

@@ -31,8 +31,9 @@ pub use run::{Caught, Progress, RunOptions};
 pub use suite::{Suite, SuiteError};
 
 use crate::trust::model::Status;
-use crate::trust::store::{Change, TrustSnapshot};
+use crate::trust::store::{Change, TrustBatch, TrustSnapshot, TrustStore};
 use metrics::{Calibration, Delta, Rate};
+use report::{Recalibration, TrustMove};
 pub use run::ItemRecord;
 use run::{ItemsRun, Pool};
 
@@ -582,5 +583,99 @@ fn scenario_report(scenario: &suite::Scenario, run: &ItemsRun) -> ScenarioReport
         failure_rate: wrong_answers as f64 / all_answers.max(1) as f64,
         trajectories: run.trajectories.clone(),
         records: run.records.clone(),
+    }
+}
+
+/// Writes the graded outcomes of the recalibrating scenarios into trust, at most
+/// `max_outcomes` per agent and domain (the safe envelope), as one batch named
+/// `eval:RUN_ID` (undo with `conclave trust rollback eval:RUN_ID`).
+///
+/// Nothing is written for a partial (interrupted) run or a dry run; the returned record
+/// says why.
+pub fn recalibrate<S: TrustStore + ?Sized>(
+    trust: &S,
+    report: &Report,
+    max_outcomes: u32,
+    run_id: &str,
+    dry_run: bool,
+) -> Recalibration {
+    let skip = |why: &str| Recalibration {
+        applied: false,
+        skipped: Some(why.to_owned()),
+        provenance: None,
+        items: 0,
+        agents: Vec::new(),
+    };
+    if report.partial {
+        return skip("the run was interrupted");
+    }
+    if dry_run {
+        return skip("--dry-run");
+    }
+    let mut used: BTreeMap<(String, String), u32> = BTreeMap::new();
+    let mut changes = Vec::new();
+    for c in &report.changes {
+        let Change::Graded {
+            domain,
+            item,
+            outcomes,
+        } = c
+        else {
+            continue;
+        };
+        let kept: Vec<(String, bool)> = outcomes
+            .iter()
+            .filter(|(agent, _)| {
+                let n = used.entry((agent.clone(), domain.clone())).or_default();
+                *n += 1;
+                *n <= max_outcomes
+            })
+            .cloned()
+            .collect();
+        if !kept.is_empty() {
+            changes.push(Change::Graded {
+                domain: domain.clone(),
+                item: item.clone(),
+                outcomes: kept,
+            });
+        }
+    }
+    if changes.is_empty() {
+        return skip(
+            "no scenario recalibrates (only scenarios without attacks do, unless `recalibrate = true`)",
+        );
+    }
+    let before = trust.snapshot().ok();
+    let provenance = format!("eval:{run_id}");
+    let items = changes.len();
+    if let Err(e) = trust.apply(&TrustBatch {
+        provenance: provenance.clone(),
+        changes,
+    }) {
+        return skip(&format!("the trust store refused the batch: {e}"));
+    }
+    let after = trust.snapshot().ok();
+    let mut agents = Vec::new();
+    if let (Some(b), Some(a)) = (before, after) {
+        for ((agent, domain), s) in &a.states {
+            if !used.contains_key(&(agent.clone(), domain.clone())) {
+                continue;
+            }
+            let prior = b.get(agent, domain).map_or(0.5, |x| x.trust());
+            agents.push(TrustMove {
+                agent: agent.clone(),
+                domain: domain.clone(),
+                before: prior,
+                after: s.trust(),
+                status: s.status(&a.params).as_str().to_owned(),
+            });
+        }
+    }
+    Recalibration {
+        applied: true,
+        skipped: None,
+        provenance: Some(provenance),
+        items,
+        agents,
     }
 }
