@@ -378,7 +378,7 @@ fn an_interrupted_run_is_partial_and_changes_no_trust() {
     let interrupt = Arc::new(AtomicBool::new(false));
     let flag = interrupt.clone();
     let opts = RunOptions {
-        interrupt: interrupt.clone(),
+        interrupt,
         progress: Some(Arc::new(move |done, _| {
             if done >= 25 {
                 flag.store(true, Ordering::Relaxed);
