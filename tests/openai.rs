@@ -391,3 +391,90 @@ async fn the_cli_reads_the_key_from_the_named_variable_only() {
         Some(format!("Bearer {SECRET}").as_str())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eval_runs_against_real_endpoints_without_leaking_the_key() {
+    let s = server(vec![ok(r#"{"choice": "yes", "confidence": 0.9}"#)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("{}/v1", s.uri());
+    let mut agents = String::new();
+    for id in ["m1", "m2", "m3"] {
+        agents.push_str(&format!(
+            "[[agent]]\nid = \"{id}\"\nkind = \"openai\"\nmodel = \"test-model\"\nbase_url = \"{base}\"\napi_key_env = \"CONCLAVE_TEST_KEY\"\ndomains = [\"general\"]\nfamily = \"{id}\"\ntimeout_ms = 2000\n\n"
+        ));
+    }
+    std::fs::write(dir.path().join("agents.toml"), agents).unwrap();
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        "id = \"p\"\ndescription = \"Real endpoints.\"\napplies = { domains = [\"general\"], kinds = [\"choice\"] }\npool = { agents = [\"m1\", \"m2\", \"m3\"] }\nrule = { name = \"log-odds\" }\nquorum = { ballots = 2 }\n",
+    )
+    .unwrap();
+    let mut suite = String::from(
+        "[suite]\nname = \"real\"\nagents = [\"agents.toml\"]\npolicies = [\"policy.toml\"]\nconcurrency = 2\n",
+    );
+    for k in 0..6 {
+        suite.push_str(&format!(
+            "\n[[item]]\nquestion = \"Question {k}?\"\nkind = \"choice\"\noptions = [\"yes\", \"no\"]\ntruth = \"yes\"\ndomain = \"general\"\n"
+        ));
+    }
+    let suite_path = dir.path().join("suite.toml");
+    std::fs::write(&suite_path, suite).unwrap();
+    let (store, runs) = (dir.path().join("store"), dir.path().join("runs"));
+    let args: Vec<String> = vec![
+        "--store".into(),
+        store.display().to_string(),
+        "eval".into(),
+        suite_path.display().to_string(),
+        "--runs".into(),
+        runs.display().to_string(),
+        "--json".into(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .args(&args)
+            .env("CONCLAVE_TEST_KEY", SECRET)
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let scenario = &report["scenarios"][0];
+    assert_eq!(scenario["decisions"], 6);
+    assert_eq!(scenario["accuracy"]["value"], 1.0, "{scenario}");
+    assert!(scenario["calls_per_decision"].as_f64().unwrap() >= 2.0);
+    // The baselines count the ballots the Governor received from the real agents.
+    assert_eq!(scenario["baselines"][0]["accuracy"]["value"], 1.0);
+    let received = s.received_requests().await.unwrap();
+    assert!(received.len() >= 12, "{} requests", received.len());
+    // The key went to the server and nowhere else.
+    assert!(received.iter().all(|r| {
+        r.headers
+            .get("authorization")
+            .is_some_and(|h| h.to_str().unwrap_or_default().contains(SECRET))
+    }));
+    assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET));
+    for entry in walk(&runs) {
+        let text = std::fs::read_to_string(&entry).unwrap();
+        assert!(!text.contains(SECRET), "{} holds the key", entry.display());
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -546,7 +546,15 @@ pub(crate) async fn run_items(
                 // earn its way back. The harness knows the truth, so it grades such agents'
                 // answers in the shadow (no vote, no cost); ten right in a row lift the
                 // suspicion. Ejected agents stay out.
-                let answers = &full[rep as usize * items.len() + i];
+                // The whole pool's answers: simulated agents answer on demand; agents behind
+                // real endpoints only as far as the Governor asked them.
+                let mut merged = full[rep as usize * items.len() + i].clone();
+                for cast in &verdict.ballots {
+                    if !merged.iter().any(|b| b.agent == cast.ballot.agent) {
+                        merged.push(cast.ballot.clone());
+                    }
+                }
+                let answers = &merged;
                 for b in answers {
                     let shadow = run
                         .states
