@@ -669,11 +669,15 @@ impl Report {
                 }
             }
         }
+        let xmax = series
+            .iter()
+            .flat_map(|(_, pts)| pts.iter().map(|p| p.0))
+            .fold(0.1f64, f64::max);
         line_plot(
             &title,
             "corrupted fraction",
             "accuracy",
-            (0.0, 1.0),
+            (0.0, xmax),
             &series,
             None,
         )

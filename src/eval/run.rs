@@ -90,7 +90,8 @@ pub(crate) struct ItemsRun {
     pub states: BTreeMap<Key, TrustState>,
     /// Trust after each repetition.
     pub states_per_rep: Vec<BTreeMap<Key, TrustState>>,
-    /// Per agent: `(decision number, trust)` after each item it was graded on.
+    /// Per agent and domain (`agent (domain)`): `(decision number, trust)` after each item
+    /// it was graded on.
     pub trajectories: BTreeMap<String, Vec<(usize, f64)>>,
     /// Per adversary: graded decisions after its attack began until quarantine.
     pub caught: BTreeMap<String, Caught>,
@@ -576,7 +577,7 @@ pub(crate) async fn run_items(
                     state.record(&params, *r);
                     let after = state.status(&params);
                     run.trajectories
-                        .entry(agent.clone())
+                        .entry(format!("{agent} ({})", item.domain))
                         .or_default()
                         .push((decision_no, state.trust()));
                     if let Some(&from) = pool.adversaries.get(agent)
