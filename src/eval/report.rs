@@ -277,19 +277,20 @@ impl Report {
     /// The summary as a terminal table: one row per scenario.
     pub fn summary_table(&self) -> String {
         let mut t = comfy_table::Table::new();
+        t.load_style(comfy_table::presets::ASCII_BORDERS_ONLY_CONDENSED);
         t.set_header(vec![
             "scenario",
-            "corrupted",
+            "corrupt",
             "decided",
-            "right when decided (95% CI)",
+            "right (95% CI)",
             "majority",
-            "best single",
+            "best one",
             "oracle",
             "wrong",
             "escalated",
-            "calls/dec",
+            "calls",
             "p99 ms",
-            "adversaries caught",
+            "caught (graded)",
         ]);
         for s in &self.scenarios {
             let base = |k: usize| {
@@ -330,7 +331,7 @@ impl Report {
                     format!(
                         "{caught}/{}{}",
                         s.adversaries.len(),
-                        worst.map_or_else(String::new, |w| format!(" (≤ {w} graded)"))
+                        worst.map_or_else(String::new, |w| format!(" ≤{w}"))
                     )
                 },
             ]);
