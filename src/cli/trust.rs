@@ -180,13 +180,25 @@ pub(super) fn run(cmd: TrustCommand, dir: &Path) -> Result<(), CliError> {
         }
         TrustCommand::Rollback(a) => {
             let (_, trust) = open(dir)?;
-            let applied = trust.rollback(&a.run).map_err(CliError::input)?;
+            // An eval run may be named by its run id alone (its batch is `eval:RUN`).
+            let known = |p: &str| {
+                trust
+                    .batches()
+                    .map(|b| b.iter().any(|x| x.provenance == p))
+                    .unwrap_or(false)
+            };
+            let name = if !known(&a.run) && known(&format!("eval:{}", a.run)) {
+                format!("eval:{}", a.run)
+            } else {
+                a.run.clone()
+            };
+            let applied = trust.rollback(&name).map_err(CliError::input)?;
             if a.json {
                 print_json(&applied)
             } else {
                 print_text(&format!(
-                    "rolled back {}: {} trust records restored (store version {})\n",
-                    a.run, applied.changed, applied.version
+                    "rolled back {name}: {} trust records restored (store version {})\n",
+                    applied.changed, applied.version
                 ))
             }
         }
