@@ -138,6 +138,26 @@ fn report_json(dir: &Path) -> String {
     std::fs::read_to_string(runs.last().unwrap().join("report.json")).unwrap()
 }
 
+/// `conclave --store STORE eval SUITE --runs RUNS EXTRA...`, which must succeed.
+fn eval_cli(store: &Path, suite: &Path, runs: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "--store",
+        store.to_str().unwrap(),
+        "eval",
+        suite.to_str().unwrap(),
+        "--runs",
+        runs.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = conclave(&args, b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A small FinanceNet suite: 60 sentiment items and the calls, two scenarios.
 fn small_suite(dir: &Path) -> PathBuf {
     let root = std::env::current_dir().unwrap();
@@ -171,23 +191,7 @@ fn the_same_suite_and_seed_give_the_same_report() {
     let mut texts = Vec::new();
     for k in 0..2 {
         let runs = dir.path().join(format!("runs{k}"));
-        let out = conclave(
-            &[
-                "--store",
-                store.to_str().unwrap(),
-                "eval",
-                suite.to_str().unwrap(),
-                "--dry-run",
-                "--runs",
-                runs.to_str().unwrap(),
-            ],
-            b"",
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        eval_cli(&store, &suite, &runs, &["--dry-run"]);
         texts.push(report_json(&runs));
     }
     assert_ne!(
@@ -197,21 +201,7 @@ fn the_same_suite_and_seed_give_the_same_report() {
     assert_eq!(strip_volatile(&texts[0]), strip_volatile(&texts[1]));
     // Another seed, another run.
     let runs = dir.path().join("runs-seed");
-    let out = conclave(
-        &[
-            "--store",
-            store.to_str().unwrap(),
-            "eval",
-            suite.to_str().unwrap(),
-            "--dry-run",
-            "--seed",
-            "4",
-            "--runs",
-            runs.to_str().unwrap(),
-        ],
-        b"",
-    );
-    assert!(out.status.success());
+    eval_cli(&store, &suite, &runs, &["--dry-run", "--seed", "4"]);
     assert_ne!(
         strip_volatile(&texts[0]),
         strip_volatile(&report_json(&runs))
@@ -225,23 +215,7 @@ fn a_second_run_starts_from_recalibrated_trust_and_does_as_well() {
     let store = dir.path().join("store");
     let runs = dir.path().join("runs");
     let eval = || {
-        let out = conclave(
-            &[
-                "--store",
-                store.to_str().unwrap(),
-                "eval",
-                suite.to_str().unwrap(),
-                "--runs",
-                runs.to_str().unwrap(),
-                "--json",
-            ],
-            b"",
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = eval_cli(&store, &suite, &runs, &["--json"]);
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
     let first = eval();
@@ -322,19 +296,7 @@ fn a_dry_run_leaves_trust_untouched() {
     let suite = small_suite(dir.path());
     let store = dir.path().join("store");
     let runs = dir.path().join("runs");
-    let out = conclave(
-        &[
-            "--store",
-            store.to_str().unwrap(),
-            "eval",
-            suite.to_str().unwrap(),
-            "--dry-run",
-            "--runs",
-            runs.to_str().unwrap(),
-        ],
-        b"",
-    );
-    assert!(out.status.success());
+    let out = eval_cli(&store, &suite, &runs, &["--dry-run"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("trust not changed: --dry-run"), "{text}");
     let out = conclave(

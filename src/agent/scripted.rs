@@ -79,6 +79,21 @@ impl ScriptedAgent {
         Duration::from_micros((ms * 1000.0) as u64)
     }
 
+    /// A reply carrying `ballot`, with the simulated usage of one call (600 prompt and 80
+    /// completion tokens) priced as the definition says.
+    pub fn reply(&self, ballot: Ballot) -> AgentReply {
+        let (tokens_in, tokens_out) = (600u32, 80u32);
+        let cost_usd = (f64::from(tokens_in) * self.spec.price_in_per_1k
+            + f64::from(tokens_out) * self.spec.price_out_per_1k)
+            / 1000.0;
+        AgentReply {
+            ballot,
+            tokens_in,
+            tokens_out,
+            cost_usd,
+        }
+    }
+
     /// The answer this agent gives to `decision`, as the `n`-th decision it has seen.
     pub fn answer(&self, decision: &Decision, n: u64) -> Result<Ballot, BoxError> {
         let id = self.spec.id.as_str();
@@ -214,18 +229,7 @@ impl Service<AgentRequest> for ScriptedAgent {
                 std::future::pending::<()>().await;
             }
             tokio::time::sleep(this.latency(&req.decision)).await;
-            let ballot = this.answer(&req.decision, n)?;
-            let tokens_in = 600;
-            let tokens_out = 80;
-            let cost_usd = (f64::from(tokens_in) * this.spec.price_in_per_1k
-                + f64::from(tokens_out) * this.spec.price_out_per_1k)
-                / 1000.0;
-            Ok(AgentReply {
-                ballot,
-                tokens_in,
-                tokens_out,
-                cost_usd,
-            })
+            Ok(this.reply(this.answer(&req.decision, n)?))
         })
     }
 }

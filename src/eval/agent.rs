@@ -274,17 +274,7 @@ impl Service<AgentRequest> for EvalAgent {
             }
             tokio::time::sleep(this.latency(d, i)).await;
             let ballot = answer.map_err(|_| -> BoxError { "simulated crash".into() })?;
-            let spec = this.base.spec();
-            let (tokens_in, tokens_out) = (600u32, 80u32);
-            let cost_usd = (f64::from(tokens_in) * spec.price_in_per_1k
-                + f64::from(tokens_out) * spec.price_out_per_1k)
-                / 1000.0;
-            Ok(AgentReply {
-                ballot,
-                tokens_in,
-                tokens_out,
-                cost_usd,
-            })
+            Ok(this.base.reply(ballot))
         })
     }
 }
