@@ -544,3 +544,97 @@ domain = "trading"
     assert_eq!(out.status.code(), Some(2));
     assert!(err.contains("line 1"), "{err}");
 }
+
+#[test]
+fn items_come_from_csv_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::env::current_dir().unwrap();
+    std::fs::write(
+        dir.path().join("items.csv"),
+        "id,question,kind,options,truth,domain\n\
+         c1,\"Buy, hold or sell?\",choice,buy|hold|sell,hold,allocation\n\
+         s1,Sentiment?,score,,-0.4,trading\n",
+    )
+    .unwrap();
+    let suite = format!(
+        "[suite]\nname = \"csv\"\nagents = [\"{root}/agents/financenet.toml\"]\npolicies = [\"{root}/policies/trading.toml\", \"{root}/policies/allocation.toml\"]\ndata = [\"items.csv\"]\n",
+        root = root.display()
+    );
+    let path = dir.path().join("csv.toml");
+    std::fs::write(&path, &suite).unwrap();
+    let s = Suite::load(&path).unwrap();
+    assert_eq!(s.items.len(), 2);
+    assert_eq!(s.items[0].options, ["buy", "hold", "sell"]);
+    assert_eq!(s.items[0].question, "Buy, hold or sell?");
+    assert_eq!(s.items[1].truth, conclave::decision::Truth::Value(-0.4));
+    // A row of an unknown kind names its row.
+    std::fs::write(
+        dir.path().join("items.csv"),
+        "id,question,kind,truth,domain\nx,Q?,vote,1,trading\n",
+    )
+    .unwrap();
+    let err = Suite::load(&path).unwrap_err().to_string();
+    assert!(err.contains("items.csv:2") && err.contains("kind"), "{err}");
+}
+
+#[test]
+fn ctrl_c_ends_the_run_with_a_partial_report_and_no_trust_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::env::current_dir().unwrap();
+    // A long run (100 passes over the attacks suite's questions), so that the interrupt
+    // always lands in the middle of it.
+    let text = std::fs::read_to_string(root.join("evals/attacks.toml"))
+        .unwrap()
+        .replace("repetitions = 3", "repetitions = 100")
+        .replace("\"../", &format!("\"{}/", root.display()))
+        .replace("\"panel/", &format!("\"{}/evals/panel/", root.display()));
+    let path = dir.path().join("long.toml");
+    std::fs::write(&path, text).unwrap();
+    let (store, runs) = (dir.path().join("store"), dir.path().join("runs"));
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args([
+            "--store",
+            store.to_str().unwrap(),
+            "eval",
+            path.to_str().unwrap(),
+            "--runs",
+            runs.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the run has opened its store (so the signal handler is in place), then
+    // interrupt it.
+    for _ in 0..600 {
+        if store.join("CONCLAVE-STORE").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("partial report"), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&report_json(&runs)).unwrap();
+    assert_eq!(report["partial"], true);
+    assert_eq!(report["recalibration"]["applied"], false);
+    let out = conclave(
+        &[
+            "--store",
+            store.to_str().unwrap(),
+            "trust",
+            "batches",
+            "--json",
+        ],
+        b"",
+    );
+    let batches: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(batches.as_array().map(Vec::len), Some(0), "{batches}");
+}

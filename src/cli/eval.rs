@@ -41,6 +41,8 @@ pub(super) struct EvalArgs {
 }
 
 pub(super) fn run(a: &EvalArgs, store_dir: &Path) -> Result<(), CliError> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    watch_ctrl_c(interrupt.clone());
     let mut suite = Suite::load(&a.suite).map_err(CliError::input)?;
     if let Some(seed) = a.seed {
         suite.seed = seed;
@@ -65,8 +67,6 @@ pub(super) fn run(a: &EvalArgs, store_dir: &Path) -> Result<(), CliError> {
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the runtime: {e}")))?;
 
-    let interrupt = Arc::new(AtomicBool::new(false));
-    watch_ctrl_c(interrupt.clone());
     let total = conclave::eval::total_decisions(&suite);
     let bar = progress_bar(total, a.quiet || a.json);
     let opts = RunOptions {

