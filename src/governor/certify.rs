@@ -15,7 +15,7 @@ pub(super) fn check(
     decision: &Decision,
     casts: &[Cast],
     unasked: &[&Seat],
-    competence: &std::collections::BTreeMap<&str, f64>,
+    competence: &std::collections::BTreeMap<String, f64>,
 ) -> Option<Stop> {
     let counted = casts.iter().filter(|c| !c.ballot.is_abstention()).count();
     if counted < policy.quorum_ballots as usize {

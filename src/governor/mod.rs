@@ -118,11 +118,16 @@ struct Inner {
     /// Answered calls recorded so far.
     recorded: std::sync::atomic::AtomicU64,
     /// Admitted agents per domain (see `admitted`).
-    admitted: std::sync::Mutex<BTreeMap<String, Arc<Ranked>>>,
+    admitted: std::sync::Mutex<BTreeMap<String, Arc<Seating>>>,
 }
 
-/// Admitted agents of one domain with their selection scores, best first.
-type Ranked = Vec<(f64, Seat)>;
+/// The agents of one domain's decisions: admitted, best first, at most `pool_max` and at most
+/// `max_per_family` per family, with each one's estimated competence (for certification).
+#[derive(Debug)]
+struct Seating {
+    seats: Vec<Seat>,
+    competence: BTreeMap<String, f64>,
+}
 
 /// Recent latencies kept for hedging.
 const RECENT: usize = 512;
@@ -333,7 +338,7 @@ impl Inner {
 
     /// The admitted agents of a domain with their weights and selection scores, best first.
     /// Trust is fixed for the Governor's life, so this is computed once per domain.
-    fn admitted(&self, domain: &str) -> Arc<Ranked> {
+    fn seating(&self, domain: &str) -> Arc<Seating> {
         if let Ok(cache) = self.admitted.lock()
             && let Some(a) = cache.get(domain)
         {
@@ -411,17 +416,6 @@ impl Inner {
                     .cmp(&self.members[b.1.member].spec.id)
             })
         });
-        let scored = Arc::new(scored);
-        if let Ok(mut cache) = self.admitted.lock() {
-            cache.insert(domain.to_owned(), scored.clone());
-        }
-        scored
-    }
-
-    /// Admitted agents, best first, with their weights, for one decision.
-    fn seats(&self, domain: &str) -> Vec<Seat> {
-        let p = &self.policy;
-        let scored: Vec<(f64, Seat)> = self.admitted(domain).as_ref().clone();
         // At most N per family, at most pool_max in all.
         let mut per_family: BTreeMap<String, u32> = BTreeMap::new();
         let mut seats = Vec::new();
@@ -440,7 +434,15 @@ impl Inner {
             }
             seats.push(seat);
         }
-        seats
+        let competence = seats
+            .iter()
+            .map(|s| (self.members[s.member].spec.id.clone(), s.competence))
+            .collect();
+        let seating = Arc::new(Seating { seats, competence });
+        if let Ok(mut cache) = self.admitted.lock() {
+            cache.insert(domain.to_owned(), seating.clone());
+        }
+        seating
     }
 
     /// The rule for this decision: the robust one when the policy's switch is on and it
@@ -467,12 +469,9 @@ impl Inner {
             ));
         }
         let rule = self.rule_for(decision.kind);
-        let seats = self.seats(&decision.domain);
+        let seating = self.seating(&decision.domain);
+        let (seats, competence) = (&seating.seats, &seating.competence);
         let total_weight: f64 = seats.iter().map(|s| s.weight).sum();
-        let competence: BTreeMap<&str, f64> = seats
-            .iter()
-            .map(|s| (self.members[s.member].spec.id.as_str(), s.competence))
-            .collect();
         let decision = Arc::new(decision);
         let started = Instant::now();
         let deadline = p
@@ -624,7 +623,7 @@ impl Inner {
                     // Certify, counting calls still in flight as weight not yet cast.
                     let mut pending: Vec<&Seat> = in_flight.keys().map(|&k| &seats[k]).collect();
                     pending.extend(seats[next..].iter());
-                    if let Some(s) = certify::check(p, rule, &decision, &casts, &pending, &competence) {
+                    if let Some(s) = certify::check(p, rule, &decision, &casts, &pending, competence) {
                         break s;
                     }
                 }

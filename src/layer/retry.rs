@@ -69,13 +69,23 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let inner = self.inner.clone();
+        // Take the service `poll_ready` readied and leave a clone in its place (tower's
+        // idiom): one clone per call, not one per attempt.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
         let config = self.config;
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
         Box::pin(async move {
             let mut attempt = 0u32;
             loop {
-                let result = inner.clone().oneshot(req.clone()).await;
+                let result = if attempt == 0 {
+                    inner.call(req.clone()).await
+                } else {
+                    match inner.ready().await {
+                        Ok(ready) => ready.call(req.clone()).await,
+                        Err(e) => Err(e),
+                    }
+                };
                 match result {
                     Ok(r) => return Ok(r),
                     Err(e) if attempt >= config.max_retries || e.is::<CircuitOpen>() => {
