@@ -175,6 +175,12 @@ fn committed_schemas_match_the_generated_ones() {
             "{path} is stale: run `conclave policy schema > {path}`"
         );
     }
+    let committed = fs::read_to_string(root().join("evals/schema.json")).expect("schema file");
+    assert_eq!(
+        committed,
+        conclave::eval::suite::schema_json(),
+        "evals/schema.json is stale: run `conclave policy schema --kind suite > evals/schema.json`"
+    );
 }
 
 /// Mutations of the shipped files: truncations, byte flips, insertions, swapped lines.

@@ -15,7 +15,7 @@ pub(super) enum PolicyCommand {
     Check(CheckArgs),
     /// Say in plain words what a policy does.
     Explain(ExplainArgs),
-    /// Print the JSON Schema of policy or agent files.
+    /// Print the JSON Schema of policy, agent or evaluation-suite files.
     Schema(SchemaArgs),
     /// Which policy would govern a decision of this domain and kind.
     Which(WhichArgs),
@@ -58,6 +58,8 @@ pub(super) struct ExplainArgs {
 enum SchemaKind {
     Policy,
     Agents,
+    /// Evaluation suites (evals/*.toml).
+    Suite,
 }
 
 #[derive(Debug, Args)]
@@ -128,10 +130,11 @@ pub(super) fn run(cmd: PolicyCommand) -> Result<(), CliError> {
                 print_text(&text)
             }
         }
-        PolicyCommand::Schema(a) => print_text(&conclave::policy::schema_json(matches!(
-            a.kind,
-            SchemaKind::Policy
-        ))),
+        PolicyCommand::Schema(a) => print_text(&match a.kind {
+            SchemaKind::Policy => conclave::policy::schema_json(true),
+            SchemaKind::Agents => conclave::policy::schema_json(false),
+            SchemaKind::Suite => conclave::eval::suite::schema_json(),
+        }),
         PolicyCommand::Which(a) => {
             let catalog = load(&a.dirs)?;
             let kind: Kind =

@@ -34,6 +34,14 @@ impl SuiteError {
     }
 }
 
+/// The JSON Schema of suite files, pretty-printed with a trailing newline (what
+/// `conclave policy schema --kind suite` prints and `evals/schema.json` holds).
+pub fn schema_json() -> String {
+    let mut s = serde_json::to_string_pretty(&schemars::schema_for!(RawSuite)).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
 // ---------------------------------------------------------------------------------------
 // The file as written.
 
