@@ -274,6 +274,92 @@ impl Report {
         self.checks.iter().all(|c| c.pass)
     }
 
+    /// One paragraph: did the governed vote hold up against the baselines, which
+    /// adversaries were caught and how fast, what it cost.
+    pub fn verdict(&self) -> String {
+        let checked: Vec<&ScenarioReport> = self
+            .scenarios
+            .iter()
+            .filter(|s| s.corrupted <= 0.5)
+            .collect();
+        let not_below = |k: usize| {
+            checked
+                .iter()
+                .filter(|s| s.baselines.get(k).is_some_and(|b| b.lead.hi >= 0.0))
+                .count()
+        };
+        let above = |k: usize| {
+            checked
+                .iter()
+                .filter(|s| s.baselines.get(k).is_some_and(|b| b.lead.lo > 0.0))
+                .count()
+        };
+        let adversaries: Vec<&super::Adversary> =
+            self.scenarios.iter().flat_map(|s| &s.adversaries).collect();
+        let caught: Vec<u64> = adversaries
+            .iter()
+            .filter_map(|a| a.caught.quarantined_after)
+            .collect();
+        let over: Vec<&ScenarioReport> = self
+            .scenarios
+            .iter()
+            .filter(|s| s.corrupted > 0.5)
+            .collect();
+        let calls: f64 = self
+            .scenarios
+            .iter()
+            .map(|s| s.calls_per_decision)
+            .sum::<f64>()
+            / self.scenarios.len().max(1) as f64;
+        let pool: f64 = self
+            .scenarios
+            .iter()
+            .map(|s| s.pool_per_decision)
+            .sum::<f64>()
+            / self.scenarios.len().max(1) as f64;
+        let usd: f64 = self
+            .scenarios
+            .iter()
+            .map(|s| s.usd_per_decision)
+            .sum::<f64>()
+            / self.scenarios.len().max(1) as f64;
+        let mut v = format!(
+            "In the {} scenarios with at most half of the pool corrupted, the governed vote was \
+             not below the unweighted majority in {} (significantly above it in {}) and not \
+             below the best single agent in {} (above it in {}), on the items it decided. ",
+            checked.len(),
+            not_below(0),
+            above(0),
+            not_below(1),
+            above(1)
+        );
+        if !over.is_empty() {
+            let worst = over
+                .iter()
+                .map(|s| 1.0 - s.false_decisions.value)
+                .fold(1.0f64, f64::min);
+            v += &format!(
+                "With more than half corrupted ({} scenarios) it decided wrongly on at most {} \
+                 of items, escalating instead. ",
+                over.len(),
+                pct(1.0 - worst)
+            );
+        }
+        v += &format!(
+            "{} of {} adversaries were quarantined{}. A decision asked {:.1} agents of {:.1} on \
+             average and cost ${:.5}.",
+            caught.len(),
+            adversaries.len(),
+            caught.iter().max().map_or_else(String::new, |w| format!(
+                ", each within {w} graded decisions"
+            )),
+            calls,
+            pool,
+            usd
+        );
+        v
+    }
+
     /// The summary as a terminal table: one row per scenario.
     pub fn summary_table(&self) -> String {
         let mut t = comfy_table::Table::new();
@@ -367,6 +453,7 @@ impl Report {
         }
         let _ = writeln!(m, "{}\n", self.suite.description);
         let _ = writeln!(m, "## Summary\n");
+        let _ = writeln!(m, "{}\n", self.verdict());
         for s in &self.scenarios {
             let beat: Vec<String> = s
                 .baselines
@@ -383,13 +470,15 @@ impl Report {
                 .collect();
             let _ = writeln!(
                 m,
-                "- **{}** ({} corrupted): accuracy {} (95% CI {}–{}), wrong {}, escalated {}; \
-                 against {}.",
+                "- **{}** ({} corrupted): decided {} of the items, right in {} of those (95% CI \
+                 {}–{}); wrong {} and escalated {} of all items. Against the baselines on the \
+                 items decided: {}.",
                 s.name,
                 pct(s.corrupted),
-                pct(s.accuracy.value),
-                pct(s.accuracy.lo),
-                pct(s.accuracy.hi),
+                pct(s.coverage),
+                pct(s.decided_accuracy.value),
+                pct(s.decided_accuracy.lo),
+                pct(s.decided_accuracy.hi),
                 pct(s.false_decisions.value),
                 pct(s.escalated as f64 / s.decisions.max(1) as f64),
                 beat.join("; ")
