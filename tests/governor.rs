@@ -628,3 +628,56 @@ escalation = { human = true }
         v.outcome
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn correlated_agents_do_not_make_a_quorum_of_independent_voters() {
+    let agents: String = ["a", "b", "c"]
+        .iter()
+        .map(|id| format!("[[agent]]\nid = \"{id}\"\nkind = \"scripted\"\nfamily = \"{id}\"\nscripted = {{ competence = {{ default = 0.9 }} }}\n"))
+        .collect();
+    let c = catalog(
+        &agents,
+        r#"id = "indep"
+description = "n_eff quorum test."
+applies = { domains = ["trading"], kinds = ["choice"] }
+pool = { agents = ["a", "b", "c"] }
+rule = { name = "weighted-plurality" }
+quorum = { ballots = 3, n_eff = 2.5 }
+early_stop = { enabled = false }
+"#,
+    );
+    let policy = c.policy("indep").expect("policy").clone();
+    // The ledger has seen a and b fail together on every third item; c fails on its own.
+    let mut ledger = conclave::trust::ledger::ErrorLedger::new();
+    for k in 0..60 {
+        ledger.record(
+            [("a", k % 3 == 0), ("b", k % 3 == 0), ("c", k % 5 == 0)],
+            1000,
+        );
+    }
+    let independence = ledger.independence(&conclave::trust::ledger::LedgerParams::default());
+    assert!(independence.clusters.iter().any(|g| g.len() == 2));
+    let d = Decision::choice("q", "trading", "Trade?", OPTIONS)
+        .with_truth(conclave::decision::Truth::Option("buy".into()));
+
+    // Without what the ledger knows, three ballots are three independent voters.
+    let plain = Governor::new(policy.clone(), services(&c), learned_trust(&c, 0));
+    let v = plain.decide(d.clone()).await.expect("decide");
+    assert!(
+        matches!(v.outcome, Outcome::Decided { .. }),
+        "{:?}",
+        v.outcome
+    );
+
+    // With it, a and b count as about one: 3/(1 + 2·ρ̄) < 2.5, so no quorum.
+    let informed = Governor::new(policy, services(&c), learned_trust(&c, 0))
+        .with_independence([("trading".to_owned(), independence)].into());
+    let v = informed.decide(d).await.expect("decide");
+    match &v.outcome {
+        Outcome::Human { reason } | Outcome::Refused { reason } => {
+            assert!(reason.contains("effective voters"), "{reason}");
+        }
+        other => panic!("expected an escalation, got {other:?}"),
+    }
+    assert_eq!(v.calls, 3);
+}

@@ -125,12 +125,19 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
         }
     }
     let store = Store::open(store_dir).map_err(CliError::input)?;
-    let trust: TrustSnapshot = SledTrustStore::new(&store, TrustParams::default())
-        .and_then(|t| t.snapshot())
-        .map_err(CliError::input)?;
+    let trust_store =
+        SledTrustStore::new(&store, TrustParams::default()).map_err(CliError::input)?;
+    let trust: TrustSnapshot = trust_store.snapshot().map_err(CliError::input)?;
+    // What the error ledger knows about this domain: cluster caps and the n_eff quorum.
+    let ledger = trust_store
+        .ledger(&decision.domain)
+        .map_err(CliError::input)?
+        .independence(&conclave::trust::ledger::LedgerParams::default());
     let log: Arc<dyn AuditLog + Send + Sync> =
         Arc::new(SledAuditLog::new(&store).map_err(CliError::input)?);
-    let governor = Governor::new(policy.clone(), services, trust).with_audit(log.clone());
+    let governor = Governor::new(policy.clone(), services, trust)
+        .with_independence([(decision.domain.clone(), ledger)].into())
+        .with_audit(log.clone());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

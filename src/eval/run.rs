@@ -509,16 +509,16 @@ pub(crate) async fn run_items(
                 params,
                 states: run.states.clone(),
             };
-            let clusters: BTreeMap<String, Vec<Vec<String>>> = run
+            let independence: BTreeMap<String, crate::trust::ledger::Independence> = run
                 .ledgers
                 .iter()
-                .map(|(d, l)| (d.clone(), l.independence(&ledger_params).clusters))
+                .map(|(d, l)| (d.clone(), l.independence(&ledger_params)))
                 .collect();
             for g in governors.values_mut() {
                 *g = g
                     .clone()
                     .with_trust(snapshot.clone())
-                    .with_clusters(clusters.clone());
+                    .with_independence(independence.clone());
             }
             let mut set = JoinSet::new();
             for (k, item) in chunk.iter().enumerate() {

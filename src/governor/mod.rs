@@ -109,6 +109,9 @@ struct Inner {
     /// Per domain: groups of agents whose errors coincide (from the error ledger); a
     /// group's combined weight is capped at its strongest member's.
     clusters: BTreeMap<String, Vec<Vec<String>>>,
+    /// Per domain: the agents of the error ledger and their pairwise error correlation,
+    /// for the effective number of independent voters (the `n_eff` quorum).
+    correlation: BTreeMap<String, (Vec<String>, ndarray::Array2<f64>)>,
     audit: Option<Arc<dyn AuditLog + Send + Sync>>,
     wave_size: usize,
     /// Latencies of recent answered calls (all agents), for the hedging delay.
@@ -209,6 +212,7 @@ impl Governor {
                 escalation: Arc::new(RecordEscalation),
                 trust,
                 clusters: BTreeMap::new(),
+                correlation: BTreeMap::new(),
                 audit: None,
                 wave_size: 2,
                 recent: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
@@ -240,14 +244,26 @@ impl Governor {
         })
     }
 
-    /// Caps the combined weight of each group of agents that fail together (per domain,
-    /// from [`ErrorLedger::independence`](crate::trust::ledger::ErrorLedger::independence))
-    /// at its strongest member's: Sybil clones and colluders count once. Not applied under
-    /// the log-odds rule, whose weights are competences.
+    /// What the error ledger knows, per domain (from
+    /// [`ErrorLedger::independence`](crate::trust::ledger::ErrorLedger::independence)):
+    /// each group of agents that fail together has its combined weight capped at its
+    /// strongest member's (Sybil clones and colluders count once; not under the log-odds
+    /// rule, whose weights are competences), and the policy's `n_eff` quorum counts the
+    /// ballots as `n / (1 + (n−1)ρ̄)` over their pairwise error correlation.
     #[must_use]
-    pub fn with_clusters(self, clusters: BTreeMap<String, Vec<Vec<String>>>) -> Self {
+    pub fn with_independence(
+        self,
+        independence: BTreeMap<String, crate::trust::ledger::Independence>,
+    ) -> Self {
         self.configure(|inner| {
-            inner.clusters = clusters;
+            inner.clusters = independence
+                .iter()
+                .map(|(d, i)| (d.clone(), i.clusters.clone()))
+                .collect();
+            inner.correlation = independence
+                .into_iter()
+                .map(|(d, i)| (d, (i.agents, i.correlation)))
+                .collect();
             inner.admitted = std::sync::Mutex::new(BTreeMap::new());
         })
     }
@@ -290,6 +306,7 @@ impl Inner {
             escalation: self.escalation.clone(),
             trust: self.trust.clone(),
             clusters: self.clusters.clone(),
+            correlation: self.correlation.clone(),
             audit: self.audit.clone(),
             wave_size: self.wave_size,
             recent: std::sync::Mutex::new(self.recent_latencies().into()),
@@ -443,6 +460,30 @@ impl Inner {
             cache.insert(domain.to_owned(), seating.clone());
         }
         seating
+    }
+
+    /// Effective number of independent voters among `agents` in `domain`: pairs the ledger
+    /// has not measured count as independent.
+    fn n_eff<'a>(&self, domain: &str, agents: impl Iterator<Item = &'a str>) -> f64 {
+        let agents: Vec<&str> = agents.collect();
+        let n = agents.len();
+        let Some((known, corr)) = self.correlation.get(domain) else {
+            return n as f64;
+        };
+        let index: Vec<Option<usize>> = agents
+            .iter()
+            .map(|a| known.iter().position(|k| k == a))
+            .collect();
+        let sub = ndarray::Array2::from_shape_fn((n, n), |(i, j)| {
+            if i == j {
+                return 1.0;
+            }
+            match (index[i], index[j]) {
+                (Some(a), Some(b)) => corr[[a, b]],
+                _ => 0.0,
+            }
+        });
+        consensus::n_eff_mean_correlation(sub.view())
     }
 
     /// The rule for this decision: the robust one when the policy's switch is on and it
@@ -623,7 +664,14 @@ impl Inner {
                     // Certify, counting calls still in flight as weight not yet cast.
                     let mut pending: Vec<&Seat> = in_flight.keys().map(|&k| &seats[k]).collect();
                     pending.extend(seats[next..].iter());
-                    if let Some(s) = certify::check(p, rule, &decision, &casts, &pending, competence) {
+                    let effective_enough = p.quorum_n_eff <= 1.0
+                        || self.n_eff(
+                            &decision.domain,
+                            casts.iter().filter(|c| !c.ballot.is_abstention()).map(|c| c.ballot.agent.as_str()),
+                        ) >= p.quorum_n_eff - 1e-9;
+                    if effective_enough
+                        && let Some(s) = certify::check(p, rule, &decision, &casts, &pending, competence)
+                    {
                         break s;
                     }
                 }
@@ -684,9 +732,14 @@ impl Inner {
             }
             (None, _) => 0.0,
         };
+        let n_eff = self.n_eff(
+            &decision.domain,
+            counted.iter().map(|c| c.ballot.agent.as_str()),
+        );
         let quorum = counted.len() >= p.quorum_ballots as usize
             && (total_weight <= 0.0
-                || counted_weight / total_weight >= p.quorum_weight_share - 1e-12);
+                || counted_weight / total_weight >= p.quorum_weight_share - 1e-12)
+            && n_eff >= p.quorum_n_eff - 1e-9;
         let t = &p.thresholds;
         let escalate = |reason: String| {
             if p.human {
@@ -703,7 +756,7 @@ impl Inner {
             ))
         } else if result.is_none() || !quorum {
             escalate(format!(
-                "no quorum: {} of {} required ballots (weight share {:.2} of {:.2})",
+                "no quorum: {} of {} required ballots (weight share {:.2} of {:.2}, {:.2} of {:.2} effective voters)",
                 counted.len(),
                 p.quorum_ballots,
                 if total_weight > 0.0 {
@@ -711,7 +764,9 @@ impl Inner {
                 } else {
                     0.0
                 },
-                p.quorum_weight_share
+                p.quorum_weight_share,
+                n_eff,
+                p.quorum_n_eff
             ))
         } else if result
             .as_ref()
