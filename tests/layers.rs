@@ -137,3 +137,42 @@ async fn an_open_circuit_is_not_retried() {
     assert!(e.is::<CircuitOpen>(), "{e}");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_rate_limit_spaces_calls_across_clones() {
+    use conclave::layer::RateLimitLayer;
+    let started = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let origin = tokio::time::Instant::now();
+    let log = started.clone();
+    let svc = ServiceBuilder::new()
+        .layer(RateLimitLayer::per_minute(60))
+        .service(service_fn(move |x: u32| {
+            if let Ok(mut l) = log.lock() {
+                l.push(origin.elapsed());
+            }
+            async move { Ok::<u32, BoxError>(x) }
+        }));
+    // Four calls at once through clones of the service: one a second.
+    let (a, b, c, d) = tokio::join!(
+        svc.clone().oneshot(0),
+        svc.clone().oneshot(1),
+        svc.clone().oneshot(2),
+        svc.clone().oneshot(3)
+    );
+    for r in [a, b, c, d] {
+        r.expect("call");
+    }
+    let mut at: Vec<u64> = started
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|d| d.as_secs())
+        .collect();
+    at.sort_unstable();
+    assert_eq!(at, [0, 1, 2, 3]);
+    // After a quiet spell the next call goes at once.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let before = origin.elapsed();
+    svc.clone().oneshot(9).await.expect("call");
+    assert_eq!(origin.elapsed(), before);
+}

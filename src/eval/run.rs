@@ -303,6 +303,7 @@ impl Pool {
                 max_tokens: 256,
                 timeout_ms: 30_000,
                 max_concurrency: 64,
+                rate_per_minute: None,
                 scripted: Some(ScriptedSpec {
                     competence: [("default".to_owned(), c)].into(),
                     confidence: crate::policy::Confidence::Calibrated,

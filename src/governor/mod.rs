@@ -189,12 +189,16 @@ impl Governor {
             .map(|(spec, service)| {
                 let limit = spec.max_concurrency.max(1) as usize;
                 // The per-agent stack: concurrency limit → one retry with backoff and jitter
-                // (the only retry owner) → circuit breaker → the agent. The Governor's timeout
-                // wraps it all.
+                // (the only retry owner) → rate limit (if set) → circuit breaker → the agent.
+                // The Governor's timeout wraps it all.
                 let service = BoxCloneSyncService::new(
                     tower::ServiceBuilder::new()
                         .concurrency_limit(limit)
                         .layer(crate::layer::RetryLayer::new(1, Duration::from_millis(200)))
+                        .option_layer(
+                            spec.rate_per_minute
+                                .map(crate::layer::RateLimitLayer::per_minute),
+                        )
                         .layer(crate::layer::CircuitBreakerLayer::new(
                             5,
                             Duration::from_secs(30),

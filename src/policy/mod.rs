@@ -270,6 +270,8 @@ pub struct AgentSpec {
     pub timeout_ms: u64,
     /// Calls in flight at once.
     pub max_concurrency: u32,
+    /// Calls started per minute at most.
+    pub rate_per_minute: Option<u32>,
     /// Simulation settings (scripted agents).
     #[serde(skip)]
     pub scripted: Option<ScriptedSpec>,
@@ -652,6 +654,14 @@ fn load_agents(
                 })
             }
         };
+        if a.rate_per_minute == Some(0) {
+            diags.push(d(
+                a.id.span(),
+                format!(
+                    "agent \"{id}\": rate_per_minute must be at least 1 (leave it out for no limit)"
+                ),
+            ));
+        }
         if let Some(p) = a.price
             && !(p.input_per_1k >= 0.0 && p.output_per_1k >= 0.0)
         {
@@ -683,6 +693,7 @@ fn load_agents(
                 max_tokens: a.max_tokens.unwrap_or(512),
                 timeout_ms: a.timeout_ms.unwrap_or(30_000),
                 max_concurrency: a.max_concurrency.unwrap_or(4),
+                rate_per_minute: a.rate_per_minute,
                 scripted,
                 source: file.path.clone(),
             },

@@ -73,6 +73,9 @@ pub struct RawAgent {
     pub timeout_ms: Option<u64>,
     /// Calls in flight at once.
     pub max_concurrency: Option<u32>,
+    /// Calls started per minute at most (the endpoint's rate limit); calls are spaced
+    /// evenly. None by default.
+    pub rate_per_minute: Option<u32>,
     /// Simulation settings (scripted agents).
     #[schemars(with = "Option<Scripted>")]
     pub scripted: Option<Spanned<Scripted>>,
