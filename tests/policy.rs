@@ -338,3 +338,18 @@ fn the_policy_cli_checks_explains_and_routes() {
         fs::read_to_string(r.join("agents/schema.json")).expect("schema")
     );
 }
+
+#[test]
+fn a_zero_rate_limit_is_refused() {
+    let agents = SourceFile::new(
+        "agents/a.toml",
+        "[[agent]]\nid = \"x\"\nkind = \"scripted\"\nrate_per_minute = 0\nscripted = { competence = { default = 0.8 } }\n",
+    );
+    let d = Catalog::load(&[agents], &[]).expect_err("refused");
+    assert!(
+        d.iter()
+            .any(|x| x.message.contains("rate_per_minute must be at least 1")),
+        "{:?}",
+        d.iter().map(|x| x.one_line()).collect::<Vec<_>>()
+    );
+}
