@@ -176,3 +176,46 @@ async fn the_rate_limit_spaces_calls_across_clones() {
     svc.clone().oneshot(9).await.expect("call");
     assert_eq!(origin.elapsed(), before);
 }
+
+#[tokio::test(start_paused = true)]
+async fn retry_waits_as_long_as_the_server_asks_within_its_budget() {
+    use conclave::layer::RetryAfter;
+    let hinted = |calls: Arc<AtomicU32>| {
+        service_fn(move |x: u32| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err::<u32, BoxError>(Box::new(RetryAfter {
+                        after: Duration::from_secs(3),
+                        message: "429".into(),
+                    }))
+                } else {
+                    Ok(x)
+                }
+            }
+        })
+    };
+    let calls = Arc::new(AtomicU32::new(0));
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(1, Duration::from_millis(100)).with_max_wait(Duration::from_secs(5)))
+        .service(hinted(calls.clone()));
+    let start = tokio::time::Instant::now();
+    assert_eq!(svc.oneshot(4).await.expect("second attempt"), 4);
+    assert!(
+        start.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // Asked for more than the budget: give up at once.
+    let calls = Arc::new(AtomicU32::new(0));
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(1, Duration::from_millis(100)).with_max_wait(Duration::from_secs(1)))
+        .service(hinted(calls.clone()));
+    let start = tokio::time::Instant::now();
+    let err = svc.oneshot(4).await.expect_err("no retry");
+    assert!(err.is::<RetryAfter>());
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

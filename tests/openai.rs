@@ -478,3 +478,42 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_honoured_when_the_budget_allows() {
+    let s = server(vec![
+        ResponseTemplate::new(429)
+            .insert_header("retry-after", "1")
+            .set_body_json(json!({"error": {"message": "slow down", "type": "rate_limit_error", "param": null, "code": null}})),
+        ok(r#"{"choice":"buy","confidence":0.9,"rationale":"r"}"#),
+    ])
+    .await;
+    let agents = agents_toml(&[("patient", format!("{}/v1", s.uri()))])
+        .replace("timeout_ms = 400", "timeout_ms = 5000");
+    let policy = "id = \"o\"\ndescription = \"Retry-After.\"\napplies = { domains = [\"trading\"], kinds = [\"choice\"] }\npool = { agents = [\"patient\"] }\nrule = { name = \"plurality\" }\nquorum = { ballots = 1 }\n";
+    let c = Catalog::load(
+        &[SourceFile::new("a.toml", agents)],
+        &[SourceFile::new("p.toml", policy)],
+    )
+    .expect("catalog");
+    let spec = c.agents["patient"].clone();
+    let services: Vec<(AgentSpec, AgentService)> = vec![(
+        spec.clone(),
+        BoxCloneSyncService::new(OpenAiAgent::with_key(spec, SECRET).expect("agent")),
+    )];
+    let trust = MemoryTrustStore::new(TrustParams::default())
+        .expect("store")
+        .snapshot()
+        .expect("snapshot");
+    let g = Governor::new(c.policy("o").expect("policy").clone(), services, trust);
+    let started = std::time::Instant::now();
+    let v = g.decide(decision()).await.expect("verdict");
+    // The retry waited the second the server asked for (the layer's own backoff is 0.2–0.4 s).
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(choice(&v, "patient").as_deref(), Some("buy"));
+    assert_eq!(s.received_requests().await.expect("requests").len(), 2);
+}

@@ -16,7 +16,8 @@ use std::task::{Context, Poll};
 
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
-use async_openai::middleware::ReqwestService;
+use async_openai::error::OpenAIError as ClientError;
+use async_openai::middleware::{HttpRequestFactory, ReqwestService};
 use serde_json::{Value, json};
 use tower::{BoxError, Service};
 
@@ -92,10 +93,32 @@ impl OpenAiAgent {
             .with_api_base(base.trim_end_matches('/'))
             .with_api_key(key.into());
         // The plain transport, without async-openai's retry layer: one retry owner.
-        let client = Client::with_config(config).with_http_service(ReqwestService::default());
+        let client = Client::with_config(config).with_http_service(Transport {
+            inner: ReqwestService::default(),
+        });
         Ok(Self {
             spec: Arc::new(spec),
             client,
+        })
+    }
+
+    /// One chat completion; a refusal that came with a `Retry-After` hint becomes a
+    /// [`RetryAfter`](crate::layer::retry::RetryAfter) error, which the retry layer honours.
+    async fn complete(&self, body: Value) -> Result<Value, BoxError> {
+        let (result, hint) = RETRY_AFTER
+            .scope(std::cell::Cell::new(None), async {
+                let r = self.client.chat().create_byot(body).await;
+                (r, RETRY_AFTER.with(std::cell::Cell::get))
+            })
+            .await;
+        result.map_err(|e| -> BoxError {
+            match hint {
+                Some(after) => Box::new(crate::layer::retry::RetryAfter {
+                    after,
+                    message: e.to_string(),
+                }),
+                None => e.to_string().into(),
+            }
         })
     }
 
@@ -115,12 +138,7 @@ impl OpenAiAgent {
                 "response_format": {"type": "json_schema", "json_schema": {"name": "ballot", "strict": true, "schema": schema}},
             });
             let started = std::time::Instant::now();
-            let response: Value = self
-                .client
-                .chat()
-                .create_byot(body)
-                .await
-                .map_err(|e| -> BoxError { e.to_string().into() })?;
+            let response: Value = self.complete(body).await?;
             tokens_in += response["usage"]["prompt_tokens"].as_u64().unwrap_or(0) as u32;
             tokens_out += response["usage"]["completion_tokens"].as_u64().unwrap_or(0) as u32;
             let content = response["choices"][0]["message"]["content"]
@@ -309,4 +327,52 @@ mod tests {
         assert_eq!(s["required"].as_array().map(Vec::len), Some(3));
         assert_eq!(s["properties"]["choice"]["enum"], json!(["buy", "sell"]));
     }
+}
+
+tokio::task_local! {
+    /// The `Retry-After` of the last refused request of the current call.
+    static RETRY_AFTER: std::cell::Cell<Option<std::time::Duration>>;
+}
+
+/// async-openai's plain transport (no retries of its own), noting the `Retry-After` of a
+/// 429 or 503 for [`OpenAiAgent::complete`].
+#[derive(Clone)]
+struct Transport {
+    inner: ReqwestService,
+}
+
+impl Service<HttpRequestFactory> for Transport {
+    type Response = reqwest::Response;
+    type Error = ClientError;
+    type Future = Pin<Box<dyn Future<Output = Result<reqwest::Response, ClientError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ClientError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: HttpRequestFactory) -> Self::Future {
+        let sent = self.inner.call(request);
+        Box::pin(async move {
+            let response = sent.await?;
+            if matches!(response.status().as_u16(), 429 | 503)
+                && let Some(after) = retry_after(response.headers())
+            {
+                // Outside a call's scope there is nobody to tell: ignore.
+                let _ = RETRY_AFTER.try_with(|c| c.set(Some(after)));
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// A `Retry-After` header in seconds (HTTP dates are not worth a date parser here).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
+    let secs: f64 = headers
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| std::time::Duration::from_secs_f64(secs.min(3600.0)))
 }

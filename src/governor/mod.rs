@@ -194,7 +194,10 @@ impl Governor {
                 let service = BoxCloneSyncService::new(
                     tower::ServiceBuilder::new()
                         .concurrency_limit(limit)
-                        .layer(crate::layer::RetryLayer::new(1, Duration::from_millis(200)))
+                        .layer(
+                            crate::layer::RetryLayer::new(1, Duration::from_millis(200))
+                                .with_max_wait(Duration::from_millis(spec.timeout_ms)),
+                        )
                         .option_layer(
                             spec.rate_per_minute
                                 .map(crate::layer::RateLimitLayer::per_minute),

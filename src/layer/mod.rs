@@ -10,4 +10,4 @@ pub mod retry;
 
 pub use breaker::{CircuitBreaker, CircuitBreakerLayer, CircuitOpen};
 pub use rate::{RateLimit, RateLimitLayer};
-pub use retry::{Retry, RetryLayer};
+pub use retry::{Retry, RetryAfter, RetryLayer};

@@ -12,17 +12,31 @@ use tower::{BoxError, Layer, Service, ServiceExt};
 use super::breaker::CircuitOpen;
 
 /// Retries failed calls: attempt `k` (from 0) waits `base·2ᵏ` plus a jitter of up to `base`
-/// before trying again, at most `max_retries` times. An open circuit is not retried.
+/// before trying again, at most `max_retries` times — or longer, when the error is a
+/// [`RetryAfter`] asking for more. An open circuit is not retried.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryLayer {
     max_retries: u32,
     base: Duration,
+    max_wait: Option<Duration>,
 }
 
 impl RetryLayer {
     /// Up to `max_retries` retries, the first after about `base`.
     pub const fn new(max_retries: u32, base: Duration) -> Self {
-        Self { max_retries, base }
+        Self {
+            max_retries,
+            base,
+            max_wait: None,
+        }
+    }
+
+    /// Gives up at once instead of waiting longer than `max_wait` (a server asking for more
+    /// than the call's own time budget).
+    #[must_use]
+    pub const fn with_max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = Some(max_wait);
+        self
     }
 }
 
@@ -36,6 +50,18 @@ impl<S> Layer<S> for RetryLayer {
             calls: Arc::new(AtomicU64::new(0)),
         }
     }
+}
+
+/// An error that comes with the server's own advice on when to try again (HTTP 429 or 503
+/// with `Retry-After`). The retry layer waits at least that long, or gives up at once when
+/// that is longer than its `max_wait`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} (the server asks to retry after {after:?})")]
+pub struct RetryAfter {
+    /// How long the server asks to wait.
+    pub after: Duration,
+    /// The error.
+    pub message: String,
 }
 
 /// The retrying service.
@@ -91,18 +117,22 @@ where
                     Err(e) if attempt >= config.max_retries || e.is::<CircuitOpen>() => {
                         return Err(e);
                     }
-                    Err(_) => {
+                    Err(e) => {
+                        // The server's own advice, when it gave one.
+                        let asked = e.downcast_ref::<RetryAfter>().map(|r| r.after);
+                        if let (Some(asked), Some(max)) = (asked, config.max_wait)
+                            && asked > max
+                        {
+                            return Err(e);
+                        }
                         // Deterministic jitter: the same call sequence waits the same.
                         let mut rng =
                             crate::agent::Rng::new(&[&n.to_le_bytes(), &attempt.to_le_bytes()]);
                         let backoff = config.base * 2u32.saturating_pow(attempt);
                         let jitter = config.base.mul_f64(rng.unit());
-                        tracing::debug!(
-                            attempt,
-                            backoff_ms = (backoff + jitter).as_millis() as u64,
-                            "retrying"
-                        );
-                        tokio::time::sleep(backoff + jitter).await;
+                        let wait = (backoff + jitter).max(asked.unwrap_or_default());
+                        tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, "retrying");
+                        tokio::time::sleep(wait).await;
                         attempt += 1;
                     }
                 }
