@@ -158,6 +158,26 @@ fn eval_cli(store: &Path, suite: &Path, runs: &Path, extra: &[&str]) -> std::pro
     out
 }
 
+/// `conclave trust batches --json` on `store`.
+fn batches(store: &Path) -> serde_json::Value {
+    let out = conclave(
+        &[
+            "--store",
+            store.to_str().unwrap(),
+            "trust",
+            "batches",
+            "--json",
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// A small FinanceNet suite: 60 sentiment items and the calls, two scenarios.
 fn small_suite(dir: &Path) -> PathBuf {
     let root = std::env::current_dir().unwrap();
@@ -258,17 +278,7 @@ fn a_second_run_starts_from_recalibrated_trust_and_does_as_well() {
     assert!((delta - 100.0 * (acc(&second) - acc(&first))).abs() < 1e-9);
 
     // The first run's batch can be undone by name.
-    let out = conclave(
-        &[
-            "--store",
-            store.to_str().unwrap(),
-            "trust",
-            "batches",
-            "--json",
-        ],
-        b"",
-    );
-    let batches: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let batches = batches(&store);
     assert_eq!(batches.as_array().unwrap().len(), 2, "{batches}");
     // By its run id alone, as the run folder is named.
     let second_prov = second["volatile"]["run_id"].as_str().unwrap();
@@ -299,17 +309,7 @@ fn a_dry_run_leaves_trust_untouched() {
     let out = eval_cli(&store, &suite, &runs, &["--dry-run"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("trust not changed: --dry-run"), "{text}");
-    let out = conclave(
-        &[
-            "--store",
-            store.to_str().unwrap(),
-            "trust",
-            "batches",
-            "--json",
-        ],
-        b"",
-    );
-    let batches: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let batches = batches(&store);
     assert_eq!(batches.as_array().map(Vec::len), Some(0));
     // The run folder holds the report, the per-item record and the three plots.
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&runs)
@@ -625,16 +625,6 @@ fn ctrl_c_ends_the_run_with_a_partial_report_and_no_trust_change() {
     let report: serde_json::Value = serde_json::from_str(&report_json(&runs)).unwrap();
     assert_eq!(report["partial"], true);
     assert_eq!(report["recalibration"]["applied"], false);
-    let out = conclave(
-        &[
-            "--store",
-            store.to_str().unwrap(),
-            "trust",
-            "batches",
-            "--json",
-        ],
-        b"",
-    );
-    let batches: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let batches = batches(&store);
     assert_eq!(batches.as_array().map(Vec::len), Some(0), "{batches}");
 }

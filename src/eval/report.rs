@@ -305,24 +305,14 @@ impl Report {
             .iter()
             .filter(|s| s.corrupted > 0.5)
             .collect();
-        let calls: f64 = self
-            .scenarios
-            .iter()
-            .map(|s| s.calls_per_decision)
-            .sum::<f64>()
-            / self.scenarios.len().max(1) as f64;
-        let pool: f64 = self
-            .scenarios
-            .iter()
-            .map(|s| s.pool_per_decision)
-            .sum::<f64>()
-            / self.scenarios.len().max(1) as f64;
-        let usd: f64 = self
-            .scenarios
-            .iter()
-            .map(|s| s.usd_per_decision)
-            .sum::<f64>()
-            / self.scenarios.len().max(1) as f64;
+        let mean = |f: fn(&ScenarioReport) -> f64| {
+            self.scenarios.iter().map(f).sum::<f64>() / self.scenarios.len().max(1) as f64
+        };
+        let (calls, pool, usd) = (
+            mean(|s| s.calls_per_decision),
+            mean(|s| s.pool_per_decision),
+            mean(|s| s.usd_per_decision),
+        );
         let mut v = format!(
             "In the {} scenarios with at most half of the pool corrupted, the governed vote was \
              not below the unweighted majority in {} (significantly above it in {}) and not \
