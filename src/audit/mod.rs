@@ -2,7 +2,7 @@
 //!
 //! Every entry is stored as `prev hash ‖ own hash ‖ JSON body`, where the own hash is
 //! SHA-256 over a domain tag, the sequence number, the previous hash and the body bytes. The
-//! newest `(seq, hash)` is kept apart as the head. [`verify`] walks the chain and names the
+//! newest `(seq, hash)` is kept apart as the head. [`AuditLog::verify`] walks the chain and names the
 //! first record whose bytes no longer match; [`replay`] recomputes a decision's verdict with
 //! the voting engine. Outcomes (the right answer, a human override) are appended as entries
 //! of their own that point at the decision: history is never rewritten.

@@ -1,7 +1,7 @@
 //! The file formats as written: raw serde structures for `policies/*.toml` and
 //! `agents/*.toml`, with the spans of the values that checks point at.
 //!
-//! Only [`super::load`] reads these; everything else uses the validated
+//! Only [`super::Catalog::load`] reads these; everything else uses the validated
 //! [`super::Policy`] and [`crate::policy::AgentSpec`].
 
 use std::collections::BTreeMap;

@@ -4,7 +4,7 @@
 //! Reads return a versioned [`TrustSnapshot`]. Writes come in batches ([`TrustBatch`]: one
 //! eval run, one outcome back-fill, one import), each applied atomically and flushed before
 //! the call returns. Every change is appended to a history with the batch's provenance, so a
-//! batch can be rolled back. The batch logic is written once, against [`Tables`], and both
+//! batch can be rolled back. The batch logic is written once, against `Tables`, and both
 //! stores run it inside their own transaction.
 
 use std::collections::BTreeMap;
