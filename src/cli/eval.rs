@@ -124,6 +124,8 @@ pub(super) fn run(a: &EvalArgs, store_dir: &Path) -> Result<(), CliError> {
             elapsed.as_secs_f64()
         );
         text.push_str(&report.summary_table());
+        text.push_str(&textwrap::fill(&report.verdict(), 100));
+        text.push_str("\n\n");
         if let Some(r) = &report.recalibration {
             match (&r.provenance, r.applied) {
                 (Some(p), true) => text.push_str(&format!(
