@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Kind, TallyResult};
-use crate::ballot::Ballot;
+use crate::ballot::{Answer, Ballot};
 
 /// A question put to a pool of agents.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +36,20 @@ pub enum Truth {
     Option(String),
     /// The right number.
     Value(f64),
+}
+
+impl Truth {
+    /// Whether `answer` is right: a choice (or a ranking's first choice) equal to the right
+    /// option, a number within `tolerance` of the right one. `None` for abstentions and for
+    /// answers of another kind, which are neither.
+    pub fn is_right(&self, answer: &Answer, tolerance: f64) -> Option<bool> {
+        match (answer, self) {
+            (Answer::Choice(c), Self::Option(t)) => Some(c == t),
+            (Answer::Ranking(r), Self::Option(t)) => Some(r.first() == Some(t)),
+            (Answer::Score(v), Self::Value(t)) => Some((v - t).abs() <= tolerance),
+            _ => None,
+        }
+    }
 }
 
 impl Decision {

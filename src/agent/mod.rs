@@ -35,6 +35,23 @@ pub struct AgentReply {
     pub cost_usd: f64,
 }
 
+impl AgentReply {
+    /// A reply carrying `ballot` after a call that used these tokens, priced as `spec` says.
+    pub fn priced(
+        spec: &crate::policy::AgentSpec,
+        ballot: Ballot,
+        tokens_in: u32,
+        tokens_out: u32,
+    ) -> Self {
+        Self {
+            ballot,
+            tokens_in,
+            tokens_out,
+            cost_usd: spec.cost(tokens_in, tokens_out),
+        }
+    }
+}
+
 /// Any agent, type-erased at the public edge.
 pub type AgentService = BoxCloneSyncService<AgentRequest, AgentReply, BoxError>;
 

@@ -146,7 +146,11 @@ impl OpenAiAgent {
                 .unwrap_or("");
             tracing::debug!(agent = %self.spec.id, model = ?self.spec.model, attempt, latency_ms = started.elapsed().as_millis() as u64, tokens_in, tokens_out, "chat completion");
             match parse_ballot(&self.spec.id, decision, content) {
-                Ok(ballot) => return Ok(self.reply(ballot, tokens_in, tokens_out)),
+                Ok(ballot) => {
+                    return Ok(AgentReply::priced(
+                        &self.spec, ballot, tokens_in, tokens_out,
+                    ));
+                }
                 Err(problem) if attempt == 0 => {
                     messages.push(json!({"role": "assistant", "content": content}));
                     messages.push(json!({"role": "user", "content": format!(
@@ -156,23 +160,12 @@ impl OpenAiAgent {
                 Err(_) => {}
             }
         }
-        Ok(self.reply(
+        Ok(AgentReply::priced(
+            &self.spec,
             Ballot::abstain(self.spec.id.clone(), Abstention::Malformed),
             tokens_in,
             tokens_out,
         ))
-    }
-
-    fn reply(&self, ballot: Ballot, tokens_in: u32, tokens_out: u32) -> AgentReply {
-        let cost_usd = (f64::from(tokens_in) * self.spec.price_in_per_1k
-            + f64::from(tokens_out) * self.spec.price_out_per_1k)
-            / 1000.0;
-        AgentReply {
-            ballot,
-            tokens_in,
-            tokens_out,
-            cost_usd,
-        }
     }
 }
 

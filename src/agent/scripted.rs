@@ -82,16 +82,7 @@ impl ScriptedAgent {
     /// A reply carrying `ballot`, with the simulated usage of one call (600 prompt and 80
     /// completion tokens) priced as the definition says.
     pub fn reply(&self, ballot: Ballot) -> AgentReply {
-        let (tokens_in, tokens_out) = (600u32, 80u32);
-        let cost_usd = (f64::from(tokens_in) * self.spec.price_in_per_1k
-            + f64::from(tokens_out) * self.spec.price_out_per_1k)
-            / 1000.0;
-        AgentReply {
-            ballot,
-            tokens_in,
-            tokens_out,
-            cost_usd,
-        }
+        AgentReply::priced(&self.spec, ballot, 600, 80)
     }
 
     /// The answer this agent gives to `decision`, as the `n`-th decision it has seen.

@@ -419,9 +419,9 @@ pub fn grade(
     tolerance: f64,
 ) -> Result<Vec<(String, bool)>, GradeError> {
     use crate::aggregate::Kind;
-    use crate::ballot::Answer;
+    use crate::decision::Truth;
     let input = &record.input;
-    match input.kind {
+    let truth = match input.kind {
         Kind::Choice | Kind::Ranking => {
             if !input.options.iter().any(|o| o == correct) {
                 return Err(GradeError::UnknownOption {
@@ -429,36 +429,27 @@ pub fn grade(
                     options: input.options.join(", "),
                 });
             }
-            Ok(input
-                .ballots
-                .iter()
-                .filter_map(|b| match &b.answer {
-                    Answer::Choice(c) => Some((b.agent.clone(), c == correct)),
-                    Answer::Ranking(r) => {
-                        Some((b.agent.clone(), r.first().is_some_and(|c| c == correct)))
-                    }
-                    _ => None,
-                })
-                .collect())
+            Truth::Option(correct.to_owned())
         }
-        Kind::Score => {
-            let truth: f64 = correct
+        Kind::Score => Truth::Value(
+            correct
                 .trim()
                 .parse()
                 .ok()
                 .filter(|v: &f64| v.is_finite())
-                .ok_or_else(|| GradeError::NotANumber(correct.to_owned()))?;
-            Ok(input
-                .ballots
-                .iter()
-                .filter_map(|b| match b.answer {
-                    Answer::Score(v) => Some((b.agent.clone(), (v - truth).abs() <= tolerance)),
-                    _ => None,
-                })
-                .collect())
-        }
-        Kind::Vector => Err(GradeError::Vector),
-    }
+                .ok_or_else(|| GradeError::NotANumber(correct.to_owned()))?,
+        ),
+        Kind::Vector => return Err(GradeError::Vector),
+    };
+    Ok(input
+        .ballots
+        .iter()
+        .filter_map(|b| {
+            truth
+                .is_right(&b.answer, tolerance)
+                .map(|r| (b.agent.clone(), r))
+        })
+        .collect())
 }
 
 /// Seconds since the Unix epoch (the time stamp of every record).

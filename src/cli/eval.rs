@@ -92,7 +92,8 @@ pub(super) fn run(a: &EvalArgs, store_dir: &Path) -> Result<(), CliError> {
         + report
             .sweeps
             .iter()
-            .map(|s| s.points.len() * suite.sweeps.first().map_or(0, |x| x.items))
+            .zip(&suite.sweeps)
+            .map(|(r, s)| r.points.len() * s.items)
             .sum::<usize>();
     report.volatile.decisions_per_second = decisions as f64 / elapsed.as_secs_f64().max(1e-9);
     report.volatile.previous = previous(&trust, &a.runs, &suite.name, &report);

@@ -181,12 +181,8 @@ pub(super) fn run(cmd: TrustCommand, dir: &Path) -> Result<(), CliError> {
         TrustCommand::Rollback(a) => {
             let (_, trust) = open(dir)?;
             // An eval run may be named by its run id alone (its batch is `eval:RUN`).
-            let known = |p: &str| {
-                trust
-                    .batches()
-                    .map(|b| b.iter().any(|x| x.provenance == p))
-                    .unwrap_or(false)
-            };
+            let batches = trust.batches().map_err(CliError::input)?;
+            let known = |p: &str| batches.iter().any(|x| x.provenance == p);
             let name = if !known(&a.run) && known(&format!("eval:{}", a.run)) {
                 format!("eval:{}", a.run)
             } else {

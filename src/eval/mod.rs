@@ -234,30 +234,26 @@ pub async fn evaluate(
 ) -> Result<Report, EvalError> {
     let total = total_decisions(suite);
     let done = AtomicU64::new(0);
+    let plan = run::Plan {
+        seed: suite.seed,
+        concurrency: suite.concurrency,
+        tolerance: suite.tolerance,
+        opts,
+        done: &done,
+        total,
+    };
     let mut scenarios = Vec::new();
     let mut changes: Vec<Change> = Vec::new();
     let mut interrupted = false;
     let mut clean: Option<(f64, f64)> = None;
     for scenario in &suite.scenarios {
         let pool = Pool::for_scenario(suite, scenario).map_err(EvalError)?;
-        let run = run::run_items(
-            &pool,
-            &suite.items,
-            start,
-            suite.seed,
-            suite.repetitions,
-            suite.concurrency,
-            suite.tolerance,
-            opts,
-            &done,
-            total,
-        )
-        .await;
+        let mut run = run::run_items(&pool, &suite.items, start, suite.repetitions, &plan).await;
         interrupted |= run.interrupted;
         if scenario.recalibrate {
-            changes.extend(run.changes.iter().cloned());
+            changes.append(&mut run.changes);
         }
-        let mut report = scenario_report(scenario, &run);
+        let mut report = scenario_report(scenario, run);
         report.corrupted = pool.corrupted_share();
         if report.corrupted == 0.0 && clean.is_none() {
             clean = Some((report.accuracy.value, report.failure_rate));
@@ -291,19 +287,7 @@ pub async fn evaluate(
                         let corrupt = (f * n as f64).round() as usize;
                         let pool =
                             Pool::for_sweep(sweep, n, corrupt, *rule, &items).map_err(EvalError)?;
-                        let run = run::run_items(
-                            &pool,
-                            &items,
-                            &fresh,
-                            suite.seed,
-                            1,
-                            suite.concurrency,
-                            suite.tolerance,
-                            opts,
-                            &done,
-                            total,
-                        )
-                        .await;
+                        let run = run::run_items(&pool, &items, &fresh, 1, &plan).await;
                         interrupted |= run.interrupted;
                         let r = &run.records;
                         let share = |f: &dyn Fn(&ItemRecord) -> bool| {
@@ -386,7 +370,7 @@ fn best_single(records: &[ItemRecord]) -> (Vec<bool>, Option<String>) {
     (per_item, best)
 }
 
-fn scenario_report(scenario: &suite::Scenario, run: &ItemsRun) -> ScenarioReport {
+fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport {
     let r = &run.records;
     let n = r.len();
     let count = |f: &dyn Fn(&ItemRecord) -> bool| r.iter().filter(|x| f(x)).count();
@@ -581,8 +565,8 @@ fn scenario_report(scenario: &suite::Scenario, run: &ItemsRun) -> ScenarioReport
         windows,
         resilience: None,
         failure_rate: wrong_answers as f64 / all_answers.max(1) as f64,
-        trajectories: run.trajectories.clone(),
-        records: run.records.clone(),
+        trajectories: run.trajectories,
+        records: run.records,
     }
 }
 

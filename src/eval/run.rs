@@ -404,16 +404,13 @@ fn decision_for(item: &Item, seed: u64, rep: u32) -> Decision {
 
 /// Whether an answer is right.
 pub(crate) fn right(answer: &Answer, truth: &Truth, tolerance: f64) -> Option<bool> {
-    match (answer, truth) {
-        (Answer::Choice(c), Truth::Option(t)) => Some(c == t),
-        (Answer::Ranking(r), Truth::Option(t)) => Some(r.first() == Some(t)),
-        (Answer::Score(v), Truth::Value(t)) => Some((v - t).abs() <= tolerance),
+    match answer {
         // An agent that failed to deliver was not right; calls the Governor cut short or
         // never made say nothing about the agent.
-        (Answer::Abstain(Abstention::Timeout | Abstention::Error | Abstention::Malformed), _) => {
+        Answer::Abstain(Abstention::Timeout | Abstention::Error | Abstention::Malformed) => {
             Some(false)
         }
-        _ => None,
+        _ => truth.is_right(answer, tolerance),
     }
 }
 
@@ -441,20 +438,38 @@ fn verdict_right(v: &Verdict, item: &Item, tolerance: f64) -> (&'static str, Opt
     }
 }
 
+/// What every run of items in one evaluation shares.
+pub(crate) struct Plan<'a> {
+    /// The suite's seed.
+    pub(crate) seed: u64,
+    /// Decisions in flight.
+    pub(crate) concurrency: usize,
+    /// Numeric tolerance.
+    pub(crate) tolerance: f64,
+    /// Interrupt flag and progress reports.
+    pub(crate) opts: &'a RunOptions,
+    /// Decisions done so far in the whole evaluation, and how many it makes.
+    pub(crate) done: &'a std::sync::atomic::AtomicU64,
+    /// See `done`.
+    pub(crate) total: u64,
+}
+
 /// Runs `items` over `pool`, `reps` times, learning trust from `start` as it goes.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_items(
     pool: &Pool,
     items: &[Item],
     start: &TrustSnapshot,
-    seed: u64,
     reps: u32,
-    concurrency: usize,
-    tolerance: f64,
-    opts: &RunOptions,
-    done: &std::sync::atomic::AtomicU64,
-    total: u64,
+    plan: &Plan<'_>,
 ) -> ItemsRun {
+    let Plan {
+        seed,
+        concurrency,
+        tolerance,
+        opts,
+        done,
+        total,
+    } = *plan;
     let params = start.params;
     let ledger_params = LedgerParams::default();
     let mut run = ItemsRun {

@@ -304,11 +304,16 @@ impl ScriptedSpec {
 }
 
 impl AgentSpec {
+    /// What `tokens_in` prompt and `tokens_out` completion tokens cost at this agent's prices.
+    pub fn cost(&self, tokens_in: u32, tokens_out: u32) -> f64 {
+        (f64::from(tokens_in) * self.price_in_per_1k
+            + f64::from(tokens_out) * self.price_out_per_1k)
+            / 1000.0
+    }
+
     /// Projected cost of one call with `prompt_tokens` of prompt and a full answer.
     pub fn call_cost(&self, prompt_tokens: u32) -> f64 {
-        (f64::from(prompt_tokens) * self.price_in_per_1k
-            + f64::from(self.max_tokens) * self.price_out_per_1k)
-            / 1000.0
+        self.cost(prompt_tokens, self.max_tokens)
     }
 }
 
