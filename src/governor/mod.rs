@@ -529,97 +529,37 @@ impl Inner {
         let prompt_tokens = p.budget.prompt_tokens.unwrap_or(1000);
 
         let mut casts: Vec<Cast> = Vec::new();
-        let mut waves = 0u32;
         let mut tokens = 0u64;
         let mut cost = 0.0f64;
-        // Calls in flight: their seat and the wave they belong to.
-        let mut set: JoinSet<(usize, Result<AgentReply, Abstention>, Duration)> = JoinSet::new();
-        let mut in_flight: BTreeMap<usize, u32> = BTreeMap::new();
-        let mut launched_at: BTreeMap<usize, Instant> = BTreeMap::new();
-        let mut next = 0usize;
-        let mut reserved_tokens = 0u64;
-        let mut reserved_cost = 0.0f64;
+        let mut f = Flight {
+            seating: seating.clone(),
+            decision: decision.clone(),
+            deadline,
+            prompt_tokens,
+            set: JoinSet::new(),
+            in_flight: BTreeMap::new(),
+            next: 0,
+            waves: 0,
+            reserved_tokens: 0,
+            reserved_cost: 0.0,
+            budget_blocked: false,
+        };
         let mut latencies: Vec<Duration> = Vec::new();
         let mut hedge_at: Option<Instant> = None;
         let recent_p95 = self.recent_p95();
-        let mut budget_blocked = false;
 
-        // Launches up to `n` more seats, projecting the budget before each call.
-        let launch = |n: usize,
-                      next: &mut usize,
-                      waves: &mut u32,
-                      set: &mut JoinSet<(usize, Result<AgentReply, Abstention>, Duration)>,
-                      in_flight: &mut BTreeMap<usize, u32>,
-                      launched_at: &mut BTreeMap<usize, Instant>,
-                      reserved: (&mut u64, &mut f64),
-                      spent: (u64, f64),
-                      budget_blocked: &mut bool| {
-            let (reserved_tokens, reserved_cost) = reserved;
-            let mut launched = 0;
-            while launched < n && *next < seats.len() {
-                let seat = &seats[*next];
-                let spec = &self.members[seat.member].spec;
-                let call_tokens = u64::from(prompt_tokens) + u64::from(spec.max_tokens);
-                let call_cost = spec.call_cost(prompt_tokens);
-                let over_tokens = p
-                    .budget
-                    .tokens
-                    .is_some_and(|b| spent.0 + *reserved_tokens + call_tokens > b);
-                let over_money = p
-                    .budget
-                    .money_usd
-                    .is_some_and(|b| spent.1 + *reserved_cost + call_cost > b + 1e-12);
-                if over_tokens || over_money {
-                    *budget_blocked = true;
-                    break;
-                }
-                if launched == 0 {
-                    *waves += 1;
-                }
-                *reserved_tokens += call_tokens;
-                *reserved_cost += call_cost;
-                in_flight.insert(*next, *waves);
-                launched_at.insert(*next, Instant::now());
-                self.spawn_call(set, *next, seat, &decision, deadline);
-                *next += 1;
-                launched += 1;
-            }
-            launched
-        };
-
-        let first = (p.quorum_ballots as usize).max(1);
-        launch(
-            first,
-            &mut next,
-            &mut waves,
-            &mut set,
-            &mut in_flight,
-            &mut launched_at,
-            (&mut reserved_tokens, &mut reserved_cost),
-            (tokens, cost),
-            &mut budget_blocked,
-        );
+        self.launch(&mut f, (p.quorum_ballots as usize).max(1), (tokens, cost));
         let stop = loop {
-            if in_flight.is_empty() {
-                if budget_blocked {
+            if f.in_flight.is_empty() {
+                if f.budget_blocked {
                     break Stop::Budget;
                 }
-                if next >= seats.len() {
+                if f.next >= seats.len() {
                     break Stop::Exhausted;
                 }
-                launch(
-                    self.wave_size,
-                    &mut next,
-                    &mut waves,
-                    &mut set,
-                    &mut in_flight,
-                    &mut launched_at,
-                    (&mut reserved_tokens, &mut reserved_cost),
-                    (tokens, cost),
-                    &mut budget_blocked,
-                );
-                if in_flight.is_empty() {
-                    break if budget_blocked {
+                self.launch(&mut f, self.wave_size, (tokens, cost));
+                if f.in_flight.is_empty() {
+                    break if f.budget_blocked {
                         Stop::Budget
                     } else {
                         Stop::Exhausted
@@ -633,14 +573,14 @@ impl Inner {
             tokio::select! {
                 // Fixed branch order: a run under simulated time is reproducible.
                 biased;
-                joined = set.join_next() => {
+                joined = f.set.join_next() => {
                     let Some(Ok((i, reply, latency))) = joined else { continue };
-                    let wave = in_flight.remove(&i).unwrap_or(waves);
+                    let wave = f.in_flight.remove(&i).map_or(f.waves, |(w, _)| w);
                     let seat = &seats[i];
                     let spec = &self.members[seat.member].spec;
                     let call_tokens = u64::from(prompt_tokens) + u64::from(spec.max_tokens);
-                    reserved_tokens = reserved_tokens.saturating_sub(call_tokens);
-                    reserved_cost = (reserved_cost - spec.call_cost(prompt_tokens)).max(0.0);
+                    f.reserved_tokens = f.reserved_tokens.saturating_sub(call_tokens);
+                    f.reserved_cost = (f.reserved_cost - spec.call_cost(prompt_tokens)).max(0.0);
                     let (ballot, t, c) = match reply {
                         Ok(r) => {
                             latencies.push(latency);
@@ -657,7 +597,7 @@ impl Inner {
                     // How long to wait on outstanding calls before asking more agents: the 95th
                     // percentile of recent calls, else twice this decision's median.
                     let delay = recent_p95.or_else(|| median(&mut latencies).map(|m| (2 * m).max(Duration::from_millis(1))));
-                    if let (Some(delay), Some(oldest)) = (delay, oldest_launch(&launched_at, &in_flight)) {
+                    if let (Some(delay), Some(oldest)) = (delay, f.in_flight.values().map(|&(_, at)| at).min()) {
                         hedge_at = Some(oldest + delay);
                     }
                     // The supervisor watches execution only: when most calls fail or time out
@@ -669,8 +609,8 @@ impl Inner {
                         break Stop::Halted;
                     }
                     // Certify, counting calls still in flight as weight not yet cast.
-                    let mut pending: Vec<&Seat> = in_flight.keys().map(|&k| &seats[k]).collect();
-                    pending.extend(seats[next..].iter());
+                    let mut pending: Vec<&Seat> = f.in_flight.keys().map(|&k| &seats[k]).collect();
+                    pending.extend(seats[f.next..].iter());
                     let effective_enough = p.quorum_n_eff <= 1.0
                         || self.n_eff(
                             &decision.domain,
@@ -684,8 +624,8 @@ impl Inner {
                 }
                 () = tokio::time::sleep_until(hedge.unwrap_or(deadline_at)), if hedge.is_some() => {
                     hedge_at = None;
-                    let launched = if next < seats.len() && !budget_blocked {
-                        launch(self.wave_size, &mut next, &mut waves, &mut set, &mut in_flight, &mut launched_at, (&mut reserved_tokens, &mut reserved_cost), (tokens, cost), &mut budget_blocked)
+                    let launched = if f.next < seats.len() && !f.budget_blocked {
+                        self.launch(&mut f, self.wave_size, (tokens, cost))
                     } else {
                         0
                     };
@@ -702,13 +642,13 @@ impl Inner {
             }
         };
         // Calls still in flight are not needed (or out of time): cancel them.
-        set.abort_all();
+        f.set.abort_all();
         let reason = if stop == Stop::Deadline {
             Abstention::Timeout
         } else {
             Abstention::Cancelled
         };
-        for (&i, &wave) in &in_flight {
+        for (&i, &(wave, _)) in &f.in_flight {
             let seat = &seats[i];
             casts.push(Cast {
                 ballot: Ballot::abstain(self.members[seat.member].spec.id.clone(), reason.clone()),
@@ -811,7 +751,7 @@ impl Inner {
             consensus,
             calls: casts.len(),
             ballots: casts,
-            waves,
+            waves: f.waves,
             stop,
             tokens,
             cost_usd: cost,
@@ -882,6 +822,40 @@ impl Inner {
         }
     }
 
+    /// Launches up to `n` more seats as one wave, projecting the budget (`spent` so far plus
+    /// what the calls in flight reserve) before each call; how many were launched.
+    fn launch(&self, f: &mut Flight, n: usize, spent: (u64, f64)) -> usize {
+        let budget = &self.policy.budget;
+        let seating = f.seating.clone();
+        let mut launched = 0;
+        while launched < n && f.next < seating.seats.len() {
+            let seat = &seating.seats[f.next];
+            let spec = &self.members[seat.member].spec;
+            let call_tokens = u64::from(f.prompt_tokens) + u64::from(spec.max_tokens);
+            let call_cost = spec.call_cost(f.prompt_tokens);
+            let over_tokens = budget
+                .tokens
+                .is_some_and(|b| spent.0 + f.reserved_tokens + call_tokens > b);
+            let over_money = budget
+                .money_usd
+                .is_some_and(|b| spent.1 + f.reserved_cost + call_cost > b + 1e-12);
+            if over_tokens || over_money {
+                f.budget_blocked = true;
+                break;
+            }
+            if launched == 0 {
+                f.waves += 1;
+            }
+            f.reserved_tokens += call_tokens;
+            f.reserved_cost += call_cost;
+            f.in_flight.insert(f.next, (f.waves, Instant::now()));
+            self.spawn_call(&mut f.set, f.next, seat, &f.decision, f.deadline);
+            f.next += 1;
+            launched += 1;
+        }
+        launched
+    }
+
     /// Starts one agent call; its reply (or the reason it failed) comes back through `set`.
     fn spawn_call(
         &self,
@@ -913,6 +887,25 @@ impl Inner {
     }
 }
 
+/// The calls of one decision: the seats still to ask, the calls in flight, and what they
+/// reserve of the budget.
+struct Flight {
+    seating: Arc<Seating>,
+    decision: Arc<Decision>,
+    deadline: Option<Instant>,
+    prompt_tokens: u32,
+    set: JoinSet<(usize, Result<AgentReply, Abstention>, Duration)>,
+    /// Seat → (wave, launched at).
+    in_flight: BTreeMap<usize, (u32, Instant)>,
+    /// The next seat to ask.
+    next: usize,
+    waves: u32,
+    reserved_tokens: u64,
+    reserved_cost: f64,
+    /// The next call would have exceeded the budget.
+    budget_blocked: bool,
+}
+
 /// Calls that failed, timed out or met an open circuit: what the supervisor watches.
 fn failures(casts: &[Cast]) -> usize {
     casts
@@ -924,17 +917,6 @@ fn failures(casts: &[Cast]) -> usize {
             )
         })
         .count()
-}
-
-fn oldest_launch(
-    launched_at: &BTreeMap<usize, Instant>,
-    in_flight: &BTreeMap<usize, u32>,
-) -> Option<Instant> {
-    in_flight
-        .keys()
-        .filter_map(|k| launched_at.get(k))
-        .min()
-        .copied()
 }
 
 fn median(xs: &mut [Duration]) -> Option<Duration> {
