@@ -38,6 +38,15 @@ fn instant(id: String, choice: &'static str) -> AgentService {
 }
 
 fn setup() -> (Governor, Vec<(String, AgentService)>) {
+    let (g, services, _) = setup_with_specs();
+    (g, services)
+}
+
+fn setup_with_specs() -> (
+    Governor,
+    Vec<(String, AgentService)>,
+    Vec<conclave::policy::AgentSpec>,
+) {
     let mut agents = String::new();
     for i in 0..7 {
         agents += &format!(
@@ -60,9 +69,9 @@ early_stop = { enabled = false }
     let services: Vec<(String, AgentService)> = (0..7)
         .map(|i| (format!("a{i}"), instant(format!("a{i}"), OPTIONS[i % 2])))
         .collect();
-    let specs = c
-        .agents
-        .values()
+    let agent_specs: Vec<_> = c.agents.values().cloned().collect();
+    let specs = agent_specs
+        .iter()
         .cloned()
         .zip(services.iter().map(|(_, s)| s.clone()))
         .collect();
@@ -73,10 +82,11 @@ early_stop = { enabled = false }
     (
         Governor::new(c.policy("p").unwrap().clone(), specs, trust),
         services,
+        agent_specs,
     )
 }
 
-#[divan::bench(sample_count = 200)]
+#[divan::bench(sample_count = 1000, sample_size = 10)]
 fn governor_decision_7_instant_agents(bencher: Bencher<'_, '_>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -87,7 +97,66 @@ fn governor_decision_7_instant_agents(bencher: Bencher<'_, '_>) {
     bencher.bench_local(|| rt.block_on(g.decide(black_box(d.clone()))).unwrap());
 }
 
-#[divan::bench(sample_count = 200)]
+#[divan::bench(sample_count = 1000, sample_size = 10)]
+fn plain_join_all_and_tally_7_instant_agents(bencher: Bencher<'_, '_>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let (_, services) = setup();
+    let d = std::sync::Arc::new(Decision::choice("x", "d", "?", OPTIONS));
+    bencher.bench_local(|| {
+        rt.block_on(async {
+            let replies = futures_util::future::join_all(services.iter().map(|(_, s)| {
+                s.clone().oneshot(AgentRequest {
+                    decision: d.clone(),
+                })
+            }))
+            .await;
+            let ballots = replies.into_iter().map(|r| r.unwrap().ballot).collect();
+            let input = TallyInput::new(Kind::Choice, OPTIONS, ballots);
+            tally(&input, &Rule::WeightedPlurality).unwrap()
+        })
+    });
+}
+
+/// The same `join_all`, over the agents wrapped in the Governor's per-agent stack (limit,
+/// retry, breaker, timeout): what is left is the Governor's own work.
+#[divan::bench(sample_count = 1000, sample_size = 10)]
+fn plain_join_all_and_tally_7_stacked_agents(bencher: Bencher<'_, '_>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let (_, services, specs) = setup_with_specs();
+    let stacked: Vec<_> = specs
+        .iter()
+        .zip(&services)
+        .map(|(spec, (_, s))| (spec.timeout_ms, conclave::layer::stack(spec, s.clone())))
+        .collect();
+    let d = std::sync::Arc::new(Decision::choice("x", "d", "?", OPTIONS));
+    bencher.bench_local(|| {
+        rt.block_on(async {
+            let replies = futures_util::future::join_all(stacked.iter().map(|(ms, s)| {
+                tokio::time::timeout(
+                    std::time::Duration::from_millis(*ms),
+                    s.clone().oneshot(AgentRequest {
+                        decision: d.clone(),
+                    }),
+                )
+            }))
+            .await;
+            let ballots = replies
+                .into_iter()
+                .map(|r| r.unwrap().unwrap().ballot)
+                .collect();
+            let input = TallyInput::new(Kind::Choice, OPTIONS, ballots);
+            tally(&input, &Rule::WeightedPlurality).unwrap()
+        })
+    });
+}
+
+#[divan::bench(sample_count = 1000, sample_size = 10)]
 fn plain_join_and_tally_7_instant_agents(bencher: Bencher<'_, '_>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()

@@ -28,9 +28,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::task::JoinSet;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
-use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
 
 use crate::agent::{AgentReply, AgentRequest, AgentService};
@@ -116,7 +115,7 @@ struct Inner {
     wave_size: usize,
     /// Latencies of recent answered calls (all agents), for the hedging delay.
     recent: std::sync::Mutex<std::collections::VecDeque<Duration>>,
-    /// Their 95th percentile, refreshed every 32 calls: (calls counted then, value).
+    /// Their 95th percentile, refreshed every 128 calls: (calls counted then, value).
     p95: std::sync::Mutex<(u64, Option<Duration>)>,
     /// Answered calls recorded so far.
     recorded: std::sync::atomic::AtomicU64,
@@ -187,27 +186,7 @@ impl Governor {
             .into_iter()
             .filter(|(spec, _)| policy.pool.contains(&spec.id))
             .map(|(spec, service)| {
-                let limit = spec.max_concurrency.max(1) as usize;
-                // The per-agent stack: concurrency limit → one retry with backoff and jitter
-                // (the only retry owner) → rate limit (if set) → circuit breaker → the agent.
-                // The Governor's timeout wraps it all.
-                let service = BoxCloneSyncService::new(
-                    tower::ServiceBuilder::new()
-                        .concurrency_limit(limit)
-                        .layer(
-                            crate::layer::RetryLayer::new(1, Duration::from_millis(200))
-                                .with_max_wait(Duration::from_millis(spec.timeout_ms)),
-                        )
-                        .option_layer(
-                            spec.rate_per_minute
-                                .map(crate::layer::RateLimitLayer::per_minute),
-                        )
-                        .layer(crate::layer::CircuitBreakerLayer::new(
-                            5,
-                            Duration::from_secs(30),
-                        ))
-                        .service(service),
-                );
+                let service = crate::layer::stack(&spec, service);
                 Member { spec, service }
             })
             .collect();
@@ -348,7 +327,7 @@ impl Inner {
             return None;
         };
         let count = self.recorded.load(std::sync::atomic::Ordering::Relaxed);
-        if count >= cached.0 + 32 || (cached.1.is_none() && count >= 20) {
+        if count >= cached.0 + 128 || (cached.1.is_none() && count >= 20) {
             let mut recent = self.recent_latencies();
             *cached = (count, None);
             if recent.len() >= 20 {
@@ -536,7 +515,7 @@ impl Inner {
             decision: decision.clone(),
             deadline,
             prompt_tokens,
-            set: JoinSet::new(),
+            set: FuturesUnordered::new(),
             in_flight: BTreeMap::new(),
             next: 0,
             waves: 0,
@@ -567,14 +546,13 @@ impl Inner {
                 }
                 continue;
             }
-            let deadline_at =
-                deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+            let deadline_at = deadline.unwrap_or(started + Duration::from_secs(86_400 * 365));
             let hedge = hedge_at;
             tokio::select! {
                 // Fixed branch order: a run under simulated time is reproducible.
                 biased;
-                joined = f.set.join_next() => {
-                    let Some(Ok((i, reply, latency))) = joined else { continue };
+                joined = f.set.next() => {
+                    let Some((i, reply, latency)) = joined else { continue };
                     let wave = f.in_flight.remove(&i).map_or(f.waves, |(w, _)| w);
                     let seat = &seats[i];
                     let spec = &self.members[seat.member].spec;
@@ -642,7 +620,7 @@ impl Inner {
             }
         };
         // Calls still in flight are not needed (or out of time): cancel them.
-        f.set.abort_all();
+        drop(std::mem::take(&mut f.set));
         let reason = if stop == Stop::Deadline {
             Abstention::Timeout
         } else {
@@ -661,10 +639,15 @@ impl Inner {
         }
 
         // The verdict.
-        let input = tally_input(&decision, &casts);
+        // The ballots move into the tally's input and back: copied only for the audit record.
+        let input = tally_input(&decision, &mut casts);
+        let result = tally(&input, &rule).ok();
+        let recorded = self.audit.as_ref().map(|_| input.clone());
+        for (c, b) in casts.iter_mut().zip(input.ballots) {
+            c.ballot = b;
+        }
         let counted: Vec<&Cast> = casts.iter().filter(|c| !c.ballot.is_abstention()).collect();
         let counted_weight: f64 = counted.iter().map(|c| c.weight).sum();
-        let result = tally(&input, &rule).ok();
         let consensus = match (&result, decision.kind) {
             (Some(r), Kind::Choice | Kind::Ranking) => r.support.unwrap_or(0.0),
             (Some(_), _) => {
@@ -771,7 +754,7 @@ impl Inner {
         if matches!(verdict.outcome, Outcome::Human { .. }) {
             verdict = self.escalation.escalate(&decision, verdict).await;
         }
-        if let Some(log) = &self.audit {
+        if let (Some(log), Some(input)) = (&self.audit, recorded) {
             let record = DecisionRecord {
                 id: decision.id.clone(),
                 question: decision.question.clone(),
@@ -828,6 +811,7 @@ impl Inner {
         let budget = &self.policy.budget;
         let seating = f.seating.clone();
         let mut launched = 0;
+        let now = Instant::now();
         while launched < n && f.next < seating.seats.len() {
             let seat = &seating.seats[f.next];
             let spec = &self.members[seat.member].spec;
@@ -848,44 +832,48 @@ impl Inner {
             }
             f.reserved_tokens += call_tokens;
             f.reserved_cost += call_cost;
-            f.in_flight.insert(f.next, (f.waves, Instant::now()));
-            self.spawn_call(&mut f.set, f.next, seat, &f.decision, f.deadline);
+            f.in_flight.insert(f.next, (f.waves, now));
+            f.set
+                .push(self.call(f.next, seat, &f.decision, f.deadline, now));
             f.next += 1;
             launched += 1;
         }
         launched
     }
 
-    /// Starts one agent call; its reply (or the reason it failed) comes back through `set`.
-    fn spawn_call(
+    /// One agent call launched `now`: its reply (or the reason it failed) and its latency.
+    /// Calls are polled by the decision itself (no task per call): dropping one cancels it.
+    fn call(
         &self,
-        set: &mut JoinSet<(usize, Result<AgentReply, Abstention>, Duration)>,
         index: usize,
         seat: &Seat,
         decision: &Arc<Decision>,
         deadline: Option<Instant>,
-    ) {
+        now: Instant,
+    ) -> Call {
         let member = &self.members[seat.member];
-        let mut timeout = Duration::from_millis(member.spec.timeout_ms.max(1));
+        let mut until = now + Duration::from_millis(member.spec.timeout_ms.max(1));
         if let Some(d) = deadline {
-            timeout = timeout.min(d.saturating_duration_since(Instant::now()));
+            until = until.min(d);
         }
         let service = member.service.clone();
         let request = AgentRequest {
             decision: decision.clone(),
         };
-        set.spawn(async move {
-            let start = Instant::now();
-            let reply = match tokio::time::timeout(timeout, service.oneshot(request)).await {
+        Box::pin(async move {
+            let reply = match tokio::time::timeout_at(until, service.oneshot(request)).await {
                 Ok(Ok(r)) => Ok(r),
                 Ok(Err(e)) if e.is::<crate::layer::CircuitOpen>() => Err(Abstention::CircuitOpen),
                 Ok(Err(_)) => Err(Abstention::Error),
                 Err(_) => Err(Abstention::Timeout),
             };
-            (index, reply, start.elapsed())
-        });
+            (index, reply, now.elapsed())
+        })
     }
 }
+
+/// One agent call in flight: (seat, reply or why there is none, latency).
+type Call = Pin<Box<dyn Future<Output = (usize, Result<AgentReply, Abstention>, Duration)> + Send>>;
 
 /// The calls of one decision: the seats still to ask, the calls in flight, and what they
 /// reserve of the budget.
@@ -894,7 +882,7 @@ struct Flight {
     decision: Arc<Decision>,
     deadline: Option<Instant>,
     prompt_tokens: u32,
-    set: JoinSet<(usize, Result<AgentReply, Abstention>, Duration)>,
+    set: FuturesUnordered<Call>,
     /// Seat → (wave, launched at).
     in_flight: BTreeMap<usize, (u32, Instant)>,
     /// The next seat to ask.
@@ -950,14 +938,18 @@ fn sanitize(spec: &AgentSpec, decision: &Decision, mut ballot: Ballot) -> Ballot
     }
 }
 
-fn tally_input(decision: &Decision, casts: &[Cast]) -> TallyInput {
+/// The tally's input, taking the ballots out of `casts` (put them back after the tally).
+fn tally_input(decision: &Decision, casts: &mut [Cast]) -> TallyInput {
     TallyInput {
         kind: decision.kind,
         options: decision.options.clone(),
-        ballots: casts.iter().map(|c| c.ballot.clone()).collect(),
         weights: casts
             .iter()
             .map(|c| (c.ballot.agent.clone(), c.weight))
+            .collect(),
+        ballots: casts
+            .iter_mut()
+            .map(|c| std::mem::replace(&mut c.ballot, Ballot::abstain("", Abstention::Cancelled)))
             .collect(),
     }
 }

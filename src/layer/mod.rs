@@ -11,3 +11,29 @@ pub mod retry;
 pub use breaker::{CircuitBreaker, CircuitBreakerLayer, CircuitOpen};
 pub use rate::{RateLimit, RateLimitLayer};
 pub use retry::{Retry, RetryAfter, RetryLayer};
+
+use std::time::Duration;
+
+use tower::util::BoxCloneSyncService;
+
+use crate::agent::AgentService;
+use crate::policy::AgentSpec;
+
+/// The per-agent stack the Governor wraps around every agent (its timeout is the Governor's):
+/// a concurrency limit (`max_concurrency`) → one retry with backoff and jitter, never waiting
+/// past the agent's timeout (the only retry owner) → a rate limit (`rate_per_minute`, if set)
+/// → a circuit breaker (open after 5 consecutive failures, half-open probe after 30 s) → the
+/// agent.
+pub fn stack(spec: &AgentSpec, agent: AgentService) -> AgentService {
+    BoxCloneSyncService::new(
+        tower::ServiceBuilder::new()
+            .concurrency_limit(spec.max_concurrency.max(1) as usize)
+            .layer(
+                RetryLayer::new(1, Duration::from_millis(200))
+                    .with_max_wait(Duration::from_millis(spec.timeout_ms)),
+            )
+            .option_layer(spec.rate_per_minute.map(RateLimitLayer::per_minute))
+            .layer(CircuitBreakerLayer::new(5, Duration::from_secs(30)))
+            .service(agent),
+    )
+}
