@@ -139,6 +139,18 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// Its name as in JSON: `decided`, `arbitrated`, `human` or `refused`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Decided { .. } => "decided",
+            Self::Arbitrated { .. } => "arbitrated",
+            Self::Human { .. } => "human",
+            Self::Refused { .. } => "refused",
+        }
+    }
+}
+
 /// Why the fan-out stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -371,10 +371,10 @@ early_stop = { risk = 0.01 }
         "tail latency: decision p99 {d99:.0} ms, fast agents' p99 {f99:.0} ms (ratio {:.2})",
         d99 / f99
     );
-    // The Governor's target is 1.5× (the Governor issue); this guards what is reached so far
-    // (1.56×: a split first wave needs a second round of fast calls) against regressions.
+    // The Governor issue's target. (1.42× here; the same pool with the slow agent as fast as
+    // the others: 1.38×.)
     assert!(
-        d99 <= 1.7 * f99,
+        d99 <= 1.5 * f99,
         "decision p99 {d99:.0} ms vs fast p99 {f99:.0} ms"
     );
 }

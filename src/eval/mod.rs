@@ -90,6 +90,39 @@ pub struct AgentTrust {
     pub status: Status,
 }
 
+/// The agents' competences as far as the run's evidence can order them: agents whose
+/// competences differ by less than the standard error of the difference of their trust
+/// estimates (√(p₁q₁/n₁ + p₂q₂/n₂), n the graded outcomes behind each) are tied, linked in
+/// order of competence, at their group's mean. Ranking them is left to chance by the data, so
+/// the rank correlation with learned trust does not count their order.
+fn resolvable_competence(agents: &[&AgentTrust]) -> Vec<f64> {
+    let se2 = |t: &AgentTrust| {
+        let p = t.competence.clamp(0.01, 0.99);
+        p * (1.0 - p) / t.n.max(1) as f64
+    };
+    let mut order: Vec<usize> = (0..agents.len()).collect();
+    order.sort_by(|&a, &b| agents[b].competence.total_cmp(&agents[a].competence));
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (k, &i) in order.iter().enumerate() {
+        let linked = k > 0 && {
+            let prev = agents[order[k - 1]];
+            prev.competence - agents[i].competence <= (se2(prev) + se2(agents[i])).sqrt()
+        };
+        match groups.last_mut() {
+            Some(g) if linked => g.push(i),
+            _ => groups.push(vec![i]),
+        }
+    }
+    let mut out = vec![0.0; agents.len()];
+    for g in groups {
+        let mean = g.iter().map(|&i| agents[i].competence).sum::<f64>() / g.len() as f64;
+        for i in g {
+            out[i] = mean;
+        }
+    }
+    out
+}
+
 /// Learning within the run: accuracy per window against the stress in it (digest B.6).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Window {
@@ -450,7 +483,7 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
     // but left out of the correlation.
     let learned: Vec<&AgentTrust> = trust.iter().filter(|t| t.n > 0).collect();
     let x: Vec<f64> = learned.iter().map(|t| t.effective).collect();
-    let y: Vec<f64> = learned.iter().map(|t| t.competence).collect();
+    let y = resolvable_competence(&learned);
     let calibration_error = run
         .states_per_rep
         .iter()

@@ -173,7 +173,39 @@ impl Report {
             // With more than half of the pool corrupted no vote can beat the honest minority
             // before trust has caught the coalition; what counts there is not deciding
             // wrongly (the check below).
-            for b in s.baselines.iter().filter(|_| s.corrupted <= 0.5) {
+            // An agent that is only slow is not outvoted but not waited for (the Governor
+            // decides once the quorum is in): the baselines, which wait for every answer,
+            // are reported; the check is the cost against the clean run.
+            let latency_only = !s.attacks.is_empty()
+                && s.attacks.iter().all(|a| {
+                    matches!(
+                        &a.mode,
+                        super::suite::Mode::Behave {
+                            behaviour: crate::policy::Behaviour::Slow { .. },
+                            ..
+                        }
+                    )
+                });
+            if let Some(c) = clean.filter(|_| latency_only) {
+                let drop = c.decided_accuracy.value - s.decided_accuracy.value;
+                out.push(Check {
+                    check: "slow agents only: accuracy within 5 points of clean".to_owned(),
+                    scenario: s.name.clone(),
+                    measured: format!(
+                        "{:+.1} points vs {} (decided {} vs {})",
+                        -100.0 * drop,
+                        c.name,
+                        pct(s.coverage),
+                        pct(c.coverage)
+                    ),
+                    pass: drop <= 0.05 + 1e-12,
+                });
+            }
+            for b in s
+                .baselines
+                .iter()
+                .filter(|_| s.corrupted <= 0.5 && !latency_only)
+            {
                 if b.name.starts_with("oracle") {
                     continue;
                 }

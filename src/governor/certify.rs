@@ -105,6 +105,45 @@ pub(super) fn check(
     }
 }
 
+/// Whether the calls in flight (`asked`: agent and seat) could settle the vote by themselves:
+/// some answer of theirs lets the fan-out stop with only `unasked` seats left. The soonest
+/// settling answer is all of them naming one option, so each option is tried. Kinds and rules
+/// without a certificate count as settleable (the next wave waits for the calls in flight).
+pub(super) fn settleable(
+    policy: &Policy,
+    rule: Rule,
+    decision: &Decision,
+    casts: &[Cast],
+    asked: &[(&str, &Seat)],
+    unasked: &[&Seat],
+    competence: &std::collections::BTreeMap<String, f64>,
+) -> bool {
+    let certifiable = matches!(decision.kind, Kind::Choice | Kind::Ranking)
+        && matches!(
+            rule,
+            Rule::Plurality
+                | Rule::WeightedPlurality
+                | Rule::LogOdds { .. }
+                | Rule::Supermajority { .. }
+        );
+    if !certifiable {
+        return true;
+    }
+    let mut hypothetical: Vec<Cast> = casts.to_vec();
+    decision.options.iter().any(|option| {
+        hypothetical.truncate(casts.len());
+        hypothetical.extend(asked.iter().map(|(agent, seat)| Cast {
+            ballot: crate::ballot::Ballot::choice(*agent, option.as_str()),
+            weight: seat.weight,
+            latency_ms: 0,
+            tokens: 0,
+            cost_usd: 0.0,
+            wave: 0,
+        }));
+        check(policy, rule, decision, &hypothetical, unasked, competence).is_some()
+    })
+}
+
 /// Above this many remaining agents the leader's chance is approximated (normal margins, union
 /// bound) instead of sampled.
 const NORMAL_FROM: usize = 6;

@@ -16,8 +16,17 @@
 //! A supervisor watches execution only (failures and timeouts, not answers) and halts a
 //! failure storm.
 //!
-//! Not yet here (next steps of the Governor issue): a rate limit per agent, the quorum on the
-//! effective number of voters, and metrics beyond `tracing` events.
+//! Latency: a call still running past the usual latency (the 90th percentile of recent
+//! answered calls) is a *straggler*: it is no longer waited for, and the next wave is asked
+//! in its place (a hedge). The next wave is also asked at once when the calls in flight could
+//! not settle the vote whatever they answer. An agent whose last three calls were late is
+//! *known to be late*: it is still asked (its answer counts if it comes in time, and a
+//! recovery shows), but it does not count towards its wave and is not waited for. With nobody
+//! left to ask and the quorum in, the decision does not wait for stragglers or late agents.
+//!
+//! Every agent call runs in a `tracing` span `agent_call` (agent, model, latency, tokens,
+//! outcome); every decision ends with an event `decision governed` (outcome, stop, calls,
+//! waves, tokens, cost, consensus, latency) for a metrics layer to count.
 
 mod certify;
 
@@ -115,12 +124,48 @@ struct Inner {
     wave_size: usize,
     /// Latencies of recent answered calls (all agents), for the hedging delay.
     recent: std::sync::Mutex<std::collections::VecDeque<Duration>>,
-    /// Their 95th percentile, refreshed every 128 calls: (calls counted then, value).
-    p95: std::sync::Mutex<(u64, Option<Duration>)>,
+    /// The usual latency (their 90th percentile), refreshed every 128 calls: (calls counted
+    /// then, value).
+    usual: std::sync::Mutex<(u64, Option<Duration>)>,
     /// Answered calls recorded so far.
     recorded: std::sync::atomic::AtomicU64,
     /// Admitted agents per domain (see `admitted`).
     admitted: std::sync::Mutex<BTreeMap<String, Arc<Seating>>>,
+    /// Per member: whether its recent calls ran past the pool's usual latency (see `Lateness`).
+    lateness: Vec<Lateness>,
+}
+
+/// Whether an agent's recent calls ran past the usual latency of the pool's answered calls:
+/// the last eight such observations (1 = late) and how many there are (at most 8). A call
+/// counts as late when it answered or timed out past that percentile, or was still out past
+/// it when the decision ended; as on time when it answered within it. An agent whose last
+/// three observations were late is *known to be late*: it is still asked (so that a recovery
+/// shows), but not waited for (see `decide`).
+#[derive(Debug, Default)]
+struct Lateness(std::sync::atomic::AtomicU32);
+
+impl Lateness {
+    fn observe(&self, late: bool) {
+        let _ = self.0.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |v| {
+                let (history, count) = (v & 0xff, v >> 8);
+                Some((((history << 1) | u32::from(late)) & 0xff) | ((count + 1).min(8) << 8))
+            },
+        );
+    }
+
+    fn known_late(&self) -> bool {
+        let v = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        v >> 8 >= 3 && v & 0b111 == 0b111
+    }
+
+    fn copy(&self) -> Self {
+        Self(std::sync::atomic::AtomicU32::new(
+            self.0.load(std::sync::atomic::Ordering::Relaxed),
+        ))
+    }
 }
 
 /// The agents of one domain's decisions: admitted, best first, at most `pool_max` and at most
@@ -189,7 +234,8 @@ impl Governor {
                 let service = crate::layer::stack(&spec, service);
                 Member { spec, service }
             })
-            .collect();
+            .collect::<Vec<Member>>();
+        let lateness = members.iter().map(|_| Lateness::default()).collect();
         Self {
             inner: Arc::new(Inner {
                 policy,
@@ -202,9 +248,10 @@ impl Governor {
                 audit: None,
                 wave_size: 2,
                 recent: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
-                p95: std::sync::Mutex::new((0, None)),
+                usual: std::sync::Mutex::new((0, None)),
                 recorded: std::sync::atomic::AtomicU64::new(0),
                 admitted: std::sync::Mutex::new(BTreeMap::new()),
+                lateness,
             }),
         }
     }
@@ -296,9 +343,10 @@ impl Inner {
             audit: self.audit.clone(),
             wave_size: self.wave_size,
             recent: std::sync::Mutex::new(self.recent_latencies().into()),
-            p95: std::sync::Mutex::new((0, None)),
+            usual: std::sync::Mutex::new((0, None)),
             recorded: std::sync::atomic::AtomicU64::new(0),
             admitted: std::sync::Mutex::new(BTreeMap::new()),
+            lateness: self.lateness.iter().map(Lateness::copy).collect(),
         }
     }
 
@@ -320,10 +368,10 @@ impl Inner {
         }
     }
 
-    /// The 95th percentile of recent answered calls, once 20 are known (computed once per
-    /// decision).
-    fn recent_p95(&self) -> Option<Duration> {
-        let Ok(mut cached) = self.p95.lock() else {
+    /// The usual latency: the 90th percentile of recent answered calls, once 20 are known
+    /// (read once per decision).
+    fn recent_usual(&self) -> Option<Duration> {
+        let Ok(mut cached) = self.usual.lock() else {
             return None;
         };
         let count = self.recorded.load(std::sync::atomic::Ordering::Relaxed);
@@ -331,9 +379,9 @@ impl Inner {
             let mut recent = self.recent_latencies();
             *cached = (count, None);
             if recent.len() >= 20 {
-                let k = recent.len() * 95 / 100;
-                let (_, p95, _) = recent.select_nth_unstable(k);
-                cached.1 = Some((*p95).max(Duration::from_millis(1)));
+                let k = recent.len() * 90 / 100;
+                let (_, usual, _) = recent.select_nth_unstable(k);
+                cached.1 = Some((*usual).max(Duration::from_millis(1)));
             }
         }
         cached.1
@@ -472,6 +520,29 @@ impl Inner {
         consensus::n_eff_mean_correlation(sub.view())
     }
 
+    /// How far the counted ballots among `casts` go towards the policy's quorum (`total_weight`:
+    /// the weight of every seat of the decision).
+    fn quorum(&self, domain: &str, casts: &[Cast], total_weight: f64) -> Quorum {
+        let counted = || casts.iter().filter(|c| !c.ballot.is_abstention());
+        let p = &self.policy;
+        let ballots = counted().count();
+        let weight: f64 = counted().map(|c| c.weight).sum();
+        let share = if total_weight > 0.0 {
+            weight / total_weight
+        } else {
+            0.0
+        };
+        let n_eff = self.n_eff(domain, counted().map(|c| c.ballot.agent.as_str()));
+        Quorum {
+            met: ballots >= p.quorum_ballots as usize
+                && (total_weight <= 0.0 || share >= p.quorum_weight_share - 1e-12)
+                && n_eff >= p.quorum_n_eff - 1e-9,
+            ballots,
+            share,
+            n_eff,
+        }
+    }
+
     /// The rule for this decision: the robust one when the policy's switch is on and it
     /// can count this kind.
     fn rule_for(&self, kind: Kind) -> Rule {
@@ -524,19 +595,22 @@ impl Inner {
             budget_blocked: false,
         };
         let mut latencies: Vec<Duration> = Vec::new();
-        let mut hedge_at: Option<Instant> = None;
-        let recent_p95 = self.recent_p95();
+        let recent_usual = self.recent_usual();
+        // How long a call may run before it counts as a straggler: the usual latency, else
+        // (until enough calls are known) twice this decision's median.
+        let mut straggler_after = recent_usual;
 
         self.launch(&mut f, (p.quorum_ballots as usize).max(1), (tokens, cost));
         let stop = loop {
-            if f.in_flight.is_empty() {
-                if f.budget_blocked {
-                    break Stop::Budget;
+            // Nothing awaited in flight (neither agents known to be late nor stragglers are
+            // awaited): the next wave, or, with nobody left to ask, the end.
+            if f.awaited() == 0 {
+                if f.next < seats.len() && !f.budget_blocked {
+                    self.launch(&mut f, self.wave_size, (tokens, cost));
+                    if !f.in_flight.is_empty() {
+                        continue;
+                    }
                 }
-                if f.next >= seats.len() {
-                    break Stop::Exhausted;
-                }
-                self.launch(&mut f, self.wave_size, (tokens, cost));
                 if f.in_flight.is_empty() {
                     break if f.budget_blocked {
                         Stop::Budget
@@ -544,21 +618,28 @@ impl Inner {
                         Stop::Exhausted
                     };
                 }
-                continue;
+                // Only late calls are still out: decide without them if the quorum is in.
+                if self.quorum(&decision.domain, &casts, total_weight).met {
+                    break Stop::Exhausted;
+                }
             }
             let deadline_at = deadline.unwrap_or(started + Duration::from_secs(86_400 * 365));
-            let hedge = hedge_at;
+            // Hedge: when the oldest awaited call becomes a straggler, ask more agents.
+            let hedge = straggler_after.and_then(|d| f.oldest_awaited().map(|at| at + d));
             tokio::select! {
                 // Fixed branch order: a run under simulated time is reproducible.
                 biased;
                 joined = f.set.next() => {
                     let Some((i, reply, latency)) = joined else { continue };
-                    let wave = f.in_flight.remove(&i).map_or(f.waves, |(w, _)| w);
+                    let wave = f.in_flight.remove(&i).map_or(f.waves, |c| c.wave);
                     let seat = &seats[i];
                     let spec = &self.members[seat.member].spec;
                     let call_tokens = u64::from(prompt_tokens) + u64::from(spec.max_tokens);
                     f.reserved_tokens = f.reserved_tokens.saturating_sub(call_tokens);
                     f.reserved_cost = (f.reserved_cost - spec.call_cost(prompt_tokens)).max(0.0);
+                    if let Some(usual) = straggler_after && !matches!(reply, Err(Abstention::Error | Abstention::CircuitOpen)) {
+                        self.lateness[seat.member].observe(latency > 2 * usual);
+                    }
                     let (ballot, t, c) = match reply {
                         Ok(r) => {
                             latencies.push(latency);
@@ -571,12 +652,8 @@ impl Inner {
                     tokens += t;
                     cost += c;
                     casts.push(Cast { ballot, weight: seat.weight, latency_ms: latency.as_millis() as u64, tokens: t, cost_usd: c, wave });
-                    // Hedge: ask more agents if the outstanding calls run past the usual latency.
-                    // How long to wait on outstanding calls before asking more agents: the 95th
-                    // percentile of recent calls, else twice this decision's median.
-                    let delay = recent_p95.or_else(|| median(&mut latencies).map(|m| (2 * m).max(Duration::from_millis(1))));
-                    if let (Some(delay), Some(oldest)) = (delay, f.in_flight.values().map(|&(_, at)| at).min()) {
-                        hedge_at = Some(oldest + delay);
+                    if recent_usual.is_none() {
+                        straggler_after = median(&mut latencies).map(|m| (2 * m).max(Duration::from_millis(1)));
                     }
                     // The supervisor watches execution only: when most calls fail or time out
                     // (at least four failures, more than half of the answers), asking more
@@ -599,19 +676,31 @@ impl Inner {
                     {
                         break s;
                     }
+                    // Whatever the awaited calls answer, the vote stays open: ask the next wave
+                    // now rather than after them.
+                    if f.awaited() > 0 && f.next < seats.len() && !f.budget_blocked {
+                        let awaited: Vec<(&str, &Seat)> = f.in_flight.iter().filter(|(_, c)| c.waited).map(|(&k, _)| (self.members[seats[k].member].spec.id.as_str(), &seats[k])).collect();
+                        let mut rest: Vec<&Seat> = f.in_flight.iter().filter(|(_, c)| !c.waited).map(|(&k, _)| &seats[k]).collect();
+                        rest.extend(seats[f.next..].iter());
+                        if !certify::settleable(p, rule, &decision, &casts, &awaited, &rest, competence) {
+                            self.launch(&mut f, self.wave_size, (tokens, cost));
+                        }
+                    }
                 }
                 () = tokio::time::sleep_until(hedge.unwrap_or(deadline_at)), if hedge.is_some() => {
-                    hedge_at = None;
-                    let launched = if f.next < seats.len() && !f.budget_blocked {
-                        self.launch(&mut f, self.wave_size, (tokens, cost))
-                    } else {
-                        0
-                    };
-                    // Nobody left to ask, the quorum is in, and the stragglers are past the usual
-                    // latency: decide without them rather than wait.
-                    let counted = casts.iter().filter(|c| !c.ballot.is_abstention()).count();
-                    if launched == 0 && counted >= p.quorum_ballots as usize {
-                        break Stop::Exhausted;
+                    // The stragglers are no longer awaited; ask more agents in their place
+                    // (with nobody left to ask, the loop decides without them once the quorum
+                    // is in).
+                    let now = Instant::now();
+                    if let Some(d) = straggler_after {
+                        for c in f.in_flight.values_mut() {
+                            if c.waited && c.at + d <= now {
+                                c.waited = false;
+                            }
+                        }
+                    }
+                    if f.awaited() > 0 && f.next < seats.len() && !f.budget_blocked {
+                        self.launch(&mut f, self.wave_size, (tokens, cost));
                     }
                 }
                 () = tokio::time::sleep_until(deadline_at), if deadline.is_some() => {
@@ -626,8 +715,15 @@ impl Inner {
         } else {
             Abstention::Cancelled
         };
-        for (&i, &(wave, _)) in &f.in_flight {
+        let now = Instant::now();
+        for (&i, call) in &f.in_flight {
             let seat = &seats[i];
+            let wave = call.wave;
+            if let Some(usual) = straggler_after
+                && now - call.at >= 2 * usual
+            {
+                self.lateness[seat.member].observe(true);
+            }
             casts.push(Cast {
                 ballot: Ballot::abstain(self.members[seat.member].spec.id.clone(), reason.clone()),
                 weight: seat.weight,
@@ -646,12 +742,10 @@ impl Inner {
         for (c, b) in casts.iter_mut().zip(input.ballots) {
             c.ballot = b;
         }
-        let counted: Vec<&Cast> = casts.iter().filter(|c| !c.ballot.is_abstention()).collect();
-        let counted_weight: f64 = counted.iter().map(|c| c.weight).sum();
         let consensus = match (&result, decision.kind) {
             (Some(r), Kind::Choice | Kind::Ranking) => r.support.unwrap_or(0.0),
             (Some(_), _) => {
-                let values: Vec<f64> = counted
+                let values: Vec<f64> = casts
                     .iter()
                     .filter_map(|c| match c.ballot.answer {
                         Answer::Score(v) => Some(v),
@@ -662,14 +756,7 @@ impl Inner {
             }
             (None, _) => 0.0,
         };
-        let n_eff = self.n_eff(
-            &decision.domain,
-            counted.iter().map(|c| c.ballot.agent.as_str()),
-        );
-        let quorum = counted.len() >= p.quorum_ballots as usize
-            && (total_weight <= 0.0
-                || counted_weight / total_weight >= p.quorum_weight_share - 1e-12)
-            && n_eff >= p.quorum_n_eff - 1e-9;
+        let quorum = self.quorum(&decision.domain, &casts, total_weight);
         let t = &p.thresholds;
         let escalate = |reason: String| {
             if p.human {
@@ -684,18 +771,14 @@ impl Inner {
                 failures(&casts),
                 casts.len()
             ))
-        } else if result.is_none() || !quorum {
+        } else if result.is_none() || !quorum.met {
             escalate(format!(
                 "no quorum: {} of {} required ballots (weight share {:.2} of {:.2}, {:.2} of {:.2} effective voters)",
-                counted.len(),
+                quorum.ballots,
                 p.quorum_ballots,
-                if total_weight > 0.0 {
-                    counted_weight / total_weight
-                } else {
-                    0.0
-                },
+                quorum.share,
                 p.quorum_weight_share,
-                n_eff,
+                quorum.n_eff,
                 p.quorum_n_eff
             ))
         } else if result
@@ -754,6 +837,20 @@ impl Inner {
         if matches!(verdict.outcome, Outcome::Human { .. }) {
             verdict = self.escalation.escalate(&decision, verdict).await;
         }
+        // The decision's metrics, one event (a metrics layer of `tracing` can count them).
+        tracing::info!(
+            decision = %verdict.decision,
+            policy = %p.id,
+            outcome = verdict.outcome.as_str(),
+            stop = ?verdict.stop,
+            calls = verdict.calls,
+            waves = verdict.waves,
+            tokens = verdict.tokens,
+            cost_usd = verdict.cost_usd,
+            consensus = verdict.consensus,
+            latency_ms = started.elapsed().as_millis() as u64,
+            "decision governed"
+        );
         if let (Some(log), Some(input)) = (&self.audit, recorded) {
             let record = DecisionRecord {
                 id: decision.id.clone(),
@@ -811,6 +908,7 @@ impl Inner {
         let budget = &self.policy.budget;
         let seating = f.seating.clone();
         let mut launched = 0;
+        let mut wave_started = false;
         let now = Instant::now();
         while launched < n && f.next < seating.seats.len() {
             let seat = &seating.seats[f.next];
@@ -827,16 +925,27 @@ impl Inner {
                 f.budget_blocked = true;
                 break;
             }
-            if launched == 0 {
+            if !wave_started {
                 f.waves += 1;
+                wave_started = true;
             }
             f.reserved_tokens += call_tokens;
             f.reserved_cost += call_cost;
-            f.in_flight.insert(f.next, (f.waves, now));
+            // An agent known to be late is asked, but neither counts towards the wave nor is
+            // waited for.
+            let waited = !self.lateness[seat.member].known_late();
+            f.in_flight.insert(
+                f.next,
+                InFlight {
+                    wave: f.waves,
+                    at: now,
+                    waited,
+                },
+            );
             f.set
                 .push(self.call(f.next, seat, &f.decision, f.deadline, now));
             f.next += 1;
-            launched += 1;
+            launched += usize::from(waited);
         }
         launched
     }
@@ -860,15 +969,43 @@ impl Inner {
         let request = AgentRequest {
             decision: decision.clone(),
         };
-        Box::pin(async move {
-            let reply = match tokio::time::timeout_at(until, service.oneshot(request)).await {
-                Ok(Ok(r)) => Ok(r),
-                Ok(Err(e)) if e.is::<crate::layer::CircuitOpen>() => Err(Abstention::CircuitOpen),
-                Ok(Err(_)) => Err(Abstention::Error),
-                Err(_) => Err(Abstention::Timeout),
-            };
-            (index, reply, now.elapsed())
-        })
+        // One span per call: agent, model, and once it ends, latency, tokens and outcome.
+        let span = tracing::info_span!(
+            "agent_call",
+            agent = %member.spec.id,
+            model = member.spec.model.as_deref().unwrap_or("-"),
+            latency_ms = tracing::field::Empty,
+            tokens = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let reply = match tokio::time::timeout_at(until, service.oneshot(request)).await {
+                    Ok(Ok(r)) => Ok(r),
+                    Ok(Err(e)) if e.is::<crate::layer::CircuitOpen>() => {
+                        Err(Abstention::CircuitOpen)
+                    }
+                    Ok(Err(_)) => Err(Abstention::Error),
+                    Err(_) => Err(Abstention::Timeout),
+                };
+                let latency = now.elapsed();
+                let span = tracing::Span::current();
+                if !span.is_disabled() {
+                    span.record("latency_ms", latency.as_millis() as u64);
+                    match &reply {
+                        Ok(r) => {
+                            span.record("tokens", u64::from(r.tokens_in) + u64::from(r.tokens_out));
+                            span.record("outcome", "answered");
+                        }
+                        Err(reason) => {
+                            span.record("outcome", reason.as_str());
+                        }
+                    }
+                }
+                (index, reply, latency)
+            },
+            span,
+        ))
     }
 }
 
@@ -883,8 +1020,8 @@ struct Flight {
     deadline: Option<Instant>,
     prompt_tokens: u32,
     set: FuturesUnordered<Call>,
-    /// Seat → (wave, launched at).
-    in_flight: BTreeMap<usize, (u32, Instant)>,
+    /// Seat → its call.
+    in_flight: BTreeMap<usize, InFlight>,
     /// The next seat to ask.
     next: usize,
     waves: u32,
@@ -892,6 +1029,44 @@ struct Flight {
     reserved_cost: f64,
     /// The next call would have exceeded the budget.
     budget_blocked: bool,
+}
+
+impl Flight {
+    /// Calls in flight that the decision waits for.
+    fn awaited(&self) -> usize {
+        self.in_flight.values().filter(|c| c.waited).count()
+    }
+
+    /// When the oldest awaited call was launched.
+    fn oldest_awaited(&self) -> Option<Instant> {
+        self.in_flight
+            .values()
+            .filter(|c| c.waited)
+            .map(|c| c.at)
+            .min()
+    }
+}
+
+/// The counted ballots against the policy's quorum.
+#[derive(Debug, Clone, Copy)]
+struct Quorum {
+    met: bool,
+    ballots: usize,
+    /// Their share of the decision's total weight.
+    share: f64,
+    /// Their effective number of independent voters.
+    n_eff: f64,
+}
+
+/// A call in flight.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    wave: u32,
+    /// When it was launched.
+    at: Instant,
+    /// Waited for: not from an agent known to be late, and not yet a straggler (running past
+    /// the usual latency, replaced by a hedge).
+    waited: bool,
 }
 
 /// Calls that failed, timed out or met an open circuit: what the supervisor watches.
