@@ -642,7 +642,9 @@ impl Inner {
                     }
                     let (ballot, t, c) = match reply {
                         Ok(r) => {
-                            latencies.push(latency);
+                            if recent_usual.is_none() {
+                                latencies.push(latency);
+                            }
                             self.record_latency(latency);
                             let t = u64::from(r.tokens_in) + u64::from(r.tokens_out);
                             (sanitize(spec, &decision, r.ballot), t, r.cost_usd)
@@ -663,18 +665,22 @@ impl Inner {
                         tracing::warn!(decision = %decision.id, failed, calls = casts.len(), "supervisor halted the decision");
                         break Stop::Halted;
                     }
-                    // Certify, counting calls still in flight as weight not yet cast.
-                    let mut pending: Vec<&Seat> = f.in_flight.keys().map(|&k| &seats[k]).collect();
-                    pending.extend(seats[f.next..].iter());
-                    let effective_enough = p.quorum_n_eff <= 1.0
-                        || self.n_eff(
-                            &decision.domain,
-                            casts.iter().filter(|c| !c.ballot.is_abstention()).map(|c| c.ballot.agent.as_str()),
-                        ) >= p.quorum_n_eff - 1e-9;
-                    if effective_enough
-                        && let Some(s) = certify::check(p, rule, &decision, &casts, &pending, competence)
-                    {
-                        break s;
+                    // Certify (once the ballot quorum is in), counting calls still in flight as
+                    // weight not yet cast.
+                    let counted = casts.iter().filter(|c| !c.ballot.is_abstention()).count();
+                    if counted >= p.quorum_ballots as usize {
+                        let mut pending: Vec<&Seat> = f.in_flight.keys().map(|&k| &seats[k]).collect();
+                        pending.extend(seats[f.next..].iter());
+                        let effective_enough = p.quorum_n_eff <= 1.0
+                            || self.n_eff(
+                                &decision.domain,
+                                casts.iter().filter(|c| !c.ballot.is_abstention()).map(|c| c.ballot.agent.as_str()),
+                            ) >= p.quorum_n_eff - 1e-9;
+                        if effective_enough
+                            && let Some(s) = certify::check(p, rule, &decision, &casts, &pending, competence)
+                        {
+                            break s;
+                        }
                     }
                     // Whatever the awaited calls answer, the vote stays open: ask the next wave
                     // now rather than after them.
