@@ -37,6 +37,19 @@ fn instant(id: String, choice: &'static str) -> AgentService {
     }))
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+/// The baselines' one tally.
+fn plain_tally(ballots: Vec<Ballot>) -> conclave::aggregate::TallyResult {
+    let input = TallyInput::new(Kind::Choice, OPTIONS, ballots);
+    tally(&input, &Rule::WeightedPlurality).unwrap()
+}
+
 fn setup() -> (Governor, Vec<(String, AgentService)>) {
     let (g, services, _) = setup_with_specs();
     (g, services)
@@ -88,10 +101,7 @@ early_stop = { enabled = false }
 
 #[divan::bench(sample_count = 1000, sample_size = 10)]
 fn governor_decision_7_instant_agents(bencher: Bencher<'_, '_>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let (g, _) = setup();
     let d = Decision::choice("x", "d", "?", OPTIONS);
     bencher.bench_local(|| rt.block_on(g.decide(black_box(d.clone()))).unwrap());
@@ -99,10 +109,7 @@ fn governor_decision_7_instant_agents(bencher: Bencher<'_, '_>) {
 
 #[divan::bench(sample_count = 1000, sample_size = 10)]
 fn plain_join_all_and_tally_7_instant_agents(bencher: Bencher<'_, '_>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let (_, services) = setup();
     let d = std::sync::Arc::new(Decision::choice("x", "d", "?", OPTIONS));
     bencher.bench_local(|| {
@@ -114,8 +121,7 @@ fn plain_join_all_and_tally_7_instant_agents(bencher: Bencher<'_, '_>) {
             }))
             .await;
             let ballots = replies.into_iter().map(|r| r.unwrap().ballot).collect();
-            let input = TallyInput::new(Kind::Choice, OPTIONS, ballots);
-            tally(&input, &Rule::WeightedPlurality).unwrap()
+            plain_tally(ballots)
         })
     });
 }
@@ -124,10 +130,7 @@ fn plain_join_all_and_tally_7_instant_agents(bencher: Bencher<'_, '_>) {
 /// retry, breaker, timeout): what is left is the Governor's own work.
 #[divan::bench(sample_count = 1000, sample_size = 10)]
 fn plain_join_all_and_tally_7_stacked_agents(bencher: Bencher<'_, '_>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let (_, services, specs) = setup_with_specs();
     let stacked: Vec<_> = specs
         .iter()
@@ -150,18 +153,14 @@ fn plain_join_all_and_tally_7_stacked_agents(bencher: Bencher<'_, '_>) {
                 .into_iter()
                 .map(|r| r.unwrap().unwrap().ballot)
                 .collect();
-            let input = TallyInput::new(Kind::Choice, OPTIONS, ballots);
-            tally(&input, &Rule::WeightedPlurality).unwrap()
+            plain_tally(ballots)
         })
     });
 }
 
 #[divan::bench(sample_count = 1000, sample_size = 10)]
 fn plain_join_and_tally_7_instant_agents(bencher: Bencher<'_, '_>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let (_, services) = setup();
     let d = std::sync::Arc::new(Decision::choice("x", "d", "?", OPTIONS));
     bencher.bench_local(|| {
@@ -178,8 +177,7 @@ fn plain_join_and_tally_7_instant_agents(bencher: Bencher<'_, '_>) {
             while let Some(r) = set.join_next().await {
                 ballots.push(r.unwrap().unwrap().ballot);
             }
-            let input = TallyInput::new(Kind::Choice, OPTIONS, ballots);
-            tally(&input, &Rule::WeightedPlurality).unwrap()
+            plain_tally(ballots)
         })
     });
 }

@@ -35,14 +35,7 @@ pub(super) fn check(
     }
     match decision.kind {
         Kind::Choice | Kind::Ranking => {
-            let plurality_family = matches!(
-                rule,
-                Rule::Plurality
-                    | Rule::WeightedPlurality
-                    | Rule::LogOdds { .. }
-                    | Rule::Supermajority { .. }
-            );
-            if !plurality_family {
+            if !plurality_family(rule) {
                 // Ranked rules have no cheap certificate: every selected agent is asked.
                 return None;
             }
@@ -118,14 +111,8 @@ pub(super) fn settleable(
     unasked: &[&Seat],
     competence: &std::collections::BTreeMap<String, f64>,
 ) -> bool {
-    let certifiable = matches!(decision.kind, Kind::Choice | Kind::Ranking)
-        && matches!(
-            rule,
-            Rule::Plurality
-                | Rule::WeightedPlurality
-                | Rule::LogOdds { .. }
-                | Rule::Supermajority { .. }
-        );
+    let certifiable =
+        matches!(decision.kind, Kind::Choice | Kind::Ranking) && plurality_family(rule);
     if !certifiable {
         return true;
     }
@@ -142,6 +129,17 @@ pub(super) fn settleable(
         }));
         check(policy, rule, decision, &hypothetical, unasked, competence).is_some()
     })
+}
+
+/// The rules that count first choices only: the ones with a cheap certificate.
+fn plurality_family(rule: Rule) -> bool {
+    matches!(
+        rule,
+        Rule::Plurality
+            | Rule::WeightedPlurality
+            | Rule::LogOdds { .. }
+            | Rule::Supermajority { .. }
+    )
 }
 
 /// Above this many remaining agents the leader's chance is approximated (normal margins, union
