@@ -135,16 +135,22 @@ struct Inner {
     lateness: Vec<Lateness>,
 }
 
-/// Whether an agent's recent calls ran past the usual latency of the pool's answered calls:
-/// the last eight such observations (1 = late) and how many there are (at most 8). A call
-/// counts as late when it answered or timed out past that percentile, or was still out past
-/// it when the decision ended; as on time when it answered within it. An agent whose last
+/// Whether an agent's recent calls ran past twice the usual latency of the pool's answered
+/// calls: the last eight such observations (1 = late) and how many there are (at most 8). A
+/// call counts as late when it answered or timed out past that, or was still out past it
+/// when the decision ended; as on time when it answered within it. An agent whose last
 /// three observations were late is *known to be late*: it is still asked (so that a recovery
 /// shows), but not waited for (see `decide`).
 #[derive(Debug, Default)]
 struct Lateness(std::sync::atomic::AtomicU32);
 
 impl Lateness {
+    /// Whether a call that ran `elapsed` is late, the usual latency being `usual`: past twice
+    /// that (an agent is not late for being a little slower than the rest).
+    fn is_late(elapsed: Duration, usual: Duration) -> bool {
+        elapsed >= 2 * usual
+    }
+
     fn observe(&self, late: bool) {
         let _ = self.0.fetch_update(
             std::sync::atomic::Ordering::Relaxed,
@@ -499,11 +505,11 @@ impl Inner {
     /// Effective number of independent voters among `agents` in `domain`: pairs the ledger
     /// has not measured count as independent.
     fn n_eff<'a>(&self, domain: &str, agents: impl Iterator<Item = &'a str>) -> f64 {
+        let Some((known, corr)) = self.correlation.get(domain) else {
+            return agents.count() as f64;
+        };
         let agents: Vec<&str> = agents.collect();
         let n = agents.len();
-        let Some((known, corr)) = self.correlation.get(domain) else {
-            return n as f64;
-        };
         let index: Vec<Option<usize>> = agents
             .iter()
             .map(|a| known.iter().position(|k| k == a))
@@ -600,6 +606,8 @@ impl Inner {
         // (until enough calls are known) twice this decision's median.
         let mut straggler_after = recent_usual;
 
+        // Without a deadline, a time that never comes (for the `select!` below).
+        let deadline_at = deadline.unwrap_or(started + Duration::from_secs(86_400 * 365));
         self.launch(&mut f, (p.quorum_ballots as usize).max(1), (tokens, cost));
         let stop = loop {
             // Nothing awaited in flight (neither agents known to be late nor stragglers are
@@ -623,7 +631,6 @@ impl Inner {
                     break Stop::Exhausted;
                 }
             }
-            let deadline_at = deadline.unwrap_or(started + Duration::from_secs(86_400 * 365));
             // Hedge: when the oldest awaited call becomes a straggler, ask more agents.
             let hedge = straggler_after.and_then(|d| f.oldest_awaited().map(|at| at + d));
             tokio::select! {
@@ -638,7 +645,7 @@ impl Inner {
                     f.reserved_tokens = f.reserved_tokens.saturating_sub(call_tokens);
                     f.reserved_cost = (f.reserved_cost - spec.call_cost(prompt_tokens)).max(0.0);
                     if let Some(usual) = straggler_after && !matches!(reply, Err(Abstention::Error | Abstention::CircuitOpen)) {
-                        self.lateness[seat.member].observe(latency > 2 * usual);
+                        self.lateness[seat.member].observe(Lateness::is_late(latency, usual));
                     }
                     let (ballot, t, c) = match reply {
                         Ok(r) => {
@@ -667,18 +674,13 @@ impl Inner {
                     }
                     // Certify (once the ballot quorum is in), counting calls still in flight as
                     // weight not yet cast.
-                    let counted = casts.iter().filter(|c| !c.ballot.is_abstention()).count();
-                    if counted >= p.quorum_ballots as usize {
+                    // (The certificate checks the weight share itself, against the weight still
+                    // to come.)
+                    let q = self.quorum(&decision.domain, &casts, total_weight);
+                    if q.ballots >= p.quorum_ballots as usize && q.n_eff >= p.quorum_n_eff - 1e-9 {
                         let mut pending: Vec<&Seat> = f.in_flight.keys().map(|&k| &seats[k]).collect();
                         pending.extend(seats[f.next..].iter());
-                        let effective_enough = p.quorum_n_eff <= 1.0
-                            || self.n_eff(
-                                &decision.domain,
-                                casts.iter().filter(|c| !c.ballot.is_abstention()).map(|c| c.ballot.agent.as_str()),
-                            ) >= p.quorum_n_eff - 1e-9;
-                        if effective_enough
-                            && let Some(s) = certify::check(p, rule, &decision, &casts, &pending, competence)
-                        {
+                        if let Some(s) = certify::check(p, rule, &decision, &casts, &pending, competence) {
                             break s;
                         }
                     }
@@ -725,8 +727,9 @@ impl Inner {
         for (&i, call) in &f.in_flight {
             let seat = &seats[i];
             let wave = call.wave;
+            // Still out when the decision ended: late if past it already (else no evidence).
             if let Some(usual) = straggler_after
-                && now - call.at >= 2 * usual
+                && Lateness::is_late(now - call.at, usual)
             {
                 self.lateness[seat.member].observe(true);
             }
