@@ -129,6 +129,15 @@ pub struct Report {
     pub changes: Vec<Change>,
 }
 
+/// A markdown table: the header, its separator, one line per row.
+fn table(m: &mut String, head: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
+    let _ = writeln!(m, "| {} |", head.join(" | "));
+    let _ = writeln!(m, "|{}", "---|".repeat(head.len()));
+    for row in rows {
+        let _ = writeln!(m, "| {} |", row.join(" | "));
+    }
+}
+
 fn pct(x: f64) -> String {
     format!("{:.1}%", 100.0 * x)
 }
@@ -553,17 +562,19 @@ impl Report {
                     );
                 }
             }
-            let _ = writeln!(
-                m,
-                "| agent | domain | before | after | status |\n|---|---|---|---|---|"
+            table(
+                &mut m,
+                &["agent", "domain", "before", "after", "status"],
+                r.agents.iter().map(|a| {
+                    vec![
+                        a.agent.clone(),
+                        a.domain.clone(),
+                        format!("{:.3}", a.before),
+                        format!("{:.3}", a.after),
+                        a.status.to_string(),
+                    ]
+                }),
             );
-            for a in &r.agents {
-                let _ = writeln!(
-                    m,
-                    "| {} | {} | {:.3} | {:.3} | {} |",
-                    a.agent, a.domain, a.before, a.after, a.status
-                );
-            }
         }
         if let Some(p) = &self.volatile.previous {
             let _ = writeln!(
@@ -575,20 +586,19 @@ impl Report {
                 p.delta_points
             );
         }
-        let _ = writeln!(
-            m,
-            "\n## Checks\n\n| check | scenario | measured | holds |\n|---|---|---|---|"
+        let _ = writeln!(m, "\n## Checks\n");
+        table(
+            &mut m,
+            &["check", "scenario", "measured", "holds"],
+            self.checks.iter().map(|c| {
+                vec![
+                    c.check.clone(),
+                    c.scenario.clone(),
+                    c.measured.clone(),
+                    if c.pass { "yes" } else { "**no**" }.to_owned(),
+                ]
+            }),
         );
-        for c in &self.checks {
-            let _ = writeln!(
-                m,
-                "| {} | {} | {} | {} |",
-                c.check,
-                c.scenario,
-                c.measured,
-                if c.pass { "yes" } else { "**no**" }
-            );
-        }
         let _ = writeln!(m, "\n## Scenarios\n");
         for s in &self.scenarios {
             let _ = writeln!(m, "### {}\n\n{}\n", s.name, s.about);
@@ -623,64 +633,77 @@ impl Report {
                 s.resilience
                     .map_or_else(|| "n/a".to_owned(), |r| format!("{r:.2}"))
             );
-            let _ = writeln!(
-                m,
-                "| agent | domain | true competence | learned trust | effective | n | status |\n|---|---|---|---|---|---|---|"
+            table(
+                &mut m,
+                &[
+                    "agent",
+                    "domain",
+                    "true competence",
+                    "learned trust",
+                    "effective",
+                    "n",
+                    "status",
+                ],
+                s.trust.iter().map(|t| {
+                    vec![
+                        t.agent.clone(),
+                        t.domain.clone(),
+                        format!("{:.3}", t.competence),
+                        format!("{:.3}", t.trust),
+                        format!("{:.3}", t.effective),
+                        t.n.to_string(),
+                        t.status.as_str().to_owned(),
+                    ]
+                }),
             );
-            for t in &s.trust {
-                let _ = writeln!(
-                    m,
-                    "| {} | {} | {:.3} | {:.3} | {:.3} | {} | {} |",
-                    t.agent,
-                    t.domain,
-                    t.competence,
-                    t.trust,
-                    t.effective,
-                    t.n,
-                    t.status.as_str()
-                );
-            }
-            let _ = writeln!(
-                m,
-                "\nWindows (A(t) = ΔAccuracy / Stress):\n\n| from | n | accuracy | stress | A(t) |\n|---|---|---|---|---|"
+            let _ = writeln!(m, "\nWindows (A(t) = ΔAccuracy / Stress):\n");
+            table(
+                &mut m,
+                &["from", "n", "accuracy", "stress", "A(t)"],
+                s.windows.iter().map(|w| {
+                    vec![
+                        w.from.to_string(),
+                        w.n.to_string(),
+                        pct(w.accuracy),
+                        pct(w.stress),
+                        w.antifragility
+                            .map_or_else(|| "—".to_owned(), |a| format!("{a:+.2}")),
+                    ]
+                }),
             );
-            for w in &s.windows {
-                let _ = writeln!(
-                    m,
-                    "| {} | {} | {} | {} | {} |",
-                    w.from,
-                    w.n,
-                    pct(w.accuracy),
-                    pct(w.stress),
-                    w.antifragility
-                        .map_or_else(|| "—".to_owned(), |a| format!("{a:+.2}"))
-                );
-            }
             let _ = writeln!(m);
         }
         for sw in &self.sweeps {
             let _ = writeln!(m, "## Sweep: {}\n\n{}\n", sw.name, sw.about);
-            let _ = writeln!(
-                m,
-                "| rule | pool | corrupted | governed | wrong | escalated | majority | best single | oracle | calls/dec |\n|---|---|---|---|---|---|---|---|---|---|"
+            table(
+                &mut m,
+                &[
+                    "rule",
+                    "pool",
+                    "corrupted",
+                    "governed",
+                    "wrong",
+                    "escalated",
+                    "majority",
+                    "best single",
+                    "oracle",
+                    "calls/dec",
+                ],
+                sw.points.iter().map(|p| {
+                    vec![
+                        p.rule.to_string(),
+                        p.pool.to_string(),
+                        format!("{} ({})", pct(p.fraction), p.corrupted),
+                        pct(p.accuracy),
+                        pct(p.false_decisions),
+                        pct(p.escalations),
+                        pct(p.majority),
+                        pct(p.best_single),
+                        pct(p.oracle),
+                        format!("{:.2}", p.calls_per_decision),
+                    ]
+                }),
             );
-            for p in &sw.points {
-                let _ = writeln!(
-                    m,
-                    "| {} | {} | {} ({}) | {} | {} | {} | {} | {} | {} | {:.2} |",
-                    p.rule,
-                    p.pool,
-                    pct(p.fraction),
-                    p.corrupted,
-                    pct(p.accuracy),
-                    pct(p.false_decisions),
-                    pct(p.escalations),
-                    pct(p.majority),
-                    pct(p.best_single),
-                    pct(p.oracle),
-                    p.calls_per_decision
-                );
-            }
             let _ = writeln!(m);
         }
         let _ = writeln!(
