@@ -1,6 +1,6 @@
 //! The eval runner's throughput (divan): `cargo bench --bench eval`.
 //!
-//! 200 multiple-choice items through `conclave::eval::evaluate` (one scenario: Governor,
+//! 200 multiple-choice items through `conclave::eval::evaluate` (one scenario, one seed: Governor,
 //! online trust, baselines on the whole pool, metrics, report) on simulated time, with
 //! pools of 5, 20 and 100 scripted agents, against the baseline: the same 200 decisions
 //! through a bare Governor (no trust learning, no baselines, no report) on the same pool.
@@ -54,7 +54,7 @@ fn write_suite(dir: &Path, n: usize) -> Suite {
     std::fs::write(dir.join("items.jsonl"), items).unwrap();
     std::fs::write(
         dir.join("suite.toml"),
-        "[suite]\nname = \"bench\"\nagents = [\"agents.toml\"]\npolicies = [\"policy.toml\"]\ndata = [\"items.jsonl\"]\n",
+        "[suite]\nname = \"bench\"\nagents = [\"agents.toml\"]\npolicies = [\"policy.toml\"]\ndata = [\"items.jsonl\"]\nseeds = 1\n",
     )
     .unwrap();
     Suite::load(&dir.join("suite.toml")).unwrap()
@@ -84,7 +84,7 @@ fn runner(bencher: Bencher<'_, '_>, n: usize) {
         let report = paused()
             .block_on(evaluate(&suite, &start, &RunOptions::default()))
             .unwrap();
-        assert_eq!(report.scenarios[0].decisions, ITEMS);
+        assert_eq!(report.first_seed()[0].decisions, ITEMS);
     });
 }
 

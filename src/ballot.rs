@@ -84,7 +84,49 @@ pub enum Abstention {
     Other(String),
 }
 
+/// What an abstention says about the agent, for grading and for the health of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AbstentionClass {
+    /// The call failed on the way: a timeout, a transport or HTTP error, an open circuit,
+    /// or a reason nobody classified. Says nothing about the model's knowledge; never moves
+    /// trust; counts against the run's health.
+    Infrastructure,
+    /// The model answered, but not with a usable ballot (`malformed`): a quality signal of
+    /// the agent, graded as a wrong answer.
+    Model,
+    /// The agent chose not to answer (`refused`, `declined`): not graded.
+    Declined,
+    /// The call was never made or was cut short by the decision itself (`cancelled`,
+    /// `budget`): not a call outcome at all.
+    NotCalled,
+}
+
+impl AbstentionClass {
+    /// The word used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Infrastructure => "infrastructure",
+            Self::Model => "model",
+            Self::Declined => "declined",
+            Self::NotCalled => "not-called",
+        }
+    }
+}
+
 impl Abstention {
+    /// What the abstention says about the agent (see [`AbstentionClass`]).
+    pub fn class(&self) -> AbstentionClass {
+        match self {
+            Self::Timeout | Self::Error | Self::CircuitOpen | Self::Other(_) => {
+                AbstentionClass::Infrastructure
+            }
+            Self::Malformed => AbstentionClass::Model,
+            Self::Refused | Self::Declined => AbstentionClass::Declined,
+            Self::Cancelled | Self::Budget => AbstentionClass::NotCalled,
+        }
+    }
+
     /// The reason as the word used in JSON and in reports.
     pub fn as_str(&self) -> &str {
         match self {

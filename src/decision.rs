@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::{Kind, TallyResult};
+use crate::aggregate::{Kind, Rule, TallyInput, TallyResult};
 use crate::ballot::{Answer, Ballot};
 
 /// A question put to a pool of agents.
@@ -48,6 +48,38 @@ impl Truth {
             (Answer::Ranking(r), Self::Option(t)) => Some(r.first() == Some(t)),
             (Answer::Score(v), Self::Value(t)) => Some((v - t).abs() <= tolerance),
             _ => None,
+        }
+    }
+
+    /// How a ballot is graded against this truth, for trust: the one rule used by the eval
+    /// harness and by outcome back-fill (`conclave audit outcome`).
+    ///
+    /// - An answer is right or wrong ([`Truth::is_right`]).
+    /// - A **malformed** reply counts as wrong: the endpoint delivered it and the model made
+    ///   it unusable, which is the model's quality, not the infrastructure's (a documented
+    ///   policy choice; see [`AbstentionClass::Model`]).
+    /// - Every other abstention is not graded: a timeout, a transport or HTTP error, an open
+    ///   circuit, a cancelled call or a budget says nothing about whether the agent knows the
+    ///   answer, and an agent that declines or refuses is not wrong either.
+    ///
+    /// ```
+    /// use conclave::ballot::{Abstention, Answer};
+    /// use conclave::decision::Truth;
+    ///
+    /// let t = Truth::Option("hold".into());
+    /// assert_eq!(t.grade(&Answer::Choice("hold".into()), 0.0), Some(true));
+    /// assert_eq!(t.grade(&Answer::Abstain(Abstention::Malformed), 0.0), Some(false));
+    /// assert_eq!(t.grade(&Answer::Abstain(Abstention::Timeout), 0.0), None);
+    /// ```
+    ///
+    /// [`AbstentionClass::Model`]: crate::ballot::AbstentionClass::Model
+    pub fn grade(&self, answer: &Answer, tolerance: f64) -> Option<bool> {
+        match answer {
+            Answer::Abstain(a) => match a.class() {
+                crate::ballot::AbstentionClass::Model => Some(false),
+                _ => None,
+            },
+            _ => self.is_right(answer, tolerance),
         }
     }
 }
@@ -199,6 +231,8 @@ pub struct Verdict {
     pub trust_version: u64,
     /// How it ended.
     pub outcome: Outcome,
+    /// The rule (with its parameters) that counted the ballots.
+    pub rule: Rule,
     /// The tally of the counted ballots (absent when nothing could be counted).
     pub tally: Option<TallyResult>,
     /// Consensus in [0, 1]: the winner's weight share for option rules, consensus quality
@@ -227,5 +261,45 @@ impl Verdict {
     /// The aggregate value, for numeric decisions.
     pub fn value(&self) -> Option<f64> {
         self.tally.as_ref().and_then(|t| t.value)
+    }
+
+    /// The tally's input: the decision's kind and options, every ballot as it was cast
+    /// (abstentions with their reasons) and the weight each was counted with.
+    pub fn tally_input(&self, decision: &Decision) -> TallyInput {
+        TallyInput {
+            kind: decision.kind,
+            options: decision.options.clone(),
+            weights: self
+                .ballots
+                .iter()
+                .map(|c| (c.ballot.agent.clone(), c.weight))
+                .collect(),
+            ballots: self.ballots.iter().map(|c| c.ballot.clone()).collect(),
+        }
+    }
+
+    /// The decision record of this verdict (what `conclave audit replay` re-tallies): the
+    /// tally's input, the rule and its parameters, the seed, the policy and its hash, the
+    /// trust version, and the verdict as the voting engine produced it.
+    pub fn record(&self, decision: &Decision) -> crate::audit::DecisionRecord {
+        crate::audit::DecisionRecord {
+            id: decision.id.clone(),
+            question: decision.question.clone(),
+            domain: decision.domain.clone(),
+            input: self.tally_input(decision),
+            rule: self.rule,
+            seed: decision.seed,
+            policy: Some(crate::audit::PolicyRef {
+                id: self.policy.clone(),
+                hash: self.policy_hash.clone(),
+            }),
+            trust_version: self.trust_version,
+            verdict: self
+                .tally
+                .as_ref()
+                .and_then(|t| serde_json::to_value(t).ok())
+                .unwrap_or_default(),
+            at: crate::audit::now(),
+        }
     }
 }

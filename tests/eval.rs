@@ -1,12 +1,19 @@
-//! The evaluation harness: the shipped suites' checks on seeded runs, reproducibility,
-//! recalibration and its envelope, interruption, and bad suites.
+//! The evaluation harness: many seeds, checks as data and their evidence, failures that are
+//! not wrong answers, unhealthy runs, replayable decisions, generated scenarios,
+//! reproducibility, recalibration and its envelope, interruption, and bad suites.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use conclave::eval::{Report, RunOptions, Suite, evaluate, recalibrate};
+use conclave::eval::check::{self, CheckSpec, Class, Metric, Op, Outcome, Scenarios, Statistic};
+use conclave::eval::metrics::{Delta, Rate};
+use conclave::eval::{
+    Adversary, Baseline, Caught, Report, RunOptions, ScenarioReport, Suite, evaluate,
+    evaluate_parallel, recalibrate,
+};
 use conclave::trust::TrustParams;
+use conclave::trust::model::Status;
 use conclave::trust::store::{MemoryTrustStore, TrustSnapshot, TrustStore};
 
 use crate::support::conclave;
@@ -18,7 +25,7 @@ fn fresh() -> TrustSnapshot {
         .unwrap()
 }
 
-/// Runs a suite on simulated time from `start`.
+/// Runs a suite on simulated time from `start`, one job after another.
 fn run(suite: &Suite, start: &TrustSnapshot, opts: &RunOptions) -> Report {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -29,98 +36,419 @@ fn run(suite: &Suite, start: &TrustSnapshot, opts: &RunOptions) -> Report {
         .unwrap()
 }
 
-fn failures(report: &Report) -> Vec<String> {
-    report
-        .checks
+fn scenario<'a>(report: &'a Report, seed: usize, name: &str) -> &'a ScenarioReport {
+    report.seeds[seed]
+        .scenarios
         .iter()
-        .filter(|c| !c.pass)
-        .map(|c| format!("{} [{}]: {}", c.check, c.scenario, c.measured))
-        .collect()
+        .find(|s| s.name == name)
+        .unwrap()
 }
 
 #[test]
-fn the_financenet_suite_passes_its_checks() {
-    let mut suite = Suite::load(Path::new("evals/financenet.toml")).unwrap();
-    // The sweep is informative, not checked; it is the slow part in a debug build.
-    suite.sweeps.clear();
-    let report = run(&suite, &fresh(), &RunOptions::default());
-    let failed = failures(&report);
-    assert!(failed.is_empty(), "failed checks:\n{}", failed.join("\n"));
-    // The figures behind the checks, one by one.
-    let by_name = |n: &str| report.scenarios.iter().find(|s| s.name == n).unwrap();
-    let defined = by_name("as-defined");
-    let catch = &defined.adversaries[0];
-    assert_eq!(catch.agent, "MaliciousAgent");
-    assert!(
-        catch.caught.quarantined_after.is_some_and(|k| k <= 20),
-        "{catch:?}"
-    );
-    for b in &defined.baselines {
-        assert!(b.lead.hi >= 0.0, "{} lead {:?}", b.name, b.lead);
-    }
-    let majority = &defined.baselines[0];
-    assert!(
-        majority.lead.value > 0.0,
-        "the robust vote beats the unweighted majority when one agent pushes +0.95: {:?}",
-        majority.lead
-    );
-    let collusion = by_name("collusion");
-    assert!(collusion.corrupted > 0.5);
-    assert!(
-        1.0 - collusion.false_decisions.value >= 0.9,
-        "{:?}",
-        collusion.false_decisions
-    );
-    for s in &report.scenarios {
-        if let Some(r) = s.trust_spearman.filter(|_| s.adversarial_only) {
-            assert!(r >= 0.8, "{}: Spearman {r}", s.name);
+fn the_shipped_suites_run_at_every_seed_with_checks_fixed_by_the_suite() {
+    for (path, seeds) in [("evals/financenet.toml", 3), ("evals/attacks.toml", 2)] {
+        let mut suite = Suite::load(Path::new(path)).unwrap();
+        assert_eq!(suite.seeds.len(), 20, "{path}: twenty seeds by default");
+        suite.sweeps.clear();
+        let first = suite.seed;
+        suite
+            .set_seeds((0..seeds).map(|k| first + k).collect())
+            .unwrap();
+        let report = evaluate_parallel(&suite, &fresh(), &RunOptions::default(), 2).unwrap();
+        assert!(report.health.healthy, "{path}: {}", report.health.summary());
+        assert_eq!(report.seeds.len(), seeds as usize);
+        // Every check is judged over every seed, and which checks there are follows from
+        // the suite alone: one per scenario of its class, one per adversary for detection.
+        for c in &report.checks {
+            assert_eq!(c.runs, seeds as usize, "{path}: {c:?}");
+            assert_eq!(c.pass, c.outcome == Outcome::Holds);
         }
-        for a in &s.adversaries {
-            if a.caught.graded >= 20 {
-                assert!(
-                    a.caught.quarantined_after.is_some_and(|k| k <= 20),
-                    "{}: {a:?}",
-                    s.name
-                );
+        let s0 = &report.seeds[0].scenarios;
+        let expected: usize = suite
+            .checks
+            .iter()
+            .map(|c| {
+                s0.iter()
+                    .filter(|s| match &c.scenarios {
+                        Scenarios::Class(k) => k.contains(s) && !c.except.contains(&s.name),
+                        Scenarios::Names(n) => n.contains(&s.name),
+                    })
+                    .map(|s| {
+                        if c.metric == Metric::Detection {
+                            s.adversaries.len()
+                        } else {
+                            1
+                        }
+                    })
+                    .sum::<usize>()
+            })
+            .sum();
+        assert_eq!(report.checks.len(), expected, "{path}");
+        // The summary of each scenario is a distribution over the seeds.
+        for s in &report.scenarios {
+            assert_eq!(s.seeds, seeds as usize);
+            assert!(s.accuracy.min <= s.accuracy.mean && s.accuracy.mean <= s.accuracy.max);
+        }
+    }
+    // What holds at every seed of the main job: the robust vote beats the unweighted majority
+    // when one agent pushes +0.95, and MaliciousAgent is caught.
+    let mut suite = Suite::load(Path::new("evals/financenet.toml")).unwrap();
+    suite.sweeps.clear();
+    suite.set_seeds(vec![101, 102, 103]).unwrap();
+    let report = evaluate_parallel(&suite, &fresh(), &RunOptions::default(), 2).unwrap();
+    for k in 0..3 {
+        let defined = scenario(&report, k, "as-defined");
+        let catch = &defined.adversaries[0];
+        assert_eq!(catch.agent, "MaliciousAgent");
+        assert!(
+            catch.caught.quarantined_after.is_some_and(|k| k <= 20),
+            "{catch:?}"
+        );
+        assert!(
+            defined.baselines[0].lead.value > 0.0,
+            "{:?}",
+            defined.baselines[0].lead
+        );
+    }
+    // Graded outcomes only from the scenario that shows the pool as it is, and only the
+    // first seed's.
+    assert!(!report.changes.is_empty());
+    assert!(report.changes.len() <= suite.items.len());
+}
+
+/// A scenario report with `n` items, of which `decided` were decided and `right` right.
+fn synthetic(name: &str, n: usize, decided: usize, right: usize) -> ScenarioReport {
+    let lead = |v: f64| Delta {
+        value: v,
+        lo: v,
+        hi: v,
+        se: 0.0,
+        n,
+    };
+    ScenarioReport {
+        name: name.to_owned(),
+        decisions: n,
+        decided,
+        escalated: n - decided,
+        wrong: decided - right,
+        accuracy: Rate::wilson(right, n),
+        decided_accuracy: Rate::wilson(right, decided),
+        false_decisions: Rate::wilson(decided - right, n),
+        coverage: decided as f64 / n.max(1) as f64,
+        baselines: ["unweighted majority", "best single agent", "oracle"]
+            .iter()
+            .map(|b| Baseline {
+                name: (*b).to_owned(),
+                accuracy: Rate::wilson(right, n),
+                on_decided: Rate::wilson(right, decided),
+                lead: Delta {
+                    n: decided,
+                    ..lead(0.0)
+                },
+                lead_all: lead(0.0),
+            })
+            .collect(),
+        ..ScenarioReport::default()
+    }
+}
+
+fn spec(metric: Metric, class: Class, op: Op, threshold: f64, statistic: Statistic) -> CheckSpec {
+    CheckSpec {
+        name: format!("{} {}", metric.as_str(), class_name(class)),
+        metric,
+        scenarios: Scenarios::Class(class),
+        except: Vec::new(),
+        op,
+        threshold,
+        statistic,
+        share: 0.95,
+        min_evidence: 20,
+        generated: false,
+    }
+}
+
+fn class_name(c: Class) -> String {
+    serde_json::to_value(c)
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn no_check_passes_without_evidence() {
+    // Runs that give a check nothing to go on: it fails as "not enough evidence".
+    let mut nothing_decided = synthetic("nothing-decided", 100, 0, 0);
+    nothing_decided.corrupted = 0.25;
+    nothing_decided.adversarial_only = true;
+    let mut never_graded = synthetic("never-graded", 100, 100, 90);
+    never_graded.corrupted = 0.25;
+    never_graded.adversarial_only = true;
+    never_graded.adversaries = vec![Adversary {
+        agent: "late".to_owned(),
+        attack: "always-wrong".to_owned(),
+        caught: Caught {
+            from: 95,
+            graded: 5,
+            quarantined_after: None,
+            status: Status::Trusted,
+        },
+    }];
+    // Tied competences: the rank correlation cannot be computed.
+    let mut tied = synthetic("tied", 100, 100, 90);
+    tied.corrupted = 0.25;
+    tied.adversarial_only = true;
+    tied.trust_spearman = None;
+    let empty = synthetic("empty", 0, 0, 0);
+    let cases: Vec<(&ScenarioReport, CheckSpec)> = vec![
+        (
+            &nothing_decided,
+            spec(
+                Metric::DecidedAccuracy,
+                Class::All,
+                Op::AtLeast,
+                0.0,
+                Statistic::Share,
+            ),
+        ),
+        (
+            &nothing_decided,
+            spec(
+                Metric::LeadBestDecided,
+                Class::All,
+                Op::AtLeast,
+                -0.02,
+                Statistic::Mean,
+            ),
+        ),
+        (
+            &nothing_decided,
+            spec(Metric::Ece, Class::All, Op::AtMost, 1.0, Statistic::Pooled),
+        ),
+        (
+            &never_graded,
+            spec(
+                Metric::Detection,
+                Class::Attacked,
+                Op::AtMost,
+                20.0,
+                Statistic::Share,
+            ),
+        ),
+        (
+            &tied,
+            spec(
+                Metric::Spearman,
+                Class::Adversarial,
+                Op::AtLeast,
+                -1.0,
+                Statistic::Mean,
+            ),
+        ),
+        (
+            &tied,
+            spec(
+                Metric::HonestQuarantined,
+                Class::All,
+                Op::AtMost,
+                0.0,
+                Statistic::Share,
+            ),
+        ),
+        (
+            &tied,
+            spec(
+                Metric::LossVsClean,
+                Class::All,
+                Op::AtMost,
+                1.0,
+                Statistic::Mean,
+            ),
+        ),
+        (
+            &empty,
+            spec(Metric::Wrong, Class::All, Op::AtMost, 1.0, Statistic::Share),
+        ),
+        (
+            &empty,
+            spec(
+                Metric::Accuracy,
+                Class::All,
+                Op::AtLeast,
+                0.0,
+                Statistic::Pooled,
+            ),
+        ),
+        (
+            &empty,
+            spec(
+                Metric::InfraFailures,
+                Class::All,
+                Op::AtMost,
+                1.0,
+                Statistic::Share,
+            ),
+        ),
+    ];
+    for (report, c) in cases {
+        let seeds: Vec<Vec<ScenarioReport>> = (0..20).map(|_| vec![report.clone()]).collect();
+        let seeds: Vec<&[ScenarioReport]> = seeds.iter().map(Vec::as_slice).collect();
+        let checks = check::judge(std::slice::from_ref(&c), &seeds);
+        assert_eq!(checks.len(), 1, "{}: the check is reported", c.name);
+        let r = &checks[0];
+        assert_eq!(r.outcome, Outcome::NotEnoughEvidence, "{}: {r:?}", c.name);
+        assert!(
+            !r.pass && r.measured.starts_with("not enough evidence"),
+            "{r:?}"
+        );
+        assert_eq!(r.without_evidence, 20, "{r:?}");
+    }
+    // Every metric, every statistic, on a run with nothing in it: never a pass.
+    for metric in [
+        Metric::Accuracy,
+        Metric::DecidedAccuracy,
+        Metric::Coverage,
+        Metric::Wrong,
+        Metric::Escalated,
+        Metric::LeadMajority,
+        Metric::LeadMajorityDecided,
+        Metric::LeadBest,
+        Metric::LeadBestDecided,
+        Metric::LeadOracle,
+        Metric::LeadOracleDecided,
+        Metric::LossVsClean,
+        Metric::Detection,
+        Metric::Spearman,
+        Metric::HonestQuarantined,
+        Metric::Ece,
+        Metric::Brier,
+        Metric::Aurc,
+        Metric::InfraFailures,
+    ] {
+        for statistic in [Statistic::Share, Statistic::Mean, Statistic::Pooled] {
+            for op in [Op::AtLeast, Op::AtMost] {
+                let mut e = ScenarioReport {
+                    name: "empty".to_owned(),
+                    corrupted: 0.3,
+                    ..ScenarioReport::default()
+                };
+                e.adversaries = never_graded.adversaries.clone();
+                e.adversaries[0].caught.graded = 0;
+                let c = spec(metric, Class::All, op, 0.0, statistic);
+                let seeds = [std::slice::from_ref(&e)];
+                for r in check::judge(&[c], &seeds) {
+                    assert!(
+                        !r.pass,
+                        "{metric:?} {statistic:?} {op:?} passed on nothing: {r:?}"
+                    );
+                }
             }
         }
     }
-    // Graded outcomes only from the scenario that shows the pool as it is.
-    assert!(!report.changes.is_empty());
-    assert!(report.scenarios.iter().filter(|s| s.recalibrate).count() == 1);
 }
 
 #[test]
-fn the_attacks_suite_passes_its_checks() {
-    let suite = Suite::load(Path::new("evals/attacks.toml")).unwrap();
-    let report = run(&suite, &fresh(), &RunOptions::default());
-    let failed = failures(&report);
-    assert!(failed.is_empty(), "failed checks:\n{}", failed.join("\n"));
-    let by_name = |n: &str| report.scenarios.iter().find(|s| s.name == n).unwrap();
-    // Injected text in a rationale changes nothing: the verdicts are those of the clean run.
-    let (clean, injected) = (by_name("clean"), by_name("injection"));
-    let answers = |s: &conclave::eval::ScenarioReport| {
-        s.records
-            .iter()
-            .map(|r| (r.answer.clone(), r.correct))
+fn the_checks_reported_do_not_depend_on_the_outcome() {
+    let mut good = synthetic("attacked", 200, 200, 190);
+    good.corrupted = 0.25;
+    good.adversarial_only = true;
+    good.trust_spearman = Some(1.0);
+    good.adversaries = vec![Adversary {
+        agent: "liar".to_owned(),
+        attack: "always-wrong".to_owned(),
+        caught: Caught {
+            from: 0,
+            graded: 40,
+            quarantined_after: Some(6),
+            status: Status::Quarantined,
+        },
+    }];
+    let mut bad = synthetic("attacked", 200, 0, 0);
+    bad.corrupted = 0.25;
+    bad.adversarial_only = true;
+    bad.adversaries = vec![Adversary {
+        caught: Caught {
+            from: 0,
+            graded: 0,
+            quarantined_after: None,
+            status: Status::Provisional,
+        },
+        ..good.adversaries[0].clone()
+    }];
+    let clean = synthetic("clean", 200, 200, 190);
+    let specs = check::defaults();
+    let key = |seeds: Vec<Vec<ScenarioReport>>| {
+        let views: Vec<&[ScenarioReport]> = seeds.iter().map(Vec::as_slice).collect();
+        check::judge(&specs, &views)
+            .into_iter()
+            .map(|c| (c.check, c.scenario, c.agent, c.pass))
             .collect::<Vec<_>>()
     };
-    assert_eq!(answers(clean), answers(injected));
-    // Every adversary that kept answering was quarantined within 20 graded decisions.
-    let mut caught = 0;
-    for s in &report.scenarios {
-        for a in &s.adversaries {
-            if let Some(k) = a.caught.quarantined_after {
-                assert!(k <= 20, "{}: {a:?}", s.name);
-                caught += 1;
-            }
-        }
-    }
-    assert!(caught >= 15, "{caught} adversaries caught");
-    // Sybil clones answer as their original and are caught with it.
-    let sybil = by_name("sybil");
-    assert_eq!(sybil.adversaries.len(), 4);
-    assert!(sybil.pool_per_decision > clean.pool_per_decision);
+    let a = key(vec![vec![clean.clone(), good]; 5]);
+    let b = key(vec![vec![clean, bad]; 5]);
+    let names = |v: &[(String, String, Option<String>, bool)]| {
+        v.iter()
+            .map(|(c, s, a, _)| (c.clone(), s.clone(), a.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&a), names(&b));
+    assert!(a.iter().filter(|c| c.3).count() > b.iter().filter(|c| c.3).count());
+}
+
+#[test]
+fn statistics_judge_over_seeds() {
+    let run = |lead: f64| {
+        let mut s = synthetic("s", 200, 200, 180);
+        s.baselines[0].lead_all = Delta {
+            value: lead,
+            lo: lead - 0.03,
+            hi: lead + 0.03,
+            se: 0.015,
+            n: 200,
+        };
+        s
+    };
+    let mean = spec(
+        Metric::LeadMajority,
+        Class::All,
+        Op::AtLeast,
+        -0.02,
+        Statistic::Mean,
+    );
+    let judge = |c: &CheckSpec, values: &[f64]| {
+        let seeds: Vec<Vec<ScenarioReport>> = values.iter().map(|&v| vec![run(v)]).collect();
+        let views: Vec<&[ScenarioReport]> = seeds.iter().map(Vec::as_slice).collect();
+        check::judge(std::slice::from_ref(c), &views).remove(0)
+    };
+    // Around zero with seed-to-seed noise: the one-sided bound is above −2 points.
+    let near: Vec<f64> = (0..20).map(|k| 0.01 * ((k % 5) as f64 - 2.0)).collect();
+    let r = judge(&mean, &near);
+    assert_eq!(r.outcome, Outcome::Holds, "{r:?}");
+    // Five points below on average: fails, whatever single seeds say.
+    let below: Vec<f64> = near.iter().map(|v| v - 0.05).collect();
+    assert_eq!(judge(&mean, &below).outcome, Outcome::Fails);
+    // The mean is above the threshold but the seeds disagree too much to be sure.
+    let noisy: Vec<f64> = (0..4)
+        .map(|k| if k % 2 == 0 { 0.2 } else { -0.2 })
+        .collect();
+    assert_eq!(judge(&mean, &noisy).outcome, Outcome::NotEnoughEvidence);
+    // One seed: its own interval over the items (±1.645 standard errors).
+    assert_eq!(judge(&mean, &[0.01]).outcome, Outcome::Holds);
+    assert_eq!(judge(&mean, &[-0.01]).outcome, Outcome::NotEnoughEvidence);
+    // Share: 19 of 20 seeds at 95 % holds, 18 of 20 does not.
+    let share = spec(
+        Metric::LeadMajority,
+        Class::All,
+        Op::AtLeast,
+        0.0,
+        Statistic::Share,
+    );
+    let mut v = vec![0.01; 20];
+    v[0] = -0.01;
+    let r = judge(&share, &v);
+    assert_eq!((r.outcome, r.held), (Outcome::Holds, 19), "{r:?}");
+    v[1] = -0.01;
+    assert_eq!(judge(&share, &v).outcome, Outcome::Fails);
 }
 
 fn strip_volatile(text: &str) -> serde_json::Value {
@@ -129,17 +457,21 @@ fn strip_volatile(text: &str) -> serde_json::Value {
     v
 }
 
-fn report_json(dir: &Path) -> String {
+fn last_run(dir: &Path) -> PathBuf {
     let mut runs: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     runs.sort();
-    std::fs::read_to_string(runs.last().unwrap().join("report.json")).unwrap()
+    runs.pop().unwrap()
 }
 
-/// `conclave --store STORE eval SUITE --runs RUNS EXTRA...`, which must succeed.
-fn eval_cli(store: &Path, suite: &Path, runs: &Path, extra: &[&str]) -> std::process::Output {
+fn report_json(dir: &Path) -> String {
+    std::fs::read_to_string(last_run(dir).join("report.json")).unwrap()
+}
+
+/// `conclave --store STORE eval SUITE --runs RUNS EXTRA...`.
+fn eval_cli_raw(store: &Path, suite: &Path, runs: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec![
         "--store",
         store.to_str().unwrap(),
@@ -149,7 +481,12 @@ fn eval_cli(store: &Path, suite: &Path, runs: &Path, extra: &[&str]) -> std::pro
         runs.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let out = conclave(&args, b"");
+    conclave(&args, b"")
+}
+
+/// The same, which must succeed.
+fn eval_cli(store: &Path, suite: &Path, runs: &Path, extra: &[&str]) -> std::process::Output {
+    let out = eval_cli_raw(store, suite, runs, extra);
     assert!(
         out.status.success(),
         "{}",
@@ -178,7 +515,7 @@ fn batches(store: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A small FinanceNet suite: 60 sentiment items and the calls, two scenarios.
+/// A small FinanceNet suite: 60 sentiment items and the calls, two scenarios, two seeds.
 fn small_suite(dir: &Path) -> PathBuf {
     let root = std::env::current_dir().unwrap();
     let text = format!(
@@ -188,6 +525,7 @@ agents = ["{root}/agents/financenet.toml"]
 policies = ["{root}/policies/trading.toml", "{root}/policies/allocation.toml"]
 data = ["{root}/evals/financenet/sentiment.jsonl", "{root}/evals/financenet/calls.jsonl"]
 seed = 3
+seeds = 2
 
 [[scenario]]
 name = "as-defined"
@@ -204,32 +542,56 @@ attack = [{{ kind = "behave", agents = ["MaliciousAgent"], behaviour = {{ kind =
 }
 
 #[test]
-fn the_same_suite_and_seed_give_the_same_report() {
+fn the_same_suite_and_seeds_give_the_same_report() {
     let dir = tempfile::tempdir().unwrap();
     let suite = small_suite(dir.path());
     let store = dir.path().join("store");
     let mut texts = Vec::new();
-    for k in 0..2 {
+    for (k, threads) in ["1", "2"].iter().enumerate() {
         let runs = dir.path().join(format!("runs{k}"));
-        eval_cli(&store, &suite, &runs, &["--dry-run"]);
+        eval_cli(&store, &suite, &runs, &["--dry-run", "--threads", threads]);
         texts.push(report_json(&runs));
     }
     assert_ne!(
         texts[0], texts[1],
         "the volatile section differs (run id, times)"
     );
+    // One thread or two: the same report.
     assert_eq!(strip_volatile(&texts[0]), strip_volatile(&texts[1]));
-    // Another seed, another run.
+    let v = strip_volatile(&texts[0]);
+    assert_eq!(v["suite"]["seeds"], serde_json::json!([3, 4]));
+    // Another first seed, another run; `--seeds` takes ranges and lists.
     let runs = dir.path().join("runs-seed");
-    eval_cli(&store, &suite, &runs, &["--dry-run", "--seed", "4"]);
-    assert_ne!(
-        strip_volatile(&texts[0]),
-        strip_volatile(&report_json(&runs))
+    eval_cli(&store, &suite, &runs, &["--dry-run", "--seed", "5"]);
+    let other = strip_volatile(&report_json(&runs));
+    assert_eq!(other["suite"]["seeds"], serde_json::json!([5, 6]));
+    assert_ne!(v, other);
+    let runs = dir.path().join("runs-range");
+    eval_cli(&store, &suite, &runs, &["--dry-run", "--seeds", "4..6"]);
+    let range = strip_volatile(&report_json(&runs));
+    assert_eq!(range["suite"]["seeds"], serde_json::json!([4, 5, 6]));
+    // Seed 4's run is the same whichever range it is part of.
+    assert_eq!(range["seeds"][0], v["seeds"][1]);
+    for bad in ["9..2", "x", "1,,2"] {
+        let out = eval_cli_raw(&store, &suite, &runs, &["--seeds", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+    }
+}
+
+#[test]
+fn parallel_and_sequential_runs_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = Suite::load(&small_suite(dir.path())).unwrap();
+    let a = run(&suite, &fresh(), &RunOptions::default());
+    let b = evaluate_parallel(&suite, &fresh(), &RunOptions::default(), 2).unwrap();
+    assert_eq!(
+        serde_json::to_value(&a).unwrap(),
+        serde_json::to_value(&b).unwrap()
     );
 }
 
 #[test]
-fn a_second_run_starts_from_recalibrated_trust_and_does_as_well() {
+fn a_second_run_starts_from_recalibrated_trust_and_compares_every_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let suite = small_suite(dir.path());
     let store = dir.path().join("store");
@@ -265,22 +627,27 @@ fn a_second_run_starts_from_recalibrated_trust_and_does_as_well() {
 
     let second = eval();
     assert_eq!(second["start_trust_version"], 1);
-    let acc = |r: &serde_json::Value| r["scenarios"][0]["accuracy"]["value"].as_f64().unwrap();
+    let previous = &second["volatile"]["previous"];
+    assert_eq!(previous["run_id"], provenance.trim_start_matches("eval:"));
+    // Every scenario is compared, with the figures of both runs.
+    let compared = previous["scenarios"].as_array().unwrap();
+    assert_eq!(compared.len(), 2, "{previous}");
+    for (c, s) in compared.iter().zip(first["scenarios"].as_array().unwrap()) {
+        assert_eq!(c["name"], s["name"]);
+        assert_eq!(c["accuracy_before"], s["accuracy"]["mean"]);
+        assert_eq!(c["coverage_before"], s["coverage"]["mean"]);
+    }
+    let acc = |r: &serde_json::Value| r["scenarios"][0]["accuracy"]["mean"].as_f64().unwrap();
     assert!(
         acc(&second) >= acc(&first),
         "{} < {}",
         acc(&second),
         acc(&first)
     );
-    let previous = &second["volatile"]["previous"];
-    assert_eq!(previous["run_id"], provenance.trim_start_matches("eval:"));
-    let delta = previous["delta_points"].as_f64().unwrap();
-    assert!((delta - 100.0 * (acc(&second) - acc(&first))).abs() < 1e-9);
 
-    // The first run's batch can be undone by name.
+    // The first run's batch can be undone by its run id alone, as the run folder is named.
     let batches = batches(&store);
     assert_eq!(batches.as_array().unwrap().len(), 2, "{batches}");
-    // By its run id alone, as the run folder is named.
     let second_prov = second["volatile"]["run_id"].as_str().unwrap();
     assert!(!second_prov.starts_with("eval:"));
     let out = conclave(
@@ -301,7 +668,7 @@ fn a_second_run_starts_from_recalibrated_trust_and_does_as_well() {
 }
 
 #[test]
-fn a_dry_run_leaves_trust_untouched() {
+fn a_dry_run_leaves_trust_untouched_and_writes_the_run_folder() {
     let dir = tempfile::tempdir().unwrap();
     let suite = small_suite(dir.path());
     let store = dir.path().join("store");
@@ -309,14 +676,15 @@ fn a_dry_run_leaves_trust_untouched() {
     let out = eval_cli(&store, &suite, &runs, &["--dry-run"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("trust not changed: --dry-run"), "{text}");
+    assert!(text.contains("seeds 3–4 (2)"), "{text}");
+    assert!(
+        text.contains("checks hold over 2 seeds") || text.contains("checks fail over 2 seeds"),
+        "{text}"
+    );
     let batches = batches(&store);
     assert_eq!(batches.as_array().map(Vec::len), Some(0));
     // The run folder holds the report, the per-item record and the three plots.
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(&runs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    let run = entries.pop().unwrap();
+    let run = last_run(&runs);
     for f in [
         "report.md",
         "report.json",
@@ -333,6 +701,313 @@ fn a_dry_run_leaves_trust_untouched() {
     }
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(md.find("## Summary").unwrap() < md.find("## Checks").unwrap());
+    // items.jsonl: the first seed's decisions (180 items × 2 scenarios), or every seed's.
+    let lines = |p: &Path| {
+        std::fs::read_to_string(p.join("items.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!(lines(&run), 360);
+    eval_cli(&store, &suite, &runs, &["--dry-run", "--items", "all"]);
+    assert_eq!(lines(&last_run(&runs)), 720);
+}
+
+#[test]
+fn eval_decisions_replay_bit_for_bit_from_items_jsonl() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = small_suite(dir.path());
+    let (store, runs) = (dir.path().join("store"), dir.path().join("runs"));
+    eval_cli(&store, &suite, &runs, &["--dry-run"]);
+    let items = last_run(&runs).join("items.jsonl");
+    let text = std::fs::read_to_string(&items).unwrap();
+    // Each line carries the decision record: ballots (abstentions with their reasons),
+    // weights, rule and parameters, seed, policy and its hash, verdict, stop reason.
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let record = &first["record"];
+    for key in [
+        "input",
+        "rule",
+        "seed",
+        "policy",
+        "verdict",
+        "trust_version",
+    ] {
+        assert!(!record[key].is_null(), "{key} missing: {record}");
+    }
+    assert!(
+        record["input"]["ballots"]
+            .as_array()
+            .is_some_and(|b| !b.is_empty())
+    );
+    assert!(
+        record["input"]["weights"]
+            .as_object()
+            .is_some_and(|w| !w.is_empty())
+    );
+    assert_eq!(record["policy"]["id"], "trading");
+    assert!(first["stop"].is_string());
+    // Every line, and one line by number.
+    let replay = |extra: &[&str]| {
+        let mut args = vec!["audit", "replay", "--items", items.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        conclave(&args, b"")
+    };
+    let out = replay(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("360 of 360 decision records replay bit for bit")
+    );
+    let out = replay(&["17", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["records"].as_u64(), v["matched"].as_u64()),
+        (Some(1), Some(1))
+    );
+    // A changed verdict is found and named by its line.
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let mut v: serde_json::Value = serde_json::from_str(&lines[4]).unwrap();
+    let x = v["record"]["verdict"]["value"].as_f64().unwrap();
+    v["record"]["verdict"]["value"] = serde_json::json!(x + 1e-9);
+    lines[4] = v.to_string();
+    std::fs::write(&items, lines.join("\n") + "\n").unwrap();
+    let out = replay(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("line 5:"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Not an items file: exit 2 naming the line.
+    std::fs::write(&items, "{\"not\": \"a record\"}\n").unwrap();
+    let out = replay(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(":1:"));
+}
+
+#[test]
+fn failed_calls_are_counted_and_never_graded() {
+    // GeneralistAgent is dead and NewsAgent crashes on 30 % of calls (the main job's
+    // execution-faults scenario): their failures are the scenario's doing, counted per agent
+    // and reason, and they move no trust.
+    let mut suite = Suite::load(Path::new("evals/financenet.toml")).unwrap();
+    suite.sweeps.clear();
+    suite.scenarios.retain(|s| s.name == "execution-faults");
+    suite.set_seeds(vec![7]).unwrap();
+    let report = run(&suite, &fresh(), &RunOptions::default());
+    let s = scenario(&report, 0, "execution-faults");
+    assert!(report.health.healthy, "{}", report.health.summary());
+    assert_eq!(s.health.infrastructure, 0);
+    assert!(s.health.injected > 0);
+    let failed = |agent: &str| -> u64 {
+        s.failures
+            .iter()
+            .filter(|f| f.agent == agent)
+            .inspect(|f| assert!(f.injected, "{f:?}"))
+            .map(|f| f.calls)
+            .sum()
+    };
+    assert!(failed("GeneralistAgent") > 0 && failed("NewsAgent") > 0);
+    // The dead agent was never graded: nothing learned about it.
+    assert!(
+        s.trust
+            .iter()
+            .all(|t| t.agent != "GeneralistAgent" || t.n == 0),
+        "{:?}",
+        s.trust
+    );
+    // Neither is an adversary, neither is honest.
+    assert!(s.adversaries.iter().all(|a| a.agent == "MaliciousAgent"));
+    assert!(!s.honest.contains(&"GeneralistAgent".to_owned()));
+    // And every decision that did not answer has its reason in the record.
+    let reasons: Vec<String> = s
+        .records
+        .iter()
+        .flat_map(|r| r.record.input.ballots.iter())
+        .filter_map(|b| match &b.answer {
+            conclave::ballot::Answer::Abstain(a) => Some(a.as_str().to_owned()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r == "timeout" || r == "circuit-open"),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn a_run_against_refused_connections_is_unhealthy_and_writes_no_trust() {
+    // A port nobody listens on.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("http://127.0.0.1:{port}/v1");
+    let mut agents = String::new();
+    for id in ["m1", "m2", "m3"] {
+        agents.push_str(&format!(
+            "[[agent]]\nid = \"{id}\"\nkind = \"openai\"\nmodel = \"test-model\"\nbase_url = \"{base}\"\napi_key_env = \"CONCLAVE_TEST_KEY\"\ndomains = [\"general\"]\nfamily = \"{id}\"\ntimeout_ms = 2000\n\n"
+        ));
+    }
+    std::fs::write(dir.path().join("agents.toml"), agents).unwrap();
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        "id = \"p\"\ndescription = \"Real endpoints.\"\napplies = { domains = [\"general\"], kinds = [\"choice\"] }\npool = { agents = [\"m1\", \"m2\", \"m3\"] }\nrule = { name = \"log-odds\" }\nquorum = { ballots = 2 }\n",
+    )
+    .unwrap();
+    let mut suite = String::from(
+        "[suite]\nname = \"down\"\nagents = [\"agents.toml\"]\npolicies = [\"policy.toml\"]\nconcurrency = 2\n",
+    );
+    for k in 0..6 {
+        suite.push_str(&format!(
+            "\n[[item]]\nquestion = \"Question {k}?\"\nkind = \"choice\"\noptions = [\"yes\", \"no\"]\ntruth = \"yes\"\ndomain = \"general\"\n"
+        ));
+    }
+    let path = dir.path().join("suite.toml");
+    std::fs::write(&path, suite).unwrap();
+    let (store, runs) = (dir.path().join("store"), dir.path().join("runs"));
+    let cli = |extra: &[&str]| {
+        let mut args = vec![
+            "--store".to_owned(),
+            store.display().to_string(),
+            "eval".to_owned(),
+            path.display().to_string(),
+            "--runs".to_owned(),
+            runs.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .args(&args)
+            .env("CONCLAVE_TEST_KEY", "sk-test")
+            .output()
+            .unwrap()
+    };
+    let out = cli(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The failure comes first, and nothing says the checks hold.
+    assert!(stdout.starts_with("UNHEALTHY RUN:"), "{stdout}");
+    assert!(
+        stdout.contains("failed for infrastructure reasons"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("checks hold"), "{stdout}");
+    assert!(
+        stdout.contains("trust not changed: the run is unhealthy"),
+        "{stdout}"
+    );
+    assert_eq!(batches(&store).as_array().map(Vec::len), Some(0));
+    let report: serde_json::Value = serde_json::from_str(&report_json(&runs)).unwrap();
+    assert_eq!(report["health"]["healthy"], false);
+    assert!(
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["pass"] == false)
+    );
+    let md = std::fs::read_to_string(last_run(&runs).join("report.md")).unwrap();
+    assert!(md.contains("**UNHEALTHY RUN**"));
+    // No agent was graded on a refused connection.
+    let s = &report["seeds"][0]["scenarios"][0];
+    assert_eq!(
+        s["trust"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        s["trust"]
+    );
+    // --strict makes it an error.
+    let out = cli(&["--strict"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unhealthy"));
+}
+
+/// A suite that generates `n` random scenarios over the FinanceNet items.
+fn generated_suite(dir: &Path, n: usize, items: [usize; 2]) -> PathBuf {
+    let root = std::env::current_dir().unwrap();
+    let text = format!(
+        r#"[suite]
+name = "generated"
+agents = ["{root}/agents/financenet.toml"]
+policies = ["{root}/policies/trading.toml", "{root}/policies/allocation.toml"]
+data = ["{root}/evals/financenet/sentiment.jsonl", "{root}/evals/financenet/calls.jsonl", "{root}/evals/financenet/sectors.jsonl"]
+seed = 1
+
+[[generate]]
+name = "random"
+scenarios = {n}
+items = [{}, {}]
+"#,
+        items[0],
+        items[1],
+        root = root.display()
+    );
+    let path = dir.join("generated.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_generated_sweep_of_two_hundred_random_scenarios() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = Suite::load(&generated_suite(dir.path(), 200, [20, 30])).unwrap();
+    let started = std::time::Instant::now();
+    let report = evaluate_parallel(&suite, &fresh(), &RunOptions::default(), 0).unwrap();
+    let g = &report.generated[0];
+    assert_eq!(g.outcomes.len(), 200);
+    let r = &g.rates;
+    // The draws cover the space: small and large pools, both sides of one half.
+    let sizes: Vec<usize> = g
+        .reports
+        .iter()
+        .map(|s| s.honest.len() + s.adversaries.len())
+        .collect();
+    assert!(
+        sizes.iter().any(|&n| n <= 5) && sizes.iter().any(|&n| n >= 15),
+        "{sizes:?}"
+    );
+    assert!(r.at_most_half > 20 && r.over_half > 5, "{r:?}");
+    for x in [
+        r.not_below_majority,
+        r.safe_over_half,
+        r.false_alarm_scenarios,
+    ] {
+        assert!((0.0..=1.0).contains(&x));
+    }
+    // Its default checks are judged over the set.
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|c| c.scenario.starts_with("generated: random"))
+    );
+    println!(
+        "generated: {} scenarios in {:.1} s; ≥ majority {:.1}% of {} (≤ half), safe {:.1}% of {} (> half), \
+         detection median {:?}, false alarms {:.1}%",
+        r.scenarios,
+        started.elapsed().as_secs_f64(),
+        100.0 * r.not_below_majority,
+        r.at_most_half,
+        100.0 * r.safe_over_half,
+        r.over_half,
+        r.detection.map(|d| d.median),
+        100.0 * r.false_alarm_scenarios
+    );
+    // The same set again: the same figures.
+    let again = evaluate_parallel(&suite, &fresh(), &RunOptions::default(), 1).unwrap();
+    assert_eq!(again.generated[0].outcomes, g.outcomes);
 }
 
 #[test]
@@ -351,9 +1026,15 @@ fn an_interrupted_run_is_partial_and_changes_no_trust() {
     };
     let report = run(&suite, &fresh(), &opts);
     assert!(report.partial);
-    let decisions: usize = report.scenarios.iter().map(|s| s.decisions).sum();
+    let decisions: usize = report
+        .seeds
+        .iter()
+        .flat_map(|s| &s.scenarios)
+        .map(|s| s.decisions)
+        .sum();
     assert!((25..60).contains(&decisions), "{decisions}");
     assert!(report.markdown().contains("PARTIAL RUN"));
+    assert!(!report.passed());
     let store = MemoryTrustStore::new(TrustParams::default()).unwrap();
     let r = recalibrate(&store, &report, 60, "partial-run", false);
     assert!(!r.applied);
@@ -422,6 +1103,88 @@ rules = ["log-odds", "plurality"]
         }
     }
     assert!(report.accuracy_plot().contains("<svg"));
+}
+
+#[test]
+fn suites_declare_their_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(small_suite(dir.path())).unwrap();
+    let with = |extra: &str| {
+        let p = dir.path().join("checks.toml");
+        std::fs::write(&p, format!("{base}\n{extra}")).unwrap();
+        Suite::load(&p)
+    };
+    let defaults = with("").unwrap().checks;
+    assert_eq!(defaults, check::defaults());
+    // A check of the suite's own, and a default replaced by name.
+    let s = with(
+        r#"[[check]]
+name = "as-defined decides most items"
+metric = "coverage"
+scenarios = ["as-defined"]
+op = ">="
+threshold = 0.5
+
+[[check]]
+name = "no honest agent quarantined"
+metric = "honest-quarantined"
+op = "<="
+threshold = 0
+share = 0.9
+"#,
+    )
+    .unwrap();
+    assert_eq!(s.checks.len(), defaults.len() + 1);
+    let replaced = s
+        .checks
+        .iter()
+        .find(|c| c.name == "no honest agent quarantined")
+        .unwrap();
+    assert!((replaced.share - 0.9).abs() < 1e-12);
+    // A default dropped, or all of them.
+    let s = with("[[check]]\nname = \"no honest agent quarantined\"\nmetric = \"honest-quarantined\"\nop = \"<=\"\nthreshold = 0\nenabled = false\n").unwrap();
+    assert_eq!(s.checks.len(), defaults.len() - 1);
+    let p = dir.path().join("none.toml");
+    std::fs::write(
+        &p,
+        base.replace("seeds = 2", "seeds = 2\ndefault_checks = false"),
+    )
+    .unwrap();
+    assert!(Suite::load(&p).unwrap().checks.is_empty());
+    // Bad checks are refused with the reason.
+    for (text, expect) in [
+        (
+            "[[check]]\nname = \"x\"\nmetric = \"coverage\"\nscenarios = [\"ghost\"]\nop = \">=\"\nthreshold = 0.5\n",
+            "unknown scenario \"ghost\"",
+        ),
+        (
+            "[[check]]\nname = \"x\"\nmetric = \"detection\"\nop = \">=\"\nthreshold = 5\n",
+            "op = \"<=\"",
+        ),
+        (
+            "[[check]]\nname = \"x\"\nmetric = \"spearman\"\nop = \">=\"\nthreshold = 0.5\nstatistic = \"pooled\"\n",
+            "cannot be pooled",
+        ),
+        (
+            "[[check]]\nname = \"x\"\nmetric = \"coverage\"\nop = \">=\"\nthreshold = 0.5\nmin_evidence = 0\n",
+            "min_evidence",
+        ),
+        (
+            "[[check]]\nname = \"x\"\nmetric = \"coverage\"\nop = \">=\"\nthreshold = 0.5\nshare = 1.5\n",
+            "share 1.5",
+        ),
+        (
+            "[[check]]\nname = \"x\"\nmetric = \"coverage\"\nop = \">=\"\nthreshold = 0.5\ngenerated = true\n",
+            "[[generate]]",
+        ),
+        (
+            "[[check]]\nname = \"x\"\nmetric = \"vibes\"\nop = \">=\"\nthreshold = 0.5\n",
+            "unknown variant",
+        ),
+    ] {
+        let err = with(text).unwrap_err().to_string();
+        assert!(err.contains(expect), "{expect}: {err}");
+    }
 }
 
 #[test]

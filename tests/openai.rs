@@ -445,7 +445,10 @@ async fn an_eval_runs_against_real_endpoints_without_leaking_the_key() {
     );
     assert!(out.status.success(), "{stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
-    let scenario = &report["scenarios"][0];
+    // Real endpoints run at one seed unless the suite asks for more.
+    assert_eq!(report["suite"]["seeds"].as_array().map(Vec::len), Some(1));
+    assert_eq!(report["health"]["healthy"], true, "{}", report["health"]);
+    let scenario = &report["seeds"][0]["scenarios"][0];
     assert_eq!(scenario["decisions"], 6);
     assert_eq!(scenario["accuracy"]["value"], 1.0, "{scenario}");
     assert!(scenario["calls_per_decision"].as_f64().unwrap() >= 2.0);

@@ -372,14 +372,23 @@ pub fn replay(record: &AuditRecord) -> Result<Replay, AuditError> {
     let Entry::Decision(d) = &record.entry else {
         return Err(AuditError::NotADecision(record.seq));
     };
+    replay_decision(record.seq, d)
+}
+
+/// Re-tallies one decision record (`seq`: its place, in a log or a file) and compares the
+/// verdict with the recorded one. An eval run's `items.jsonl` carries such records.
+///
+/// # Errors
+/// Its ballots no longer tally.
+pub fn replay_decision(seq: u64, d: &DecisionRecord) -> Result<Replay, AuditError> {
     let recomputed = tally(&d.input, &d.rule)
         .map(|r| serde_json::to_value(r).unwrap_or_default())
         .map_err(|e| AuditError::Unreadable {
-            seq: record.seq,
+            seq,
             detail: format!("its ballots no longer tally: {e}"),
         })?;
     Ok(Replay {
-        seq: record.seq,
+        seq,
         matches: recomputed == d.verdict,
         recorded: d.verdict.clone(),
         recomputed,
@@ -406,9 +415,11 @@ pub enum GradeError {
     Vector,
 }
 
-/// Which voters of a decision were right, given the right answer. Choice and ranking ballots
-/// are right when their (first) choice is `correct`; score ballots when they are within
-/// `tolerance` of it. Abstentions are not graded.
+/// Which voters of a decision were right, given the right answer, by the same rule as the
+/// eval harness ([`Truth::grade`](crate::decision::Truth::grade)): choice and ranking ballots
+/// are right when their (first) choice is `correct`, score ballots when they are within
+/// `tolerance` of it; a malformed reply is wrong; other abstentions (timeouts, errors,
+/// cancelled calls, refusals) are not graded.
 ///
 /// # Errors
 /// An answer that is not an option, a non-numeric answer to a numeric decision, or a vector
@@ -446,7 +457,7 @@ pub fn grade(
         .iter()
         .filter_map(|b| {
             truth
-                .is_right(&b.answer, tolerance)
+                .grade(&b.answer, tolerance)
                 .map(|r| (b.agent.clone(), r))
         })
         .collect())

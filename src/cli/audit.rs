@@ -22,7 +22,8 @@ pub(super) enum AuditCommand {
     /// Walk the hash chain; exit 1 naming the first broken record.
     Verify(Json),
     /// Recompute a decision's verdict from its record; exit 1 unless it matches bit for bit.
-    Replay(IdArgs),
+    /// With --items, the records of an eval run's items.jsonl (one line, or every line).
+    Replay(ReplayArgs),
     /// Grade a past decision against the right answer and update the trust of its voters.
     Outcome(OutcomeArgs),
 }
@@ -44,6 +45,19 @@ pub(super) struct IdArgs {
 }
 
 #[derive(Debug, Args)]
+pub(super) struct ReplayArgs {
+    /// A sequence number or a decision id; with --items, a line number (default: every line).
+    #[arg(required_unless_present = "items")]
+    id: Option<String>,
+    /// An eval run's items.jsonl instead of the store's audit log.
+    #[arg(long)]
+    items: Option<std::path::PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
 pub(super) struct OutcomeArgs {
     /// A sequence number or a decision id.
     id: String,
@@ -59,6 +73,104 @@ pub(super) struct OutcomeArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// What replaying an items.jsonl found.
+#[derive(Debug, serde::Serialize)]
+struct ItemsReplay {
+    /// Records replayed.
+    records: u64,
+    /// That matched bit for bit.
+    matched: u64,
+    /// Lines (1-based) whose verdict differs, with both verdicts.
+    differ: Vec<conclave::audit::Replay>,
+}
+
+/// Replays line `line` of an eval run's items.jsonl, or every line (streamed: memory does not
+/// grow with the file).
+fn replay_items(path: &Path, line: Option<&str>, json: bool) -> Result<(), CliError> {
+    use std::io::BufRead as _;
+    let want: Option<u64> = match line {
+        None => None,
+        Some(l) => Some(l.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            CliError::input(format!(
+                "\"{l}\" is not a line number of {}",
+                path.display()
+            ))
+        })?),
+    };
+    let file = std::fs::File::open(path)
+        .map_err(|e| CliError::input(format!("cannot read {}: {e}", path.display())))?;
+    let mut out = ItemsReplay {
+        records: 0,
+        matched: 0,
+        differ: Vec::new(),
+    };
+    for (k, text) in std::io::BufReader::new(file).lines().enumerate() {
+        let n = k as u64 + 1;
+        if want.is_some_and(|w| w != n) {
+            continue;
+        }
+        let text = text
+            .map_err(|e| CliError::input(format!("{}:{n}: cannot be read: {e}", path.display())))?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        #[derive(serde::Deserialize)]
+        struct Line {
+            record: conclave::audit::DecisionRecord,
+        }
+        let parsed: Line = serde_json::from_str(&text).map_err(|e| {
+            CliError::input(format!(
+                "{}:{n}: not an eval decision with its record: {e}",
+                path.display()
+            ))
+        })?;
+        let r = conclave::audit::replay_decision(n, &parsed.record).map_err(CliError::input)?;
+        out.records += 1;
+        if r.matches {
+            out.matched += 1;
+        } else if out.differ.len() < 20 {
+            out.differ.push(r);
+        }
+        if want.is_some() {
+            break;
+        }
+    }
+    if let Some(w) = want
+        && out.records == 0
+    {
+        return Err(CliError::input(format!(
+            "{} has no line {w}",
+            path.display()
+        )));
+    }
+    if json {
+        print_json(&out)?;
+    } else {
+        let mut text = format!(
+            "{}: {} of {} decision records replay bit for bit\n",
+            path.display(),
+            out.matched,
+            out.records
+        );
+        for r in &out.differ {
+            text.push_str(&format!(
+                "  line {}: recorded {}, recomputed {}\n",
+                r.seq, r.recorded, r.recomputed
+            ));
+        }
+        print_text(&text)?;
+    }
+    if out.matched == out.records {
+        Ok(())
+    } else {
+        Err(CliError::failed(format!(
+            "{} of {} records differ",
+            out.records - out.matched,
+            out.records
+        )))
+    }
 }
 
 fn open_read(dir: &Path) -> Result<Option<SledAuditLog>, CliError> {
@@ -115,26 +227,30 @@ pub(super) fn run(cmd: AuditCommand, dir: &Path) -> Result<(), CliError> {
                 ))),
             }
         }
-        AuditCommand::Replay(a) => {
-            let record = require(dir, &a.id)?.find(&a.id).map_err(CliError::input)?;
-            let r = replay(&record).map_err(CliError::input)?;
-            if a.json {
-                print_json(&r)?;
-            } else if r.matches {
-                print_text(&format!(
-                    "record {}: the recomputed verdict matches the recorded one bit for bit\n",
-                    r.seq
-                ))?;
+        AuditCommand::Replay(a) => match &a.items {
+            Some(path) => replay_items(path, a.id.as_deref(), a.json),
+            None => {
+                let id = a.id.as_deref().unwrap_or_default();
+                let record = require(dir, id)?.find(id).map_err(CliError::input)?;
+                let r = replay(&record).map_err(CliError::input)?;
+                if a.json {
+                    print_json(&r)?;
+                } else if r.matches {
+                    print_text(&format!(
+                        "record {}: the recomputed verdict matches the recorded one bit for bit\n",
+                        r.seq
+                    ))?;
+                }
+                if r.matches {
+                    Ok(())
+                } else {
+                    Err(CliError::failed(format!(
+                        "record {}: the recomputed verdict differs from the recorded one (recorded {}, recomputed {})",
+                        r.seq, r.recorded, r.recomputed
+                    )))
+                }
             }
-            if r.matches {
-                Ok(())
-            } else {
-                Err(CliError::failed(format!(
-                    "record {}: the recomputed verdict differs from the recorded one (recorded {}, recomputed {})",
-                    r.seq, r.recorded, r.recomputed
-                )))
-            }
-        }
+        },
         AuditCommand::Outcome(a) => outcome(dir, &a),
     }
 }

@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::Args;
 
 use super::{CliError, date, print_json, print_text};
-use conclave::eval::report::Previous;
+use conclave::eval::report::{Previous, PreviousScenario};
 use conclave::eval::{Report, RunOptions, Suite};
-use conclave::policy::AgentKind;
 use conclave::store::Store;
 use conclave::trust::TrustParams;
 use conclave::trust::store::{SledTrustStore, TrustStore};
@@ -20,16 +19,29 @@ use conclave::trust::store::{SledTrustStore, TrustStore};
 pub(super) struct EvalArgs {
     /// The suite file (evals/*.toml).
     suite: PathBuf,
-    /// Override the suite's seed.
-    #[arg(long)]
+    /// The first seed (the suite's number of seeds follows it).
+    #[arg(long, conflicts_with = "seeds")]
     seed: Option<u64>,
+    /// The seeds to run: `A..B` (A to B, both included), a list `1,5,9`, or one seed.
+    #[arg(long, value_parser = parse_seeds)]
+    seeds: Option<SeedList>,
+    /// Generate this many random scenarios in every generator (one with the defaults if the
+    /// suite has none).
+    #[arg(long)]
+    generate: Option<usize>,
+    /// Which decisions items.jsonl records: `first` (the first seed's) or `all`.
+    #[arg(long, default_value = "first", value_parser = ["first", "all"])]
+    items: String,
+    /// Threads for simulated runs (default: the available cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// Measure only: leave trust as it is.
     #[arg(long)]
     dry_run: bool,
     /// Where run folders go.
     #[arg(long, default_value = "runs")]
     runs: PathBuf,
-    /// Exit with code 1 when a check of the report fails.
+    /// Exit with code 1 when a check fails or the run is unhealthy.
     #[arg(long)]
     strict: bool,
     /// No progress bar.
@@ -45,27 +57,20 @@ pub(super) fn run(a: &EvalArgs, store_dir: &Path) -> Result<(), CliError> {
     watch_ctrl_c(interrupt.clone());
     let mut suite = Suite::load(&a.suite).map_err(CliError::input)?;
     if let Some(seed) = a.seed {
-        suite.seed = seed;
+        let n = suite.seeds.len() as u64;
+        suite
+            .set_seeds((0..n).map(|k| seed.wrapping_add(k)).collect())
+            .map_err(CliError::input)?;
+    }
+    if let Some(seeds) = &a.seeds {
+        suite.set_seeds(seeds.0.clone()).map_err(CliError::input)?;
+    }
+    if let Some(n) = a.generate {
+        suite.set_generated(n).map_err(CliError::input)?;
     }
     let store = Store::open(store_dir).map_err(CliError::input)?;
     let trust = SledTrustStore::new(&store, TrustParams::default()).map_err(CliError::input)?;
     let start = trust.snapshot().map_err(CliError::input)?;
-
-    // Simulated pools run on simulated time: latencies are real figures of the model, and a
-    // run takes as long as the computation, not as the agents' pretend thinking.
-    let simulated = suite
-        .catalog
-        .agents
-        .values()
-        .all(|s| s.kind == AgentKind::Scripted);
-    let mut builder = tokio::runtime::Builder::new_current_thread();
-    builder.enable_all();
-    if simulated {
-        builder.start_paused(true);
-    }
-    let runtime = builder
-        .build()
-        .map_err(|e| CliError::failed(format!("cannot start the runtime: {e}")))?;
 
     let total = conclave::eval::total_decisions(&suite);
     let bar = progress_bar(total, a.quiet || a.json);
@@ -77,8 +82,9 @@ pub(super) fn run(a: &EvalArgs, store_dir: &Path) -> Result<(), CliError> {
     };
     let started = std::time::Instant::now();
     let started_at = conclave::audit::now();
-    let mut report = runtime
-        .block_on(conclave::eval::evaluate(&suite, &start, &opts))
+    // Simulated pools run on simulated time (a run takes as long as its computation), their
+    // seeds in parallel; real endpoints on the clock, one seed after another.
+    let mut report = conclave::eval::evaluate_parallel(&suite, &start, &opts, a.threads)
         .map_err(CliError::input)?;
     if let Some(b) = &bar {
         b.finish_and_clear();
@@ -88,13 +94,7 @@ pub(super) fn run(a: &EvalArgs, store_dir: &Path) -> Result<(), CliError> {
     report.volatile.run_id.clone_from(&run_id);
     report.volatile.started_at = started_at;
     report.volatile.duration_ms = elapsed.as_millis() as u64;
-    let decisions: usize = report.scenarios.iter().map(|s| s.decisions).sum::<usize>()
-        + report
-            .sweeps
-            .iter()
-            .zip(&suite.sweeps)
-            .map(|(r, s)| r.points.len() * s.items)
-            .sum::<usize>();
+    let decisions = conclave::eval::total_decisions(&suite);
     report.volatile.decisions_per_second = decisions as f64 / elapsed.as_secs_f64().max(1e-9);
     report.volatile.previous = previous(&trust, &a.runs, &suite.name, &report);
 
@@ -106,13 +106,17 @@ pub(super) fn run(a: &EvalArgs, store_dir: &Path) -> Result<(), CliError> {
         a.dry_run,
     ));
     let dir = a.runs.join(&run_id);
-    report.write(&dir).map_err(CliError::failed)?;
+    report
+        .write(&dir, a.items == "all")
+        .map_err(CliError::failed)?;
 
     if a.json {
         print_json(&report)?;
     } else {
-        let mut text = format!(
-            "{} · {} items × {} scenarios{} · seed {} · {:.1} s\n\n",
+        let mut text = report.banner().map(|b| b + "\n").unwrap_or_default();
+        let seeds = &report.suite.seeds;
+        text.push_str(&format!(
+            "{} · {} items × {} scenarios{}{} · {} · {:.1} s\n\n",
             suite.name,
             suite.items.len(),
             suite.scenarios.len(),
@@ -121,17 +125,29 @@ pub(super) fn run(a: &EvalArgs, store_dir: &Path) -> Result<(), CliError> {
             } else {
                 format!(" + {} sweep(s)", suite.sweeps.len())
             },
-            suite.seed,
+            if suite.generate.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " + {} generated",
+                    suite.generate.iter().map(|g| g.scenarios).sum::<usize>()
+                )
+            },
+            match (seeds.first(), seeds.last()) {
+                (Some(f), Some(l)) if seeds.len() > 1 => format!("seeds {f}–{l} ({})", seeds.len()),
+                (Some(f), _) => format!("seed {f}"),
+                _ => "no seed".to_owned(),
+            },
             elapsed.as_secs_f64()
-        );
+        ));
         text.push_str(&report.summary_table());
         text.push_str(&textwrap::fill(&report.verdict(), 100));
         text.push_str("\n\n");
         if let Some(r) = &report.recalibration {
             match (&r.provenance, r.applied) {
                 (Some(p), true) => text.push_str(&format!(
-                    "trust recalibrated from {} graded items (undo: conclave trust rollback {p})\n",
-                    r.items
+                    "trust recalibrated from {} graded items of seed {} (undo: conclave trust rollback {p})\n",
+                    r.items, report.suite.seed
                 )),
                 _ => text.push_str(&format!(
                     "trust not changed: {}\n",
@@ -140,13 +156,30 @@ pub(super) fn run(a: &EvalArgs, store_dir: &Path) -> Result<(), CliError> {
             }
         }
         if let Some(p) = &report.volatile.previous {
-            text.push_str(&format!(
-                "against the previous run {}: {:+.1} points\n",
-                p.run_id, p.delta_points
+            let deltas: Vec<String> = p
+                .scenarios
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {:+.1} ({:+.1} decided)",
+                        s.name,
+                        100.0 * (s.accuracy_now - s.accuracy_before),
+                        100.0 * (s.coverage_now - s.coverage_before)
+                    )
+                })
+                .collect();
+            text.push_str(&textwrap::fill(
+                &format!(
+                    "against the previous run {}, points of accuracy over all items: {}",
+                    p.run_id,
+                    deltas.join(", ")
+                ),
+                100,
             ));
+            text.push('\n');
         }
         text.push_str(&format!(
-            "report: {}/report.md (and report.json, accuracy.svg, trust.svg, calibration.svg)\n",
+            "report: {}/report.md (and report.json, items.jsonl, accuracy.svg, trust.svg, calibration.svg)\n",
             dir.display()
         ));
         print_text(&text)?;
@@ -159,6 +192,12 @@ pub(super) fn run(a: &EvalArgs, store_dir: &Path) -> Result<(), CliError> {
                 dir.display()
             ),
         });
+    }
+    if a.strict && !report.health.healthy {
+        return Err(CliError::failed(format!(
+            "the run is unhealthy: {}",
+            report.health.summary()
+        )));
     }
     if a.strict && !report.passed() {
         return Err(CliError::failed("some checks of the report fail"));
@@ -232,12 +271,49 @@ fn previous(trust: &SledTrustStore, runs: &Path, suite: &str, now: &Report) -> O
     let run_id = batch.provenance.trim_start_matches("eval:").to_owned();
     let text = std::fs::read_to_string(runs.join(&run_id).join("report.json")).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let accuracy = v["scenarios"][0]["accuracy"]["value"].as_f64()?;
-    let current = now.scenarios.first()?.accuracy.value;
-    Some(Previous {
-        run_id,
-        accuracy,
-        now: current,
-        delta_points: 100.0 * (current - accuracy),
-    })
+    let then = v["scenarios"].as_array()?;
+    let scenarios = now
+        .scenarios
+        .iter()
+        .filter_map(|s| {
+            let p = then.iter().find(|p| p["name"] == s.name.as_str())?;
+            Some(PreviousScenario {
+                name: s.name.clone(),
+                accuracy_before: p["accuracy"]["mean"].as_f64()?,
+                accuracy_now: s.accuracy.mean,
+                coverage_before: p["coverage"]["mean"].as_f64()?,
+                coverage_now: s.coverage.mean,
+            })
+        })
+        .collect();
+    Some(Previous { run_id, scenarios })
+}
+
+/// The seeds of `--seeds`.
+#[derive(Debug, Clone)]
+struct SeedList(Vec<u64>);
+
+/// `A..B` (both included), `a,b,c`, or one seed.
+fn parse_seeds(s: &str) -> Result<SeedList, String> {
+    let num = |x: &str| {
+        x.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("\"{x}\" is not a seed (a whole number ≥ 0)"))
+    };
+    let seeds: Vec<u64> = if let Some((a, b)) = s.split_once("..") {
+        let (a, b) = (num(a)?, num(b.trim_start_matches('='))?);
+        if b < a {
+            return Err(format!("the range {s} is empty (write A..B with A ≤ B)"));
+        }
+        if b - a >= 10_000 {
+            return Err(format!("the range {s} has more than 10000 seeds"));
+        }
+        (a..=b).collect()
+    } else {
+        s.split(',').map(num).collect::<Result<_, _>>()?
+    };
+    if seeds.is_empty() {
+        return Err("no seed given".to_owned());
+    }
+    Ok(SeedList(seeds))
 }

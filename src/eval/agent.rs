@@ -104,7 +104,8 @@ impl EvalAgent {
                 }
                 Mode::BlindSpot { rate } => Act::Trap {
                     rate: *rate,
-                    salt: format!("blind-spot/{}", a.from),
+                    // Each group has a blind spot of its own.
+                    salt: format!("blind-spot/{}/{}", a.from, a.agents.join(",")),
                     per_agent: false,
                 },
                 Mode::Sycophancy { rate } => Act::Trap {
@@ -209,6 +210,27 @@ impl EvalAgent {
                     Ok(honest)
                 }
             }
+        }
+    }
+
+    /// Whether a failed call on the `i`-th item is the simulation's doing: the behaviour in
+    /// force there never answers, crashes, garbles or slows down.
+    pub(crate) fn injects_failures(&self, i: usize) -> bool {
+        if let Some(m) = &self.mirror {
+            return m.injects_failures(i);
+        }
+        let faulty = |a: &ScriptedAgent| {
+            matches!(
+                a.behaviour(),
+                Behaviour::Timeout
+                    | Behaviour::Crash { .. }
+                    | Behaviour::Malformed { .. }
+                    | Behaviour::Slow { .. }
+            )
+        };
+        match self.phase(i).map(|p| &p.act) {
+            Some(Act::As(a)) => faulty(a),
+            _ => faulty(&self.base),
         }
     }
 

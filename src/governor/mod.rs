@@ -43,7 +43,7 @@ use tower::{Service, ServiceExt};
 
 use crate::agent::{AgentReply, AgentRequest, AgentService};
 use crate::aggregate::{Kind, Rule, TallyInput, consensus, tally};
-use crate::audit::{AuditLog, DecisionRecord, Entry, PolicyRef};
+use crate::audit::{AuditLog, Entry};
 use crate::ballot::{Abstention, Answer, Ballot};
 use crate::decision::{Cast, Decision, Outcome, Stop, Verdict};
 use crate::policy::{AgentSpec, Policy, Provisional};
@@ -747,7 +747,6 @@ impl Inner {
         // The ballots move into the tally's input and back: copied only for the audit record.
         let input = tally_input(&decision, &mut casts);
         let result = tally(&input, &rule).ok();
-        let recorded = self.audit.as_ref().map(|_| input.clone());
         for (c, b) in casts.iter_mut().zip(input.ballots) {
             c.ballot = b;
         }
@@ -822,6 +821,7 @@ impl Inner {
             policy_hash: p.hash.clone(),
             trust_version: self.trust.version,
             outcome,
+            rule,
             tally: result,
             consensus,
             calls: casts.len(),
@@ -860,27 +860,8 @@ impl Inner {
             latency_ms = started.elapsed().as_millis() as u64,
             "decision governed"
         );
-        if let (Some(log), Some(input)) = (&self.audit, recorded) {
-            let record = DecisionRecord {
-                id: decision.id.clone(),
-                question: decision.question.clone(),
-                domain: decision.domain.clone(),
-                input,
-                rule,
-                seed: decision.seed,
-                policy: Some(PolicyRef {
-                    id: p.id.clone(),
-                    hash: p.hash.clone(),
-                }),
-                trust_version: self.trust.version,
-                verdict: verdict
-                    .tally
-                    .as_ref()
-                    .map(|t| serde_json::to_value(t).unwrap_or_default())
-                    .unwrap_or_default(),
-                at: crate::audit::now(),
-            };
-            log.append(&Entry::Decision(Box::new(record)))?;
+        if let Some(log) = &self.audit {
+            log.append(&Entry::Decision(Box::new(verdict.record(&decision))))?;
         }
         Ok(verdict)
     }
