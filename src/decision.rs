@@ -235,9 +235,12 @@ pub struct Verdict {
     pub rule: Rule,
     /// The tally of the counted ballots (absent when nothing could be counted).
     pub tally: Option<TallyResult>,
-    /// Consensus in [0, 1]: the winner's weight share for option rules, consensus quality
-    /// for numeric rules.
+    /// Consensus in [0, 1] as the articles define it: the winner's weight share for option
+    /// rules, consensus quality `1/(1 + σ/(μ + ε))` (ε = 0.05) for numbers and vectors.
     pub consensus: f64,
+    /// The probability that the verdict is right, given the counted ballots and each voter's
+    /// measured trust (see the Governor's documentation); the thresholds apply to it.
+    pub confidence: f64,
     /// Every ballot asked for, in the order they arrived, abstentions included.
     pub ballots: Vec<Cast>,
     /// Agent calls made.

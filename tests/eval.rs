@@ -164,6 +164,7 @@ fn spec(metric: Metric, class: Class, op: Op, threshold: f64, statistic: Statist
         share: 0.95,
         min_evidence: 20,
         generated: false,
+        relative: 2.0,
     }
 }
 
@@ -187,9 +188,11 @@ fn no_check_passes_without_evidence() {
     never_graded.adversaries = vec![Adversary {
         agent: "late".to_owned(),
         attack: "always-wrong".to_owned(),
+        accuracy: Some(0.0),
         caught: Caught {
             from: 95,
             graded: 5,
+            right: 0,
             quarantined_after: None,
             status: Status::Trusted,
         },
@@ -353,12 +356,16 @@ fn the_checks_reported_do_not_depend_on_the_outcome() {
     good.corrupted = 0.25;
     good.adversarial_only = true;
     good.trust_spearman = Some(1.0);
+    good.trust_concordance = Some(1.0);
+    good.resolvable_pairs = 5;
     good.adversaries = vec![Adversary {
         agent: "liar".to_owned(),
         attack: "always-wrong".to_owned(),
+        accuracy: Some(0.0),
         caught: Caught {
             from: 0,
             graded: 40,
+            right: 0,
             quarantined_after: Some(6),
             status: Status::Quarantined,
         },
@@ -370,6 +377,7 @@ fn the_checks_reported_do_not_depend_on_the_outcome() {
         caught: Caught {
             from: 0,
             graded: 0,
+            right: 0,
             quarantined_after: None,
             status: Status::Provisional,
         },
@@ -637,13 +645,13 @@ fn a_second_run_starts_from_recalibrated_trust_and_compares_every_scenario() {
         assert_eq!(c["accuracy_before"], s["accuracy"]["mean"]);
         assert_eq!(c["coverage_before"], s["coverage"]["mean"]);
     }
-    let acc = |r: &serde_json::Value| r["scenarios"][0]["accuracy"]["mean"].as_f64().unwrap();
-    assert!(
-        acc(&second) >= acc(&first),
-        "{} < {}",
-        acc(&second),
-        acc(&first)
-    );
+    // From recalibrated trust, every scenario stays within noise of the first run or improves:
+    // accuracy not more than 2 points lower, coverage not more than 5.
+    for c in compared {
+        let f = |k: &str| c[k].as_f64().unwrap();
+        assert!(f("accuracy_now") >= f("accuracy_before") - 0.02, "{c}");
+        assert!(f("coverage_now") >= f("coverage_before") - 0.05, "{c}");
+    }
 
     // The first run's batch can be undone by its run id alone, as the run folder is named.
     let batches = batches(&store);

@@ -338,45 +338,66 @@ quorum = { ballots = 3 }
 early_stop = { risk = 0.01 }
 "#,
     );
-    let g = Governor::new(
-        c.policy("tail").expect("policy").clone(),
-        services(&c),
-        learned_trust(&c, 0),
-    );
     let fast: Vec<ScriptedAgent> = c
         .agents
         .values()
         .filter(|a| a.id.starts_with("fast"))
         .map(|a| ScriptedAgent::new(a.clone()).expect("scripted"))
         .collect();
-    let mut rng = Rng(11);
-    let mut decision_ms = Vec::new();
-    let mut fast_ms = Vec::new();
-    for i in 0..1000 {
-        let d = decision(i, &mut rng);
-        for f in &fast {
-            fast_ms.push(f.latency(&d).as_secs_f64() * 1000.0);
-        }
-        let start = tokio::time::Instant::now();
-        let v = g.decide(d).await.expect("decide");
-        decision_ms.push(start.elapsed().as_secs_f64() * 1000.0);
-        assert!(v.tally.is_some());
-    }
     let p99 = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[(v.len() * 99 / 100).min(v.len() - 1)]
     };
-    let (d99, f99) = (p99(&mut decision_ms), p99(&mut fast_ms));
+    // The decision's p99, the fast agents' p99, and the p99 of the slowest fast agent of each
+    // decision, over 1,000 decisions from trust learned on `n` outcomes per agent.
+    let run = |n: usize| {
+        let g = Governor::new(
+            c.policy("tail").expect("policy").clone(),
+            services(&c),
+            learned_trust(&c, n),
+        );
+        let fast = &fast;
+        async move {
+            let mut rng = Rng(11);
+            let (mut decision_ms, mut fast_ms, mut slowest_fast) =
+                (Vec::new(), Vec::new(), Vec::new());
+            for i in 0..1000 {
+                let d = decision(i, &mut rng);
+                let each: Vec<f64> = fast
+                    .iter()
+                    .map(|f| f.latency(&d).as_secs_f64() * 1000.0)
+                    .collect();
+                slowest_fast.push(each.iter().copied().fold(0.0, f64::max));
+                fast_ms.extend(each);
+                let start = tokio::time::Instant::now();
+                let v = g.decide(d).await.expect("decide");
+                decision_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+                assert!(v.tally.is_some());
+            }
+            (
+                p99(&mut decision_ms),
+                p99(&mut fast_ms),
+                p99(&mut slowest_fast),
+            )
+        }
+    };
+    // A measured pool: the Governor issue's target. (1.42× here; the same pool with the slow
+    // agent as fast as the others: 1.38×.)
+    let (d99, f99, _) = run(60).await;
     println!(
         "tail latency: decision p99 {d99:.0} ms, fast agents' p99 {f99:.0} ms (ratio {:.2})",
         d99 / f99
     );
-    // The Governor issue's target. (1.42× here; the same pool with the slow agent as fast as
-    // the others: 1.38×.)
     assert!(
         d99 <= 1.5 * f99,
         "decision p99 {d99:.0} ms vs fast p99 {f99:.0} ms"
     );
+    // A pool nobody has measured: every provisional agent is asked and waited for (so that
+    // its trust gets measured), except the slow one once it is known to be late: decisions
+    // take as long as the slowest fast agent, not as the slow one.
+    let (d99, _, slowest) = run(0).await;
+    println!("unmeasured pool: decision p99 {d99:.0} ms, slowest fast agent's p99 {slowest:.0} ms");
+    assert!(d99 <= 1.2 * slowest, "{d99:.0} ms vs {slowest:.0} ms");
 }
 
 #[test]

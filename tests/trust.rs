@@ -118,65 +118,86 @@ proptest! {
     }
 }
 
-/// Decisions after turning until the sleeper is quarantined, and whether the honest agent
-/// was ever quarantined, for one seeded stream.
-fn sleeper_stream(seed: u64, bad_accuracy: f64) -> (Option<usize>, usize) {
+/// Graded decisions until an agent right with probability `accuracy(t)` at step `t` is
+/// first quarantined (capped at `cap`).
+fn first_alarm(seed: u64, cap: usize, accuracy: impl Fn(usize) -> f64) -> usize {
     let p = TrustParams::default();
     let mut rng = Rng(seed);
-    let mut honest = TrustState::new(&p);
-    let mut sleeper = TrustState::new(&p);
-    let mut honest_quarantined = 0;
-    let mut caught = None;
-    for t in 0..150 {
-        let right = rng.unit() < 0.9;
-        honest.record(&p, right);
-        if honest.status(&p) == Status::Quarantined {
-            honest_quarantined += 1;
-        }
-        let accuracy = if t < 50 { 0.9 } else { bad_accuracy };
-        let right = rng.unit() < accuracy;
-        sleeper.record(&p, right);
-        if t >= 50 && caught.is_none() && sleeper.status(&p) == Status::Quarantined {
-            caught = Some(t - 49);
+    let mut s = TrustState::new(&p);
+    for t in 0..cap {
+        s.record(&p, rng.unit() < accuracy(t));
+        if matches!(s.status(&p), Status::Quarantined | Status::Ejected) {
+            return t + 1;
         }
     }
-    (caught, honest_quarantined)
+    cap
 }
 
 #[test]
-fn a_sleeper_is_quarantined_within_20_graded_decisions_of_turning() {
-    // "Turns bad": from right 90 % of the time to wrong 100 % or 90 % of the time. A milder
-    // turn (to 30 % right) is printed for the record, not asserted: it takes up to ~23.
-    for bad_accuracy in [0.0, 0.1, 0.3] {
-        let mut worst = 0;
-        let mut total = 0;
-        let mut honest_flagged = 0;
-        let seeds = 200;
-        for seed in 0..seeds {
-            let (caught, honest_q) = sleeper_stream(seed, bad_accuracy);
-            let caught = caught.unwrap_or(usize::MAX);
-            worst = worst.max(caught);
-            total += caught.min(1000);
-            honest_flagged += honest_q;
-        }
-        let honest_share = honest_flagged as f64 / (seeds as f64 * 150.0);
+fn honest_agents_are_rarely_quarantined() {
+    // The false-alarm rate, as an average run length (graded decisions until the first
+    // quarantine) of honest agents at the honest floor and above; runs are capped, so the
+    // estimate is a lower bound.
+    let cap = 100_000;
+    for (accuracy, at_least) in [(0.5, 5_000.0), (0.55, 15_000.0), (0.7, 90_000.0)] {
+        let streams = 100;
+        let mean = (0..streams)
+            .map(|seed| first_alarm(seed, cap, |_| accuracy) as f64)
+            .sum::<f64>()
+            / streams as f64;
         println!(
-            "sleeper turning to accuracy {bad_accuracy}: quarantined after {:.1} graded decisions on average, \
-             {worst} at worst ({seeds} seeds); honest 90% agent quarantined {:.2}% of the time",
-            total as f64 / seeds as f64,
-            honest_share * 100.0
+            "honest agent right {accuracy}: first false quarantine after {mean:.0} graded decisions on average ({streams} streams, cap {cap})"
         );
-        if bad_accuracy <= 0.1 {
-            assert!(
-                worst <= 20,
-                "a sleeper took {worst} decisions to quarantine"
-            );
-        }
         assert!(
-            honest_share < 0.01,
-            "the honest agent was quarantined {honest_share:.3} of the time"
+            mean >= at_least,
+            "accuracy {accuracy}: ARL {mean:.0} < {at_least}"
         );
     }
+    // An honest agent whose accuracy legitimately falls on a harder batch (0.9, then 0.6 for
+    // 300 decisions, then 0.9 again) stays in.
+    let flagged = (0..300)
+        .filter(|&seed| {
+            first_alarm(
+                seed,
+                600,
+                |t| if (100..400).contains(&t) { 0.6 } else { 0.9 },
+            ) < 600
+        })
+        .count();
+    println!("harder batch: {flagged} of 300 honest agents quarantined");
+    assert!(flagged <= 3, "{flagged} of 300");
+}
+
+#[test]
+fn adversaries_are_caught_as_fast_as_the_false_alarm_rate_allows() {
+    // A sleeper right 90 % of the time for 50 decisions, then right `bad` of the time:
+    // graded decisions from the turn until quarantine.
+    let delays = |bad: f64| {
+        let mut d: Vec<usize> = (0..300)
+            .map(|seed| {
+                let t = first_alarm(1000 + seed, 2000, |t| if t < 50 { 0.9 } else { bad });
+                t.saturating_sub(50)
+            })
+            .collect();
+        d.sort_unstable();
+        (d[150], d[285], d[299])
+    };
+    for bad in [0.0, 0.1, 0.25, 1.0 / 3.0] {
+        let (median, p95, worst) = delays(bad);
+        println!(
+            "sleeper turning to accuracy {bad:.2}: quarantined after {median} graded decisions (median), {p95} (95th percentile), {worst} (worst of 300)"
+        );
+    }
+    // Wrong every time: 12 to 14 graded decisions, at every seed (0.5¹² ≈ 1/4,096 is the
+    // least evidence at this false-alarm rate).
+    let (median, _, worst) = delays(0.0);
+    assert!(median <= 14 && worst <= 14, "{median} {worst}");
+    // Right one time in ten: about 18 (median), within 40 at the 95th percentile.
+    let (median, p95, _) = delays(0.1);
+    assert!(median <= 22 && p95 <= 40, "{median} {p95}");
+    // Random on four options: within about 100 at the 95th percentile.
+    let (median, p95, _) = delays(0.25);
+    assert!(median <= 60 && p95 <= 130, "{median} {p95}");
 }
 
 #[test]

@@ -171,8 +171,15 @@ impl ScriptedAgent {
                     Some(Truth::Value(v)) => v,
                     _ => 0.0,
                 };
-                let sigma = 0.5 * (1.0 - p).max(0.0);
-                let honest = truth + sigma * rng.normal();
+                // Competence is the probability of a right answer here as for options: a right
+                // number lies close to the truth (noise 0.04), a wrong one 0.3 to 1.0 away, so
+                // that any tolerance from 0.12 to 0.3 grades it as the competence says.
+                let honest = if rng.unit() < p {
+                    truth + 0.04 * rng.normal()
+                } else {
+                    let off = 0.3 + 0.7 * rng.unit();
+                    truth + if rng.unit() < 0.5 { off } else { -off }
+                };
                 let v = match behaviour {
                     Behaviour::ConstantOutlier { value } => *value,
                     Behaviour::ThresholdHugger { margin } => truth + margin,

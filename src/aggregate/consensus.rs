@@ -34,6 +34,53 @@ pub fn consensus_quality(values: &[f64], epsilon: f64) -> f64 {
     1.0 / (1.0 + sigma / mu)
 }
 
+/// Consensus quality of vectors, `1/(1 + σ/(μ + ε))` with σ the root of the sample variance of
+/// the vectors around their centroid (`Σ‖x_i − x̄‖² / (n − 1)`) and μ the mean norm: 1 only
+/// when every vector is the same.
+///
+/// ```
+/// use conclave::aggregate::consensus::vector_consensus;
+/// assert_eq!(vector_consensus(&[&[1.0, 0.0], &[1.0, 0.0]], 0.05), 1.0);
+/// assert!(vector_consensus(&[&[1.0, 0.0], &[-1.0, 0.0], &[0.0, 50.0]], 0.05) < 0.6);
+/// ```
+pub fn vector_consensus(vectors: &[&[f64]], epsilon: f64) -> f64 {
+    let n = vectors.len();
+    if n < 2 {
+        return 1.0;
+    }
+    let d = vectors[0].len();
+    if vectors.iter().any(|v| v.len() != d) {
+        return 0.0;
+    }
+    let nf = n as f64;
+    let centroid: Vec<f64> = (0..d)
+        .map(|j| vectors.iter().map(|v| v[j]).sum::<f64>() / nf)
+        .collect();
+    let ss: f64 = vectors
+        .iter()
+        .map(|v| {
+            v.iter()
+                .zip(&centroid)
+                .map(|(a, c)| (a - c).powi(2))
+                .sum::<f64>()
+        })
+        .sum();
+    let sigma = (ss / (nf - 1.0)).sqrt();
+    if sigma == 0.0 {
+        return 1.0;
+    }
+    let mu = vectors
+        .iter()
+        .map(|v| v.iter().map(|x| x * x).sum::<f64>().sqrt())
+        .sum::<f64>()
+        / nf
+        + epsilon;
+    if mu <= 0.0 {
+        return 0.0;
+    }
+    1.0 / (1.0 + sigma / mu)
+}
+
 /// The normalised gap between the best and second-best score, `(s₁ − s₂) / scale`, in
 /// `[0, 1]` when `scale` is the largest possible difference. One option gives margin 1.
 pub fn margin(scores: &[f64], scale: f64) -> f64 {

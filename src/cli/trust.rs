@@ -371,8 +371,22 @@ fn batches(dir: &Path, json: bool) -> Result<(), CliError> {
 fn import(dir: &Path, file: &Path, json: bool) -> Result<(), CliError> {
     let bytes = read_input(file)?;
     let name = source_name(file);
-    let mut de = serde_json::Deserializer::from_slice(&bytes);
-    let snapshot: TrustSnapshot = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    // The states are imported; the parameters they were learned with are the store's own
+    // (an export from another version may name parameters this one does not have).
+    let mut value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        CliError::input(format!(
+            "{name}: not JSON: {e} (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert(
+            "params".to_owned(),
+            serde_json::to_value(TrustParams::default()).unwrap_or_default(),
+        );
+    }
+    let snapshot: TrustSnapshot = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         CliError::input(format!("{name}: {path}: {}", e.into_inner()))
     })?;

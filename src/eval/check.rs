@@ -58,13 +58,21 @@ pub enum Metric {
     /// Accuracy over all items lost against the same run's clean scenario, beyond what the
     /// oracle itself loses there: `(clean − this) − max(0, oracle clean − oracle this)`.
     LossVsClean,
-    /// Per adversary: graded decisions from the start of its attack until quarantine
-    /// (0 when it was quarantined before the run; infinite when it was graded at least the
-    /// threshold's number of times and never caught).
+    /// Per adversary: graded decisions from the start of its attack until quarantine (0 when
+    /// it was quarantined before the run). Compared with the threshold, or, for an adversary
+    /// right often enough that no test at conclave's false-alarm rate could catch it that
+    /// fast, with `relative` times Lorden's bound for its measured accuracy p̂:
+    /// `ln(5000) / KL(p̂ ‖ ½)` (5,000 graded decisions between false alarms on an honest
+    /// agent at the floor; see `trust::model`). Never caught after that many graded
+    /// decisions: a failure; fewer: not enough evidence.
     Detection,
     /// Spearman correlation of effective learned trust with true competence (agents the run
     /// cannot tell apart tied).
     Spearman,
+    /// Of the agent pairs whose competences the run's evidence tells apart (they differ by
+    /// more than 1.96 standard errors, counting trust's effective number of outcomes), the
+    /// share that effective learned trust orders the same way.
+    Concordance,
     /// Honest agents (no attack, or only honest failures such as a blind spot) quarantined
     /// or ejected at any point of the run.
     HonestQuarantined,
@@ -99,6 +107,7 @@ enum Basis {
     Decided,
     Graded,
     Agents,
+    Pairs,
     Calls,
 }
 
@@ -119,7 +128,9 @@ impl Metric {
             | Self::LeadOracleDecided
             | Self::LossVsClean => Unit::Points,
             Self::Detection | Self::HonestQuarantined => Unit::Count,
-            Self::Spearman | Self::Ece | Self::Brier | Self::Aurc => Unit::Coefficient,
+            Self::Spearman | Self::Concordance | Self::Ece | Self::Brier | Self::Aurc => {
+                Unit::Coefficient
+            }
         }
     }
 
@@ -133,6 +144,7 @@ impl Metric {
             | Self::Brier => Basis::Decided,
             Self::Detection | Self::HonestQuarantined => Basis::Graded,
             Self::Spearman => Basis::Agents,
+            Self::Concordance => Basis::Pairs,
             Self::InfraFailures => Basis::Calls,
             _ => Basis::Items,
         }
@@ -142,7 +154,11 @@ impl Metric {
     fn poolable(self) -> bool {
         !matches!(
             self,
-            Self::Detection | Self::Spearman | Self::HonestQuarantined | Self::Aurc
+            Self::Detection
+                | Self::Spearman
+                | Self::Concordance
+                | Self::HonestQuarantined
+                | Self::Aurc
         )
     }
 
@@ -163,6 +179,7 @@ impl Metric {
             Self::LossVsClean => "loss-vs-clean",
             Self::Detection => "detection",
             Self::Spearman => "spearman",
+            Self::Concordance => "concordance",
             Self::HonestQuarantined => "honest-quarantined",
             Self::Ece => "ece",
             Self::Brier => "brier",
@@ -313,6 +330,9 @@ pub struct RawCheck {
     /// Judge the suite's generated scenarios (each one run) instead of its named scenarios.
     #[serde(default)]
     pub generated: bool,
+    /// Detection: the limit is at least this many times Lorden's bound for the adversary's
+    /// accuracy (default 2; 0 keeps the threshold alone).
+    pub relative: Option<f64>,
     /// Set to false to drop a default check of this name.
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -351,6 +371,8 @@ pub struct CheckSpec {
     pub min_evidence: usize,
     /// On the generated scenarios.
     pub generated: bool,
+    /// Detection: the limit is at least this many times Lorden's bound.
+    pub relative: f64,
 }
 
 impl CheckSpec {
@@ -414,6 +436,11 @@ impl CheckSpec {
             share: raw.share,
             min_evidence: raw.min_evidence.unwrap_or(20),
             generated: raw.generated,
+            relative: match raw.relative {
+                Some(r) if r.is_finite() && r >= 0.0 => r,
+                Some(r) => return Err(format!("{site}: relative {r} must be a number ≥ 0")),
+                None => 2.0,
+            },
         })
     }
 
@@ -429,7 +456,13 @@ impl CheckSpec {
 
     /// The criterion in words.
     fn criterion(&self, runs: usize, what: &str) -> String {
-        let t = show(self.metric, self.threshold);
+        let mut t = show(self.metric, self.threshold);
+        if self.metric == Metric::Detection && self.relative > 0.0 {
+            t += &format!(
+                " (or {}× Lorden's bound for its accuracy, if longer)",
+                self.relative
+            );
+        }
         match self.statistic {
             Statistic::Share => format!(
                 "{} {t} at ≥ {:.0}% of {runs} {what}",
@@ -467,6 +500,7 @@ fn spec(
         share: 0.95,
         min_evidence: 20,
         generated: false,
+        relative: 2.0,
     }
 }
 
@@ -527,11 +561,11 @@ pub fn defaults() -> Vec<CheckSpec> {
             Share,
         ),
         spec(
-            "learned trust ranks agents as true competence does (Spearman ≥ 0.8)",
-            M::Spearman,
+            "learned trust orders agents as their competence does (where the evidence tells them apart)",
+            M::Concordance,
             Class::Adversarial,
             AtLeast,
-            0.8,
+            0.9,
             Mean,
         ),
         spec(
@@ -579,14 +613,17 @@ pub fn generated_defaults() -> Vec<CheckSpec> {
             25.0,
             0.95,
         ),
-        g(
-            "generated: adversaries caught within 10 graded decisions (median)",
-            M::Detection,
-            Class::Attacked,
-            AtMost,
-            10.0,
-            0.5,
-        ),
+        CheckSpec {
+            relative: 1.25,
+            ..g(
+                "generated: adversaries caught within 10 graded decisions (median)",
+                M::Detection,
+                Class::Attacked,
+                AtMost,
+                10.0,
+                0.5,
+            )
+        },
         g(
             "generated: no honest agent quarantined",
             M::HonestQuarantined,
@@ -690,6 +727,8 @@ pub struct Check {
 #[derive(Debug, Clone, PartialEq)]
 struct Sample {
     value: f64,
+    /// Its own threshold, where the metric sets one per run (detection).
+    limit: Option<f64>,
     /// Its standard error within the run, where the metric has one.
     se: Option<f64>,
     /// Why there is not enough evidence behind it, if there is not.
@@ -703,14 +742,21 @@ impl Sample {
             Basis::Decided => format!("{n} decided items"),
             Basis::Graded => format!("{n} graded decisions"),
             Basis::Agents => format!("{n} agents"),
+            Basis::Pairs => format!("{n} pairs of agents the evidence tells apart"),
             Basis::Calls => format!("{n} calls"),
         });
-        Self { value, se, short }
+        Self {
+            value,
+            limit: None,
+            se,
+            short,
+        }
     }
 
     fn missing(why: impl Into<String>) -> Self {
         Self {
             value: f64::NAN,
+            limit: None,
             se: None,
             short: Some(why.into()),
         }
@@ -773,16 +819,28 @@ fn sample(
             else {
                 return Sample::missing("adversary not in this run");
             };
-            let limit = c.threshold.ceil().max(1.0) as u64;
-            match a.caught.quarantined_after {
+            let limit = detection_limit(c, a.accuracy);
+            let mut s = match a.caught.quarantined_after {
                 Some(k) => Sample::of(k as f64, None, 1, 0, basis),
-                None if a.caught.graded >= limit => Sample::of(f64::INFINITY, None, 1, 0, basis),
+                None if a.caught.graded as f64 >= limit => {
+                    Sample::of(f64::INFINITY, None, 1, 0, basis)
+                }
+                None if limit.is_infinite() => Sample::missing(format!(
+                    "not caught; right {:.0}% of the time, as often as an honest agent",
+                    100.0 * a.accuracy.unwrap_or(0.5)
+                )),
                 None => Sample::missing(format!(
                     "not caught, and only {} graded decisions",
                     a.caught.graded
                 )),
-            }
+            };
+            s.limit = Some(limit);
+            s
         }
+        M::Concordance => match s.trust_concordance {
+            Some(r) => Sample::of(r, None, s.resolvable_pairs, 3.min(need), basis),
+            None => Sample::missing("no two agents the evidence tells apart"),
+        },
         M::Spearman => match s.trust_spearman {
             Some(r) => Sample::of(r, None, 3, 0, basis),
             None => Sample::missing(
@@ -815,6 +873,29 @@ fn sample(
             )
         }
     }
+}
+
+/// Lorden's bound: the least average delay (graded decisions) of any sequential test that
+/// tells accuracy `p` from the honest floor ½ with 5,000 decisions between false alarms,
+/// `ln(5000) / KL(p ‖ ½)`; infinite at or above the floor.
+pub fn lorden_bound(p: f64) -> f64 {
+    let p = p.clamp(0.0, 1.0);
+    if p >= 0.5 {
+        return f64::INFINITY;
+    }
+    let term = |x: f64, y: f64| if x > 0.0 { x * (x / y).ln() } else { 0.0 };
+    let kl = term(p, 0.5) + term(1.0 - p, 0.5);
+    5000f64.ln() / kl
+}
+
+/// The detection limit of check `c` for an adversary of measured accuracy `p`.
+fn detection_limit(c: &CheckSpec, p: Option<f64>) -> f64 {
+    let relative = if c.relative > 0.0 {
+        c.relative * lorden_bound(p.unwrap_or(0.0))
+    } else {
+        0.0
+    };
+    c.threshold.max(relative)
 }
 
 /// The metric over several runs' items together: `(value, one-sided bound, evidence)`.
@@ -889,7 +970,12 @@ fn pooled(c: &CheckSpec, runs: &[&ScenarioReport]) -> Option<(f64, f64, usize)> 
                 s.health.completed as usize,
             )
         })),
-        M::LossVsClean | M::Detection | M::Spearman | M::HonestQuarantined | M::Aurc => None,
+        M::LossVsClean
+        | M::Detection
+        | M::Spearman
+        | M::Concordance
+        | M::HonestQuarantined
+        | M::Aurc => None,
     }
 }
 
@@ -933,7 +1019,7 @@ fn judge_one(
     let without = runs - with.len();
     let held = with
         .iter()
-        .filter(|s| c.op.holds(s.value, c.threshold))
+        .filter(|s| c.op.holds(s.value, s.limit.unwrap_or(c.threshold)))
         .count();
     let values = Dist::of(&with.iter().map(|s| s.value).collect::<Vec<_>>());
     let shortage = || {
@@ -966,6 +1052,16 @@ fn judge_one(
             let mut m = format!("held at {held} of {runs} {what}");
             if let Some(d) = &values {
                 m += &format!("; {}", show_dist(c.metric, d));
+            }
+            let limits: Vec<f64> = samples.iter().filter_map(|s| s.limit).collect();
+            if let Some(d) = Dist::of(&limits)
+                && d.max > c.threshold + 1e-9
+            {
+                m += &format!(
+                    "; limits {}–{} for the accuracies measured",
+                    show(c.metric, d.min),
+                    show(c.metric, d.max)
+                );
             }
             if without > 0 {
                 m += &format!("; not enough evidence: {}", shortage());

@@ -36,7 +36,7 @@ pub use report::Report;
 pub use run::{Caught, Progress, RunOptions};
 pub use suite::{Suite, SuiteError};
 
-use crate::trust::model::Status;
+use crate::trust::model::{Status, standing};
 use crate::trust::store::{Change, TrustBatch, TrustSnapshot, TrustStore};
 use metrics::{Calibration, Delta, Rate};
 use report::{Recalibration, TrustMove};
@@ -71,6 +71,8 @@ pub struct Adversary {
     pub agent: String,
     /// What it did.
     pub attack: String,
+    /// Its accuracy since its attack began (graded answers), if it was graded.
+    pub accuracy: Option<f64>,
     /// When it was caught.
     #[serde(flatten)]
     pub caught: Caught,
@@ -96,15 +98,55 @@ pub struct AgentTrust {
     pub status: Status,
 }
 
+/// The effective number of outcomes behind a trust estimate: trust forgets (γ), so it rests
+/// on `(Σw)²/Σw²` of the weights γᵏ over the `n` graded outcomes, fewer than `n`.
+fn effective_outcomes(n: u64) -> f64 {
+    let gamma = crate::trust::TrustParams::default().forgetting;
+    if gamma >= 1.0 || n == 0 {
+        return n as f64;
+    }
+    let n = n.min(i32::MAX as u64) as i32;
+    let (a, b) = (1.0 - gamma.powi(n), 1.0 - gamma.powi(2 * n));
+    (a * a / ((1.0 - gamma) * (1.0 - gamma))) * ((1.0 - gamma * gamma) / b)
+}
+
+/// The standard error of the difference of two agents' accuracy estimates.
+fn difference_se(a: &AgentTrust, b: &AgentTrust) -> f64 {
+    let v = |t: &AgentTrust| {
+        let p = t.competence.clamp(0.01, 0.99);
+        p * (1.0 - p) / effective_outcomes(t.n.max(1))
+    };
+    (v(a) + v(b)).sqrt()
+}
+
+/// Of the pairs of agents whose competences the run's evidence can tell apart (they differ
+/// by more than 1.96 standard errors of the difference), the share that effective learned
+/// trust orders the same way; with the number of such pairs.
+fn resolvable_concordance(agents: &[&AgentTrust]) -> (Option<f64>, usize) {
+    let (mut pairs, mut agree) = (0usize, 0usize);
+    for (i, a) in agents.iter().enumerate() {
+        for b in &agents[i + 1..] {
+            let d = a.competence - b.competence;
+            if d.abs() <= 1.96 * difference_se(a, b) {
+                continue;
+            }
+            pairs += 1;
+            agree += usize::from((a.effective - b.effective) * d > 0.0);
+        }
+    }
+    ((pairs > 0).then(|| agree as f64 / pairs as f64), pairs)
+}
+
 /// The agents' competences as far as the run's evidence can order them: agents whose
 /// competences differ by less than the standard error of the difference of their trust
-/// estimates (√(p₁q₁/n₁ + p₂q₂/n₂), n the graded outcomes behind each) are tied, linked in
-/// order of competence, at their group's mean. Ranking them is left to chance by the data, so
+/// estimates (√(p₁q₁/n₁ + p₂q₂/n₂), n the effective number of outcomes behind each: trust
+/// forgets, so it is less than the number graded) are tied, linked in order of competence,
+/// at their group's mean. Ranking them is left to chance by the data, so
 /// the rank correlation with learned trust does not count their order.
 fn resolvable_competence(agents: &[&AgentTrust]) -> Vec<f64> {
     let se2 = |t: &AgentTrust| {
         let p = t.competence.clamp(0.01, 0.99);
-        p * (1.0 - p) / t.n.max(1) as f64
+        p * (1.0 - p) / effective_outcomes(t.n.max(1))
     };
     let mut order: Vec<usize> = (0..agents.len()).collect();
     order.sort_by(|&a, &b| agents[b].competence.total_cmp(&agents[a].competence));
@@ -251,6 +293,11 @@ pub struct ScenarioReport {
     pub risk: RiskCoverage,
     /// Spearman correlation of effective learned trust with true competence.
     pub trust_spearman: Option<f64>,
+    /// Of the agent pairs the run's evidence can tell apart by competence, the share that
+    /// effective learned trust orders the same way.
+    pub trust_concordance: Option<f64>,
+    /// Those pairs.
+    pub resolvable_pairs: usize,
     /// RMSE of learned trust against true competence after each repetition (digest B.6).
     pub calibration_error: Vec<f64>,
     /// Per agent.
@@ -780,12 +827,12 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
             domain: domain.clone(),
             competence: k as f64 / m.max(1) as f64,
             trust: state.trust(),
-            effective: match state.status(&params) {
+            effective: match standing(&run.states, &params, agent, domain) {
                 Status::Quarantined | Status::Ejected => 0.0,
                 _ => state.trust(),
             },
             n: state.n,
-            status: state.status(&params),
+            status: standing(&run.states, &params, agent, domain),
         });
     }
     // Agents never graded have learned nothing (a dead agent is never heard): they are listed
@@ -793,6 +840,7 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
     let learned: Vec<&AgentTrust> = trust.iter().filter(|t| t.n > 0).collect();
     let x: Vec<f64> = learned.iter().map(|t| t.effective).collect();
     let y = resolvable_competence(&learned);
+    let (concordance, resolvable_pairs) = resolvable_concordance(&learned);
     let calibration_error = run
         .states_per_rep
         .iter()
@@ -830,6 +878,7 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
         .map(|(agent, c)| Adversary {
             agent: agent.clone(),
             attack: attack_of(agent),
+            accuracy: (c.graded > 0).then(|| c.right as f64 / c.graded as f64),
             caught: c.clone(),
         })
         .collect();
@@ -907,6 +956,8 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
         calibration: metrics::calibration(&pairs),
         risk: RiskCoverage::of(r),
         trust_spearman: metrics::spearman(&x, &y),
+        trust_concordance: concordance,
+        resolvable_pairs,
         calibration_error,
         trust,
         adversaries,
@@ -1022,7 +1073,7 @@ pub fn recalibrate<S: TrustStore + ?Sized>(
                 domain: domain.clone(),
                 before: prior,
                 after: s.trust(),
-                status: s.status(&a.params).as_str().to_owned(),
+                status: a.standing(agent, domain).as_str().to_owned(),
             });
         }
     }

@@ -61,8 +61,10 @@ pub struct ItemRecord {
     /// Whether the tally's own answer was right, decided or not (absent when nothing could
     /// be tallied): what the system would have answered had it not escalated.
     pub tally_correct: Option<bool>,
-    /// Verdict confidence (the consensus).
+    /// Verdict confidence: the probability that it is right (calibration is measured on it).
     pub confidence: f64,
+    /// Consensus as the articles define it (winner's share, or CQ).
+    pub consensus: f64,
     /// Agent calls.
     pub calls: usize,
     /// Agents the policy could have asked.
@@ -216,8 +218,10 @@ impl ItemsRun {
 pub struct Caught {
     /// Item where its attack began.
     pub from: usize,
-    /// Graded decisions since then.
+    /// Graded decisions since then, while it acted adversarially.
     pub graded: u64,
+    /// Of those, how many were right.
+    pub right: u64,
     /// Graded decisions until it was quarantined, if it was.
     pub quarantined_after: Option<u64>,
     /// Status at the end.
@@ -234,6 +238,9 @@ pub(crate) struct Pool {
     /// Agents made faulty (dead, crashing, garbling some replies): neither adversaries that
     /// trust must catch nor honest agents it must spare.
     pub(crate) faulty: std::collections::BTreeSet<String>,
+    /// Agents the scenario makes honest for the whole run: the trust stored about them was
+    /// learned on another behaviour, so they start from the prior.
+    pub(crate) reset: std::collections::BTreeSet<String>,
 }
 
 impl Pool {
@@ -256,6 +263,7 @@ impl Pool {
         let mut services: Vec<(AgentSpec, AgentService)> = Vec::new();
         let mut adversaries = BTreeMap::new();
         let mut faulty = std::collections::BTreeSet::new();
+        let mut reset = std::collections::BTreeSet::new();
         for spec in suite.catalog.agents.values() {
             match spec.kind {
                 AgentKind::Scripted => {
@@ -292,6 +300,15 @@ impl Pool {
                 for id in &a.agents {
                     adversaries.remove(id);
                     faulty.remove(id);
+                }
+                if matches!(
+                    &a.mode,
+                    Mode::Behave {
+                        behaviour: Behaviour::Honest,
+                        ..
+                    }
+                ) {
+                    reset.extend(a.agents.iter().cloned());
                 }
             }
         }
@@ -383,6 +400,7 @@ impl Pool {
             policies,
             adversaries,
             faulty,
+            reset,
         })
     }
 
@@ -481,6 +499,7 @@ impl Pool {
             policies: vec![policy],
             adversaries,
             faulty,
+            reset: std::collections::BTreeSet::new(),
         })
     }
 
@@ -494,6 +513,15 @@ impl Pool {
             .filter(|a| self.adversaries.contains_key(**a))
             .count();
         bad as f64 / all.len().max(1) as f64
+    }
+
+    /// Whether `agent` acts adversarially on the `i`-th item (agents behind real endpoints are
+    /// adversaries only as their files define them).
+    fn adversarial_at(&self, agent: &str, i: usize) -> bool {
+        match self.agents.get(agent) {
+            Some(a) => a.adversarial_at(i),
+            None => self.adversaries.get(agent).is_some_and(|&from| i >= from),
+        }
     }
 
     fn policy_for(&self, item: &Item) -> Option<&Policy> {
@@ -596,9 +624,16 @@ pub(crate) async fn run_items(
     } = *plan;
     let params = start.params;
     let ledger_params = LedgerParams::default();
+    let mut states = start.states.clone();
+    states.retain(|(agent, _), _| !pool.reset.contains(agent));
     let mut run = ItemsRun {
-        states: start.states.clone(),
+        states,
         ..ItemsRun::default()
+    };
+    let start = &TrustSnapshot {
+        version: start.version,
+        params: start.params,
+        states: run.states.clone(),
     };
     // Empirical competence first: the oracle knows it, the baselines need it.
     let mut competence: BTreeMap<String, (u64, u64)> = BTreeMap::new();
@@ -732,10 +767,9 @@ pub(crate) async fn run_items(
                 }
                 let answers = &merged;
                 for b in answers {
-                    let shadow = run
-                        .states
-                        .get(&(b.agent.clone(), item.domain.clone()))
-                        .is_some_and(|s| s.status(&params) == Status::Quarantined);
+                    let shadow =
+                        crate::trust::model::standing(&run.states, &params, &b.agent, &item.domain)
+                            == Status::Quarantined;
                     if shadow
                         && !outcomes.iter().any(|(a, _)| *a == b.agent)
                         && let Some(r) = item.truth.grade(&b.answer, tolerance)
@@ -745,13 +779,16 @@ pub(crate) async fn run_items(
                 }
                 for (agent, r) in &outcomes {
                     let key = (agent.clone(), item.domain.clone());
+                    let before =
+                        crate::trust::model::standing(&run.states, &params, agent, &item.domain);
                     let state = run
                         .states
                         .entry(key)
                         .or_insert_with(|| TrustState::new(&params));
-                    let before = state.status(&params);
                     state.record(&params, *r);
-                    let after = state.status(&params);
+                    let (n, trust) = (state.n, state.trust());
+                    let after =
+                        crate::trust::model::standing(&run.states, &params, agent, &item.domain);
                     if honest.contains(agent) {
                         run.honest_graded += 1;
                         let alarm = matches!(after, Status::Quarantined | Status::Ejected)
@@ -765,7 +802,7 @@ pub(crate) async fn run_items(
                             run.false_alarms.push(FalseAlarm {
                                 agent: agent.clone(),
                                 domain: item.domain.clone(),
-                                after: state.n,
+                                after: n,
                                 status: after,
                             });
                         }
@@ -773,19 +810,21 @@ pub(crate) async fn run_items(
                     run.trajectories
                         .entry(format!("{agent} ({})", item.domain))
                         .or_default()
-                        .push((decision_no, state.trust()));
+                        .push((decision_no, trust));
                     if let Some(&from) = pool.adversaries.get(agent)
-                        && (rep > 0 || i >= from)
+                        && pool.adversarial_at(agent, i)
                     {
                         let g = graded_since.entry(agent.clone()).or_default();
                         *g += 1;
                         let entry = run.caught.entry(agent.clone()).or_insert(Caught {
                             from,
                             graded: 0,
+                            right: 0,
                             quarantined_after: None,
                             status: after,
                         });
                         entry.graded = *g;
+                        entry.right += u64::from(*r);
                         entry.status = after;
                         if matches!(after, Status::Quarantined | Status::Ejected)
                             && entry.quarantined_after.is_none()
@@ -817,7 +856,8 @@ pub(crate) async fn run_items(
                     outcome,
                     correct,
                     tally_correct: tally_right(&verdict, item, tolerance),
-                    confidence: verdict.consensus,
+                    confidence: verdict.confidence,
+                    consensus: verdict.consensus,
                     calls: verdict.calls,
                     pool: pool_size,
                     tokens: verdict.tokens,
@@ -876,6 +916,7 @@ pub(crate) async fn run_items(
         run.caught.entry(agent.clone()).or_insert(Caught {
             from,
             graded: 0,
+            right: 0,
             quarantined_after: matches!(status, Status::Quarantined | Status::Ejected).then_some(0),
             status,
         });

@@ -8,17 +8,28 @@ use crate::ballot::Answer;
 use crate::decision::{Cast, Decision, Stop};
 use crate::policy::Policy;
 
+/// What a certificate is about: the policy, its rule, the decision, the voters' estimated
+/// competences, and the ballots the quorum needs.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Vote<'a> {
+    pub(super) policy: &'a Policy,
+    pub(super) rule: Rule,
+    pub(super) decision: &'a Decision,
+    pub(super) competence: &'a std::collections::BTreeMap<String, f64>,
+    pub(super) need: usize,
+}
+
 /// Whether the fan-out can stop after the ballots in `casts`, with `unasked` seats left.
-pub(super) fn check(
-    policy: &Policy,
-    rule: Rule,
-    decision: &Decision,
-    casts: &[Cast],
-    unasked: &[&Seat],
-    competence: &std::collections::BTreeMap<String, f64>,
-) -> Option<Stop> {
+pub(super) fn check(vote: &Vote<'_>, casts: &[Cast], unasked: &[&Seat]) -> Option<Stop> {
+    let Vote {
+        policy,
+        rule,
+        decision,
+        competence,
+        need,
+    } = *vote;
     let counted = casts.iter().filter(|c| !c.ballot.is_abstention()).count();
-    if counted < policy.quorum_ballots as usize {
+    if counted < need {
         return None;
     }
     // The weight quorum too: never stop before the share of the pool's weight it asks for
@@ -82,19 +93,36 @@ pub(super) fn check(
             let p = leader_probability(k, &votes, &rest, leader, decision.seed);
             (p >= 1.0 - delta).then_some(Stop::Confident)
         }
-        Kind::Score | Kind::Vector => {
-            // Numbers have no winner to certify: stop once the quorum agrees well enough.
-            let values: Vec<f64> = casts
+        Kind::Score => {
+            // Numbers have no winner to certify: stop once the quorum is confident enough that
+            // its median is right (the verdict's own confidence measure, around the median).
+            policy.early_stop_risk?;
+            let mut values: Vec<f64> = casts
                 .iter()
                 .filter_map(|c| match c.ballot.answer {
                     Answer::Score(v) => Some(v),
                     _ => None,
                 })
                 .collect();
-            let cq = crate::aggregate::consensus::consensus_quality(&values, 0.05);
-            (policy.early_stop_risk.is_some() && cq >= policy.thresholds.accept)
-                .then_some(Stop::Confident)
+            if values.is_empty() {
+                return None;
+            }
+            values.sort_by(f64::total_cmp);
+            let n = values.len();
+            let median = if n % 2 == 1 {
+                values[n / 2]
+            } else {
+                (values[n / 2 - 1] + values[n / 2]) / 2.0
+            };
+            let c = super::confidence::of_point(
+                casts,
+                competence,
+                &[median],
+                policy.thresholds.tolerance,
+            );
+            (c >= policy.thresholds.accept).then_some(Stop::Confident)
         }
+        Kind::Vector => None,
     }
 }
 
@@ -103,14 +131,12 @@ pub(super) fn check(
 /// settling answer is all of them naming one option, so each option is tried. Kinds and rules
 /// without a certificate count as settleable (the next wave waits for the calls in flight).
 pub(super) fn settleable(
-    policy: &Policy,
-    rule: Rule,
-    decision: &Decision,
+    vote: &Vote<'_>,
     casts: &[Cast],
     asked: &[(&str, &Seat)],
     unasked: &[&Seat],
-    competence: &std::collections::BTreeMap<String, f64>,
 ) -> bool {
+    let Vote { rule, decision, .. } = *vote;
     let certifiable =
         matches!(decision.kind, Kind::Choice | Kind::Ranking) && plurality_family(rule);
     if !certifiable {
@@ -127,7 +153,7 @@ pub(super) fn settleable(
             cost_usd: 0.0,
             wave: 0,
         }));
-        check(policy, rule, decision, &hypothetical, unasked, competence).is_some()
+        check(vote, &hypothetical, unasked).is_some()
     })
 }
 
@@ -166,21 +192,9 @@ pub(super) fn leader_probability(
         return 1.0;
     }
     let kf = k as f64;
-    // Posterior over the right answer.
-    let mut log_post = vec![0.0; k];
-    for &(v, _, q) in votes {
-        for (t, lp) in log_post.iter_mut().enumerate() {
-            *lp += if v == t {
-                q.ln()
-            } else {
-                ((1.0 - q) / (kf - 1.0)).ln()
-            };
-        }
-    }
-    let max = log_post.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let mut post: Vec<f64> = log_post.iter().map(|l| (l - max).exp()).collect();
-    let z: f64 = post.iter().sum();
-    post.iter_mut().for_each(|p| *p /= z);
+    // Posterior over the right answer (the verdict's confidence uses the same one).
+    let cast: Vec<(usize, f64)> = votes.iter().map(|&(v, _, q)| (v, q)).collect();
+    let post = super::confidence::option_posterior(k, &cast);
 
     let mut base = vec![0.0; k];
     for &(v, w, _) in votes {

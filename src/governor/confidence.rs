@@ -1,0 +1,170 @@
+//! The verdict's confidence: the probability that it is right, given the counted ballots and
+//! each voter's measured competence (its trust in the decision's domain).
+//!
+//! - **Options** (Nitzan–Paroush): an agent of competence q names the right option with
+//!   probability q and each wrong one with (1 − q)/(K − 1), independently of the others. The
+//!   posterior over the right option, from a uniform prior, is proportional to
+//!   `Π_{i names o} q_i · Π_{i does not} (1 − q_i)/(K − 1)`; the confidence is the posterior
+//!   of the verdict's option. Competences below chance are raised to chance (1/K): an agent
+//!   that is worse than chance is ignored, never read backwards.
+//! - **Numbers and vectors**: a voter *agrees* with the verdict when its answer lies within the
+//!   policy's tolerance of it. With q the probability that a voter is right (within the
+//!   tolerance of the truth, as trust measures it), agreeing adds `ln(q/(1 − q))` to the
+//!   log-odds that the verdict is right and disagreeing subtracts it (q raised to ½ at least,
+//!   for the same reason). The measure depends on distances, not on the scale of the answers:
+//!   it does not collapse when the truth is near 0, as `CQ = 1/(1 + σ/μ)` does (CQ is still
+//!   reported as the articles define it).
+//!
+//! Correlated voters make these probabilities overconfident; the error ledger's clusters cap
+//! the weights of agents that fail together, and the eval harness measures calibration (ECE,
+//! Brier score) over seeds.
+
+use std::collections::BTreeMap;
+
+use crate::ballot::Answer;
+use crate::decision::Cast;
+
+/// Competences are kept inside this range (no voter is certain).
+const MAX_COMPETENCE: f64 = 0.95;
+
+/// The posterior over the right option, `k` options, given `(option, competence)` votes.
+pub(super) fn option_posterior(k: usize, votes: &[(usize, f64)]) -> Vec<f64> {
+    if k == 0 {
+        return Vec::new();
+    }
+    let kf = k as f64;
+    let mut log_post = vec![0.0; k];
+    for &(v, q) in votes {
+        let q = q.clamp(1.0 / kf, MAX_COMPETENCE);
+        let (right, wrong) = (q.ln(), ((1.0 - q) / (kf - 1.0).max(1.0)).ln());
+        for (t, lp) in log_post.iter_mut().enumerate() {
+            *lp += if v == t { right } else { wrong };
+        }
+    }
+    let max = log_post.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut post: Vec<f64> = log_post.iter().map(|l| (l - max).exp()).collect();
+    let z: f64 = post.iter().sum();
+    post.iter_mut().for_each(|p| *p /= z);
+    post
+}
+
+fn competence_of(competence: &BTreeMap<String, f64>, agent: &str) -> f64 {
+    competence.get(agent).copied().unwrap_or(0.5)
+}
+
+/// The probability that `winner` is the right option.
+pub(super) fn of_option(
+    options: &[String],
+    casts: &[Cast],
+    competence: &BTreeMap<String, f64>,
+    winner: &str,
+) -> f64 {
+    let Some(w) = options.iter().position(|o| o == winner) else {
+        return 0.0;
+    };
+    let votes: Vec<(usize, f64)> = casts
+        .iter()
+        .filter_map(|c| {
+            let first = match &c.ballot.answer {
+                Answer::Choice(o) => Some(o),
+                Answer::Ranking(r) => r.first(),
+                _ => None,
+            }?;
+            let i = options.iter().position(|o| o == first)?;
+            Some((i, competence_of(competence, &c.ballot.agent)))
+        })
+        .collect();
+    option_posterior(options.len(), &votes)
+        .get(w)
+        .copied()
+        .unwrap_or(0.0)
+}
+
+/// The probability that a numeric or vector verdict is right: each counted voter agrees or
+/// disagrees with it (within `tolerance`), weighted by its log-odds of being right.
+pub(super) fn of_point(
+    casts: &[Cast],
+    competence: &BTreeMap<String, f64>,
+    verdict: &[f64],
+    tolerance: f64,
+) -> f64 {
+    let mut log_odds = 0.0;
+    for c in casts {
+        let distance = match &c.ballot.answer {
+            Answer::Score(v) if verdict.len() == 1 => (v - verdict[0]).abs(),
+            Answer::Vector(x) if x.len() == verdict.len() => x
+                .iter()
+                .zip(verdict)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f64>()
+                .sqrt(),
+            _ => continue,
+        };
+        let q = competence_of(competence, &c.ballot.agent).clamp(0.5, MAX_COMPETENCE);
+        let w = (q / (1.0 - q)).ln();
+        log_odds += if distance <= tolerance { w } else { -w };
+    }
+    1.0 / (1.0 + (-log_odds).exp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ballot::Ballot;
+
+    fn cast(b: Ballot) -> Cast {
+        Cast {
+            ballot: b,
+            weight: 1.0,
+            latency_ms: 0,
+            tokens: 0,
+            cost_usd: 0.0,
+            wave: 1,
+        }
+    }
+
+    #[test]
+    fn the_posterior_follows_the_competences() {
+        let opts: Vec<String> = ["a", "b", "c"].iter().map(|s| (*s).to_owned()).collect();
+        let comp: BTreeMap<String, f64> = [
+            ("x".to_owned(), 0.8),
+            ("y".to_owned(), 0.8),
+            ("z".to_owned(), 0.6),
+        ]
+        .into();
+        let casts = vec![
+            cast(Ballot::choice("x", "a")),
+            cast(Ballot::choice("y", "a")),
+            cast(Ballot::choice("z", "b")),
+        ];
+        // Votes for a: 0.8·0.8·0.2 vs for b: 0.1·0.1·0.6 vs c: 0.1·0.1·0.2 (× constants).
+        let pa = 0.8 * 0.8 * 0.2;
+        let pb = 0.1 * 0.1 * 0.6;
+        let pc = 0.1 * 0.1 * 0.2;
+        let want = pa / (pa + pb + pc);
+        assert!((of_option(&opts, &casts, &comp, "a") - want).abs() < 1e-12);
+        // Below-chance agents are ignored: one alone leaves the prior.
+        let low: BTreeMap<String, f64> = [("x".to_owned(), 0.1)].into();
+        let one = vec![cast(Ballot::choice("x", "a"))];
+        assert!((of_option(&opts, &one, &low, "a") - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn numeric_confidence_does_not_depend_on_the_scale() {
+        let comp: BTreeMap<String, f64> = [
+            ("x".to_owned(), 0.8),
+            ("y".to_owned(), 0.8),
+            ("z".to_owned(), 0.8),
+        ]
+        .into();
+        let at = |t: f64| {
+            let casts: Vec<Cast> = [("x", t + 0.02), ("y", t - 0.03), ("z", t + 0.01)]
+                .iter()
+                .map(|(a, v)| cast(Ballot::score(*a, *v)))
+                .collect();
+            of_point(&casts, &comp, &[t], 0.1)
+        };
+        assert!((at(0.0) - at(0.8)).abs() < 1e-12);
+        assert!(at(0.0) > 0.98);
+    }
+}
