@@ -29,6 +29,8 @@ fn graded_batch(provenance: &str, agents: usize, items: usize) -> TrustBatch {
                 outcomes: (0..agents)
                     .map(|a| (format!("agent-{a:03}"), (i * 7 + a) % 5 != 0))
                     .collect(),
+                verdict: None,
+                agreement: None,
             })
             .collect(),
     }

@@ -302,6 +302,7 @@ impl Verdict {
                 .as_ref()
                 .and_then(|t| serde_json::to_value(t).ok())
                 .unwrap_or_default(),
+            confidence: Some(self.confidence),
             at: crate::audit::now(),
         }
     }

@@ -299,6 +299,8 @@ fn export_import_round_trip() {
                 domain: "finance".into(),
                 item: "i1".into(),
                 outcomes: vec![("econ".into(), true), ("news".into(), false)],
+                verdict: None,
+                agreement: None,
             }],
         })
         .expect("apply");
@@ -532,6 +534,8 @@ fn ledger_reports_clusters_from_graded_outcomes() {
                         ("clone-b".into(), !blind),
                         ("econ".into(), rng.unit() < 0.85),
                     ],
+                    verdict: None,
+                    agreement: None,
                 }
             })
             .collect();

@@ -1025,6 +1025,7 @@ fn an_interrupted_run_is_partial_and_changes_no_trust() {
     let interrupt = Arc::new(AtomicBool::new(false));
     let flag = interrupt.clone();
     let opts = RunOptions {
+        keep_generated: false,
         interrupt,
         progress: Some(Arc::new(move |done, _| {
             if done >= 25 {

@@ -79,6 +79,8 @@ fn learned_trust(c: &Catalog, n: usize) -> conclave::trust::store::TrustSnapshot
                     )
                 })
                 .collect(),
+            verdict: None,
+            agreement: None,
         })
         .collect();
     store
@@ -701,4 +703,125 @@ early_stop = { enabled = false }
         other => panic!("expected an escalation, got {other:?}"),
     }
     assert_eq!(v.calls, 3);
+}
+
+/// Trust in which agent `a0` is known to be 0.9 in "trading", and the domain's pool record.
+fn independence_with(
+    pool: conclave::trust::ledger::PoolRecord,
+) -> std::collections::BTreeMap<String, conclave::trust::ledger::Independence> {
+    let mut ledger = conclave::trust::ledger::ErrorLedger::new();
+    ledger.pool = pool;
+    [(
+        "trading".to_owned(),
+        ledger.independence(&conclave::trust::ledger::LedgerParams::default()),
+    )]
+    .into()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_agent_being_measured_does_not_hold_the_decision_to_its_deadline() {
+    // Every agent is new (measured: asked and waited for), one never answers. The decision
+    // waits for it a few times the usual latency, not to its 30 s deadline, and asks nobody
+    // with no time left (such calls could only "time out" and look like a failure storm).
+    let extra = r#"
+[[agent]]
+id = "dead"
+kind = "scripted"
+domains = ["trading"]
+scripted = { competence = { default = 0.9 }, behaviour = { kind = "timeout" } }
+"#;
+    let c = catalog(
+        &agents_toml(&[0.9, 0.85, 0.8, 0.75, 0.7, 0.7, 0.65, 0.6], extra),
+        r#"id = "m"
+description = "Measuring test."
+applies = { domains = ["trading"], kinds = ["choice"] }
+pool = { agents = ["dead", "a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7"] }
+rule = { name = "weighted-plurality" }
+quorum = { ballots = 3 }
+budget = { decision_ms = 30000 }
+"#,
+    );
+    let g = Governor::new(
+        c.policy("m").expect("policy").clone(),
+        services(&c),
+        learned_trust(&c, 0),
+    );
+    let mut rng = Rng(5);
+    for i in 0..10 {
+        let started = tokio::time::Instant::now();
+        let v = g.decide(decision(i, &mut rng)).await.expect("decide");
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "decision {i} took {took:?}"
+        );
+        let abstained: Vec<(&str, &conclave::ballot::Answer)> = v
+            .ballots
+            .iter()
+            .filter(|b| b.ballot.is_abstention())
+            .map(|b| (b.ballot.agent.as_str(), &b.ballot.answer))
+            .collect();
+        assert!(
+            abstained.iter().all(|(a, _)| *a == "dead"),
+            "decision {i}: {abstained:?}"
+        );
+        assert!(
+            !matches!(&v.outcome, Outcome::Human { reason } if reason.contains("supervisor")),
+            "{:?}",
+            v.outcome
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_policy_with_a_verdict_alarm_escalates_while_the_monitor_is_over_it() {
+    let policy = |alarm: &str| {
+        format!(
+            r#"id = "v"
+description = "Verdict monitor test."
+applies = {{ domains = ["trading"], kinds = ["choice"] }}
+pool = {{ agents = ["a0", "a1", "a2"] }}
+rule = {{ name = "weighted-plurality" }}
+quorum = {{ ballots = 3 }}
+escalation = {{ human = true{alarm} }}
+"#
+        )
+    };
+    let mut alarmed = conclave::trust::ledger::PoolRecord::default();
+    alarmed.record_verdict(false, 0.99);
+    alarmed.record_verdict(false, 0.99);
+    assert!(alarmed.alarm > 6.9);
+    for (alarm, pool, escalates) in [
+        (", verdict_alarm = 6.9", alarmed, true),
+        (
+            ", verdict_alarm = 6.9",
+            conclave::trust::ledger::PoolRecord::default(),
+            false,
+        ),
+        ("", alarmed, false),
+    ] {
+        let c = catalog(&agents_toml(&[0.95, 0.95, 0.95], ""), &policy(alarm));
+        let trust = learned_trust(&c, 40);
+        let g = Governor::new(c.policy("v").expect("policy").clone(), services(&c), trust)
+            .with_independence(independence_with(pool));
+        // Three agents right 95 % of the time: a decision they agree on.
+        let mut rng = Rng(3);
+        let mut outcomes = Vec::new();
+        for i in 0..5 {
+            outcomes.push(
+                g.decide(decision(i, &mut rng))
+                    .await
+                    .expect("decide")
+                    .outcome,
+            );
+        }
+        let monitor = outcomes.iter().filter(
+            |o| matches!(o, Outcome::Human { reason } if reason.contains("verdict") && reason.contains("limit 6.9")),
+        ).count();
+        assert_eq!(
+            monitor,
+            if escalates { 5 } else { 0 },
+            "{alarm} {pool:?}: {outcomes:?}"
+        );
+    }
 }

@@ -18,6 +18,8 @@ fn graded(provenance: &str, items: &[(&str, &[(&str, bool)])]) -> TrustBatch {
                     .iter()
                     .map(|(a, r)| ((*a).to_owned(), *r))
                     .collect(),
+                verdict: None,
+                agreement: None,
             })
             .collect(),
     }

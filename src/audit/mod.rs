@@ -53,6 +53,10 @@ pub struct DecisionRecord {
     pub trust_version: u64,
     /// The verdict as the voting engine produced it.
     pub verdict: serde_json::Value,
+    /// The probability that the verdict is right, as the Governor stated it (absent for a
+    /// plain tally and in records written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
     /// When, in seconds since the Unix epoch.
     pub at: u64,
 }
@@ -80,6 +84,7 @@ impl DecisionRecord {
             policy: None,
             trust_version: 0,
             verdict,
+            confidence: None,
             at: now(),
         })
     }
@@ -429,10 +434,78 @@ pub fn grade(
     correct: &str,
     tolerance: f64,
 ) -> Result<Vec<(String, bool)>, GradeError> {
+    let truth = truth_of(record, correct)?;
+    Ok(record
+        .input
+        .ballots
+        .iter()
+        .filter_map(|b| {
+            truth
+                .grade(&b.answer, tolerance)
+                .map(|r| (b.agent.clone(), r))
+        })
+        .collect())
+}
+
+/// What a decision's right answer says about its pool as a whole.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoolGrade {
+    /// The verdict graded: the tally's answer right or wrong, with the confidence the record
+    /// states (`None` for records without one, or without a tallied answer).
+    pub verdict: Option<(bool, f64)>,
+    /// For numbers, the agreement of the wrong answers
+    /// ([`wrong_agreement`](crate::trust::ledger::wrong_agreement)).
+    pub agreement: Option<f64>,
+}
+
+/// Grades `record`'s verdict and, for numbers, the agreement of its wrong answers, given the
+/// right answer `correct`.
+///
+/// # Errors
+/// As [`grade`].
+pub fn grade_pool(
+    record: &DecisionRecord,
+    correct: &str,
+    tolerance: f64,
+) -> Result<PoolGrade, GradeError> {
+    use crate::ballot::Answer;
+    use crate::decision::Truth;
+    let truth = truth_of(record, correct)?;
+    let winner = record.verdict.get("winner").and_then(|w| w.as_str());
+    let value = record
+        .verdict
+        .get("value")
+        .and_then(serde_json::Value::as_f64);
+    let right = match (&truth, winner, value) {
+        (Truth::Option(t), Some(w), _) => Some(w == t),
+        (Truth::Value(t), _, Some(v)) => Some((v - t).abs() <= tolerance),
+        _ => None,
+    };
+    let verdict = right.zip(record.confidence);
+    let agreement = match truth {
+        Truth::Value(t) => {
+            let values: Vec<f64> = record
+                .input
+                .ballots
+                .iter()
+                .filter_map(|b| match b.answer {
+                    Answer::Score(v) => Some(v),
+                    _ => None,
+                })
+                .collect();
+            crate::trust::ledger::wrong_agreement(&values, t, tolerance)
+        }
+        Truth::Option(_) => None,
+    };
+    Ok(PoolGrade { verdict, agreement })
+}
+
+/// The right answer `correct` (an option, or a number as text) of `record`'s decision.
+fn truth_of(record: &DecisionRecord, correct: &str) -> Result<crate::decision::Truth, GradeError> {
     use crate::aggregate::Kind;
     use crate::decision::Truth;
     let input = &record.input;
-    let truth = match input.kind {
+    Ok(match input.kind {
         Kind::Choice | Kind::Ranking => {
             if !input.options.iter().any(|o| o == correct) {
                 return Err(GradeError::UnknownOption {
@@ -451,16 +524,7 @@ pub fn grade(
                 .ok_or_else(|| GradeError::NotANumber(correct.to_owned()))?,
         ),
         Kind::Vector => return Err(GradeError::Vector),
-    };
-    Ok(input
-        .ballots
-        .iter()
-        .filter_map(|b| {
-            truth
-                .grade(&b.answer, tolerance)
-                .map(|r| (b.agent.clone(), r))
-        })
-        .collect())
+    })
 }
 
 /// Seconds since the Unix epoch (the time stamp of every record).

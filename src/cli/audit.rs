@@ -391,6 +391,8 @@ fn outcome(dir: &Path, a: &OutcomeArgs) -> Result<(), CliError> {
     };
     let graded = grade(d, &a.correct, a.tolerance)
         .map_err(|e| CliError::input(format!("record {}: {e}", record.seq)))?;
+    let pool = conclave::audit::grade_pool(d, &a.correct, a.tolerance)
+        .map_err(|e| CliError::input(format!("record {}: {e}", record.seq)))?;
     let trust = SledTrustStore::new(&store, TrustParams::default()).map_err(CliError::input)?;
     let provenance = format!("decision:{}", record.seq);
     if trust
@@ -422,6 +424,8 @@ fn outcome(dir: &Path, a: &OutcomeArgs) -> Result<(), CliError> {
                 domain: d.domain.clone(),
                 item: d.id.clone(),
                 outcomes: graded.clone(),
+                verdict: pool.verdict,
+                agreement: pool.agreement,
             }],
         })
         .map_err(CliError::input)?;

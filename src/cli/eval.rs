@@ -29,7 +29,8 @@ pub(super) struct EvalArgs {
     /// suite has none).
     #[arg(long)]
     generate: Option<usize>,
-    /// Which decisions items.jsonl records: `first` (the first seed's) or `all`.
+    /// Which decisions items.jsonl records: `first` (the first seed's) or `all` (every seed's
+    /// and every generated scenario's).
     #[arg(long, default_value = "first", value_parser = ["first", "all"])]
     items: String,
     /// Threads for simulated runs (default: the available cores).
@@ -79,6 +80,7 @@ pub(super) fn run(a: &EvalArgs, store_dir: &Path) -> Result<(), CliError> {
         progress: bar
             .clone()
             .map(|b| -> conclave::eval::Progress { Arc::new(move |done, _| b.set_position(done)) }),
+        keep_generated: a.items == "all",
     };
     let started = std::time::Instant::now();
     let started_at = conclave::audit::now();
@@ -116,10 +118,14 @@ pub(super) fn run(a: &EvalArgs, store_dir: &Path) -> Result<(), CliError> {
         let mut text = report.banner().map(|b| b + "\n").unwrap_or_default();
         let seeds = &report.suite.seeds;
         text.push_str(&format!(
-            "{} · {} items × {} scenarios{}{} · {} · {:.1} s\n\n",
+            "{} · {} items{}{}{} · {}{:.1} s\n\n",
             suite.name,
             suite.items.len(),
-            suite.scenarios.len(),
+            if suite.scenarios.is_empty() {
+                String::new()
+            } else {
+                format!(" × {} scenarios", suite.scenarios.len())
+            },
             if suite.sweeps.is_empty() {
                 String::new()
             } else {
@@ -134,9 +140,12 @@ pub(super) fn run(a: &EvalArgs, store_dir: &Path) -> Result<(), CliError> {
                 )
             },
             match (seeds.first(), seeds.last()) {
-                (Some(f), Some(l)) if seeds.len() > 1 => format!("seeds {f}–{l} ({})", seeds.len()),
-                (Some(f), _) => format!("seed {f}"),
-                _ => "no seed".to_owned(),
+                _ if suite.scenarios.is_empty() && suite.sweeps.is_empty() => String::new(),
+                (Some(f), Some(l)) if seeds.len() > 1 => {
+                    format!("seeds {f}–{l} ({}) · ", seeds.len())
+                }
+                (Some(f), _) => format!("seed {f} · "),
+                _ => String::new(),
             },
             elapsed.as_secs_f64()
         ));

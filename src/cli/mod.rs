@@ -23,6 +23,10 @@ pub(crate) struct Cli {
     /// The store directory (trust and audit records). Default: .conclave
     #[arg(long, global = true, env = "CONCLAVE_STORE", value_name = "DIR")]
     store: Option<PathBuf>,
+    /// Log what happens on stderr: -v warnings and decisions, -vv every agent call, -vvv
+    /// everything (RUST_LOG, when set, takes precedence; by default only errors).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -84,6 +88,7 @@ impl fmt::Display for CliError {
 /// # Errors
 /// A [`CliError`] with the exit code to use.
 pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
+    install_logging(cli.verbose);
     let store = conclave::store::resolve_dir(cli.store.as_deref());
     match cli.command {
         Command::Tally(args) => tally::run(&args),
@@ -93,6 +98,40 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Audit(cmd) => audit::run(cmd, &store),
         Command::Policy(cmd) => policy::run(cmd),
     }
+}
+
+/// Installs a tracing subscriber on stderr: `RUST_LOG` when set, else by `-v` count (none:
+/// errors only). API keys never reach a log: agents log their id, model and outcome only.
+fn install_logging(verbose: u8) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(f) if !f.trim().is_empty() => EnvFilter::try_new(f),
+        _ => EnvFilter::try_new(match verbose {
+            0 => "error",
+            1 => "warn,conclave=info",
+            2 => "warn,conclave=debug",
+            _ => "trace",
+        }),
+    };
+    // An unreadable RUST_LOG is said once and warnings are logged.
+    let filter = filter.unwrap_or_else(|e| {
+        eprintln!("warning: RUST_LOG ignored: {e}");
+        EnvFilter::new("warn")
+    });
+    // A subscriber already installed (a test harness) is kept.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        // From -vv, every agent call's span is printed when it closes (latency, outcome).
+        .with_span_events(if verbose >= 2 {
+            tracing_subscriber::fmt::format::FmtSpan::CLOSE
+        } else {
+            tracing_subscriber::fmt::format::FmtSpan::NONE
+        })
+        .try_init();
 }
 
 /// Reads a whole file, or standard input for `-`.

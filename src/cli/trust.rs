@@ -21,7 +21,8 @@ pub(super) enum TrustCommand {
     /// Every batch applied to the store (eval runs, outcome back-fills, imports).
     Batches(JsonArgs),
     /// Which agents fail together in a domain: error correlation, effective number of
-    /// independent agents, clusters (whose combined weight is capped).
+    /// independent agents, clusters (whose combined weight is capped); the verdict monitor
+    /// and the agreement chance of wrong numeric answers.
     Ledger(LedgerArgs),
     /// Print the whole trust state as JSON (for `trust import`).
     Export,
@@ -336,6 +337,19 @@ fn ledger(dir: &Path, domain: &str, json: bool) -> Result<(), CliError> {
         text += &format!(
             "cluster (combined weight capped at its strongest member): {}\n",
             c.join(", ")
+        );
+    }
+    let pool = &ind.pool;
+    if pool.verdicts > 0 {
+        text += &format!(
+            "verdict monitor: {:.2} after {} graded verdicts (0: verdicts as right as their confidence said; a policy's escalation.verdict_alarm acts on it)\n",
+            pool.alarm, pool.verdicts
+        );
+    }
+    if pool.agreement != conclave::trust::ledger::PoolRecord::default().agreement {
+        text += &format!(
+            "wrong numeric answers agree within tolerance with chance {:.2} (numeric confidence reads it)\n",
+            pool.agreement_chance()
         );
     }
     print_text(&text)

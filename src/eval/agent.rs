@@ -52,6 +52,9 @@ enum Act {
         salt: String,
         per_agent: bool,
     },
+    /// On a share of items the group draws one chance: each member right when it falls
+    /// below its own competence, the wrong ones giving the item's trap answer.
+    Shared { rate: f64, salt: String },
     /// Competence steps from the agent's own to the target.
     Drift {
         steps: Vec<ScriptedAgent>,
@@ -107,6 +110,10 @@ impl EvalAgent {
                     // Each group has a blind spot of its own.
                     salt: format!("blind-spot/{}/{}", a.from, a.agents.join(",")),
                     per_agent: false,
+                },
+                Mode::Correlated { rate } => Act::Shared {
+                    rate: *rate,
+                    salt: format!("correlated/{}/{}", a.from, a.agents.join(",")),
                 },
                 Mode::Sycophancy { rate } => Act::Trap {
                     rate: *rate,
@@ -191,6 +198,29 @@ impl EvalAgent {
                 let k = (t * (steps.len() - 1) as f64).round() as usize;
                 scripted(&steps[k.min(steps.len() - 1)])
             }
+            Act::Shared { rate, salt } => {
+                let mut rng = Rng::new(&[
+                    decision.id.as_bytes(),
+                    &decision.seed.to_le_bytes(),
+                    salt.as_bytes(),
+                ]);
+                let honest = scripted(&self.base)?;
+                if rng.unit() >= *rate {
+                    return Ok(honest);
+                }
+                let u = rng.unit();
+                let competence = self
+                    .base
+                    .spec()
+                    .scripted
+                    .as_ref()
+                    .map_or(0.5, |s| s.competence_in(&decision.domain));
+                Ok(if u < competence {
+                    right(decision, honest)
+                } else {
+                    trap(decision, honest)
+                })
+            }
             Act::Trap {
                 rate,
                 salt,
@@ -257,9 +287,35 @@ impl EvalAgent {
                         .as_ref()
                         .is_some_and(|s| s.competence_in("") < 0.5)
                 }
-                Act::Trap { .. } => false,
+                Act::Trap { .. } | Act::Shared { .. } => false,
             },
             None => by_behaviour(&self.base),
+        }
+    }
+
+    /// The probability that the agent answers the `i`-th item (of `domain`) right, as the
+    /// scenario makes it: its competence, less what a shared blind spot or sycophancy takes
+    /// away, or the competence a drift has reached.
+    pub(crate) fn expected_accuracy(&self, i: usize, domain: &str) -> f64 {
+        if let Some(m) = &self.mirror {
+            return m.expected_accuracy(i, domain);
+        }
+        let of = |a: &ScriptedAgent| {
+            a.spec()
+                .scripted
+                .as_ref()
+                .map_or(0.5, |s| s.competence_in(domain))
+        };
+        match self.phase(i).map(|p| (p, &p.act)) {
+            Some((_, Act::As(a))) => of(a),
+            Some((p, Act::Drift { steps, over })) => {
+                let t = ((i - p.from) as f64 / (*over as f64)).min(1.0);
+                let k = (t * (steps.len() - 1) as f64).round() as usize;
+                of(&steps[k.min(steps.len() - 1)])
+            }
+            Some((_, Act::Trap { rate, .. })) => (1.0 - rate) * of(&self.base),
+            Some((_, Act::Shared { .. })) => of(&self.base),
+            None => of(&self.base),
         }
     }
 
@@ -273,6 +329,21 @@ impl EvalAgent {
             _ => self.base.latency(decision),
         }
     }
+}
+
+/// The right answer to `decision`, in the honest ballot's shape.
+fn right(decision: &Decision, mut honest: Ballot) -> Ballot {
+    honest.answer = match (&decision.truth, decision.kind) {
+        (Some(Truth::Option(t)), Kind::Ranking) => {
+            let mut r = vec![t.clone()];
+            r.extend(decision.options.iter().filter(|o| *o != t).cloned());
+            Answer::Ranking(r)
+        }
+        (Some(Truth::Option(t)), Kind::Choice) => Answer::Choice(t.clone()),
+        (Some(Truth::Value(v)), Kind::Score) => Answer::Score(*v),
+        _ => honest.answer,
+    };
+    honest
 }
 
 /// The item's trap: the same wrong answer for everyone who falls for it.

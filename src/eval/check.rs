@@ -1023,14 +1023,32 @@ fn judge_one(
         .count();
     let values = Dist::of(&with.iter().map(|s| s.value).collect::<Vec<_>>());
     let shortage = || {
-        let mut whys: BTreeMap<&str, usize> = BTreeMap::new();
+        // Reasons that differ only in their numbers are one reason, with the numbers' range.
+        let mut whys: BTreeMap<String, (usize, f64, f64)> = BTreeMap::new();
         for s in samples {
             if let Some(w) = &s.short {
-                *whys.entry(w.as_str()).or_default() += 1;
+                let (template, number) = numbers_out(w);
+                let e = whys
+                    .entry(template)
+                    .or_insert((0, f64::INFINITY, f64::NEG_INFINITY));
+                e.0 += 1;
+                if let Some(x) = number {
+                    e.1 = e.1.min(x);
+                    e.2 = e.2.max(x);
+                }
             }
         }
         whys.iter()
-            .map(|(w, n)| format!("{w} at {n} of {runs} {what}"))
+            .map(|(w, (n, lo, hi))| {
+                let range = if lo > hi {
+                    String::new()
+                } else if lo == hi {
+                    format!("{lo}")
+                } else {
+                    format!("{lo}–{hi}")
+                };
+                format!("{} at {n} of {runs} {what}", w.replacen('#', &range, 1))
+            })
             .collect::<Vec<_>>()
             .join("; ")
     };
@@ -1161,6 +1179,19 @@ fn judge_one(
 }
 
 /// The first scenario without adversaries in one run.
+/// A reason with its first number taken out (`#` in its place), and that number.
+fn numbers_out(text: &str) -> (String, Option<f64>) {
+    let start = text.find(|c: char| c.is_ascii_digit());
+    let Some(start) = start else {
+        return (text.to_owned(), None);
+    };
+    let end = text[start..]
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map_or(text.len(), |e| start + e);
+    let number = text[start..end].trim_end_matches('.').parse().ok();
+    (format!("{}#{}", &text[..start], &text[end..]), number)
+}
+
 fn clean_of(run: &[ScenarioReport]) -> Option<&ScenarioReport> {
     run.iter()
         .find(|s| s.corrupted == 0.0 && s.attacks.is_empty())

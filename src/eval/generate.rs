@@ -3,8 +3,10 @@
 //!
 //! Each generated scenario draws, from its own seed:
 //! - a pool of `pool` agents (3–25 by default) with competences uniform in `competence`
-//!   (0.5–0.95), spread over 1–5 model families; each family shares a blind spot (the same
-//!   wrong answer on the same items) on a share of items drawn from `correlation`;
+//!   (0.5–0.95), spread over 1–5 model families whose errors are correlated: on a share of
+//!   items drawn from `correlation` a family draws one common chance (each member right when
+//!   it falls below its own competence, the wrong ones naming the same wrong answer), so
+//!   that each keeps its competence and its errors fall on the same items;
 //! - a corrupted share of the pool's weight drawn from `corrupted` (0–70 %): agents, in
 //!   random order, are attacked until their share of the pool's log-odds weight
 //!   `ln(p/(1−p))` (competence clamped to 0.55–0.99) reaches it; one or two attack kinds
@@ -15,8 +17,10 @@
 //! - a random mix of the suite's items: some of its (domain, kind) groups, then a random
 //!   sample of `items` of their items.
 //!
-//! Every policy the items reach governs the generated pool (its pool replaced, its quorum
-//! clamped to what the pool can give); trust starts empty.
+//! Every policy the items reach governs the generated pool with its rules, thresholds and
+//! escalation; what it sized for its own pool is resized (every agent may sit, no limit per
+//! family, a quorum of at most half the pool, no per-decision token or money budget); trust
+//! starts empty.
 
 use std::collections::BTreeMap;
 
@@ -54,7 +58,8 @@ pub struct RawGenerate {
     /// Model families per pool: `[low, high]`.
     #[serde(default = "default_families")]
     pub families: [usize; 2],
-    /// Per family, the share of items on which its members share a blind spot: `[low, high]`.
+    /// Per family, the share of items on which its members' errors are drawn together:
+    /// `[low, high]`.
     #[serde(default = "default_correlation")]
     pub correlation: [f64; 2],
     /// Share of the pool's weight attacked: `[low, high]`.
@@ -238,8 +243,8 @@ pub(crate) struct GeneratedScenario {
     pub(crate) suite: Suite,
     /// Its attacks.
     pub(crate) scenario: Scenario,
-    /// Share of the pool's weight that is adversarial.
-    pub(crate) corrupted: f64,
+    /// Share of the pool's weight that is adversarial (the target of the draw).
+    pub(crate) corrupted_weight: f64,
     /// The seed its decisions run at.
     pub(crate) seed: u64,
 }
@@ -334,7 +339,7 @@ pub(crate) fn scenario(suite: &Suite, g: &Generate, k: usize) -> Result<Generate
                 agents: members,
                 from: 0,
                 until: None,
-                mode: Mode::BlindSpot { rate },
+                mode: Mode::Correlated { rate },
             });
         }
     }
@@ -489,11 +494,20 @@ pub(crate) fn scenario(suite: &Suite, g: &Generate, k: usize) -> Result<Generate
     for s in specs {
         catalog.agents.insert(s.id.clone(), s);
     }
+    // The policies keep their rules, thresholds and escalation; what was sized for the
+    // suite's own pool is resized for this one (as the sweeps do): every agent may sit, the
+    // families are this generator's way of correlating errors rather than a policy's
+    // diversity rule, the quorum is at most half the pool, and no per-decision budget cuts a
+    // large pool short.
     for p in &mut catalog.policies {
         p.pool.clone_from(&ids);
         p.pool_max = n as u32;
         p.pool_min = p.pool_min.min(n as u32).max(1);
+        p.max_per_family = None;
         p.quorum_ballots = p.quorum_ballots.min(n.div_ceil(2) as u32).max(1);
+        p.quorum_n_eff = p.quorum_n_eff.min(1.0);
+        p.budget.tokens = None;
+        p.budget.money_usd = None;
     }
     let about = describe(n, families, corrupted, &attacks);
     let mut s = suite.clone();
@@ -510,7 +524,7 @@ pub(crate) fn scenario(suite: &Suite, g: &Generate, k: usize) -> Result<Generate
             attacks,
             recalibrate: false,
         },
-        corrupted,
+        corrupted_weight: corrupted,
         seed,
     })
 }
@@ -522,12 +536,13 @@ fn describe(n: usize, families: usize, corrupted: f64, attacks: &[Attack]) -> St
             Mode::Behave { name, .. } => format!("{name} ×{}", a.agents.len()),
             Mode::Sybil { clones, .. } => format!("sybil ×{clones}"),
             Mode::Drift { to, .. } => format!("drift to {to:.2} ×{}", a.agents.len()),
-            Mode::BlindSpot { rate } => format!("family blind spot {:.0}%", 100.0 * rate),
+            Mode::BlindSpot { rate } => format!("blind spot {:.0}%", 100.0 * rate),
+            Mode::Correlated { rate } => format!("family errors shared on {:.0}%", 100.0 * rate),
             Mode::Sycophancy { rate } => format!("sycophancy {:.0}%", 100.0 * rate),
         })
         .collect();
     format!(
-        "{n} agents in {families} families, {:.0}% of the weight corrupted: {}",
+        "{n} agents in {families} families, {:.0}% of the weight attacked: {}",
         100.0 * corrupted,
         if kinds.is_empty() {
             "no attack".to_owned()
@@ -573,8 +588,11 @@ pub struct GeneratedOutcome {
     pub name: String,
     /// Pool, families, corrupted weight and attacks, in words.
     pub about: String,
-    /// Share of the pool's weight that is adversarial.
+    /// Share of the pool's agents that are adversarial (the classes count agents, as for the
+    /// named scenarios).
     pub corrupted: f64,
+    /// Share of the pool's weight (log-odds of competence) that is adversarial.
+    pub corrupted_weight: f64,
     /// Items.
     pub items: usize,
     /// Governed accuracy over all items.
@@ -646,6 +664,7 @@ impl GeneratedSet {
                 name: s.name.clone(),
                 about: s.about.clone(),
                 corrupted: s.corrupted,
+                corrupted_weight: s.corrupted_weight.unwrap_or(s.corrupted),
                 items: s.decisions,
                 accuracy: s.accuracy.value,
                 coverage: s.coverage,

@@ -121,20 +121,29 @@ fn difference_se(a: &AgentTrust, b: &AgentTrust) -> f64 {
 
 /// Of the pairs of agents whose competences the run's evidence can tell apart (they differ
 /// by more than 1.96 standard errors of the difference), the share that effective learned
-/// trust orders the same way; with the number of such pairs.
+/// trust orders the same way (a tie counts half, as in Kendall's τ); with the number of such
+/// pairs. Two agents both taken out of the vote (quarantined or ejected, effective trust 0)
+/// are not a pair: the vote treats them alike and claims no order between them.
 fn resolvable_concordance(agents: &[&AgentTrust]) -> (Option<f64>, usize) {
-    let (mut pairs, mut agree) = (0usize, 0usize);
+    let (mut pairs, mut agree) = (0usize, 0.0f64);
     for (i, a) in agents.iter().enumerate() {
         for b in &agents[i + 1..] {
             let d = a.competence - b.competence;
-            if d.abs() <= 1.96 * difference_se(a, b) {
+            if d.abs() <= 1.96 * difference_se(a, b) || (a.effective == 0.0 && b.effective == 0.0) {
                 continue;
             }
             pairs += 1;
-            agree += usize::from((a.effective - b.effective) * d > 0.0);
+            let e = a.effective - b.effective;
+            agree += if e == 0.0 {
+                0.5
+            } else if e * d > 0.0 {
+                1.0
+            } else {
+                0.0
+            };
         }
     }
-    ((pairs > 0).then(|| agree as f64 / pairs as f64), pairs)
+    ((pairs > 0).then(|| agree / pairs as f64), pairs)
 }
 
 /// The agents' competences as far as the run's evidence can order them: agents whose
@@ -260,8 +269,11 @@ pub struct ScenarioReport {
     pub attacks: Vec<suite::Attack>,
     /// Whether its outcomes recalibrate trust.
     pub recalibrate: bool,
-    /// Share of the pool that is adversarial at some point of the run.
+    /// Share of the pool's agents that are adversarial at some point of the run.
     pub corrupted: f64,
+    /// For generated scenarios, the share of the pool's weight (log-odds of competence)
+    /// attacked.
+    pub corrupted_weight: Option<f64>,
     /// Decisions made (items × repetitions).
     pub decisions: usize,
     /// Decided by the vote.
@@ -304,8 +316,12 @@ pub struct ScenarioReport {
     pub trust: Vec<AgentTrust>,
     /// Adversaries and when they were quarantined.
     pub adversaries: Vec<Adversary>,
-    /// Honest agents: neither adversaries nor made faulty.
+    /// Honest agents: neither adversaries nor made faulty, expected to be right at least as
+    /// often as the honest floor.
     pub honest: Vec<String>,
+    /// Agents the scenario makes weaker than the honest floor (not adversaries; their
+    /// quarantine is no false alarm).
+    pub weak: Vec<String>,
     /// Honest agents quarantined or ejected during the run (false alarms).
     pub honest_quarantined: Vec<run::FalseAlarm>,
     /// Graded outcomes of honest agents.
@@ -476,10 +492,13 @@ async fn run_job(
             )
             .await;
             let mut report = scenario_report(&scenario.scenario, run);
-            report.corrupted = scenario.corrupted;
-            // Generated decisions are reproducible from the set's seed; only their figures
-            // are kept.
-            report.records = Vec::new();
+            report.corrupted = pool.corrupted_share();
+            report.corrupted_weight = Some(scenario.corrupted_weight);
+            // Generated decisions are reproducible from the set's seed; unless asked for, only
+            // their figures are kept.
+            if !opts.keep_generated {
+                report.records = Vec::new();
+            }
             report.trajectories = BTreeMap::new();
             Done::Generated {
                 set,
@@ -789,10 +808,7 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
         ),
         baseline("oracle (true competence)".to_owned(), &oracle),
     ];
-    let pairs: Vec<(f64, bool)> = r
-        .iter()
-        .filter_map(|x| x.correct.map(|c| (x.confidence, c)))
-        .collect();
+    let pairs: Vec<(f64, bool)> = r.iter().filter_map(ItemRecord::calibration_pair).collect();
 
     // True competence per agent over the run (graded answers only), against learned trust.
     let mut comp: BTreeMap<(&str, &str), (usize, usize)> = BTreeMap::new();
@@ -868,6 +884,7 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
                     suite::Mode::Sybil { of, .. } => format!("sybil clone of {of}"),
                     suite::Mode::Drift { to, over } => format!("drift to {to} over {over} items"),
                     suite::Mode::BlindSpot { .. } => "blind spot".to_owned(),
+                    suite::Mode::Correlated { .. } => "correlated errors".to_owned(),
                     suite::Mode::Sycophancy { .. } => "sycophancy".to_owned(),
                 },
             )
@@ -929,6 +946,7 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
         attacks: scenario.attacks.clone(),
         recalibrate: scenario.recalibrate,
         corrupted: 0.0,
+        corrupted_weight: None,
         decisions: n,
         decided: count(&|x| x.outcome == "decided"),
         arbitrated: count(&|x| x.outcome == "arbitrated"),
@@ -962,6 +980,7 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
         trust,
         adversaries,
         honest: run.honest.into_iter().collect(),
+        weak: run.weak.into_iter().collect(),
         honest_quarantined: run.false_alarms,
         honest_graded: run.honest_graded,
         health: run.health,
@@ -1025,6 +1044,8 @@ pub fn recalibrate<S: TrustStore + ?Sized>(
             domain,
             item,
             outcomes,
+            verdict,
+            agreement,
         } = c
         else {
             continue;
@@ -1043,6 +1064,8 @@ pub fn recalibrate<S: TrustStore + ?Sized>(
                 domain: domain.clone(),
                 item: item.clone(),
                 outcomes: kept,
+                verdict: *verdict,
+                agreement: *agreement,
             });
         }
     }

@@ -294,7 +294,7 @@ impl ScenarioSummary {
         let pairs: Vec<(f64, bool)> = runs
             .iter()
             .flat_map(|s| s.records.iter())
-            .filter_map(|r| r.correct.map(|c| (r.confidence, c)))
+            .filter_map(super::run::ItemRecord::calibration_pair)
             .collect();
         let cal = calibration(&pairs);
         let spearman: Vec<f64> = runs.iter().filter_map(|s| s.trust_spearman).collect();
@@ -529,16 +529,16 @@ impl Report {
     /// The line that says how the checks came out.
     pub fn checks_line(&self) -> String {
         let runs = self.seeds.len();
-        let over = if runs == 1 {
-            format!("at seed {}", self.suite.seed)
-        } else {
-            format!("over {runs} seeds")
-        };
         let generated: usize = self.generated.iter().map(|g| g.outcomes.len()).sum();
-        let over = if generated > 0 {
-            format!("{over} and {generated} generated scenarios")
-        } else {
-            over
+        let over = match (runs, generated) {
+            (0, g) => format!("over {g} generated scenarios"),
+            (1, 0) => format!("at seed {}", self.suite.seed),
+            (r, 0) => format!("over {r} seeds"),
+            (1, g) => format!(
+                "at seed {} and over {g} generated scenarios",
+                self.suite.seed
+            ),
+            (r, g) => format!("over {r} seeds and {g} generated scenarios"),
         };
         if !self.health.healthy {
             return format!(
@@ -594,18 +594,21 @@ impl Report {
         let mean = |xs: &[&ScenarioSummary], f: fn(&ScenarioSummary) -> f64| {
             xs.iter().map(|s| f(s)).sum::<f64>() / xs.len().max(1) as f64
         };
-        let mut v = format!(
-            "Over {k} seed{}: in the {} scenarios with at most half of the pool corrupted, the \
-             system decided {} of the items on average and was right on {} of all items \
-             (majority {}); accuracy over all items was not below the unweighted majority's in \
-             {maj} of {maj_n} checked scenarios, and the decisions made were not below the best \
-             single agent's in {best} of {best_n}. ",
-            if k == 1 { "" } else { "s" },
-            low.len(),
-            pct(mean(&low, |s| s.coverage.mean)),
-            pct(mean(&low, |s| s.accuracy.mean)),
-            pct(mean(&low, |s| s.majority.mean)),
-        );
+        let mut v = String::new();
+        if !low.is_empty() {
+            v += &format!(
+                "Over {k} seed{}: in the {} scenarios with at most half of the pool corrupted, \
+                 the system decided {} of the items on average and was right on {} of all items \
+                 (majority {}); accuracy over all items was not below the unweighted majority's \
+                 in {maj} of {maj_n} checked scenarios, and the decisions made were not below \
+                 the best single agent's in {best} of {best_n}. ",
+                if k == 1 { "" } else { "s" },
+                low.len(),
+                pct(mean(&low, |s| s.coverage.mean)),
+                pct(mean(&low, |s| s.accuracy.mean)),
+                pct(mean(&low, |s| s.majority.mean)),
+            );
+        }
         if !high.is_empty() {
             let worst = high.iter().map(|s| s.wrong.max).fold(0.0f64, f64::max);
             v += &format!(
@@ -638,23 +641,25 @@ impl Report {
                 Dist::of(&delays).map_or_else(|| "—".to_owned(), |d| format!("{:.0}", d.median)),
             );
         }
-        let alarms: usize = self.scenarios.iter().map(|s| s.false_alarm_seeds).sum();
-        let runs: usize = self.scenarios.iter().map(|s| s.seeds).sum();
-        v += &format!("An honest agent was quarantined in {alarms} of {runs} scenario runs. ",);
-        let all: Vec<&ScenarioSummary> = self.scenarios.iter().collect();
-        v += &format!(
-            "A decision asked {:.1} agents of {:.1} on average and cost ${:.5}.",
-            mean(&all, |s| s.calls_per_decision.mean),
-            mean(&all, |s| s.pool_per_decision),
-            mean(&all, |s| s.usd_per_decision.mean),
-        );
+        if !self.scenarios.is_empty() {
+            let alarms: usize = self.scenarios.iter().map(|s| s.false_alarm_seeds).sum();
+            let runs: usize = self.scenarios.iter().map(|s| s.seeds).sum();
+            v += &format!("An honest agent was quarantined in {alarms} of {runs} scenario runs. ",);
+            let all: Vec<&ScenarioSummary> = self.scenarios.iter().collect();
+            v += &format!(
+                "A decision asked {:.1} agents of {:.1} on average and cost ${:.5}. ",
+                mean(&all, |s| s.calls_per_decision.mean),
+                mean(&all, |s| s.pool_per_decision),
+                mean(&all, |s| s.usd_per_decision.mean),
+            );
+        }
         for g in &self.generated {
             let r = &g.rates;
             v += &format!(
-                " Over {} generated scenarios ({}): accuracy not below the majority's in {} of \
+                "Over {} generated scenarios ({}): accuracy not below the majority's in {} of \
                  the {} with at most half corrupted, not below the best single agent's in {}; \
                  wrong decisions ≤ 5% of items in {} of the {} above half; detection median {}, \
-                 95th percentile {}; an honest agent quarantined in {} of scenarios.",
+                 95th percentile {}; an honest agent quarantined in {} of scenarios. ",
                 r.scenarios,
                 g.name,
                 pct(r.not_below_majority),
@@ -669,7 +674,7 @@ impl Report {
                 pct(r.false_alarm_scenarios),
             );
         }
-        v
+        v.trim_end().to_owned()
     }
 
     /// The summary as a terminal table: one row per scenario, means over seeds (with the
@@ -726,7 +731,9 @@ impl Report {
             ]);
         }
         let mut out = String::new();
-        let _ = writeln!(out, "{t}");
+        if !self.scenarios.is_empty() {
+            let _ = writeln!(out, "{t}");
+        }
         for g in &self.generated {
             let r = &g.rates;
             let _ = writeln!(
@@ -1182,26 +1189,27 @@ impl Report {
         let json = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
         write("report.json", &(json + "\n"))?;
         write("report.md", &self.markdown())?;
-        // Every decision of the first seed (or every seed), one JSON object per line, streamed.
+        // Every decision of the first seed (or of every seed and generated scenario), one JSON
+        // object per line, streamed.
         let p = dir.join("items.jsonl");
         let file =
             std::fs::File::create(&p).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
         let mut out = std::io::BufWriter::new(file);
-        for seed in self
+        let seeds = self
             .seeds
             .iter()
             .take(if all_items { usize::MAX } else { 1 })
-        {
-            for sc in &seed.scenarios {
-                for r in &sc.records {
-                    let line = ItemLine {
-                        scenario: &sc.name,
-                        item: r,
-                    };
-                    serde_json::to_writer(&mut out, &line).map_err(|e| e.to_string())?;
-                    out.write_all(b"\n")
-                        .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
-                }
+            .flat_map(|s| s.scenarios.iter());
+        let generated = self.generated.iter().flat_map(|g| g.reports.iter());
+        for sc in seeds.chain(generated) {
+            for r in &sc.records {
+                let line = ItemLine {
+                    scenario: &sc.name,
+                    item: r,
+                };
+                serde_json::to_writer(&mut out, &line).map_err(|e| e.to_string())?;
+                out.write_all(b"\n")
+                    .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
             }
         }
         out.flush()
@@ -1305,7 +1313,7 @@ impl Report {
                 .iter()
                 .filter_map(|sd| sd.scenarios.iter().find(|x| x.name == s.name))
                 .flat_map(|x| x.records.iter())
-                .filter_map(|r| r.correct.map(|c| (r.confidence, c)))
+                .filter_map(super::run::ItemRecord::calibration_pair)
                 .collect();
             series.push((
                 s.name.clone(),

@@ -31,6 +31,9 @@ pub struct RunOptions {
     pub interrupt: Arc<AtomicBool>,
     /// Progress reports.
     pub progress: Option<Progress>,
+    /// Keep every generated scenario's decisions (for `items.jsonl`); by default only their
+    /// figures are kept, the decisions being reproducible from the set's seed.
+    pub keep_generated: bool,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -93,6 +96,18 @@ pub struct ItemRecord {
     /// abstention reasons, weights, rule and parameters, seed, policy hash, verdict):
     /// `conclave audit replay --items` re-tallies it.
     pub record: Box<crate::audit::DecisionRecord>,
+}
+
+impl ItemRecord {
+    /// The vote's stated confidence and whether it was right, for calibration: on decisions
+    /// the vote made (an arbiter's ruling or an escalation is not what the confidence was
+    /// about).
+    pub fn calibration_pair(&self) -> Option<(f64, bool)> {
+        (self.outcome == "decided")
+            .then_some(self.correct)
+            .flatten()
+            .map(|c| (self.confidence, c))
+    }
 }
 
 /// Calls of one agent that ended without an answer, for one reason.
@@ -168,8 +183,12 @@ pub(crate) struct ItemsRun {
     pub false_alarms: Vec<FalseAlarm>,
     /// Graded outcomes of honest agents (the evidence behind "no false alarm").
     pub honest_graded: u64,
-    /// The honest agents of the pool: neither adversaries nor made faulty.
+    /// The honest agents of the pool: neither adversaries nor made faulty, and expected to be
+    /// right at least as often as the honest floor.
     pub honest: std::collections::BTreeSet<String>,
+    /// Agents neither adversarial nor faulty that the scenario makes weaker than the honest
+    /// floor (a blind spot or sycophancy on too many items).
+    pub weak: std::collections::BTreeSet<String>,
     /// Stopped early by an interrupt.
     pub interrupted: bool,
 }
@@ -672,15 +691,29 @@ pub(crate) async fn run_items(
         .collect();
     let mut graded_since: BTreeMap<String, u64> = BTreeMap::new();
     let mut decision_no = 0usize;
-    // Honest agents: neither adversaries nor made faulty. One already quarantined when the
-    // run begins (by an earlier run's trust) is a false alarm too.
-    let honest: std::collections::BTreeSet<String> = pool
-        .policies
-        .iter()
-        .flat_map(|p| p.pool.iter())
-        .filter(|a| !pool.adversaries.contains_key(*a) && !pool.faulty.contains(*a))
-        .cloned()
-        .collect();
+    // Honest agents: neither adversaries nor made faulty, and right at least as often as the
+    // honest floor the quarantine tests assume (an agent a blind spot or sycophancy pushes
+    // below it is weak: its quarantine is the test working, not a false alarm). One already
+    // quarantined when the run begins (by an earlier run's trust) is a false alarm too.
+    let mut honest: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for a in pool.policies.iter().flat_map(|p| p.pool.iter()) {
+        if pool.adversaries.contains_key(a) || pool.faulty.contains(a) {
+            continue;
+        }
+        let expected = pool.agents.get(a).map(|e| {
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| e.expected_accuracy(i, &it.domain))
+                .sum::<f64>()
+                / items.len().max(1) as f64
+        });
+        if expected.is_none_or(|x| x >= params.honest_floor) {
+            honest.insert(a.clone());
+        } else {
+            run.weak.insert(a.clone());
+        }
+    }
     run.honest.clone_from(&honest);
     let domains: std::collections::BTreeSet<&str> =
         items.iter().map(|i| i.domain.as_str()).collect();
@@ -833,14 +866,41 @@ pub(crate) async fn run_items(
                         }
                     }
                 }
-                run.ledgers.entry(item.domain.clone()).or_default().record(
+                // What the pool as a whole did: its verdict graded against the confidence it
+                // stated, and how its wrong numeric answers agree.
+                let graded_verdict =
+                    tally_right(&verdict, item, tolerance).map(|right| (right, verdict.confidence));
+                let agreement = match &item.truth {
+                    Truth::Value(t) => {
+                        let values: Vec<f64> = verdict
+                            .ballots
+                            .iter()
+                            .filter_map(|c| match c.ballot.answer {
+                                Answer::Score(v) => Some(v),
+                                _ => None,
+                            })
+                            .collect();
+                        crate::trust::ledger::wrong_agreement(&values, *t, tolerance)
+                    }
+                    Truth::Option(_) => None,
+                };
+                let ledger = run.ledgers.entry(item.domain.clone()).or_default();
+                ledger.record(
                     outcomes.iter().map(|(a, r)| (a.as_str(), !r)),
                     ledger_params.capacity,
                 );
+                if let Some((right, confidence)) = graded_verdict {
+                    ledger.pool.record_verdict(right, confidence);
+                }
+                if let Some(share) = agreement {
+                    ledger.pool.record_agreement(share, &ledger_params);
+                }
                 run.changes.push(Change::Graded {
                     domain: item.domain.clone(),
                     item: format!("{}#{rep}", item.id),
                     outcomes: outcomes.clone(),
+                    verdict: graded_verdict,
+                    agreement,
                 });
                 // Baselines on the whole pool's ballots.
                 let majority = baseline_majority(item, answers, tolerance);

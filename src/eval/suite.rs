@@ -193,7 +193,8 @@ pub struct RawScenario {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAttack {
-    /// `behave` (a scripted behaviour), `sybil`, `blind-spot`, `sycophancy` or `drift`.
+    /// `behave` (a scripted behaviour), `sybil`, `blind-spot`, `sycophancy`, `correlated` or
+    /// `drift`.
     pub kind: String,
     /// The agents (ids); or give `fraction` or `family`.
     #[serde(default)]
@@ -213,7 +214,7 @@ pub struct RawAttack {
     pub of: Option<String>,
     /// `sybil`: how many clones.
     pub clones: Option<u32>,
-    /// `blind-spot`, `sycophancy`: share of items affected.
+    /// `blind-spot`, `sycophancy`, `correlated`: share of items affected.
     pub rate: Option<f64>,
     /// `drift`: the competence reached.
     pub to: Option<f64>,
@@ -392,6 +393,13 @@ pub enum Mode {
         /// Share of items.
         rate: f64,
     },
+    /// Errors shared without losing competence: on a share `rate` of items the agents draw
+    /// one common chance, each right when it falls below its own competence, the wrong ones
+    /// naming the same wrong answer (a model family that fails on the same questions).
+    Correlated {
+        /// Share of items.
+        rate: f64,
+    },
     /// Competence slides linearly to `to` over `over` items.
     Drift {
         /// Final competence.
@@ -408,7 +416,7 @@ impl Mode {
         match self {
             Self::Behave { behaviour, .. } => behaviour_adversarial(behaviour),
             Self::Sybil { .. } | Self::Drift { .. } => true,
-            Self::BlindSpot { .. } | Self::Sycophancy { .. } => false,
+            Self::BlindSpot { .. } | Self::Sycophancy { .. } | Self::Correlated { .. } => false,
         }
     }
 }
@@ -627,9 +635,9 @@ impl Suite {
                 recalibrate,
             });
         }
-        if scenarios.is_empty() && !items.is_empty() {
+        if scenarios.is_empty() && !items.is_empty() && raw.generate.is_empty() {
             scenarios.push(Scenario {
-                name: "clean".to_owned(),
+                name: "as-defined".to_owned(),
                 about: "The pool as its files define it.".to_owned(),
                 attacks: Vec::new(),
                 recalibrate: true,
@@ -690,7 +698,12 @@ impl Suite {
         let scenario_names: Vec<String> = scenarios.iter().map(|s| s.name.clone()).collect();
         let mut defaults = Vec::new();
         if h.default_checks {
-            defaults = super::check::defaults();
+            // The per-scenario defaults judge named scenarios; a suite made only of generated
+            // scenarios has none (a check it declares itself is still judged, and fails
+            // without evidence).
+            if !scenarios.is_empty() {
+                defaults = super::check::defaults();
+            }
             if !generate.is_empty() {
                 defaults.extend(super::check::generated_defaults());
             }
@@ -1149,6 +1162,9 @@ fn check_mode(a: &RawAttack, site: &str, catalog: &Catalog) -> Result<Mode, Stri
         "sycophancy" => Mode::Sycophancy {
             rate: unit(a.rate, "rate", site)?,
         },
+        "correlated" => Mode::Correlated {
+            rate: unit(a.rate, "rate", site)?,
+        },
         "drift" => {
             let to = unit(a.to, "to", site)?;
             let over = a.over.unwrap_or(50);
@@ -1159,7 +1175,7 @@ fn check_mode(a: &RawAttack, site: &str, catalog: &Catalog) -> Result<Mode, Stri
         }
         other => {
             return Err(format!(
-                "{site}: unknown attack kind \"{other}\" (kinds: behave, sybil, blind-spot, sycophancy, drift)"
+                "{site}: unknown attack kind \"{other}\" (kinds: behave, sybil, blind-spot, sycophancy, correlated, drift)"
             ));
         }
     })

@@ -17,6 +17,10 @@ pub(super) struct Vote<'a> {
     pub(super) decision: &'a Decision,
     pub(super) competence: &'a std::collections::BTreeMap<String, f64>,
     pub(super) need: usize,
+    /// The chance that a wrong numeric answer agrees with a given wrong point.
+    pub(super) agreement: f64,
+    /// How much of their evidence the voters carry (`n_eff / n`).
+    pub(super) temper: f64,
 }
 
 /// Whether the fan-out can stop after the ballots in `casts`, with `unasked` seats left.
@@ -27,6 +31,8 @@ pub(super) fn check(vote: &Vote<'_>, casts: &[Cast], unasked: &[&Seat]) -> Optio
         decision,
         competence,
         need,
+        agreement,
+        temper,
     } = *vote;
     let counted = casts.iter().filter(|c| !c.ballot.is_abstention()).count();
     if counted < need {
@@ -90,7 +96,7 @@ pub(super) fn check(vote: &Vote<'_>, casts: &[Cast], unasked: &[&Seat]) -> Optio
                 .iter()
                 .map(|s| (w(s.weight), s.competence))
                 .collect();
-            let p = leader_probability(k, &votes, &rest, leader, decision.seed);
+            let p = leader_probability(k, &votes, &rest, leader, decision.seed, temper);
             (p >= 1.0 - delta).then_some(Stop::Confident)
         }
         Kind::Score => {
@@ -119,6 +125,8 @@ pub(super) fn check(vote: &Vote<'_>, casts: &[Cast], unasked: &[&Seat]) -> Optio
                 competence,
                 &[median],
                 policy.thresholds.tolerance,
+                agreement,
+                temper,
             );
             (c >= policy.thresholds.accept).then_some(Stop::Confident)
         }
@@ -187,6 +195,7 @@ pub(super) fn leader_probability(
     rest: &[(f64, f64)],
     leader: usize,
     seed: u64,
+    temper: f64,
 ) -> f64 {
     if k < 2 {
         return 1.0;
@@ -194,7 +203,7 @@ pub(super) fn leader_probability(
     let kf = k as f64;
     // Posterior over the right answer (the verdict's confidence uses the same one).
     let cast: Vec<(usize, f64)> = votes.iter().map(|&(v, _, q)| (v, q)).collect();
-    let post = super::confidence::option_posterior(k, &cast);
+    let post = super::confidence::option_posterior(k, &cast, temper);
 
     let mut base = vec![0.0; k];
     for &(v, w, _) in votes {
@@ -304,12 +313,12 @@ mod tests {
 
     #[test]
     fn nothing_left_means_certain_and_a_landslide_is_likely() {
-        assert!((leader_probability(3, &[(0, 1.0, 0.8)], &[], 0, 1) - 1.0).abs() < 1e-12);
+        assert!((leader_probability(3, &[(0, 1.0, 0.8)], &[], 0, 1, 1.0) - 1.0).abs() < 1e-12);
         let votes = [(0, 1.0, 0.8), (0, 1.0, 0.8), (0, 1.0, 0.8), (0, 1.0, 0.8)];
-        let p = leader_probability(3, &votes, &[(1.0, 0.8), (1.0, 0.8), (1.0, 0.8)], 0, 1);
+        let p = leader_probability(3, &votes, &[(1.0, 0.8), (1.0, 0.8), (1.0, 0.8)], 0, 1, 1.0);
         assert!(p > 0.999, "{p}");
         let split = [(0, 1.0, 0.6), (1, 1.0, 0.6)];
-        let p = leader_probability(3, &split, &[(1.0, 0.6), (1.0, 0.6), (1.0, 0.6)], 0, 1);
+        let p = leader_probability(3, &split, &[(1.0, 0.6), (1.0, 0.6), (1.0, 0.6)], 0, 1, 1.0);
         assert!(p < 0.8, "{p}");
     }
 
@@ -323,15 +332,28 @@ mod tests {
             // Two options, 12 remaining agents: 4,096 combinations, enumerated exactly; a
             // 13th agent without weight forces the approximation on the same question.
             let rest: Vec<(f64, f64)> = vec![(1.0, rest_q); 12];
-            let exact = leader_probability(2, &votes, &rest, 0, 3);
-            let approx =
-                leader_probability(2, &votes, &[rest.clone(), vec![(0.0, 0.7)]].concat(), 0, 3);
+            let exact = leader_probability(2, &votes, &rest, 0, 3, 1.0);
+            let approx = leader_probability(
+                2,
+                &votes,
+                &[rest.clone(), vec![(0.0, 0.7)]].concat(),
+                0,
+                3,
+                1.0,
+            );
             assert!((exact - approx).abs() < 0.06, "{exact} vs {approx}");
         }
         // A landslide stays certain, a dead heat does not.
-        let sure = leader_probability(4, &[(0, 5.0, 0.9); 10], &[(0.5, 0.7); 20], 0, 1);
+        let sure = leader_probability(4, &[(0, 5.0, 0.9); 10], &[(0.5, 0.7); 20], 0, 1, 1.0);
         assert!(sure > 0.999, "{sure}");
-        let open = leader_probability(4, &[(0, 1.0, 0.6), (1, 1.0, 0.6)], &[(1.0, 0.6); 20], 0, 1);
+        let open = leader_probability(
+            4,
+            &[(0, 1.0, 0.6), (1, 1.0, 0.6)],
+            &[(1.0, 0.6); 20],
+            0,
+            1,
+            1.0,
+        );
         assert!(open < 0.7, "{open}");
     }
 
@@ -339,10 +361,11 @@ mod tests {
     fn approximation_agrees_with_enumeration_on_three_options() {
         let votes = [(0, 0.9, 0.8), (1, 0.7, 0.6), (0, 0.8, 0.7)];
         let rest: Vec<(f64, f64)> = vec![(0.8, 0.7); 6];
-        let exact = leader_probability(3, &votes, &rest, 0, 7);
+        let exact = leader_probability(3, &votes, &rest, 0, 7, 1.0);
         let many: Vec<(f64, f64)> = vec![(0.8, 0.7); 6];
         // 3 options × 6 agents: exact; 8 agents: approximated.
-        let sampled = leader_probability(3, &votes, &[many, vec![(0.0, 0.7); 2]].concat(), 0, 7);
+        let sampled =
+            leader_probability(3, &votes, &[many, vec![(0.0, 0.7); 2]].concat(), 0, 7, 1.0);
         assert!((exact - sampled).abs() < 0.03, "{exact} vs {sampled}");
     }
 }

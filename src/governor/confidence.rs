@@ -15,9 +15,11 @@
 //!   it does not collapse when the truth is near 0, as `CQ = 1/(1 + σ/μ)` does (CQ is still
 //!   reported as the articles define it).
 //!
-//! Correlated voters make these probabilities overconfident; the error ledger's clusters cap
-//! the weights of agents that fail together, and the eval harness measures calibration (ECE,
-//! Brier score) over seeds.
+//! Correlated voters make these probabilities overconfident: n agents whose errors
+//! correlate carry the evidence of `n_eff = n / (1 + (n − 1)ρ̄)` independent ones (the error
+//! ledger's pairwise correlations). The evidence is tempered accordingly: every
+//! log-likelihood is multiplied by `n_eff / n` (`temper`; 1 for independent voters). The
+//! eval harness measures calibration (ECE, Brier score) over seeds.
 
 use std::collections::BTreeMap;
 
@@ -27,8 +29,9 @@ use crate::decision::Cast;
 /// Competences are kept inside this range (no voter is certain).
 const MAX_COMPETENCE: f64 = 0.95;
 
-/// The posterior over the right option, `k` options, given `(option, competence)` votes.
-pub(super) fn option_posterior(k: usize, votes: &[(usize, f64)]) -> Vec<f64> {
+/// The posterior over the right option, `k` options, given `(option, competence)` votes,
+/// their evidence tempered by `temper` (see the module docs).
+pub(super) fn option_posterior(k: usize, votes: &[(usize, f64)], temper: f64) -> Vec<f64> {
     if k == 0 {
         return Vec::new();
     }
@@ -36,7 +39,10 @@ pub(super) fn option_posterior(k: usize, votes: &[(usize, f64)]) -> Vec<f64> {
     let mut log_post = vec![0.0; k];
     for &(v, q) in votes {
         let q = q.clamp(1.0 / kf, MAX_COMPETENCE);
-        let (right, wrong) = (q.ln(), ((1.0 - q) / (kf - 1.0).max(1.0)).ln());
+        let (right, wrong) = (
+            temper * q.ln(),
+            temper * ((1.0 - q) / (kf - 1.0).max(1.0)).ln(),
+        );
         for (t, lp) in log_post.iter_mut().enumerate() {
             *lp += if v == t { right } else { wrong };
         }
@@ -58,6 +64,7 @@ pub(super) fn of_option(
     casts: &[Cast],
     competence: &BTreeMap<String, f64>,
     winner: &str,
+    temper: f64,
 ) -> f64 {
     let Some(w) = options.iter().position(|o| o == winner) else {
         return 0.0;
@@ -74,20 +81,30 @@ pub(super) fn of_option(
             Some((i, competence_of(competence, &c.ballot.agent)))
         })
         .collect();
-    option_posterior(options.len(), &votes)
+    option_posterior(options.len(), &votes, temper)
         .get(w)
         .copied()
         .unwrap_or(0.0)
 }
 
 /// The probability that a numeric or vector verdict is right: each counted voter agrees or
-/// disagrees with it (within `tolerance`), weighted by its log-odds of being right.
+/// disagrees with it (within `tolerance`); `agreement` is the chance that a wrong answer lies
+/// within the tolerance of a given wrong point (the pool's record; ½ before evidence).
 pub(super) fn of_point(
     casts: &[Cast],
     competence: &BTreeMap<String, f64>,
     verdict: &[f64],
     tolerance: f64,
+    agreement: f64,
+    temper: f64,
 ) -> f64 {
+    // A wrong answer at least as likely as a right one to agree reads agreement as no
+    // evidence, never as evidence against.
+    let rho = if agreement.is_finite() {
+        agreement.clamp(0.01, 1.0)
+    } else {
+        1.0
+    };
     let mut log_odds = 0.0;
     for c in casts {
         let distance = match &c.ballot.answer {
@@ -101,10 +118,13 @@ pub(super) fn of_point(
             _ => continue,
         };
         let q = competence_of(competence, &c.ballot.agent).clamp(0.5, MAX_COMPETENCE);
-        let w = (q / (1.0 - q)).ln();
-        log_odds += if distance <= tolerance { w } else { -w };
+        log_odds += if distance <= tolerance {
+            (q / ((1.0 - q) * rho)).ln()
+        } else {
+            ((1.0 - q) / (1.0 - (1.0 - q) * rho)).ln()
+        };
     }
-    1.0 / (1.0 + (-log_odds).exp())
+    1.0 / (1.0 + (-temper * log_odds).exp())
 }
 
 #[cfg(test)]
@@ -142,11 +162,49 @@ mod tests {
         let pb = 0.1 * 0.1 * 0.6;
         let pc = 0.1 * 0.1 * 0.2;
         let want = pa / (pa + pb + pc);
-        assert!((of_option(&opts, &casts, &comp, "a") - want).abs() < 1e-12);
+        assert!((of_option(&opts, &casts, &comp, "a", 1.0) - want).abs() < 1e-12);
         // Below-chance agents are ignored: one alone leaves the prior.
         let low: BTreeMap<String, f64> = [("x".to_owned(), 0.1)].into();
         let one = vec![cast(Ballot::choice("x", "a"))];
-        assert!((of_option(&opts, &one, &low, "a") - 1.0 / 3.0).abs() < 1e-12);
+        assert!((of_option(&opts, &one, &low, "a", 1.0) - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn agreement_among_unmeasured_agents_is_evidence_when_wrong_answers_scatter() {
+        // Ten of thirteen agents never graded (competence ½) agree within the tolerance.
+        let comp: BTreeMap<String, f64> = BTreeMap::new();
+        let mut casts: Vec<Cast> = (0..10)
+            .map(|i| cast(Ballot::score(format!("a{i}"), 0.28 + 0.005 * f64::from(i))))
+            .collect();
+        casts
+            .extend((0..3).map(|i| cast(Ballot::score(format!("b{i}"), 1.1 - 0.6 * f64::from(i)))));
+        let scattered = of_point(&casts, &comp, &[0.3], 0.1, 0.1, 1.0);
+        let unknown = of_point(&casts, &comp, &[0.3], 0.1, 0.5, 1.0);
+        let together = of_point(&casts, &comp, &[0.3], 0.1, 1.0, 1.0);
+        assert!(scattered > 0.999 && unknown > 0.99, "{scattered} {unknown}");
+        // Wrong answers that always coincide make agreement no evidence at all.
+        assert!((together - 0.5).abs() < 1e-12, "{together}");
+        // Correlated voters carry less evidence: tempered by n_eff / n.
+        let tempered = of_point(&casts, &comp, &[0.3], 0.1, 0.5, 0.25);
+        assert!(tempered < unknown && tempered > 0.5, "{tempered}");
+        let opts: Vec<String> = ["a", "b", "c"].iter().map(|s| (*s).to_owned()).collect();
+        let votes = vec![
+            cast(Ballot::choice("x", "a")),
+            cast(Ballot::choice("y", "a")),
+            cast(Ballot::choice("z", "a")),
+        ];
+        let known: BTreeMap<String, f64> = ["x", "y", "z"]
+            .iter()
+            .map(|a| ((*a).to_owned(), 0.8))
+            .collect();
+        let full = of_option(&opts, &votes, &known, "a", 1.0);
+        let third = of_option(&opts, &votes, &known, "a", 1.0 / 3.0);
+        let one = of_option(&opts, &votes[..1], &known, "a", 1.0);
+        // Three perfectly correlated voters count as one.
+        assert!(
+            (third - one).abs() < 1e-12 && full > third,
+            "{full} {third} {one}"
+        );
     }
 
     #[test]
@@ -162,7 +220,7 @@ mod tests {
                 .iter()
                 .map(|(a, v)| cast(Ballot::score(*a, *v)))
                 .collect();
-            of_point(&casts, &comp, &[t], 0.1)
+            of_point(&casts, &comp, &[t], 0.1, 1.0, 1.0)
         };
         assert!((at(0.0) - at(0.8)).abs() < 1e-12);
         assert!(at(0.0) > 0.98);

@@ -121,6 +121,9 @@ struct Inner {
     /// Per domain: the agents of the error ledger and their pairwise error correlation,
     /// for the effective number of independent voters (the `n_eff` quorum).
     correlation: BTreeMap<String, (Vec<String>, ndarray::Array2<f64>)>,
+    /// Per domain: the pool's record (verdict monitor, agreement of wrong numbers), and
+    /// whether the monitor is over its limit.
+    pools: BTreeMap<String, crate::trust::ledger::PoolRecord>,
     audit: Option<Arc<dyn AuditLog + Send + Sync>>,
     wave_size: usize,
     /// Latencies of recent answered calls (all agents), for the hedging delay.
@@ -262,6 +265,7 @@ impl Governor {
                 trust,
                 clusters: BTreeMap::new(),
                 correlation: BTreeMap::new(),
+                pools: BTreeMap::new(),
                 audit: None,
                 wave_size: 2,
                 recent: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
@@ -299,7 +303,10 @@ impl Governor {
     /// each group of agents that fail together has its combined weight capped at its
     /// strongest member's (Sybil clones and colluders count once; not under the log-odds
     /// rule, whose weights are competences), and the policy's `n_eff` quorum counts the
-    /// ballots as `n / (1 + (n−1)ρ̄)` over their pairwise error correlation.
+    /// ballots as `n / (1 + (n−1)ρ̄)` over their pairwise error correlation, which also
+    /// tempers the verdict's confidence. The pool's record gives the numeric confidence the
+    /// agreement chance of wrong answers, and its verdict monitor escalates decisions under a
+    /// policy that sets `escalation.verdict_alarm`.
     #[must_use]
     pub fn with_independence(
         self,
@@ -309,6 +316,10 @@ impl Governor {
             inner.clusters = independence
                 .iter()
                 .map(|(d, i)| (d.clone(), i.clusters.clone()))
+                .collect();
+            inner.pools = independence
+                .iter()
+                .map(|(d, i)| (d.clone(), i.pool))
                 .collect();
             inner.correlation = independence
                 .into_iter()
@@ -357,6 +368,7 @@ impl Inner {
             trust: self.trust.clone(),
             clusters: self.clusters.clone(),
             correlation: self.correlation.clone(),
+            pools: self.pools.clone(),
             audit: self.audit.clone(),
             wave_size: self.wave_size,
             recent: std::sync::Mutex::new(self.recent_latencies().into()),
@@ -441,17 +453,29 @@ impl Inner {
                 quality: 1.0,
             };
             let log_odds = matches!(p.rule, Rule::LogOdds { .. });
+            // What the vote counts on: trust, unless the agent has likely turned (see
+            // `TrustState::effective_competence`); one more likely turned than not is asked
+            // (its answers are evidence) but has no say.
+            let effective = state.effective_competence(params);
+            // Lost to the vote as a quarantined agent is, though still asked.
+            let turned = state.turned(params);
+            lost += usize::from(turned);
             let mut weight = state.vote_weight(params, scheme);
             if log_odds {
-                // The log-odds rule takes each agent's competence as its weight.
-                weight = state.trust().clamp(0.01, 0.99);
+                // The log-odds rule takes each agent's competence as its weight (at or below
+                // chance, no weight).
+                weight = if turned {
+                    0.01
+                } else {
+                    effective.clamp(0.01, 0.99)
+                };
+            } else if turned {
+                weight = 0.0;
             } else if status == Status::Provisional {
                 weight = match p.provisional {
                     Provisional::Reduced => weight,
                     Provisional::Advisory => 0.0,
-                    Provisional::Full => {
-                        crate::aggregate::weights::wbft(state.trust(), 1.0, p.alpha)
-                    }
+                    Provisional::Full => crate::aggregate::weights::wbft(effective, 1.0, p.alpha),
                 };
             }
             let expertise = if m.spec.domains.iter().any(|d| d == domain) {
@@ -465,8 +489,9 @@ impl Inner {
                 Seat {
                     member: i,
                     weight,
-                    competence: state.trust().clamp(0.05, 0.95),
-                    measure: p.measure_provisional && (status == Status::Provisional || under_test),
+                    competence: effective.clamp(0.05, 0.95),
+                    measure: p.measure_provisional
+                        && (status == Status::Provisional || under_test || turned),
                     finish: p.measure_provisional && state.doubted(),
                 },
             ));
@@ -623,7 +648,21 @@ impl Inner {
         }
         let rule = self.rule_for(decision.kind);
         let seating = self.seating(&decision.domain);
+        // What graded decisions say about this domain's pool.
+        let pool = self.pools.get(&decision.domain);
+        let agreement = pool.map_or(0.5, crate::trust::ledger::PoolRecord::agreement_chance);
+        // The evidence the seated agents carry (for certificates; the verdict's confidence
+        // tempers by the agents that answered).
         let (seats, competence) = (&seating.seats, &seating.competence);
+        let seating_temper = temper(
+            self.n_eff(
+                &decision.domain,
+                seats
+                    .iter()
+                    .map(|s| self.members[s.member].spec.id.as_str()),
+            ),
+            seats.len(),
+        );
         let total_weight: f64 = seats.iter().map(|s| s.weight).sum();
         let decision = Arc::new(decision);
         let started = Instant::now();
@@ -648,6 +687,7 @@ impl Inner {
             reserved_tokens: 0,
             reserved_cost: 0.0,
             budget_blocked: false,
+            out_of_time: false,
         };
         let mut latencies: Vec<Duration> = Vec::new();
         let recent_usual = self.recent_usual();
@@ -667,14 +707,16 @@ impl Inner {
             // Nothing awaited in flight (neither agents known to be late nor stragglers are
             // awaited): the next wave, or, with nobody left to ask, the end.
             if f.awaited() == 0 {
-                if f.next < seats.len() && !f.budget_blocked {
+                if f.next < seats.len() && !f.budget_blocked && !f.out_of_time {
                     self.launch(&mut f, self.wave_size, (tokens, cost));
                     if !f.in_flight.is_empty() {
                         continue;
                     }
                 }
                 if f.in_flight.is_empty() {
-                    break if f.budget_blocked {
+                    break if f.out_of_time {
+                        Stop::Deadline
+                    } else if f.budget_blocked {
                         Stop::Budget
                     } else {
                         Stop::Exhausted
@@ -697,7 +739,7 @@ impl Inner {
                 }
             }
             // Hedge: when the oldest awaited call becomes a straggler, ask more agents.
-            let hedge = straggler_after.and_then(|d| f.oldest_awaited().map(|at| at + d));
+            let hedge = straggler_after.and_then(|d| f.next_straggler(d));
             tokio::select! {
                 // Fixed branch order: a run under simulated time is reproducible.
                 biased;
@@ -746,7 +788,7 @@ impl Inner {
                     if q.ballots >= need && q.n_eff >= p.quorum_n_eff - 1e-9 {
                         let mut pending: Vec<&Seat> = f.in_flight.keys().map(|&k| &seats[k]).collect();
                         pending.extend(seats[f.next..].iter());
-                        let vote = certify::Vote { policy: p, rule, decision: &decision, competence, need };
+                        let vote = certify::Vote { policy: p, rule, decision: &decision, competence, need, agreement, temper: seating_temper };
                         if let Some(s) = certify::check(&vote, &casts, &pending) {
                             // Provisional agents are measured: the decision stops only once each
                             // has answered (or is known to be late, or running late).
@@ -762,11 +804,11 @@ impl Inner {
                     }
                     // Whatever the awaited calls answer, the vote stays open: ask the next wave
                     // now rather than after them.
-                    if f.awaited() > 0 && f.next < seats.len() && !f.budget_blocked {
+                    if f.awaited() > 0 && f.next < seats.len() && !f.budget_blocked && !f.out_of_time {
                         let awaited: Vec<(&str, &Seat)> = f.in_flight.iter().filter(|(_, c)| c.waited).map(|(&k, _)| (self.members[seats[k].member].spec.id.as_str(), &seats[k])).collect();
                         let mut rest: Vec<&Seat> = f.in_flight.iter().filter(|(_, c)| !c.waited).map(|(&k, _)| &seats[k]).collect();
                         rest.extend(seats[f.next..].iter());
-                        let vote = certify::Vote { policy: p, rule, decision: &decision, competence, need: self.ballots_needed(seats.len(), unreachable(&casts)) };
+                        let vote = certify::Vote { policy: p, rule, decision: &decision, competence, need: self.ballots_needed(seats.len(), unreachable(&casts)), agreement, temper: seating_temper };
                         if !certify::settleable(&vote, &casts, &awaited, &rest) {
                             self.launch(&mut f, self.wave_size, (tokens, cost));
                         }
@@ -779,12 +821,12 @@ impl Inner {
                     let now = Instant::now();
                     if let Some(d) = straggler_after {
                         for c in f.in_flight.values_mut() {
-                            if c.waited && !c.measure && c.at + d <= now {
+                            if c.waited && c.straggler_at(d) <= now {
                                 c.waited = false;
                             }
                         }
                     }
-                    if f.awaited() > 0 && f.next < seats.len() && !f.budget_blocked {
+                    if f.awaited() > 0 && f.next < seats.len() && !f.budget_blocked && !f.out_of_time {
                         self.launch(&mut f, self.wave_size, (tokens, cost));
                     }
                 }
@@ -864,16 +906,39 @@ impl Inner {
             }
             (None, _) => 0.0,
         };
-        // The probability that the verdict is right: what the thresholds apply to.
+        // The probability that the verdict is right: what the thresholds apply to, its
+        // evidence tempered by the counted voters' effective number.
+        let counted_agents = || {
+            casts
+                .iter()
+                .filter(|c| !c.ballot.is_abstention())
+                .map(|c| c.ballot.agent.as_str())
+        };
+        let temper = temper(
+            self.n_eff(&decision.domain, counted_agents()),
+            counted_agents().count(),
+        );
         let confidence = match &result {
             Some(r) => match (r.winner.as_deref(), r.value, r.vector.as_deref()) {
-                (Some(w), _, _) => confidence::of_option(&decision.options, &casts, competence, w),
-                (_, Some(v), _) => {
-                    confidence::of_point(&casts, competence, &[v], p.thresholds.tolerance)
+                (Some(w), _, _) => {
+                    confidence::of_option(&decision.options, &casts, competence, w, temper)
                 }
-                (_, _, Some(v)) => {
-                    confidence::of_point(&casts, competence, v, p.thresholds.tolerance)
-                }
+                (_, Some(v), _) => confidence::of_point(
+                    &casts,
+                    competence,
+                    &[v],
+                    p.thresholds.tolerance,
+                    agreement,
+                    temper,
+                ),
+                (_, _, Some(v)) => confidence::of_point(
+                    &casts,
+                    competence,
+                    v,
+                    p.thresholds.tolerance,
+                    agreement,
+                    temper,
+                ),
                 _ => 0.0,
             },
             None => 0.0,
@@ -899,9 +964,16 @@ impl Inner {
             && lost as f64 > p.lost_majority * seating.members as f64 + 1e-9
         {
             escalate(format!(
-                "the pool has lost its majority: {lost} of {} agents are quarantined or ejected (bound {:.0}%)",
+                "the pool has lost its majority: {lost} of {} agents are quarantined, ejected or likely turned (bound {:.0}%)",
                 seating.members,
                 100.0 * p.lost_majority
+            ))
+        } else if let (Some(limit), Some(record)) = (p.verdict_alarm, pool)
+            && record.alarm >= limit
+        {
+            escalate(format!(
+                "recent verdicts in this domain were wrong far more often than their confidence said (monitor {:.1}, limit {limit}): the pool's trust no longer describes it",
+                record.alarm
             ))
         } else if let Some(e) = &tally_error {
             escalate(format!("the tally failed: {e}"))
@@ -1038,6 +1110,11 @@ impl Inner {
         let mut launched = 0;
         let mut wave_started = false;
         let now = Instant::now();
+        // No call is asked with no time left: it could only time out.
+        if f.deadline.is_some_and(|d| now >= d) {
+            f.out_of_time = true;
+            return 0;
+        }
         while launched < n && f.next < seating.seats.len() {
             let seat = &seating.seats[f.next];
             let spec = &self.members[seat.member].spec;
@@ -1159,6 +1236,8 @@ struct Flight {
     reserved_cost: f64,
     /// The next call would have exceeded the budget.
     budget_blocked: bool,
+    /// The decision's deadline has passed: nobody more is asked.
+    out_of_time: bool,
 }
 
 impl Flight {
@@ -1167,13 +1246,12 @@ impl Flight {
         self.in_flight.values().filter(|c| c.waited).count()
     }
 
-    /// When the oldest awaited call that a hedge can replace (not one being measured) was
-    /// launched.
-    fn oldest_awaited(&self) -> Option<Instant> {
+    /// When the next awaited call becomes a straggler (`usual`: how long a call may run).
+    fn next_straggler(&self, usual: Duration) -> Option<Instant> {
         self.in_flight
             .values()
-            .filter(|c| c.waited && !c.measure)
-            .map(|c| c.at)
+            .filter(|c| c.waited)
+            .map(|c| c.straggler_at(usual))
             .min()
     }
 }
@@ -1200,9 +1278,25 @@ struct InFlight {
     waited: bool,
     /// Launched to an agent known to be late: it leaves the quorum (a straggler does not).
     late: bool,
-    /// To an agent being measured or doubted: waited for even when running late (unless
-    /// known late).
+    /// To an agent being measured or doubted: waited for longer than others (its answer is
+    /// evidence), though not past `MEASURE_PATIENCE` times the usual latency: an agent that
+    /// never answers gives no evidence, and the decision must not wait for it to its deadline.
     measure: bool,
+}
+
+/// How many times the usual latency a call to an agent being measured is waited for.
+const MEASURE_PATIENCE: u32 = 4;
+
+impl InFlight {
+    /// When this call becomes a straggler, no longer waited for.
+    fn straggler_at(&self, usual: Duration) -> Instant {
+        self.at
+            + if self.measure {
+                usual * MEASURE_PATIENCE
+            } else {
+                usual
+            }
+    }
 }
 
 /// Casts that failed for infrastructure reasons (timed out, failed, met an open circuit):
@@ -1228,6 +1322,16 @@ fn failures(casts: &[Cast]) -> usize {
             )
         })
         .count()
+}
+
+/// The share of their evidence that `n` voters carry when they count as `n_eff` independent
+/// ones (1 for independent voters).
+fn temper(n_eff: f64, n: usize) -> f64 {
+    if n == 0 || !n_eff.is_finite() {
+        1.0
+    } else {
+        (n_eff / n as f64).clamp(0.0, 1.0)
+    }
 }
 
 fn median(xs: &mut [Duration]) -> Option<Duration> {

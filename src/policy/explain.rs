@@ -230,14 +230,14 @@ pub(super) fn explain(p: &Policy, agents: &BTreeMap<String, AgentSpec>) -> Strin
     // Escalation.
     let t = &p.thresholds;
     let mut esc = format!(
-        "Escalation: a verdict is accepted when its consensus reaches {}; below that, more agents are asked while the pool and the budget allow.",
+        "Escalation: a verdict is accepted when its confidence (the probability that it is right, from the ballots and the voters' measured competence) reaches {}; below that, more agents are asked while the pool and the budget allow.",
         t.accept
     );
     match (&p.arbiter, p.human) {
         (Some(a), human) => {
             let _ = write!(
                 esc,
-                " If consensus stays below {}, the arbiter {a} reviews the case",
+                " If confidence stays below {}, the arbiter {a} reviews the case",
                 t.arbitrate
             );
             if let Some(ms_) = p.budget.arbitration_ms {
@@ -261,17 +261,28 @@ pub(super) fn explain(p: &Policy, agents: &BTreeMap<String, AgentSpec>) -> Strin
         (None, true) => {
             let _ = write!(
                 esc,
-                " If consensus stays below {}, a human decides (there is no arbiter).",
+                " If confidence stays below {}, a human decides (there is no arbiter).",
                 t.arbitrate
             );
         }
         (None, false) => {
             let _ = write!(
                 esc,
-                " If consensus stays below {}, the decision is refused rather than guessed (there is no arbiter and no human review).",
+                " If confidence stays below {}, the decision is refused rather than guessed (there is no arbiter and no human review).",
                 t.arbitrate
             );
         }
+    }
+    let _ = write!(
+        esc,
+        " While more than {:.0}% of the pool is quarantined, ejected or likely turned, the pool has lost its majority and every decision escalates.",
+        100.0 * p.lost_majority
+    );
+    if let Some(limit) = p.verdict_alarm {
+        let _ = write!(
+            esc,
+            " Decisions also escalate while graded verdicts in the domain have been wrong far more often than their confidence said (verdict monitor at or above {limit})."
+        );
     }
     let _ = writeln!(s, "{esc}");
 

@@ -395,6 +395,8 @@ pub struct Policy {
     /// Decisions escalate while more than this share of the pool is quarantined or ejected
     /// (or below the trust floor).
     pub lost_majority: f64,
+    /// Decisions escalate while the domain's verdict monitor is at or above this limit.
+    pub verdict_alarm: Option<f64>,
     /// Audit level.
     #[serde(skip)]
     pub audit: AuditLevel,
@@ -1059,7 +1061,7 @@ fn load_policy(
     }
 
     // Escalation.
-    let (arbiter, human, lost_majority) = match &raw.escalation {
+    let (arbiter, human, lost_majority, verdict_alarm) = match &raw.escalation {
         Some(e) => {
             let v = e.get_ref();
             let arbiter = v.arbiter.as_ref().and_then(|a| {
@@ -1087,9 +1089,20 @@ fn load_policy(
                     ),
                 ));
             }
-            (arbiter, v.human, v.lost_majority)
+            if let Some(limit) = v.verdict_alarm
+                && !(limit.is_finite() && limit > 0.0)
+            {
+                diags.push(d(
+                    "policy::escalation",
+                    e.span(),
+                    format!(
+                        "escalation.verdict_alarm {limit} must be a log-likelihood ratio > 0 (e.g. 6.9)"
+                    ),
+                ));
+            }
+            (arbiter, v.human, v.lost_majority, v.verdict_alarm)
         }
-        None => (None, true, 0.5),
+        None => (None, true, 0.5, None),
     };
     let early_stop_risk = match raw.early_stop {
         Some(e) if e.enabled => {
@@ -1150,6 +1163,7 @@ fn load_policy(
         arbiter,
         human,
         lost_majority,
+        verdict_alarm,
         audit: raw.audit.unwrap_or_default(),
         source: file.path.clone(),
         hash: crate::audit::hex(&Sha256::digest(file.text.as_bytes())),

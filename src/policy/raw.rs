@@ -488,6 +488,11 @@ pub struct Escalation {
     /// (or below the trust floor): a pool that lost its majority does not decide (default 0.5).
     #[serde(default = "half")]
     pub lost_majority: f64,
+    /// Decisions escalate while the domain's verdict monitor (graded verdicts against the
+    /// confidence they stated; a log-likelihood ratio) is at or above this limit: the pool's
+    /// trust no longer describes it. `ln 1000 ≈ 6.9` alarms a calibrated pool less than once
+    /// in a thousand graded verdicts. Absent: the monitor is kept and shown, never acted on.
+    pub verdict_alarm: Option<f64>,
 }
 
 fn half() -> f64 {

@@ -7,6 +7,27 @@
 //! clusters of agents whose errors coincide. A cluster's combined vote weight is capped at
 //! its strongest member's (the trust of a cluster is the max of its members, not the sum):
 //! the defence against Sybil clones and colluders.
+//!
+//! It also keeps what graded decisions say about the pool as a whole ([`PoolRecord`]):
+//!
+//! - **The verdict monitor.** Each graded decision's verdict (the tally's answer, graded
+//!   whether it was decided or escalated) stated a confidence `c`, the probability that it
+//!   is right. A one-sided CUSUM tests "verdicts are right with the probability they state"
+//!   against "they are right no more often than a coin" (`right`: `ln(0.5/c)`, `wrong`:
+//!   `ln(0.5/(1 − c))`, for `c` above ½; verdicts that stated less carry no evidence). One
+//!   verdict stated at 0.99 and found wrong adds `ln 50 ≈ 3.9`; a right one at 0.95 takes
+//!   `0.64` off. A high statistic says the pool's trust no longer describes it (a coalition
+//!   that turned after earning trust, agents wrong together): individual quarantine needs a
+//!   dozen graded answers per agent at its false-alarm rate, while one confidently wrong
+//!   verdict is evidence against the whole pool at once. A policy that sets
+//!   `escalation.verdict_alarm` escalates while the statistic is at or above it (until
+//!   graded verdicts, decided or not, bring it back down).
+//! - **The agreement chance of wrong numbers.** For numeric answers, how often two wrong
+//!   answers to one item lie within the tolerance of each other (each graded item with two or
+//!   more wrong answers gives its share of such pairs; a Beta(1, 1) prior, forgetting like
+//!   trust). Wrong answers that scatter make agreement strong evidence; wrong answers that
+//!   coincide (colluders, a shared misconception) make it weak. The verdict's confidence for
+//!   numbers reads it (see the Governor's confidence model).
 
 use std::collections::BTreeMap;
 
@@ -25,6 +46,8 @@ pub struct LedgerParams {
     pub cluster_threshold: f64,
     /// A pair needs this many items graded for both before its correlation counts.
     pub min_overlap: usize,
+    /// Forgetting of the agreement chance per graded item (as trust's).
+    pub forgetting: f64,
 }
 
 impl Default for LedgerParams {
@@ -33,18 +56,112 @@ impl Default for LedgerParams {
             capacity: 1000,
             cluster_threshold: 0.7,
             min_overlap: 10,
+            forgetting: 0.98,
         }
     }
 }
 
+/// Confidences are read inside this range (no verdict is certain).
+const MAX_CONFIDENCE: f64 = 0.999;
+
+/// What graded decisions say about a domain's pool as a whole (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolRecord {
+    /// The verdict monitor's statistic (≥ 0).
+    pub alarm: f64,
+    /// Graded verdicts folded in.
+    pub verdicts: u64,
+    /// Agreement of wrong numeric answers: Beta pseudo-counts `[agreeing, not agreeing]`
+    /// (the prior included).
+    pub agreement: [f64; 2],
+}
+
+impl Default for PoolRecord {
+    fn default() -> Self {
+        Self {
+            alarm: 0.0,
+            verdicts: 0,
+            agreement: [1.0, 1.0],
+        }
+    }
+}
+
+impl PoolRecord {
+    /// Folds in one graded verdict: whether the tally's answer was right, and the
+    /// confidence it stated.
+    pub fn record_verdict(&mut self, right: bool, confidence: f64) {
+        let c = if confidence.is_finite() {
+            confidence.clamp(0.5, MAX_CONFIDENCE)
+        } else {
+            0.5
+        };
+        let step = if right {
+            (0.5 / c).ln()
+        } else {
+            (0.5 / (1.0 - c)).ln()
+        };
+        self.alarm = (self.alarm + step).max(0.0);
+        self.verdicts += 1;
+    }
+
+    /// Folds in one graded numeric item: the share of its pairs of wrong answers that lie
+    /// within the tolerance of each other.
+    pub fn record_agreement(&mut self, share: f64, params: &LedgerParams) {
+        let g = params.forgetting.clamp(0.0, 1.0);
+        let share = share.clamp(0.0, 1.0);
+        let [a, b] = self.agreement;
+        self.agreement = [
+            1.0 + g * (a - 1.0) + share,
+            1.0 + g * (b - 1.0) + 1.0 - share,
+        ];
+    }
+
+    /// The chance that a wrong numeric answer lies within the tolerance of a given wrong
+    /// point: the posterior mean (½ before any evidence).
+    pub fn agreement_chance(&self) -> f64 {
+        let [a, b] = self.agreement;
+        if a > 0.0 && b > 0.0 && (a + b).is_finite() {
+            a / (a + b)
+        } else {
+            0.5
+        }
+    }
+}
+
+/// Among `answers` to one numeric item whose right value is `truth`, the share of pairs of
+/// wrong answers that lie within `tolerance` of each other; `None` with fewer than two
+/// wrong answers.
+pub fn wrong_agreement(answers: &[f64], truth: f64, tolerance: f64) -> Option<f64> {
+    let wrong: Vec<f64> = answers
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite() && (v - truth).abs() > tolerance)
+        .collect();
+    if wrong.len() < 2 {
+        return None;
+    }
+    let (mut pairs, mut agree) = (0u64, 0u64);
+    for (i, a) in wrong.iter().enumerate() {
+        for b in &wrong[i + 1..] {
+            pairs += 1;
+            agree += u64::from((a - b).abs() <= tolerance);
+        }
+    }
+    Some(agree as f64 / pairs as f64)
+}
+
 /// Recent graded items of one domain: for each item, which agents answered and whether each
-/// was wrong.
+/// was wrong; and what they say about the pool as a whole.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ErrorLedger {
     /// Agent ids, in order of first appearance.
     agents: Vec<String>,
     /// Per item: `(agent index, wrong)`.
     items: Vec<Vec<(usize, bool)>>,
+    /// The pool's record (absent in ledgers written before it was kept).
+    #[serde(default)]
+    pub pool: PoolRecord,
 }
 
 /// Correlation-derived facts about a pool in one domain.
@@ -62,6 +179,8 @@ pub struct Independence {
     pub n_eff_participation: f64,
     /// Groups of two or more agents whose errors coincide.
     pub clusters: Vec<Vec<String>>,
+    /// The pool's record.
+    pub pool: PoolRecord,
 }
 
 impl ErrorLedger {
@@ -155,6 +274,7 @@ impl ErrorLedger {
             n_eff_participation: consensus::n_eff_participation_ratio(corr.view()),
             correlation: corr,
             clusters,
+            pool: self.pool,
         }
     }
 }
@@ -253,6 +373,64 @@ mod tests {
         assert_eq!(ind.clusters, vec![vec!["a".to_owned(), "b".to_owned()]]);
         assert!((ind.correlation[[0, 1]] - 1.0).abs() < 1e-12);
         assert!(ind.n_eff_participation < 4.0 && ind.n_eff_participation > 2.0);
+    }
+
+    #[test]
+    fn the_agreement_of_wrong_numbers_is_measured() {
+        // Truth 0.5, tolerance 0.1: three wrong answers, two of them together.
+        let share = wrong_agreement(&[0.5, 0.55, -0.9, -0.85, 0.1], 0.5, 0.1);
+        assert_eq!(share, Some(1.0 / 3.0));
+        assert_eq!(wrong_agreement(&[0.5, -0.9], 0.5, 0.1), None);
+        assert_eq!(wrong_agreement(&[f64::NAN, -0.9, 0.9], 0.5, 0.1), Some(0.0));
+        let params = LedgerParams::default();
+        let (mut scattered, mut together) = (PoolRecord::default(), PoolRecord::default());
+        assert_eq!(scattered.agreement_chance(), 0.5);
+        for _ in 0..100 {
+            scattered.record_agreement(0.05, &params);
+            together.record_agreement(0.95, &params);
+        }
+        assert!(scattered.agreement_chance() < 0.1, "{scattered:?}");
+        assert!(together.agreement_chance() > 0.9, "{together:?}");
+    }
+
+    #[test]
+    fn the_verdict_monitor_weighs_confident_mistakes() {
+        let mut m = PoolRecord::default();
+        // Verdicts that said little carry no evidence.
+        m.record_verdict(false, 0.4);
+        assert_eq!(m.alarm, 0.0);
+        // A verdict stated at 0.99 and wrong: ln 50.
+        m.record_verdict(false, 0.99);
+        assert!((m.alarm - 50f64.ln()).abs() < 1e-12);
+        // A second one close by passes ln 1000.
+        m.record_verdict(true, 0.95);
+        m.record_verdict(false, 0.99);
+        assert!(m.alarm > 1000f64.ln(), "{m:?}");
+        // Right verdicts bring it down to 0, never below.
+        for _ in 0..30 {
+            m.record_verdict(true, 0.95);
+        }
+        assert_eq!(m.alarm, 0.0);
+        assert_eq!(m.verdicts, 34);
+        // A calibrated pool rarely climbs: verdicts right with the probability they state.
+        let mut calibrated = PoolRecord::default();
+        let mut seed = 5u64;
+        let mut peak: f64 = 0.0;
+        let mut over = 0;
+        for i in 0..20_000u32 {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let u = (seed >> 11) as f64 / (1u64 << 53) as f64;
+            let c = [0.6, 0.8, 0.95, 0.99][(i % 4) as usize];
+            calibrated.record_verdict(u < c, c);
+            peak = peak.max(calibrated.alarm);
+            over += u32::from(calibrated.alarm >= 1000f64.ln());
+        }
+        assert!(
+            over < 20,
+            "{over} of 20000 verdicts over ln 1000 (peak {peak})"
+        );
     }
 
     #[test]

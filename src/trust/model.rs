@@ -17,6 +17,19 @@
 //! legitimately falls, as on a harder batch, is not quarantined while it stays above the
 //! floor.
 //!
+//! **The vote does not wait for quarantine.** Quarantine needs evidence against the floor,
+//! which an agent trusted at 0.9 that turns gives no faster than a weak honest one. But
+//! three wrong answers in a row from an agent right nine times in ten are a likelihood ratio
+//! of about 10³ for "it turned" against its own record. A Shiryaev–Roberts statistic `R`
+//! tests, at each graded outcome, "wrong on purpose from here" (accuracy
+//! `deliberate_accuracy`) against the agent's trust before the outcome, and with a prior
+//! chance `turn_rate` per outcome that an agent turns, `π = λR / (1 + λR)` is the probability
+//! that it has ([`TrustState::turn_probability`]). The vote counts the agent's competence
+//! as `(1 − π)·trust + π·deliberate_accuracy` ([`TrustState::effective_competence`]); an
+//! agent more likely turned than not keeps being asked (its answers are evidence) but has no
+//! say. Right answers bring `π` back down within a few outcomes; honest agents' occasional
+//! errors move it little (one wrong answer from a 0.9 agent: about 2 %).
+//!
 //! A quarantined agent is on probation: it leaves quarantine when its graded outcomes since
 //! (at least `probation` of them) put the lower 95 % bound of its accuracy at or above the
 //! floor. The reason of a quarantine is recorded. An agent found **deliberately wrong** in
@@ -74,6 +87,9 @@ pub struct TrustParams {
     pub low_limit: f64,
     /// Graded outcomes on probation before a quarantine can be lifted.
     pub probation: u32,
+    /// The prior chance, per graded outcome, that an agent turns adversarial (for
+    /// [`TrustState::turn_probability`]).
+    pub turn_rate: f64,
     /// An agent whose trust falls below this is ejected, until re-admitted by command.
     pub eject_below: f64,
 }
@@ -93,6 +109,7 @@ impl Default for TrustParams {
             low_accuracy: 0.3,
             low_limit: 7.0,
             probation: 10,
+            turn_rate: 0.002,
             eject_below: 0.05,
         }
     }
@@ -170,6 +187,11 @@ impl TrustParams {
             self.low_limit > 0.0 && self.low_limit.is_finite(),
             "low_limit",
             "must be > 0",
+        )?;
+        check(
+            self.turn_rate > 0.0 && self.turn_rate < 1.0,
+            "turn_rate",
+            "must be in (0, 1)",
         )?;
         check(
             (0.0..=1.0).contains(&self.eject_below),
@@ -258,6 +280,10 @@ pub struct TrustState {
     /// Graded outcomes since the quarantine began: `[right, all]`.
     #[serde(default)]
     pub probation: [u32; 2],
+    /// The Shiryaev–Roberts statistic of "turned wrong on purpose" against the agent's own
+    /// record (absent in states written before it was kept: 0).
+    #[serde(default)]
+    pub turned: f64,
     /// Ejected; only [`TrustState::readmit`] clears it.
     pub ejected: bool,
 }
@@ -282,6 +308,7 @@ impl TrustState {
             suspect: false,
             reason: None,
             probation: [0, 0],
+            turned: 0.0,
             ejected: false,
         }
     }
@@ -311,6 +338,15 @@ impl TrustState {
         let slow = pick(steps(params.honest_floor, params.low_accuracy));
         self.suspicion = (self.suspicion + fast).max(0.0);
         self.suspicion_low = (self.suspicion_low + slow).max(0.0);
+        // The turn statistic, against the agent's record before this outcome.
+        let q = self.trust().clamp(0.05, 0.95);
+        let d = params.deliberate_accuracy;
+        let lr = if correct {
+            d / q
+        } else {
+            (1.0 - d) / (1.0 - q)
+        };
+        self.turned = ((1.0 + self.turned) * lr).min(1e12);
         // Forget: shrink the evidence beyond the prior, then add this outcome.
         let gamma = params.forgetting;
         self.alpha = params.prior_right + gamma * (self.alpha - params.prior_right);
@@ -333,6 +369,7 @@ impl TrustState {
                 self.probation = [0, 0];
                 self.suspicion = 0.0;
                 self.suspicion_low = 0.0;
+                self.turned = 0.0;
             }
         } else if self.suspicion >= params.deliberate_limit {
             self.quarantine(Suspicion::Deliberate);
@@ -384,6 +421,25 @@ impl TrustState {
         !self.suspect && (self.suspicion > 0.0 || self.suspicion_low > 0.0)
     }
 
+    /// The probability that the agent has turned adversarial, given its graded outcomes
+    /// (see the module docs): `λR / (1 + λR)`.
+    pub fn turn_probability(&self, params: &TrustParams) -> f64 {
+        let x = params.turn_rate * self.turned;
+        if x.is_finite() { x / (1.0 + x) } else { 1.0 }
+    }
+
+    /// The probability that the agent answers right, as the vote counts it: its trust, unless
+    /// it has turned (then `deliberate_accuracy`), weighted by [`TrustState::turn_probability`].
+    pub fn effective_competence(&self, params: &TrustParams) -> f64 {
+        let p = self.turn_probability(params);
+        (1.0 - p) * self.trust() + p * params.deliberate_accuracy
+    }
+
+    /// Whether the agent is more likely turned than not: it keeps being asked, but has no say.
+    pub fn turned(&self, params: &TrustParams) -> bool {
+        self.turn_probability(params) > 0.5
+    }
+
     /// Why the agent is quarantined here, if it is.
     pub fn suspicion_reason(&self) -> Option<Suspicion> {
         self.suspect
@@ -410,18 +466,22 @@ impl TrustState {
         *self = Self::new(params);
     }
 
-    /// The vote weight this state earns under `scheme` (0 for quarantined or ejected agents;
-    /// provisional agents start at half weight and reach full weight with their evidence,
-    /// `½ + ½·n / warmup`).
+    /// The vote weight this state earns under `scheme` from its effective competence (0 for
+    /// quarantined, ejected or turned agents; provisional agents start at half weight and
+    /// reach full weight with their evidence, `½ + ½·n / warmup`).
     pub fn vote_weight(&self, params: &TrustParams, scheme: WeightScheme) -> f64 {
+        let q = self.effective_competence(params);
         let base = match scheme {
             WeightScheme::Wbft { alpha, quality } => {
-                crate::aggregate::weights::wbft(self.trust(), quality, alpha)
+                crate::aggregate::weights::wbft(q, quality, alpha)
             }
             WeightScheme::LogOdds { options, clip } => {
-                crate::aggregate::weights::log_odds(self.trust(), options, clip)
+                crate::aggregate::weights::log_odds(q, options, clip)
             }
         };
+        if self.turned(params) {
+            return 0.0;
+        }
         match self.status(params) {
             Status::Quarantined | Status::Ejected => 0.0,
             Status::Provisional => {
@@ -599,6 +659,67 @@ mod tests {
         let mut states = BTreeMap::new();
         states.insert(("a".to_owned(), "d1".to_owned()), s);
         assert_eq!(standing(&states, &p, "a", "d2"), Status::Provisional);
+    }
+
+    /// A small deterministic generator for simulated outcome streams.
+    fn lcg(state: &mut u64) -> f64 {
+        *state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (*state >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    #[test]
+    fn a_trusted_agent_that_turns_loses_its_say_long_before_quarantine() {
+        let p = TrustParams::default();
+        let mut s = TrustState::new(&p);
+        let mut rng = 7u64;
+        for _ in 0..60 {
+            s.record(&p, lcg(&mut rng) < 0.9);
+        }
+        assert!(!s.turned(&p) && s.trust() > 0.8, "{s:?}");
+        let mut k = 0;
+        while !s.turned(&p) {
+            s.record(&p, false);
+            k += 1;
+        }
+        // Three or four wrongs in a row from a 0.9 agent; the quarantine test needs a dozen.
+        assert!((2..=4).contains(&k), "{k}");
+        assert_eq!(s.status(&p), Status::Trusted);
+        assert_eq!(
+            s.vote_weight(
+                &p,
+                WeightScheme::Wbft {
+                    alpha: 0.6,
+                    quality: 1.0
+                }
+            ),
+            0.0
+        );
+        assert!(s.effective_competence(&p) < 0.5);
+        // Right answers bring it back.
+        let mut back = 0;
+        while s.turned(&p) {
+            s.record(&p, true);
+            back += 1;
+        }
+        assert!(back <= 3, "{back}");
+    }
+
+    #[test]
+    fn honest_agents_are_rarely_counted_as_turned() {
+        let p = TrustParams::default();
+        for (i, competence) in [0.5, 0.6, 0.7, 0.8, 0.9, 0.95].into_iter().enumerate() {
+            let mut s = TrustState::new(&p);
+            let mut rng = 100 + i as u64;
+            let (mut turned, n) = (0u32, 20_000u32);
+            for _ in 0..n {
+                s.record(&p, lcg(&mut rng) < competence);
+                turned += u32::from(s.turned(&p));
+            }
+            let share = f64::from(turned) / f64::from(n);
+            assert!(share < 0.005, "competence {competence}: turned {share}");
+        }
     }
 
     #[test]

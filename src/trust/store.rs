@@ -106,6 +106,14 @@ pub enum Change {
         item: String,
         /// `(agent, right)` for each voter.
         outcomes: Vec<(String, bool)>,
+        /// The verdict graded: whether the tally's answer was right (decided or escalated),
+        /// and the confidence it stated. Feeds the domain's verdict monitor.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verdict: Option<(bool, f64)>,
+        /// For a numeric item with two or more wrong answers, the share of their pairs within
+        /// the tolerance of each other ([`wrong_agreement`](super::ledger::wrong_agreement)).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agreement: Option<f64>,
     },
     /// Sets a state outright (imports, `trust estimate --apply`).
     Set {
@@ -124,6 +132,24 @@ pub enum Change {
         /// The domain, or every domain of the agent.
         domain: Option<String>,
     },
+}
+
+impl Change {
+    /// One graded item: `(agent, right)` for each voter, without what it says about the pool
+    /// as a whole (set `verdict` and `agreement` on the variant for that).
+    pub fn graded(
+        domain: impl Into<String>,
+        item: impl Into<String>,
+        outcomes: Vec<(String, bool)>,
+    ) -> Self {
+        Self::Graded {
+            domain: domain.into(),
+            item: item.into(),
+            outcomes,
+            verdict: None,
+            agreement: None,
+        }
+    }
 }
 
 /// Changes applied together, atomically, under one provenance.
@@ -379,7 +405,11 @@ fn apply_changes<T: Tables>(
         for change in &batch.changes {
             match change {
                 Change::Graded {
-                    domain, outcomes, ..
+                    domain,
+                    outcomes,
+                    verdict,
+                    agreement,
+                    ..
                 } => {
                     for (agent, right) in outcomes {
                         let key = (agent.clone(), domain.clone());
@@ -397,6 +427,12 @@ fn apply_changes<T: Tables>(
                             outcomes.iter().map(|(a, r)| (a.as_str(), !r)),
                             ledger_params.capacity,
                         );
+                        if let Some((right, confidence)) = verdict {
+                            l.pool.record_verdict(*right, *confidence);
+                        }
+                        if let Some(share) = agreement {
+                            l.pool.record_agreement(*share, ledger_params);
+                        }
                     }
                 }
                 Change::Set {
