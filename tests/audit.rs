@@ -558,3 +558,65 @@ fn ledger_reports_clusters_from_graded_outcomes() {
             < 2.5
     );
 }
+
+#[test]
+fn grading_skips_failures_and_grades_the_verdict_against_its_confidence() {
+    // One grading rule for eval and back-fill: failed calls (timeout, error, cancelled) are
+    // not answers, while a malformed reply is the model's own (graded wrong, by the documented
+    // rule of `Truth::grade`); the verdict is graded with the confidence recorded.
+    let input = TallyInput::new(
+        Kind::Score,
+        Vec::<String>::new(),
+        vec![
+            Ballot::score("a", 0.30),
+            Ballot::score("b", 0.32),
+            Ballot::score("c", -0.9),
+            Ballot::score("d", -0.85),
+            Ballot::abstain("slow", Abstention::Timeout),
+            Ballot::abstain("broken", Abstention::Error),
+            Ballot::abstain("garbled", Abstention::Malformed),
+            Ballot::abstain("cut", Abstention::Cancelled),
+        ],
+    );
+    let mut record =
+        DecisionRecord::tallied("d1", "Sentiment?", "finance", input, Rule::Median).expect("tally");
+    let graded = conclave::audit::grade(&record, "0.3", 0.1).expect("grade");
+    assert_eq!(
+        graded,
+        vec![
+            ("a".to_owned(), true),
+            ("b".to_owned(), true),
+            ("c".to_owned(), false),
+            ("d".to_owned(), false),
+            ("garbled".to_owned(), false)
+        ]
+    );
+    // Without a stated confidence, no verdict grade; the two wrong answers agree.
+    let pool = conclave::audit::grade_pool(&record, "0.3", 0.1).expect("grade");
+    assert_eq!(pool.verdict, None);
+    assert_eq!(pool.agreement, Some(1.0));
+    // The median of 0.32, 0.30, −0.85, −0.9 is −0.275: wrong, at the confidence recorded.
+    record.confidence = Some(0.8);
+    let pool = conclave::audit::grade_pool(&record, "0.3", 0.1).expect("grade");
+    assert_eq!(pool.verdict, Some((false, 0.8)));
+    // The store folds it into the domain's pool record.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let trust = SledTrustStore::new(&store, TrustParams::default()).expect("trust");
+    trust
+        .apply(&TrustBatch {
+            provenance: "decision:1".into(),
+            changes: vec![Change::Graded {
+                domain: "finance".into(),
+                item: "d1".into(),
+                outcomes: graded,
+                verdict: pool.verdict,
+                agreement: pool.agreement,
+            }],
+        })
+        .expect("apply");
+    let ledger = trust.ledger("finance").expect("ledger");
+    assert_eq!(ledger.pool.verdicts, 1);
+    assert!((ledger.pool.alarm - (0.5f64 / 0.2).ln()).abs() < 1e-12);
+    assert!(ledger.pool.agreement_chance() > 0.5);
+}

@@ -825,3 +825,33 @@ escalation = {{ human = true{alarm} }}
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_tally_is_reported_as_such_not_as_a_missing_quorum() {
+    // Multi-Krum with f = 1 needs at least four ballots; three answer.
+    let c = catalog(
+        &agents_toml(&[0.9, 0.9, 0.9], ""),
+        r#"id = "k"
+description = "Tally error test."
+applies = { domains = ["trading"], kinds = ["score"] }
+pool = { agents = ["a0", "a1", "a2"] }
+rule = { name = "multi-krum", params = { f = 1 } }
+quorum = { ballots = 3 }
+escalation = { human = true }
+"#,
+    );
+    let g = Governor::new(
+        c.policy("k").expect("policy").clone(),
+        services(&c),
+        learned_trust(&c, 0),
+    );
+    let d = Decision::score("s1", "trading", "Sentiment?")
+        .with_seed(1)
+        .with_truth(Truth::Value(0.2));
+    let v = g.decide(d).await.expect("decide");
+    assert!(
+        matches!(&v.outcome, Outcome::Human { reason } if reason.starts_with("the tally failed")),
+        "{:?}",
+        v.outcome
+    );
+}

@@ -338,3 +338,78 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Every numeric rule's verdict lies inside the range of the ballots it counted, whatever
+    /// the weights (a FinanceNet score of truth 0.74 once came out as 1.0211).
+    #[test]
+    fn numeric_verdicts_stay_inside_the_ballots(
+        vals in proptest::collection::vec(prop_oneof![-1.0f64..1.0, -1e3f64..1e3], 1..15),
+        w in proptest::collection::vec(prop_oneof![Just(1.0), 1e-6f64..1e3], 15),
+    ) {
+        let w = &w[..vals.len()];
+        let (lo, hi) = vals.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| (l.min(*x), h.max(*x)));
+        let slack = 1e-9 * (1.0 + lo.abs().max(hi.abs()));
+        for rule in numeric_rules() {
+            if matches!(rule, Rule::MultiKrum { .. }) && vals.len() < 4 { continue; }
+            let v = tally(&score_input(&vals, Some(w)), &rule).expect("tally").value.expect("value");
+            prop_assert!(v >= lo - slack && v <= hi + slack, "{rule}: {v} outside [{lo}, {hi}]");
+        }
+    }
+
+    /// Vector consensus is 1 only for identical vectors; any disagreement lowers it.
+    #[test]
+    fn vector_consensus_is_below_one_unless_the_vectors_agree(
+        base in proptest::collection::vec(-10.0f64..10.0, 1..5),
+        n in 2usize..8,
+        which in any::<usize>(),
+        dim in any::<usize>(),
+        shift in prop_oneof![-50.0f64..-1e-3, 1e-3f64..50.0],
+    ) {
+        use conclave::aggregate::consensus::vector_consensus;
+        let same: Vec<Vec<f64>> = vec![base.clone(); n];
+        let refs: Vec<&[f64]> = same.iter().map(Vec::as_slice).collect();
+        prop_assert_eq!(vector_consensus(&refs, 0.05), 1.0);
+        let mut other = same.clone();
+        other[which % n][dim % base.len()] += shift;
+        let refs: Vec<&[f64]> = other.iter().map(Vec::as_slice).collect();
+        let c = vector_consensus(&refs, 0.05);
+        prop_assert!((0.0..1.0).contains(&c), "{c}");
+    }
+
+    /// Exact ties are ties: when two options get the same votes from agents of the same
+    /// weight, both are co-winners, whatever the order of the ballots and however the equal
+    /// weights are written (0.1 + 0.2 against 0.3 came out as a rounding "win").
+    #[test]
+    fn equal_weights_tie_exactly_in_any_order(
+        per in 1usize..6,
+        weight in prop_oneof![Just(0.1 + 0.2), Just(0.3), 1e-3f64..10.0],
+        order in any::<u64>(),
+    ) {
+        let mut ballots: Vec<Ballot> = Vec::new();
+        for i in 0..per {
+            ballots.push(Ballot::choice(format!("h{i}"), "hold"));
+            ballots.push(Ballot::choice(format!("s{i}"), "sell"));
+        }
+        // A fixed shuffle from `order`.
+        let mut state = order | 1;
+        for i in (1..ballots.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ballots.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let agents: Vec<String> = ballots.iter().map(|b| b.agent.clone()).collect();
+        let input = TallyInput::new(Kind::Choice, ["buy", "hold", "sell"], ballots)
+            .with_weights(agents.iter().map(|a| (a.clone(), weight)));
+        for rule in [Rule::WeightedPlurality, Rule::Plurality, Rule::LogOdds { cap: 0.5, clip: 0.01 }] {
+            let input = if matches!(rule, Rule::LogOdds { .. }) {
+                input.clone().with_weights(agents.iter().map(|a| (a.clone(), 0.8)))
+            } else {
+                input.clone()
+            };
+            let r = tally(&input, &rule).expect("tally");
+            prop_assert_eq!(r.winners(), ["hold".to_owned(), "sell".to_owned()], "{}", rule);
+        }
+    }
+}

@@ -17,7 +17,8 @@ use ndarray::{Array2, ArrayView2};
 /// ```
 pub fn consensus_quality(values: &[f64], epsilon: f64) -> f64 {
     let n = values.len();
-    if n < 2 {
+    // Identical answers are unanimous (the mean's rounding must not say otherwise).
+    if n < 2 || values.iter().all(|x| *x == values[0]) {
         return 1.0;
     }
     let nf = n as f64;
@@ -51,6 +52,10 @@ pub fn vector_consensus(vectors: &[&[f64]], epsilon: f64) -> f64 {
     let d = vectors[0].len();
     if vectors.iter().any(|v| v.len() != d) {
         return 0.0;
+    }
+    // Identical vectors are unanimous (the centroid's rounding must not say otherwise).
+    if vectors.iter().all(|v| *v == vectors[0]) {
+        return 1.0;
     }
     let nf = n as f64;
     let centroid: Vec<f64> = (0..d)

@@ -393,6 +393,9 @@ pub struct Report {
     pub checks: Vec<Check>,
     /// Per scenario, over every seed.
     pub scenarios: Vec<ScenarioSummary>,
+    /// Calibration of the vote's confidence on the decisions it made, pooled over every named
+    /// scenario and seed.
+    pub calibration: super::metrics::Calibration,
     /// Per seed, every scenario.
     pub seeds: Vec<SeedRun>,
     /// Per sweep (at the first seed).
@@ -471,7 +474,14 @@ impl Report {
             .chain(generated.iter().flat_map(|g| g.reports.iter()))
             .collect();
         let health = Health::of(suite.max_failed_calls, &all);
+        let pairs: Vec<(f64, bool)> = seeds
+            .iter()
+            .flat_map(|s| s.scenarios.iter())
+            .flat_map(|s| s.records.iter())
+            .filter_map(super::run::ItemRecord::calibration_pair)
+            .collect();
         Self {
+            calibration: calibration(&pairs),
             suite: SuiteInfo {
                 name: suite.name.clone(),
                 description: suite.description.clone(),
@@ -642,6 +652,12 @@ impl Report {
             );
         }
         if !self.scenarios.is_empty() {
+            if self.calibration.n > 0 {
+                v += &format!(
+                    "Verdict confidence, on the {} decisions the vote made: ECE {:.3}, Brier {:.3}. ",
+                    self.calibration.n, self.calibration.ece, self.calibration.brier
+                );
+            }
             let alarms: usize = self.scenarios.iter().map(|s| s.false_alarm_seeds).sum();
             let runs: usize = self.scenarios.iter().map(|s| s.seeds).sum();
             v += &format!("An honest agent was quarantined in {alarms} of {runs} scenario runs. ",);
