@@ -39,6 +39,150 @@ pub struct Ballot {
     pub confidence: Option<f64>,
     /// The agent's stated reasons, if any. Recorded for audit; never read by a rule.
     pub rationale: Option<String>,
+    /// For an abstention (or a repaired answer), what went wrong, as the transport or the
+    /// endpoint told it. Never holds a secret.
+    pub cause: Option<Cause>,
+}
+
+/// What went wrong with an agent call, typed: kept on the abstention, shown by `conclave
+/// decide`, counted by eval reports and kept in the audit record.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, thiserror::Error,
+)]
+#[error("{}", self.describe())]
+#[serde(deny_unknown_fields)]
+pub struct Cause {
+    /// The kind of failure.
+    pub kind: CauseKind,
+    /// The HTTP status, when the endpoint answered with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// What the server or the parser said (an excerpt, control characters removed).
+    pub detail: String,
+}
+
+/// The kinds of [`Cause`].
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum CauseKind {
+    /// The connection could not be made (refused, unreachable, DNS, TLS).
+    Connect,
+    /// No answer in time.
+    Timeout,
+    /// The endpoint answered with an HTTP error status.
+    Http,
+    /// The endpoint refused the structured-output request itself (every mode tried).
+    SchemaRejected,
+    /// The reply could not be read as a ballot, even after a repair attempt.
+    Unparsable,
+    /// The reply was cut at the token limit, even after a retry with a larger one.
+    Truncated,
+    /// The model refused to answer.
+    Refused,
+    /// The reply was larger than the agent's response-size limit.
+    OverSize,
+    /// The endpoint redirected; redirects are not followed.
+    Redirect,
+    /// Anything else.
+    Other,
+}
+
+impl CauseKind {
+    /// The word used in JSON and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Http => "http",
+            Self::SchemaRejected => "schema-rejected",
+            Self::Unparsable => "unparsable",
+            Self::Truncated => "truncated",
+            Self::Refused => "refused",
+            Self::OverSize => "over-size",
+            Self::Redirect => "redirect",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// Longest detail a cause keeps (characters).
+const DETAIL_MAX: usize = 300;
+
+impl Cause {
+    /// A cause of `kind` saying `detail` (cut to 300 characters, control characters
+    /// replaced: it may echo a hostile server).
+    pub fn new(kind: CauseKind, detail: impl AsRef<str>) -> Self {
+        Self {
+            kind,
+            status: None,
+            detail: clean_excerpt(detail.as_ref(), DETAIL_MAX),
+        }
+    }
+
+    /// An HTTP error status with the server's message.
+    pub fn http(status: u16, detail: impl AsRef<str>) -> Self {
+        Self {
+            status: Some(status),
+            ..Self::new(CauseKind::Http, detail)
+        }
+    }
+
+    /// Whether trying again may help: connection failures, timeouts, and HTTP 408, 429 and
+    /// 5xx. A client error, a redirect, an oversized or unreadable reply will not change.
+    pub fn retryable(&self) -> bool {
+        match self.kind {
+            CauseKind::Connect | CauseKind::Timeout => true,
+            CauseKind::Http => matches!(self.status, Some(408 | 429 | 500..=599)),
+            _ => false,
+        }
+    }
+
+    /// The abstention this cause makes: the model's own failures (unreadable or truncated
+    /// replies) are `malformed`, a refusal is `refused`, a timeout `timeout`, the rest
+    /// `error`.
+    pub fn abstention(&self) -> Abstention {
+        match self.kind {
+            CauseKind::Unparsable | CauseKind::Truncated => Abstention::Malformed,
+            CauseKind::Refused => Abstention::Refused,
+            CauseKind::Timeout => Abstention::Timeout,
+            _ => Abstention::Error,
+        }
+    }
+
+    /// In words: `http 404: …`, `connect: …`.
+    pub fn describe(&self) -> String {
+        match self.status {
+            Some(s) => format!("{} {s}: {}", self.kind.as_str(), self.detail),
+            None => format!("{}: {}", self.kind.as_str(), self.detail),
+        }
+    }
+}
+
+/// At most `max` characters of `text`, control characters replaced by spaces and runs of
+/// whitespace collapsed, with `…` when cut.
+pub fn clean_excerpt(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut last_space = false;
+    for (n, c) in text.chars().enumerate() {
+        if n >= max.saturating_mul(4) || out.chars().count() >= max {
+            out.push('…');
+            return out;
+        }
+        let c = if c.is_control() || c.is_whitespace() {
+            ' '
+        } else {
+            c
+        };
+        if c == ' ' && last_space {
+            continue;
+        }
+        last_space = c == ' ';
+        out.push(c);
+    }
+    out.trim().to_owned()
 }
 
 /// One agent's answer.
@@ -218,7 +362,15 @@ impl Ballot {
             answer,
             confidence: None,
             rationale: None,
+            cause: None,
         }
+    }
+
+    /// The same ballot with what went wrong.
+    #[must_use]
+    pub fn with_cause(mut self, cause: Cause) -> Self {
+        self.cause = Some(cause);
+        self
     }
 
     /// The same ballot with a self-reported confidence.
@@ -272,6 +424,9 @@ struct RawBallot {
     /// The agent's stated reasons.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rationale: Option<String>,
+    /// What went wrong, for abstentions: `{"kind": "http", "status": 500, "detail": "…"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cause: Option<Cause>,
 }
 
 /// Why a wire ballot is not a ballot.
@@ -354,6 +509,7 @@ impl TryFrom<RawBallot> for Ballot {
             answer,
             confidence: raw.confidence,
             rationale: raw.rationale,
+            cause: raw.cause,
         })
     }
 }
@@ -364,6 +520,7 @@ impl From<Ballot> for RawBallot {
             agent: b.agent,
             confidence: b.confidence,
             rationale: b.rationale,
+            cause: b.cause,
             ..RawBallot::default()
         };
         match b.answer {
@@ -392,6 +549,8 @@ mod tests {
             Ballot::vector("d", vec![1.0, 2.0]),
             Ballot::abstain("e", Abstention::Timeout),
             Ballot::abstain("f", Abstention::Other("rate-limited".into())),
+            Ballot::abstain("g", Abstention::Error)
+                .with_cause(Cause::http(500, "Input should be 'text' or 'json_object'")),
         ];
         let json = serde_json::to_string(&ballots).unwrap();
         let back: Vec<Ballot> = serde_json::from_str(&json).unwrap();

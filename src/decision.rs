@@ -107,6 +107,23 @@ impl Decision {
         }
     }
 
+    /// A ranking of `options` (the truth, in evaluation, is the right first choice).
+    pub fn ranking<I, S>(
+        id: impl Into<String>,
+        domain: impl Into<String>,
+        question: impl Into<String>,
+        options: I,
+    ) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            kind: Kind::Ranking,
+            ..Self::choice(id, domain, question, options)
+        }
+    }
+
     /// A number to estimate.
     pub fn score(
         id: impl Into<String>,

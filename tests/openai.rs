@@ -524,3 +524,497 @@ async fn a_429_with_retry_after_is_honoured_when_the_budget_allows() {
     assert_eq!(choice(&v, "patient").as_deref(), Some("buy"));
     assert_eq!(s.received_requests().await.expect("requests").len(), 2);
 }
+
+/// A Governor over `entries` for decisions of `kind` under `rule`, with `extra` policy lines.
+fn governor_for(
+    entries: &[(&str, String)],
+    quorum: u32,
+    kind: &str,
+    rule: &str,
+    extra: &str,
+) -> Governor {
+    let ids: Vec<String> = entries.iter().map(|(id, _)| format!("\"{id}\"")).collect();
+    let policy = format!(
+        "id = \"o\"\ndescription = \"OpenAI test.\"\napplies = {{ domains = [\"trading\"], kinds = [\"{kind}\"] }}\npool = {{ agents = [{}] }}\nrule = {{ name = \"{rule}\" }}\nquorum = {{ ballots = {quorum} }}\nearly_stop = {{ enabled = false }}\n{extra}",
+        ids.join(", ")
+    );
+    let c = Catalog::load(
+        &[SourceFile::new("a.toml", agents_toml(entries))],
+        &[SourceFile::new("p.toml", policy)],
+    )
+    .unwrap_or_else(|d| {
+        panic!(
+            "{}",
+            d.iter()
+                .map(|x| x.one_line())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    let services: Vec<(AgentSpec, AgentService)> = c
+        .agents
+        .values()
+        .map(|s| {
+            (
+                s.clone(),
+                BoxCloneSyncService::new(OpenAiAgent::with_key(s.clone(), SECRET).expect("agent")),
+            )
+        })
+        .collect();
+    let trust = MemoryTrustStore::new(TrustParams::default())
+        .expect("store")
+        .snapshot()
+        .expect("snapshot");
+    Governor::new(c.policy("o").expect("policy").clone(), services, trust)
+}
+
+fn cause(v: &Verdict, id: &str) -> conclave::ballot::Cause {
+    v.ballots
+        .iter()
+        .find(|c| c.ballot.agent == id)
+        .and_then(|c| c.ballot.cause.clone())
+        .unwrap_or_else(|| panic!("{id}: no cause in {:?}", v.ballots))
+}
+
+async fn requests(s: &MockServer) -> Vec<Value> {
+    s.received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test]
+async fn structured_output_falls_back_to_what_the_server_accepts_and_remembers_it() {
+    use wiremock::matchers::body_partial_json;
+    // Like llama-cpp-python: json_schema refused with HTTP 500, json_object with a schema fine.
+    let llama = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({"response_format": {"type": "json_schema"}})))
+        .respond_with(ResponseTemplate::new(500).set_body_json(json!({"error": {"message": "1 validation error: ('body', 'response_format', 'type'): Input should be 'text' or 'json_object'", "type": "internal_server_error"}})))
+        .mount(&llama)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(
+            json!({"response_format": {"type": "json_object"}}),
+        ))
+        .respond_with(ok(
+            r#"{"rationale": "fair value", "choice": "hold", "confidence": 85}"#,
+        ))
+        .mount(&llama)
+        .await;
+    // Accepts json_schema only.
+    let strict = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(
+            json!({"response_format": {"type": "json_schema"}}),
+        ))
+        .respond_with(ok(
+            r#"{"rationale": "r", "choice": "buy", "confidence": 0.7}"#,
+        ))
+        .mount(&strict)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(
+            json!({"error": {"message": "json_object is not supported: use json_schema"}}),
+        ))
+        .with_priority(10)
+        .mount(&strict)
+        .await;
+    // Accepts no response_format at all; answers in prose around the JSON.
+    let plain = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({"response_format": {}})))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {"message": "Unrecognized request argument supplied: response_format"}})))
+        .mount(&plain)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ok("Sure. {\"rationale\": \"momentum\", \"choice\": \"sell\", \"confidence\": 0.6} Good luck!"))
+        .with_priority(10)
+        .mount(&plain)
+        .await;
+    let entries = vec![
+        ("llama", format!("{}/v1", llama.uri())),
+        ("strict", format!("{}/v1", strict.uri())),
+        ("plain", format!("{}/v1", plain.uri())),
+    ];
+    let g = governor(&entries, 3);
+    for i in 0..3 {
+        let v = g.decide(decision()).await.expect("decide");
+        assert_eq!(choice(&v, "llama").as_deref(), Some("hold"), "decision {i}");
+        assert_eq!(choice(&v, "strict").as_deref(), Some("buy"), "decision {i}");
+        assert_eq!(choice(&v, "plain").as_deref(), Some("sell"), "decision {i}");
+        // 85 read as a percentage.
+        let conf = v
+            .ballots
+            .iter()
+            .find(|c| c.ballot.agent == "llama")
+            .and_then(|c| c.ballot.confidence);
+        assert_eq!(conf, Some(0.85));
+    }
+    // The first decision found the mode; the next ones asked in it at once.
+    let kinds = |bodies: Vec<Value>| -> Vec<String> {
+        bodies
+            .iter()
+            .map(|b| {
+                b["response_format"]["type"]
+                    .as_str()
+                    .unwrap_or("none")
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(
+        kinds(requests(&llama).await),
+        ["json_schema", "json_object", "json_object", "json_object"]
+    );
+    assert_eq!(
+        kinds(requests(&strict).await),
+        ["json_schema", "json_schema", "json_schema"]
+    );
+    assert_eq!(
+        kinds(requests(&plain).await),
+        ["json_schema", "json_object", "none", "none", "none"]
+    );
+    // The schema asks for the rationale before the answer, as sent on the wire.
+    let raw = &llama.received_requests().await.expect("recorded")[1].body;
+    let text = String::from_utf8_lossy(raw);
+    let (r, c) = (
+        text.find("\"rationale\"").expect("r"),
+        text.find("\"choice\"").expect("c"),
+    );
+    assert!(r < c, "{text}");
+}
+
+#[tokio::test]
+async fn hostile_endpoints_get_a_typed_cause_and_lose_nothing() {
+    // A reply over the size limit.
+    let huge = MockServer::start().await;
+    let padding = "x".repeat(3 << 20);
+    Mock::given(method("POST"))
+        .respond_with(ok(&format!(
+            r#"{{"rationale": "{padding}", "choice": "buy", "confidence": 0.5}}"#
+        )))
+        .mount(&huge)
+        .await;
+    // A redirect to another server that would answer.
+    let target = server(vec![ok(
+        r#"{"rationale": "r", "choice": "sell", "confidence": 0.9}"#,
+    )])
+    .await;
+    let redirect = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(307)
+                .insert_header("location", format!("{}/v1/chat/completions", target.uri())),
+        )
+        .mount(&redirect)
+        .await;
+    // A client error: not retried.
+    let bad_request = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(json!({"error": {"message": "max_tokens is too large"}})),
+        )
+        .mount(&bad_request)
+        .await;
+    // A base URL without /v1.
+    let no_v1 = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ok(
+            r#"{"rationale": "r", "choice": "buy", "confidence": 0.5}"#,
+        ))
+        .mount(&no_v1)
+        .await;
+    let entries = vec![
+        ("huge", format!("{}/v1", huge.uri())),
+        ("redirect", format!("{}/v1", redirect.uri())),
+        ("bad-request", format!("{}/v1", bad_request.uri())),
+        ("no-v1", no_v1.uri()),
+    ];
+    let g = governor(&entries, 4);
+    let v = g.decide(decision()).await.expect("decide");
+    let over = cause(&v, "huge");
+    assert_eq!(over.kind, conclave::ballot::CauseKind::OverSize, "{over}");
+    assert_eq!(reason(&v, "huge"), Some(Abstention::Error));
+    let moved = cause(&v, "redirect");
+    assert_eq!(moved.kind, conclave::ballot::CauseKind::Redirect, "{moved}");
+    assert!(moved.detail.contains(&target.uri()), "{moved}");
+    assert!(
+        target
+            .received_requests()
+            .await
+            .expect("recorded")
+            .is_empty(),
+        "the redirect was followed"
+    );
+    let bad = cause(&v, "bad-request");
+    assert_eq!(
+        (bad.kind, bad.status),
+        (conclave::ballot::CauseKind::Http, Some(400)),
+        "{bad}"
+    );
+    assert!(bad.detail.contains("max_tokens is too large"), "{bad}");
+    assert_eq!(
+        bad_request
+            .received_requests()
+            .await
+            .expect("recorded")
+            .len(),
+        1,
+        "a 400 is not retried"
+    );
+    let lost = cause(&v, "no-v1");
+    assert_eq!(lost.status, Some(404), "{lost}");
+    assert!(lost.detail.contains("/v1"), "{lost}");
+    // Nothing large is kept: the record of the decision is small.
+    let record = serde_json::to_string(&v.record(&decision())).expect("json");
+    assert!(record.len() < 20_000, "{} bytes recorded", record.len());
+}
+
+#[tokio::test]
+async fn absurd_usage_claims_cannot_break_the_budget() {
+    let liar = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "c1", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "{\"rationale\": \"r\", \"choice\": \"buy\", \"confidence\": 0.8}"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": u64::MAX, "completion_tokens": u64::MAX, "total_tokens": u64::MAX}
+        })))
+        .mount(&liar)
+        .await;
+    let g = governor_for(
+        &[("liar", format!("{}/v1", liar.uri()))],
+        1,
+        "choice",
+        "plurality",
+        "budget = { tokens = 5000, money_usd = 0.05 }\n",
+    );
+    let v = g.decide(decision()).await.expect("decide");
+    assert_eq!(choice(&v, "liar").as_deref(), Some("buy"));
+    // Counted as the most the request could have used, not as 2^64 − 1.
+    assert!(v.tokens < 5000, "{} tokens", v.tokens);
+    assert!(v.cost_usd <= 0.05, "${}", v.cost_usd);
+}
+
+#[tokio::test]
+async fn ranking_decisions_get_whole_rankings_from_models() {
+    let s = server(vec![ok(
+        r#"{"rationale": "energy leads", "ranking": ["energy", "tech", "banks"], "confidence": 0.6}"#,
+    )])
+    .await;
+    let g = governor_for(
+        &[("ranker", format!("{}/v1", s.uri()))],
+        1,
+        "ranking",
+        "borda",
+        "",
+    );
+    let d = Decision::ranking(
+        "r1",
+        "trading",
+        "Rank the sectors for next quarter.",
+        ["banks", "tech", "energy"],
+    );
+    let v = g.decide(d).await.expect("decide");
+    let ballot = &v
+        .ballots
+        .iter()
+        .find(|c| c.ballot.agent == "ranker")
+        .expect("ballot")
+        .ballot;
+    assert_eq!(
+        ballot.answer,
+        Answer::Ranking(vec!["energy".into(), "tech".into(), "banks".into()])
+    );
+    let body = &requests(&s).await[0];
+    let schema = &body["response_format"]["json_schema"]["schema"]["properties"]["ranking"];
+    assert_eq!(schema["type"], "array");
+    assert_eq!(schema["items"]["enum"], json!(["banks", "tech", "energy"]));
+}
+
+#[test]
+fn agents_check_names_an_unknown_model_and_a_missing_v1() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let s = runtime.block_on(async {
+        let s = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/v1/models"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({"object": "list", "data": [{"id": "served-model", "object": "model"}]}),
+            ))
+            .mount(&s)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .respond_with(ok(
+                r#"{"rationale": "r", "choice": "red", "confidence": 0.9}"#,
+            ))
+            .mount(&s)
+            .await;
+        s
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("agents.toml"),
+        format!(
+            "[[agent]]\nid = \"wrong-model\"\nkind = \"openai\"\nmodel = \"test-model\"\nbase_url = \"{0}/v1\"\n\n[[agent]]\nid = \"no-v1\"\nkind = \"openai\"\nmodel = \"served-model\"\nbase_url = \"{0}\"\n\n[[agent]]\nid = \"right\"\nkind = \"openai\"\nmodel = \"served-model\"\nbase_url = \"{0}/v1\"\n",
+            s.uri()
+        ),
+    )
+    .expect("write");
+    let out = crate::support::conclave(
+        &[
+            "agents",
+            "check",
+            "--agents",
+            dir.path().to_str().expect("utf-8"),
+        ],
+        b"",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("does not list the model \"test-model\"")
+            && stdout.contains("served-model"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("does base_url end with /v1?"), "{stdout}");
+    assert!(
+        stdout.contains("1 of 3 endpoints work as configured"),
+        "{stdout}"
+    );
+    drop(runtime);
+}
+
+#[tokio::test]
+async fn a_reply_cut_at_the_token_limit_is_asked_again_with_room_to_finish() {
+    use wiremock::matchers::body_partial_json;
+    let cut = |text: &str| {
+        ResponseTemplate::new(200).set_body_json(json!({
+            "id": "c1", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}],
+            "usage": {"prompt_tokens": 50, "completion_tokens": 512, "total_tokens": 562}
+        }))
+    };
+    // The agent's limit is 512 tokens: cut; at 1024 the answer fits.
+    let s = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({"max_tokens": 512})))
+        .respond_with(cut(
+            r#"{"rationale": "a long chain of thought that goes on and"#,
+        ))
+        .mount(&s)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({"max_tokens": 1024})))
+        .respond_with(ok(
+            r#"{"rationale": "short", "choice": "hold", "confidence": 0.7}"#,
+        ))
+        .mount(&s)
+        .await;
+    // Always cut: a typed cause, `truncated`, counted as the model's malformed reply.
+    let always = server(vec![cut(r#"{"rationale": "never ends"#)]).await;
+    let g = governor(
+        &[
+            ("a", format!("{}/v1", s.uri())),
+            ("b", format!("{}/v1", always.uri())),
+        ],
+        2,
+    );
+    let v = g.decide(decision()).await.expect("decide");
+    assert_eq!(choice(&v, "a").as_deref(), Some("hold"));
+    assert_eq!(requests(&s).await.len(), 2);
+    let c = cause(&v, "b");
+    assert_eq!(c.kind, conclave::ballot::CauseKind::Truncated, "{c}");
+    assert_eq!(reason(&v, "b"), Some(Abstention::Malformed));
+}
+
+/// The base URL of a real local model server (`../shared/tools/local-llm-server start`, or
+/// `CONCLAVE_LOCAL_LLM`), if one answers `/models`.
+fn local_model_server() -> Option<String> {
+    let base = std::env::var("CONCLAVE_LOCAL_LLM")
+        .unwrap_or_else(|_| "http://127.0.0.1:8731/v1".to_owned());
+    let addr = base
+        .trim_start_matches("http://")
+        .split('/')
+        .next()?
+        .to_owned();
+    let stream =
+        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(300))
+            .ok()?;
+    drop(stream);
+    Some(base)
+}
+
+#[test]
+fn a_real_local_model_server_gives_real_ballots() {
+    let Some(base) = local_model_server() else {
+        println!(
+            "SKIPPED: no local model server at CONCLAVE_LOCAL_LLM or http://127.0.0.1:8731/v1 \
+             (start one with ../shared/tools/local-llm-server start)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = std::env::current_dir().expect("cwd");
+    let agents = std::fs::read_to_string(root.join("evals/local/agents.toml"))
+        .expect("agents")
+        .replace("http://127.0.0.1:8731/v1", &base);
+    std::fs::write(dir.path().join("agents.toml"), agents).expect("write");
+    std::fs::copy(
+        root.join("evals/local/policy.toml"),
+        dir.path().join("policy.toml"),
+    )
+    .expect("copy");
+    let d = dir.path().to_str().expect("utf-8");
+    let store = dir.path().join("store");
+    let out = crate::support::conclave(
+        &[
+            "--store",
+            store.to_str().expect("utf-8"),
+            "decide",
+            "--agents",
+            d,
+            "--policies",
+            d,
+            "--policy",
+            "local",
+            "Which planet is closest to the Sun?",
+            "--options",
+            "Venus,Mercury,Mars,Earth",
+            "--json",
+        ],
+        b"",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("verdict json");
+    let ballots = v["ballots"].as_array().expect("ballots");
+    let mut answered = 0;
+    for id in ["local-plain", "local-sampled", "local-careful"] {
+        let b = &ballots
+            .iter()
+            .find(|c| c["ballot"]["agent"] == id)
+            .expect(id)["ballot"];
+        if b.get("choice").is_some() {
+            answered += 1;
+            continue;
+        }
+        // Never a bare error: an abstention says why (a cancelled call was simply not needed).
+        let reason = b["abstain"].as_str().unwrap_or("");
+        assert!(
+            reason == "cancelled" || b.get("cause").is_some(),
+            "{id}: {b}"
+        );
+    }
+    assert!(answered >= 1, "no real ballot: {ballots:?}");
+    println!("a real local server answered {answered} of 3 agents");
+}

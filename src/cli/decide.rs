@@ -11,7 +11,7 @@ use conclave::agent::AgentService;
 use conclave::agent::scripted::ScriptedAgent;
 use conclave::aggregate::Kind;
 use conclave::audit::{AuditLog, SledAuditLog};
-use conclave::decision::{Decision, Truth};
+use conclave::decision::{Decision, Outcome, Truth};
 use conclave::governor::Governor;
 use conclave::policy::{AgentKind, Catalog};
 use conclave::store::Store;
@@ -162,15 +162,35 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
     let result = verdict
         .winner()
         .map(str::to_owned)
-        .or_else(|| verdict.value().map(|v| format!("{v:.4}")))
-        .unwrap_or_else(|| "—".to_owned());
+        .or_else(|| verdict.value().map(|v| format!("{v:.4}")));
+    let tallied = result.as_deref().map_or_else(String::new, |r| {
+        format!(
+            "; the vote alone said {r} (confidence {:.2})",
+            verdict.confidence
+        )
+    });
+    let outcome = match &verdict.outcome {
+        Outcome::Decided { weak } => format!(
+            "decided: {} (confidence {:.2}{})",
+            result.as_deref().unwrap_or("—"),
+            verdict.confidence,
+            if *weak {
+                ", below the acceptance threshold: a weak decision"
+            } else {
+                ""
+            }
+        ),
+        Outcome::Arbitrated { arbiter, ruling } => {
+            format!("arbitrated by {arbiter}: {ruling}{tallied}")
+        }
+        Outcome::Human { reason } => format!("escalated to a human: {reason}{tallied}"),
+        Outcome::Refused { reason } => format!("refused: {reason}{tallied}"),
+        other => format!("{}{tallied}", other.as_str()),
+    };
     let seq = log.records().map(|r| r.len()).unwrap_or(0);
     print_text(&format!(
-        "{t}\nverdict: {result}   consensus {:.2}   outcome {}\nrule {} · policy {} · {} calls in {} waves (stop: {}) · ${:.4} · trust version {} · audit record {seq}\n",
+        "{t}\n{outcome}\nconsensus {:.2} · rule {} · policy {} · {} calls in {} waves (stop: {}) · ${:.4} · trust version {} · audit record {seq}\n",
         verdict.consensus,
-        serde_json::to_value(&verdict.outcome)
-            .map(|v| v.to_string())
-            .unwrap_or_default(),
         verdict.tally.as_ref().map_or("—", |t| t.rule),
         verdict.policy,
         verdict.calls,

@@ -3,6 +3,7 @@
 //! Holds no logic a library user would need: each subcommand reads its input, calls the
 //! library and prints the result.
 
+mod agents;
 mod audit;
 mod decide;
 mod eval;
@@ -48,6 +49,9 @@ enum Command {
     /// Policies and agent definitions: check, explain, schema, which.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// The agent pool as its endpoints see it: `agents check` probes each one.
+    #[command(subcommand)]
+    Agents(agents::AgentsCommand),
 }
 
 /// A failed command: the message for stderr and the exit code.
@@ -97,6 +101,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Trust(cmd) => trust::run(cmd, &store),
         Command::Audit(cmd) => audit::run(cmd, &store),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Agents(cmd) => agents::run(cmd),
     }
 }
 
@@ -190,15 +195,22 @@ fn table(header: &[&str]) -> comfy_table::Table {
 /// A ballot's answer and confidence on one line (`choice: "hold", confidence: 0.8`), for
 /// tables; the agent and the rationale have columns or places of their own.
 fn ballot_text(b: &conclave::ballot::Ballot) -> String {
-    match serde_json::to_value(b) {
-        Ok(serde_json::Value::Object(o)) => o
-            .iter()
-            .filter(|(k, _)| *k != "agent" && *k != "rationale")
-            .map(|(k, v)| format!("{k}: {v}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        _ => String::new(),
+    use conclave::ballot::Answer;
+    let mut s = match &b.answer {
+        Answer::Choice(c) => c.clone(),
+        Answer::Ranking(r) => r.join(" > "),
+        Answer::Score(v) => format!("{v}"),
+        Answer::Vector(v) => format!("a vector of {} values", v.len()),
+        Answer::Abstain(a) => format!("abstained ({})", a.as_str()),
+        _ => "?".to_owned(),
+    };
+    if let Some(c) = b.confidence {
+        s += &format!(", confidence {c:.2}");
     }
+    if let Some(cause) = &b.cause {
+        s += &format!(": {cause}");
+    }
+    s
 }
 
 /// A Unix time as an RFC 3339 date.

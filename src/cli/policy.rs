@@ -104,12 +104,6 @@ fn report(diags: &[PolicyDiagnostic], json: bool) -> CliError {
     ))
 }
 
-fn is_agent_file(f: &SourceFile) -> bool {
-    f.text
-        .lines()
-        .any(|l| l.trim_start().starts_with("[[agent]]"))
-}
-
 pub(super) fn run(cmd: PolicyCommand) -> Result<(), CliError> {
     match cmd {
         PolicyCommand::Check(a) => check(&a),
@@ -164,15 +158,17 @@ pub(super) fn run(cmd: PolicyCommand) -> Result<(), CliError> {
 
 fn check(a: &CheckArgs) -> Result<(), CliError> {
     let (mut agent_files, mut diags) = read_dir_toml(&a.dirs.agents);
+    // One folder may hold both kinds: agent files are told apart by their [[agent]] tables.
+    agent_files.retain(SourceFile::is_agent_file);
     let mut policy_files = Vec::new();
     if a.files.is_empty() {
         let (p, d) = read_dir_toml(&a.dirs.policies);
-        policy_files = p;
+        policy_files = p.into_iter().filter(|f| !f.is_agent_file()).collect();
         diags.extend(d);
     } else {
         for path in &a.files {
             match SourceFile::read(path) {
-                Ok(f) if is_agent_file(&f) => {
+                Ok(f) if SourceFile::is_agent_file(&f) => {
                     if !agent_files.iter().any(|g| same(&g.path, &f.path)) {
                         agent_files.push(f);
                     }

@@ -40,7 +40,7 @@ use crate::trust::model::{Status, standing};
 use crate::trust::store::{Change, TrustBatch, TrustSnapshot, TrustStore};
 use metrics::{Calibration, Delta, Rate};
 use report::{Recalibration, TrustMove};
-pub use run::{CallHealth, FailureCount, FalseAlarm, ItemRecord};
+pub use run::{AgentLatency, CallHealth, FailureCount, FalseAlarm, ItemRecord};
 use run::{ItemsRun, Pool};
 
 /// A run that could not start.
@@ -330,6 +330,8 @@ pub struct ScenarioReport {
     pub health: run::CallHealth,
     /// Calls that did not answer, per agent and reason.
     pub failures: Vec<run::FailureCount>,
+    /// Per agent, its answered calls and their latency.
+    pub agent_latency: Vec<run::AgentLatency>,
     /// Agent calls per decision.
     pub calls_per_decision: f64,
     /// Calls per decision if every pool agent were asked.
@@ -985,6 +987,16 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
         honest_graded: run.honest_graded,
         health: run.health,
         failures: run.failures.into_values().collect(),
+        agent_latency: run
+            .latencies
+            .iter()
+            .map(|(agent, ms)| run::AgentLatency {
+                agent: agent.clone(),
+                answered: ms.len(),
+                p50_ms: metrics::quantile(ms, 0.5),
+                p99_ms: metrics::quantile(ms, 0.99),
+            })
+            .collect(),
         calls_per_decision: calls,
         pool_per_decision: pool,
         early_stop_saving: if pool > 0.0 { 1.0 - calls / pool } else { 0.0 },

@@ -76,13 +76,12 @@ impl Health {
                 if f.class != AbstentionClass::Infrastructure || f.injected {
                     continue;
                 }
-                failures
-                    .entry((f.agent.clone(), f.reason.clone()))
-                    .or_insert_with(|| FailureCount {
-                        calls: 0,
-                        ..f.clone()
-                    })
-                    .calls += f.calls;
+                match failures.entry((f.agent.clone(), f.reason.clone())) {
+                    std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(f),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(f.clone());
+                    }
+                }
             }
         }
         let decisions: usize = reports.iter().map(|s| s.decisions).sum();
@@ -114,7 +113,14 @@ impl Health {
             .failures
             .iter()
             .take(4)
-            .map(|f| format!("{} {} ×{}", f.agent, f.reason, f.calls))
+            .map(|f| {
+                let causes = f.causes_text();
+                if causes.is_empty() {
+                    format!("{} {} ×{}", f.agent, f.reason, f.calls)
+                } else {
+                    format!("{} {} ×{}: {causes}", f.agent, f.reason, f.calls)
+                }
+            })
             .collect();
         if !top.is_empty() {
             s += &format!(": {}", top.join(", "));
@@ -332,13 +338,12 @@ impl ScenarioSummary {
             calls.malformed += s.health.malformed;
             calls.declined += s.health.declined;
             for f in &s.failures {
-                failures
-                    .entry((f.agent.clone(), f.reason.clone(), f.injected))
-                    .or_insert_with(|| FailureCount {
-                        calls: 0,
-                        ..f.clone()
-                    })
-                    .calls += f.calls;
+                match failures.entry((f.agent.clone(), f.reason.clone(), f.injected)) {
+                    std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(f),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(f.clone());
+                    }
+                }
             }
         }
         Some(Self {
@@ -894,7 +899,9 @@ impl Report {
         if !failures.is_empty() {
             table(
                 &mut m,
-                &["scenario", "agent", "reason", "class", "injected", "calls"],
+                &[
+                    "scenario", "agent", "reason", "class", "injected", "calls", "causes",
+                ],
                 failures.iter().map(|(s, f)| {
                     vec![
                         (*s).to_owned(),
@@ -903,6 +910,7 @@ impl Report {
                         f.class.as_str().to_owned(),
                         if f.injected { "yes" } else { "no" }.to_owned(),
                         f.calls.to_string(),
+                        f.causes_text().replace('|', "/"),
                     ]
                 }),
             );
@@ -1122,6 +1130,21 @@ impl Report {
                     ]
                 }),
             );
+            if !s.agent_latency.is_empty() {
+                let _ = writeln!(m, "\nAnswered calls and their latency, per agent:\n");
+                table(
+                    &mut m,
+                    &["agent", "answered", "latency p50 ms", "latency p99 ms"],
+                    s.agent_latency.iter().map(|l| {
+                        vec![
+                            l.agent.clone(),
+                            l.answered.to_string(),
+                            l.p50_ms.to_string(),
+                            l.p99_ms.to_string(),
+                        ]
+                    }),
+                );
+            }
             let _ = writeln!(m, "\nWindows (A(t) = ΔAccuracy / Stress):\n");
             table(
                 &mut m,

@@ -123,6 +123,51 @@ pub struct FailureCount {
     pub injected: bool,
     /// How many calls.
     pub calls: u64,
+    /// How many of them had each cause (`connect`, `http 500`, `over-size`, …; calls
+    /// without a typed cause are not listed).
+    pub causes: BTreeMap<String, u64>,
+    /// What the first cause said, as an example.
+    pub example: Option<String>,
+}
+
+impl FailureCount {
+    /// Adds `other`'s calls and causes (same agent and reason).
+    pub fn merge(&mut self, other: &Self) {
+        self.calls += other.calls;
+        for (k, n) in &other.causes {
+            *self.causes.entry(k.clone()).or_default() += n;
+        }
+        if self.example.is_none() {
+            self.example.clone_from(&other.example);
+        }
+    }
+
+    /// The causes in words: `connect ×3, http 500 ×1 (e.g. …)`.
+    pub fn causes_text(&self) -> String {
+        let mut s = self
+            .causes
+            .iter()
+            .map(|(k, n)| format!("{k} ×{n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Some(e) = &self.example {
+            s += &format!(" (e.g. {e})");
+        }
+        s
+    }
+}
+
+/// One agent's answered calls and their latency.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentLatency {
+    /// The agent.
+    pub agent: String,
+    /// Calls it answered.
+    pub answered: usize,
+    /// Median latency, ms.
+    pub p50_ms: u64,
+    /// 99th percentile, ms.
+    pub p99_ms: u64,
 }
 
 /// The calls of a run and how many failed, by class.
@@ -177,6 +222,8 @@ pub(crate) struct ItemsRun {
     pub ledgers: BTreeMap<String, ErrorLedger>,
     /// Failed calls per agent and reason.
     pub failures: BTreeMap<(String, String), FailureCount>,
+    /// Latencies of answered calls, per agent (ms).
+    pub latencies: BTreeMap<String, Vec<u64>>,
     /// Calls by outcome.
     pub health: CallHealth,
     /// Honest agents quarantined (first time per agent and domain).
@@ -219,7 +266,8 @@ impl ItemsRun {
             C::Declined => self.health.declined += 1,
             C::NotCalled => {}
         }
-        self.failures
+        let entry = self
+            .failures
             .entry((ballot.agent.clone(), reason.as_str().to_owned()))
             .or_insert_with(|| FailureCount {
                 agent: ballot.agent.clone(),
@@ -227,8 +275,20 @@ impl ItemsRun {
                 class,
                 injected,
                 calls: 0,
-            })
-            .calls += 1;
+                causes: BTreeMap::new(),
+                example: None,
+            });
+        entry.calls += 1;
+        if let Some(c) = &ballot.cause {
+            let key = match c.status {
+                Some(st) => format!("{} {st}", c.kind.as_str()),
+                None => c.kind.as_str().to_owned(),
+            };
+            *entry.causes.entry(key).or_default() += 1;
+            if entry.example.is_none() {
+                entry.example = Some(crate::ballot::clean_excerpt(&c.describe(), 200));
+            }
+        }
     }
 }
 
@@ -464,6 +524,8 @@ impl Pool {
                 timeout_ms: 30_000,
                 max_concurrency: 64,
                 rate_per_minute: None,
+                structured_output: crate::policy::StructuredOutput::Auto,
+                max_response_bytes: crate::policy::DEFAULT_MAX_RESPONSE_BYTES,
                 scripted: Some(ScriptedSpec {
                     competence: [("default".to_owned(), c)].into(),
                     confidence: crate::policy::Confidence::Calibrated,
@@ -785,6 +847,12 @@ pub(crate) async fn run_items(
                         outcomes.push((cast.ballot.agent.clone(), r));
                     }
                     run.count_call(pool, &cast.ballot, i);
+                    if !cast.ballot.is_abstention() {
+                        run.latencies
+                            .entry(cast.ballot.agent.clone())
+                            .or_default()
+                            .push(cast.latency_ms);
+                    }
                 }
                 // Probation: an agent quarantined on suspicion is not asked, so it could never
                 // earn its way back. The harness knows the truth, so it grades such agents'

@@ -45,7 +45,7 @@ use tower::{Service, ServiceExt};
 use crate::agent::{AgentReply, AgentRequest, AgentService};
 use crate::aggregate::{Kind, Rule, TallyInput, consensus, tally};
 use crate::audit::{AuditLog, Entry};
-use crate::ballot::{Abstention, Answer, Ballot};
+use crate::ballot::{Abstention, Answer, Ballot, Cause, CauseKind};
 use crate::decision::{Cast, Decision, Outcome, Stop, Verdict};
 use crate::policy::{AgentSpec, Policy, Provisional};
 use crate::trust::store::TrustSnapshot;
@@ -751,7 +751,7 @@ impl Inner {
                     let call_tokens = u64::from(prompt_tokens) + u64::from(spec.max_tokens);
                     f.reserved_tokens = f.reserved_tokens.saturating_sub(call_tokens);
                     f.reserved_cost = (f.reserved_cost - spec.call_cost(prompt_tokens)).max(0.0);
-                    if let Some(usual) = straggler_after && !matches!(reply, Err(Abstention::Error | Abstention::CircuitOpen)) {
+                    if let Some(usual) = straggler_after && !matches!(&reply, Err(Failed { reason: Abstention::Error | Abstention::CircuitOpen, .. })) {
                         self.lateness[seat.member].observe(Lateness::is_late(latency, usual));
                     }
                     let (ballot, t, c) = match reply {
@@ -763,7 +763,11 @@ impl Inner {
                             let t = u64::from(r.tokens_in) + u64::from(r.tokens_out);
                             (sanitize(spec, &decision, r.ballot), t, r.cost_usd)
                         }
-                        Err(reason) => (Ballot::abstain(spec.id.clone(), reason), 0, 0.0),
+                        Err(Failed { reason, cause }) => {
+                            let mut b = Ballot::abstain(spec.id.clone(), reason);
+                            b.cause = cause;
+                            (b, 0, 0.0)
+                        }
                     };
                     tokens += t;
                     cost += c;
@@ -1189,11 +1193,14 @@ impl Inner {
             async move {
                 let reply = match tokio::time::timeout_at(until, service.oneshot(request)).await {
                     Ok(Ok(r)) => Ok(r),
-                    Ok(Err(e)) if e.is::<crate::layer::CircuitOpen>() => {
-                        Err(Abstention::CircuitOpen)
-                    }
-                    Ok(Err(_)) => Err(Abstention::Error),
-                    Err(_) => Err(Abstention::Timeout),
+                    Ok(Err(e)) => Err(Failed::of(&*e)),
+                    Err(_) => Err(Failed {
+                        reason: Abstention::Timeout,
+                        cause: Some(Cause::new(
+                            CauseKind::Timeout,
+                            format!("no answer within {} ms", (until - now).as_millis()),
+                        )),
+                    }),
                 };
                 let latency = now.elapsed();
                 let span = tracing::Span::current();
@@ -1204,8 +1211,11 @@ impl Inner {
                             span.record("tokens", u64::from(r.tokens_in) + u64::from(r.tokens_out));
                             span.record("outcome", "answered");
                         }
-                        Err(reason) => {
-                            span.record("outcome", reason.as_str());
+                        Err(failed) => {
+                            span.record("outcome", failed.reason.as_str());
+                            if let Some(cause) = &failed.cause {
+                                tracing::debug!(cause = %cause, "agent call failed");
+                            }
                         }
                     }
                 }
@@ -1217,7 +1227,43 @@ impl Inner {
 }
 
 /// One agent call in flight: (seat, reply or why there is none, latency).
-type Call = Pin<Box<dyn Future<Output = (usize, Result<AgentReply, Abstention>, Duration)> + Send>>;
+type Call = Pin<Box<dyn Future<Output = (usize, Result<AgentReply, Failed>, Duration)> + Send>>;
+
+/// Why a call gave no reply: the abstention it makes, and what went wrong when that is known.
+#[derive(Debug, Clone)]
+struct Failed {
+    reason: Abstention,
+    cause: Option<Cause>,
+}
+
+impl Failed {
+    /// The abstention and cause of an error from the agent's stack: a typed [`Cause`] where
+    /// the agent gave one, an open circuit, else an error in the error's own words.
+    fn of(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Self {
+        if e.is::<crate::layer::CircuitOpen>() {
+            return Self {
+                reason: Abstention::CircuitOpen,
+                cause: None,
+            };
+        }
+        if let Some(c) = e.downcast_ref::<Cause>() {
+            return Self {
+                reason: c.abstention(),
+                cause: Some(c.clone()),
+            };
+        }
+        if let Some(r) = e.downcast_ref::<crate::layer::RetryAfter>() {
+            return Self {
+                reason: Abstention::Error,
+                cause: Some(Cause::new(CauseKind::Http, &r.message)),
+            };
+        }
+        Self {
+            reason: Abstention::Error,
+            cause: Some(Cause::new(CauseKind::Other, e.to_string())),
+        }
+    }
+}
 
 /// The calls of one decision: the seats still to ask, the calls in flight, and what they
 /// reserve of the budget.

@@ -13,7 +13,9 @@ use super::breaker::CircuitOpen;
 
 /// Retries failed calls: attempt `k` (from 0) waits `base·2ᵏ` plus a jitter of up to `base`
 /// before trying again, at most `max_retries` times — or longer, when the error is a
-/// [`RetryAfter`] asking for more. An open circuit is not retried.
+/// [`RetryAfter`] asking for more. An open circuit is not retried, nor a typed
+/// [`Cause`](crate::ballot::Cause) that says trying again cannot help (a 4xx other than 408
+/// and 429, a redirect, an oversized or unreadable reply).
 #[derive(Debug, Clone, Copy)]
 pub struct RetryLayer {
     max_retries: u32,
@@ -114,7 +116,12 @@ where
                 };
                 match result {
                     Ok(r) => return Ok(r),
-                    Err(e) if attempt >= config.max_retries || e.is::<CircuitOpen>() => {
+                    Err(e)
+                        if attempt >= config.max_retries
+                            || e.is::<CircuitOpen>()
+                            || e.downcast_ref::<crate::ballot::Cause>()
+                                .is_some_and(|c| !c.retryable()) =>
+                    {
                         return Err(e);
                     }
                     Err(e) => {

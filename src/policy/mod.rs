@@ -45,8 +45,11 @@ use toml::Spanned;
 use crate::aggregate::{Kind, Rule};
 pub use raw::{
     AgentKind, AuditLevel, Behaviour, Budget, Confidence, Latency, Price, Provisional, Stakes,
-    Thresholds,
+    StructuredOutput, Thresholds,
 };
+
+/// The largest reply an OpenAI-compatible agent reads by default (1 MiB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1 << 20;
 
 /// The JSON Schema of policy files (`policy = true`) or agent files, pretty-printed with a
 /// trailing newline: what `conclave policy schema` prints and `policies/schema.json` /
@@ -72,6 +75,13 @@ pub struct SourceFile {
 }
 
 impl SourceFile {
+    /// Whether the file defines agents (it has `[[agent]]` tables) rather than a policy.
+    pub fn is_agent_file(&self) -> bool {
+        self.text
+            .lines()
+            .any(|l| l.trim_start().starts_with("[[agent]]"))
+    }
+
     /// A source from a path and its text.
     pub fn new(path: impl Into<PathBuf>, text: impl Into<Arc<str>>) -> Self {
         Self {
@@ -272,6 +282,10 @@ pub struct AgentSpec {
     pub max_concurrency: u32,
     /// Calls started per minute at most.
     pub rate_per_minute: Option<u32>,
+    /// How the ballot's structure is asked of the endpoint (openai agents).
+    pub structured_output: StructuredOutput,
+    /// The largest reply read from the endpoint, in bytes.
+    pub max_response_bytes: u64,
     /// Simulation settings (scripted agents).
     #[serde(skip)]
     pub scripted: Option<ScriptedSpec>,
@@ -471,6 +485,7 @@ impl Catalog {
     }
 
     /// Loads every `*.toml` of the two folders (`schema.json` and other files are ignored).
+    /// The two may be one folder: agent files are told apart by their `[[agent]]` tables.
     ///
     /// # Errors
     /// As [`Catalog::load`], plus unreadable files.
@@ -478,9 +493,17 @@ impl Catalog {
         agents_dir: &Path,
         policies_dir: &Path,
     ) -> Result<Self, Vec<PolicyDiagnostic>> {
-        let (agents, mut diags) = read_dir_toml(agents_dir);
-        let (policies, more) = read_dir_toml(policies_dir);
+        let (mut agents, mut diags) = read_dir_toml(agents_dir);
+        let (mut policies, more) = read_dir_toml(policies_dir);
         diags.extend(more);
+        let same = match (agents_dir.canonicalize(), policies_dir.canonicalize()) {
+            (Ok(a), Ok(p)) => a == p,
+            _ => agents_dir == policies_dir,
+        };
+        if same {
+            agents.retain(SourceFile::is_agent_file);
+            policies.retain(|f| !f.is_agent_file());
+        }
         match Self::load(&agents, &policies) {
             Ok(c) if diags.is_empty() => Ok(c),
             Ok(_) => Err(diags),
@@ -625,9 +648,10 @@ fn load_agents(
                         format!("openai agent \"{id}\" needs a model"),
                     ));
                 }
-                if a.api_key_env.is_none() {
+                // A server of one's own (llama.cpp, Ollama, vLLM) may need no key; OpenAI's does.
+                if a.api_key_env.is_none() && a.base_url.is_none() {
                     diags.push(d(a.id.span(), format!("openai agent \"{id}\" needs api_key_env")).with_help(
-                        "name the environment variable that holds its key, e.g. api_key_env = \"OPENAI_API_KEY\"",
+                        "name the environment variable that holds its key, e.g. api_key_env = \"OPENAI_API_KEY\" (an agent with its own base_url may go without one)",
                     ));
                 }
                 if let Some(url) = &a.base_url
@@ -675,6 +699,12 @@ fn load_agents(
                 ),
             ));
         }
+        if a.max_response_bytes.is_some_and(|b| b < 1024) {
+            diags.push(d(
+                a.id.span(),
+                format!("agent \"{id}\": max_response_bytes must be at least 1024"),
+            ));
+        }
         if let Some(p) = a.price
             && !(p.input_per_1k >= 0.0 && p.output_per_1k >= 0.0)
         {
@@ -707,6 +737,8 @@ fn load_agents(
                 timeout_ms: a.timeout_ms.unwrap_or(30_000),
                 max_concurrency: a.max_concurrency.unwrap_or(4),
                 rate_per_minute: a.rate_per_minute,
+                structured_output: a.structured_output.unwrap_or_default(),
+                max_response_bytes: a.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
                 scripted,
                 source: file.path.clone(),
             },

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::aggregate::Kind;
@@ -50,6 +50,8 @@ pub struct RawAgent {
     #[schemars(with = "Option<String>")]
     pub base_url: Option<Spanned<String>>,
     /// The *name* of the environment variable that holds the API key — never the key.
+    /// Required with OpenAI's own endpoint; an agent with its own `base_url` (llama.cpp,
+    /// Ollama, vLLM) may go without one, and then sends no key.
     #[schemars(with = "Option<String>")]
     pub api_key_env: Option<Spanned<String>>,
     /// System prompt / persona.
@@ -76,9 +78,46 @@ pub struct RawAgent {
     /// Calls started per minute at most (the endpoint's rate limit); calls are spaced
     /// evenly. None by default.
     pub rate_per_minute: Option<u32>,
+    /// How the ballot's structure is asked of the endpoint (openai agents): `auto` (the
+    /// default: `json_schema`, then on the server's refusal `json_object` with the schema,
+    /// then instructions in the prompt; what works is remembered), or one of
+    /// `json_schema`, `json_object`, `prompt`.
+    pub structured_output: Option<StructuredOutput>,
+    /// The largest reply read from the endpoint, in bytes (default 1 MiB); a larger one is
+    /// an abstention with the cause `over-size`, read no further.
+    pub max_response_bytes: Option<u64>,
     /// Simulation settings (scripted agents).
     #[schemars(with = "Option<Scripted>")]
     pub scripted: Option<Spanned<Scripted>>,
+}
+
+/// How an OpenAI-compatible agent asks for a structured ballot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StructuredOutput {
+    /// `json_schema`, then `json_object` with the schema, then prompt instructions, on the
+    /// server's refusal; the mode that works is remembered.
+    #[default]
+    Auto,
+    /// `response_format: {"type": "json_schema", …}` (OpenAI, vLLM, llama.cpp's
+    /// llama-server, Ollama).
+    JsonSchema,
+    /// `response_format: {"type": "json_object", "schema": …}` (llama-cpp-python).
+    JsonObject,
+    /// No `response_format`: the schema in the prompt, the reply read leniently.
+    Prompt,
+}
+
+impl StructuredOutput {
+    /// The name as agent files write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::JsonSchema => "json_schema",
+            Self::JsonObject => "json_object",
+            Self::Prompt => "prompt",
+        }
+    }
 }
 
 /// Price per 1,000 tokens.
