@@ -26,14 +26,7 @@ const OPTIONS: [&str; 3] = ["buy", "hold", "sell"];
 fn instant(id: String, choice: &'static str) -> AgentService {
     BoxCloneSyncService::new(service_fn(move |_req: AgentRequest| {
         let ballot = Ballot::choice(id.clone(), choice).with_confidence(0.8);
-        async move {
-            Ok::<_, BoxError>(AgentReply {
-                ballot,
-                tokens_in: 0,
-                tokens_out: 0,
-                cost_usd: 0.0,
-            })
-        }
+        async move { Ok::<_, BoxError>(AgentReply::new(ballot)) }
     }))
 }
 

@@ -1400,3 +1400,90 @@ fn ctrl_c_ends_the_run_with_a_partial_report_and_no_trust_change() {
     let batches = batches(&store);
     assert_eq!(batches.as_array().map(Vec::len), Some(0), "{batches}");
 }
+
+#[test]
+fn a_replayed_panel_reports_the_accuracy_it_was_recorded_with() {
+    // The recording, read on its own: each agent's answers by item and sample.
+    let text = std::fs::read_to_string("evals/recordings/local-smollm2.jsonl").unwrap();
+    let mut lines = text.lines();
+    let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    let samples = header["samples"].as_u64().unwrap();
+    let truth: std::collections::BTreeMap<String, String> =
+        std::fs::read_to_string("evals/panel/questions.jsonl")
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["id"].as_str().unwrap().to_owned(),
+                    v["truth"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+    // Right, wrong (a malformed reply is the model's), or not graded (a failed call).
+    let mut graded: std::collections::BTreeMap<(String, u64), (u32, u32)> = Default::default();
+    let mut all: std::collections::BTreeMap<String, (u32, u32)> = Default::default();
+    for l in lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let b = &v["ballot"];
+        let right = match (b["choice"].as_str(), b["abstain"].as_str()) {
+            (Some(c), _) => Some(c == truth[v["item"].as_str().unwrap()]),
+            (None, Some("malformed")) => Some(false),
+            _ => None,
+        };
+        if let Some(r) = right {
+            let agent = v["agent"].as_str().unwrap().to_owned();
+            for e in [
+                graded
+                    .entry((agent.clone(), v["sample"].as_u64().unwrap()))
+                    .or_default(),
+                all.entry(agent).or_default(),
+            ] {
+                e.0 += u32::from(r);
+                e.1 += 1;
+            }
+        }
+    }
+    let mut suite = Suite::load(Path::new("evals/replay-local.toml")).unwrap();
+    suite.set_seeds((0..samples).collect()).unwrap();
+    let report = evaluate_parallel(&suite, &fresh(), &RunOptions::default(), 0).unwrap();
+    for agent in ["local-plain", "local-sampled", "local-careful"] {
+        let mut mean = 0.0;
+        for seed in 0..samples {
+            // Seed s replays sample s mod samples.
+            let (r, n) = graded[&(agent.to_owned(), seed % samples)];
+            let want = f64::from(r) / f64::from(n);
+            let row = scenario(&report, seed as usize, "as-defined")
+                .trust
+                .iter()
+                .find(|t| t.agent == agent)
+                .unwrap();
+            assert!(
+                (row.competence - want).abs() < 1e-9,
+                "{agent} at seed {seed}: {} vs {want}",
+                row.competence
+            );
+            mean += row.competence / samples as f64;
+        }
+        // Over the seeds, every sample once: the recording's own accuracy (the live run's).
+        let (r, n) = all[agent];
+        let live = header["accuracy"][agent].as_f64().unwrap();
+        assert!(
+            (live - f64::from(r) / f64::from(n)).abs() < 1e-9,
+            "{agent}: header {live}"
+        );
+        // Equal sample sizes make the mean of per-sample accuracies the pooled one only when
+        // every sample graded the same number of answers; compare within a tolerance then.
+        assert!(
+            (mean - live).abs() < 0.05,
+            "{agent}: replayed {mean} vs recorded {live}"
+        );
+    }
+    // The attack layered on a replayed agent is caught.
+    let defector = scenario(&report, 0, "defection")
+        .adversaries
+        .iter()
+        .find(|a| a.agent == "local-careful")
+        .unwrap();
+    assert!(defector.caught.quarantined_after.is_some(), "{defector:?}");
+}

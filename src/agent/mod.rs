@@ -1,10 +1,12 @@
 //! Agents as Tower services: a request carries the decision, the reply is a ballot.
 //!
 //! Failure is data: an agent that cannot answer replies with an abstention and its reason
-//! (the Governor also turns transport errors and timeouts into abstentions). Only
-//! [`scripted`] agents exist so far; the OpenAI-compatible agent follows.
+//! (the Governor also turns transport errors and timeouts into abstentions). Agents are
+//! [`openai`] (any OpenAI-compatible endpoint), [`scripted`] (simulated) or replayed from a
+//! recording of real ones ([`replay`]).
 
 pub mod openai;
+pub mod replay;
 pub mod scripted;
 
 use std::sync::Arc;
@@ -22,8 +24,9 @@ pub struct AgentRequest {
     pub decision: Arc<Decision>,
 }
 
-/// What an agent answers.
+/// What an agent answers (build it with [`AgentReply::new`] or [`AgentReply::priced`]).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct AgentReply {
     /// The ballot (an abstention when it could not answer).
     pub ballot: Ballot,
@@ -33,9 +36,24 @@ pub struct AgentReply {
     pub tokens_out: u32,
     /// Dollars spent.
     pub cost_usd: f64,
+    /// The reply as the model wrote it (cut to 2,000 characters), for recordings; `None` for
+    /// simulated agents.
+    pub raw: Option<String>,
 }
 
 impl AgentReply {
+    /// A reply carrying `ballot`, with no tokens and no cost (an agent of one's own that is
+    /// not metered).
+    pub fn new(ballot: Ballot) -> Self {
+        Self {
+            ballot,
+            tokens_in: 0,
+            tokens_out: 0,
+            cost_usd: 0.0,
+            raw: None,
+        }
+    }
+
     /// A reply carrying `ballot` after a call that used these tokens, priced as `spec` says.
     pub fn priced(
         spec: &crate::policy::AgentSpec,
@@ -48,7 +66,15 @@ impl AgentReply {
             tokens_in,
             tokens_out,
             cost_usd: spec.cost(tokens_in, tokens_out),
+            raw: None,
         }
+    }
+
+    /// The same reply with the model's raw text.
+    #[must_use]
+    pub fn with_raw(mut self, raw: Option<String>) -> Self {
+        self.raw = raw;
+        self
     }
 }
 

@@ -267,11 +267,12 @@ impl OpenAiAgent {
             tokens_in = tokens_in.saturating_add(used_in);
             tokens_out = tokens_out.saturating_add(used_out);
             tracing::debug!(agent = %self.spec.id, model = ?self.spec.model, mode = ?mode, latency_ms = started.elapsed().as_millis() as u64, tokens_in, tokens_out, finish, "chat completion");
+            let raw = Some(clean_excerpt(content, RATIONALE_MAX));
             let problem = match parse_ballot(&self.spec.id, decision, content, mode) {
                 Ok(ballot) => {
-                    return Ok(AgentReply::priced(
-                        &self.spec, ballot, tokens_in, tokens_out,
-                    ));
+                    return Ok(
+                        AgentReply::priced(&self.spec, ballot, tokens_in, tokens_out).with_raw(raw),
+                    );
                 }
                 Err(problem) => problem,
             };
@@ -279,11 +280,13 @@ impl OpenAiAgent {
                 .as_str()
                 .filter(|r| !r.is_empty())
             {
-                return Ok(self.abstain(
-                    Cause::new(CauseKind::Refused, refusal),
-                    tokens_in,
-                    tokens_out,
-                ));
+                return Ok(self
+                    .abstain(
+                        Cause::new(CauseKind::Refused, refusal),
+                        tokens_in,
+                        tokens_out,
+                    )
+                    .with_raw(raw));
             }
             let truncated = finish == "length";
             if truncated && !extended && max_tokens < MAX_RETRY_TOKENS {
@@ -293,21 +296,25 @@ impl OpenAiAgent {
                 continue;
             }
             if truncated {
-                return Ok(self.abstain(
-                    Cause::new(
-                        CauseKind::Truncated,
-                        format!("the reply was cut at {max_tokens} tokens: {problem}"),
-                    ),
-                    tokens_in,
-                    tokens_out,
-                ));
+                return Ok(self
+                    .abstain(
+                        Cause::new(
+                            CauseKind::Truncated,
+                            format!("the reply was cut at {max_tokens} tokens: {problem}"),
+                        ),
+                        tokens_in,
+                        tokens_out,
+                    )
+                    .with_raw(raw));
             }
             if repaired {
-                return Ok(self.abstain(
-                    Cause::new(CauseKind::Unparsable, problem),
-                    tokens_in,
-                    tokens_out,
-                ));
+                return Ok(self
+                    .abstain(
+                        Cause::new(CauseKind::Unparsable, problem),
+                        tokens_in,
+                        tokens_out,
+                    )
+                    .with_raw(raw));
             }
             repaired = true;
             messages.push(

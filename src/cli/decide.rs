@@ -113,7 +113,7 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
             continue;
         };
         match spec.kind {
-            AgentKind::Scripted => {
+            AgentKind::Scripted | AgentKind::Replay => {
                 let agent = ScriptedAgent::new(spec.clone()).map_err(CliError::input)?;
                 services.push((spec.clone(), BoxCloneSyncService::new(agent)));
             }

@@ -8,6 +8,7 @@ mod audit;
 mod decide;
 mod eval;
 mod policy;
+mod record;
 mod tally;
 mod trust;
 
@@ -49,6 +50,9 @@ enum Command {
     /// Policies and agent definitions: check, explain, schema, which.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Ask a suite's real agents every item and keep their answers as a recording that
+    /// `kind = "replay"` agents answer from, offline.
+    Record(record::RecordArgs),
     /// The agent pool as its endpoints see it: `agents check` probes each one.
     #[command(subcommand)]
     Agents(agents::AgentsCommand),
@@ -102,6 +106,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Audit(cmd) => audit::run(cmd, &store),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Agents(cmd) => agents::run(cmd),
+        Command::Record(args) => record::run(&args),
     }
 }
 

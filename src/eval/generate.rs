@@ -571,6 +571,7 @@ pub(crate) fn simulated_agent(id: &str, family: &str, c: f64, domains: &[String]
         timeout_ms: 30_000,
         max_concurrency: 64,
         rate_per_minute: None,
+        replay: None,
         structured_output: crate::policy::StructuredOutput::Auto,
         max_response_bytes: crate::policy::DEFAULT_MAX_RESPONSE_BYTES,
         scripted: Some(ScriptedSpec {

@@ -345,7 +345,7 @@ impl Pool {
         let mut reset = std::collections::BTreeSet::new();
         for spec in suite.catalog.agents.values() {
             match spec.kind {
-                AgentKind::Scripted => {
+                AgentKind::Scripted | AgentKind::Replay => {
                     let a = Arc::new(EvalAgent::new(
                         spec,
                         &scenario.attacks,
@@ -524,6 +524,7 @@ impl Pool {
                 timeout_ms: 30_000,
                 max_concurrency: 64,
                 rate_per_minute: None,
+                replay: None,
                 structured_output: crate::policy::StructuredOutput::Auto,
                 max_response_bytes: crate::policy::DEFAULT_MAX_RESPONSE_BYTES,
                 scripted: Some(ScriptedSpec {

@@ -649,10 +649,7 @@ impl Suite {
             sweeps.push(check_sweep(s, &catalog).map_err(|m| SuiteError::new(path, m))?);
         }
 
-        let simulated = catalog
-            .agents
-            .values()
-            .all(|a| a.kind == AgentKind::Scripted);
+        let simulated = catalog.agents.values().all(|a| a.kind != AgentKind::Openai);
         let seeds: Vec<u64> = match &h.seeds {
             None => {
                 let n = if simulated { 20 } else { 1 };
@@ -740,12 +737,13 @@ impl Suite {
 }
 
 impl Suite {
-    /// Whether every agent is simulated (then runs go on a paused clock, seeds in parallel).
+    /// Whether every agent is simulated or replayed (then runs go on a paused clock, seeds in
+    /// parallel).
     pub fn simulated(&self) -> bool {
         self.catalog
             .agents
             .values()
-            .all(|a| a.kind == AgentKind::Scripted)
+            .all(|a| a.kind != AgentKind::Openai)
     }
 
     /// Runs the scenarios at `seeds` instead (a range from the command line).

@@ -282,6 +282,8 @@ pub struct AgentSpec {
     pub max_concurrency: u32,
     /// Calls started per minute at most.
     pub rate_per_minute: Option<u32>,
+    /// Replay agents: the recording and whose answers in it.
+    pub replay: Option<ReplaySpec>,
     /// How the ballot's structure is asked of the endpoint (openai agents).
     pub structured_output: StructuredOutput,
     /// The largest reply read from the endpoint, in bytes.
@@ -291,6 +293,15 @@ pub struct AgentSpec {
     pub scripted: Option<ScriptedSpec>,
     /// The file that defines it.
     pub source: PathBuf,
+}
+
+/// Where a replay agent's answers come from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplaySpec {
+    /// The recording (resolved against the agent file's folder).
+    pub recording: PathBuf,
+    /// Whose answers in it.
+    pub of: String,
 }
 
 /// A validated simulated agent.
@@ -665,6 +676,26 @@ fn load_agents(
                 }
                 None
             }
+            (AgentKind::Replay, scripted) => {
+                if let Some(s) = scripted {
+                    diags.push(d(
+                        s.span(),
+                        "a replay agent takes no [agent.scripted] table: its answers, accuracy and latency come from the recording".into(),
+                    ));
+                }
+                if a.recording.is_none() {
+                    diags.push(d(a.id.span(), format!("replay agent \"{id}\" needs a recording")).with_help(
+                        "name the file `conclave record` wrote, relative to this agent file, e.g. recording = \"../evals/recordings/local.jsonl\"",
+                    ));
+                }
+                // Competence and latency are the recording's (read below).
+                Some(ScriptedSpec {
+                    competence: [("default".to_owned(), 0.5)].into(),
+                    confidence: Confidence::Calibrated,
+                    latency: Latency::default(),
+                    behaviour: Behaviour::Honest,
+                })
+            }
             (AgentKind::Scripted, Some(s)) => {
                 let s = s.get_ref();
                 let mut competence = BTreeMap::new();
@@ -718,6 +749,42 @@ fn load_agents(
         }
         let (line, _) = line_col(&file.text, a.id.span().start);
         sites.insert(id.clone(), (file.path.clone(), line));
+        let replay = a.recording.as_ref().map(|r| ReplaySpec {
+            recording: file
+                .path
+                .parent()
+                .map_or_else(|| PathBuf::from(r), |dir| dir.join(r)),
+            of: a.of.clone().unwrap_or_else(|| id.clone()),
+        });
+        // A replay agent's recording must hold it; its recorded accuracy and latency are the
+        // agent's competence and latency.
+        let mut scripted = scripted;
+        if let (Some(r), Some(s)) = (&replay, scripted.as_mut()) {
+            match crate::agent::replay::load(&r.recording) {
+                Err(e) => {
+                    diags.push(d(a.id.span(), format!("agent \"{id}\": {e}")));
+                    continue;
+                }
+                Ok(rec) if !rec.answers.iter().any(|x| x.agent == r.of) => {
+                    diags.push(d(
+                        a.id.span(),
+                        format!(
+                            "agent \"{id}\": the recording {} holds no answers of \"{}\" (it holds: {})",
+                            r.recording.display(),
+                            r.of,
+                            rec.header.agents.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                    continue;
+                }
+                Ok(rec) => {
+                    let (median_ms, p99_ms) = rec.latency(&r.of);
+                    let accuracy = rec.header.accuracy.get(&r.of).copied().unwrap_or(0.5);
+                    s.competence = [("default".to_owned(), accuracy)].into();
+                    s.latency = Latency { median_ms, p99_ms };
+                }
+            }
+        }
         agents.insert(
             id.clone(),
             AgentSpec {
@@ -737,6 +804,7 @@ fn load_agents(
                 timeout_ms: a.timeout_ms.unwrap_or(30_000),
                 max_concurrency: a.max_concurrency.unwrap_or(4),
                 rate_per_minute: a.rate_per_minute,
+                replay,
                 structured_output: a.structured_output.unwrap_or_default(),
                 max_response_bytes: a.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
                 scripted,

@@ -33,6 +33,9 @@ pub enum AgentKind {
     Openai,
     /// A simulated agent with known competence and behaviour (evaluation runs).
     Scripted,
+    /// Answers from a recording of a real agent (`conclave record`), offline and
+    /// deterministically; attacks are layered on it as on scripted agents.
+    Replay,
 }
 
 /// One agent.
@@ -42,7 +45,7 @@ pub struct RawAgent {
     /// Unique id; policies name agents by it.
     #[schemars(with = "String")]
     pub id: Spanned<String>,
-    /// `openai` or `scripted`.
+    /// `openai`, `scripted` or `replay`.
     pub kind: AgentKind,
     /// The model name sent to the endpoint (openai agents).
     pub model: Option<String>,
@@ -86,6 +89,10 @@ pub struct RawAgent {
     /// The largest reply read from the endpoint, in bytes (default 1 MiB); a larger one is
     /// an abstention with the cause `over-size`, read no further.
     pub max_response_bytes: Option<u64>,
+    /// Replay agents: the recording (`conclave record`), relative to this file.
+    pub recording: Option<String>,
+    /// Replay agents: whose answers in the recording (default: this agent's id).
+    pub of: Option<String>,
     /// Simulation settings (scripted agents).
     #[schemars(with = "Option<Scripted>")]
     pub scripted: Option<Spanned<Scripted>>,
