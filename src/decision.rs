@@ -124,6 +124,19 @@ impl Decision {
         }
     }
 
+    /// A free-text question: real agents answer in words, embedded into vectors (agents
+    /// with an `embedding_model`), and the vote combines the vectors.
+    pub fn text(
+        id: impl Into<String>,
+        domain: impl Into<String>,
+        question: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind: Kind::Vector,
+            ..Self::score(id, domain, question)
+        }
+    }
+
     /// A number to estimate.
     pub fn score(
         id: impl Into<String>,

@@ -1018,3 +1018,103 @@ fn a_real_local_model_server_gives_real_ballots() {
     assert!(answered >= 1, "no real ballot: {ballots:?}");
     println!("a real local server answered {answered} of 3 agents");
 }
+
+#[tokio::test]
+async fn free_text_answers_become_vectors_through_an_embeddings_endpoint() {
+    async fn endpoint(answer: &str, vector: Value) -> MockServer {
+        let s = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .respond_with(ok(
+                &json!({"rationale": "because", "answer": answer, "confidence": 0.7}).to_string(),
+            ))
+            .mount(&s)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/embeddings"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": vector}], "model": "emb"})))
+            .mount(&s)
+            .await;
+        s
+    }
+    let a = endpoint("Paris", json!([1.0, 0.0, 0.1])).await;
+    let b = endpoint("Paris, France", json!([0.9, 0.1, 0.0])).await;
+    let c = endpoint("Lyon", json!([0.0, 0.0, 9.0])).await;
+    let agents: String = [("a", &a), ("b", &b), ("c", &c), ("no-embeddings", &a)]
+        .iter()
+        .map(|(id, s)| {
+            let emb = if *id == "no-embeddings" { String::new() } else { "embedding_model = \"emb\"\n".to_owned() };
+            format!("[[agent]]\nid = \"{id}\"\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"{}/v1\"\napi_key_env = \"CONCLAVE_TEST_KEY\"\ntimeout_ms = 2000\n{emb}\n", s.uri())
+        })
+        .collect();
+    let c = Catalog::load(
+        &[SourceFile::new("a.toml", agents)],
+        &[SourceFile::new(
+            "p.toml",
+            "id = \"t\"\ndescription = \"Free text.\"\napplies = { domains = [\"geo\"], kinds = [\"vector\"] }\npool = { agents = [\"a\", \"b\", \"c\", \"no-embeddings\"] }\nrule = { name = \"geometric-median\" }\nquorum = { ballots = 3 }\nearly_stop = { enabled = false }\n",
+        )],
+    )
+    .unwrap_or_else(|d| panic!("{}", d.iter().map(|x| x.one_line()).collect::<Vec<_>>().join("\n")));
+    let services: Vec<(AgentSpec, AgentService)> = c
+        .agents
+        .values()
+        .map(|s| {
+            (
+                s.clone(),
+                BoxCloneSyncService::new(OpenAiAgent::with_key(s.clone(), SECRET).expect("agent")),
+            )
+        })
+        .collect();
+    let trust = MemoryTrustStore::new(TrustParams::default())
+        .expect("store")
+        .snapshot()
+        .expect("snapshot");
+    let g = Governor::new(c.policy("t").expect("policy").clone(), services, trust);
+    let v = g
+        .decide(Decision::text(
+            "t1",
+            "geo",
+            "What is the capital of France?",
+        ))
+        .await
+        .expect("decide");
+    let ballot = |id: &str| {
+        v.ballots
+            .iter()
+            .find(|c| c.ballot.agent == id)
+            .expect("ballot")
+            .ballot
+            .clone()
+    };
+    assert_eq!(ballot("a").answer, Answer::Vector(vec![1.0, 0.0, 0.1]));
+    assert!(
+        ballot("b")
+            .rationale
+            .as_deref()
+            .is_some_and(|r| r.starts_with("Answer: Paris, France"))
+    );
+    // Without an embeddings model the agent declines, and says why.
+    let none = ballot("no-embeddings");
+    assert_eq!(none.answer, Answer::Abstain(Abstention::Declined));
+    assert!(none.cause.is_some());
+    // The geometric median stays with the two who agree, away from the outlier.
+    let verdict = v
+        .tally
+        .as_ref()
+        .and_then(|t| t.vector.clone())
+        .expect("vector verdict");
+    assert!(verdict[2] < 1.0 && verdict[0] > 0.5, "{verdict:?}");
+    assert!(v.consensus < 1.0);
+    // The embeddings request carried the text answer.
+    let body: Value = serde_json::from_slice(
+        &b.received_requests()
+            .await
+            .expect("recorded")
+            .iter()
+            .find(|r| r.url.path() == "/v1/embeddings")
+            .expect("embeddings call")
+            .body,
+    )
+    .expect("json");
+    assert_eq!(body["input"], "Paris, France");
+}

@@ -238,11 +238,14 @@ impl OpenAiAgent {
     }
 
     async fn ask(&self, decision: &Decision) -> Result<AgentReply, BoxError> {
-        if decision.kind == Kind::Vector {
-            // Free text becomes a vector through an embeddings endpoint, not a chat ballot.
+        if decision.kind == Kind::Vector && self.spec.embedding_model.is_none() {
+            // Free text becomes a vector through an embeddings model; without one, no answer.
             return Ok(AgentReply::priced(
                 &self.spec,
-                Ballot::abstain(self.spec.id.clone(), Abstention::Declined),
+                Ballot::abstain(self.spec.id.clone(), Abstention::Declined).with_cause(Cause::new(
+                    CauseKind::Other,
+                    "a free-text (vector) decision needs the agent's embedding_model",
+                )),
                 0,
                 0,
             ));
@@ -269,6 +272,17 @@ impl OpenAiAgent {
             tracing::debug!(agent = %self.spec.id, model = ?self.spec.model, mode = ?mode, latency_ms = started.elapsed().as_millis() as u64, tokens_in, tokens_out, finish, "chat completion");
             let raw = Some(clean_excerpt(content, RATIONALE_MAX));
             let problem = match parse_ballot(&self.spec.id, decision, content, mode) {
+                Ok(ballot) if decision.kind == Kind::Vector => {
+                    // The text answer, embedded.
+                    let ballot = match self.embed(ballot).await {
+                        Ok(b) => b,
+                        Err(cause) => Ballot::abstain(self.spec.id.clone(), cause.abstention())
+                            .with_cause(cause),
+                    };
+                    return Ok(
+                        AgentReply::priced(&self.spec, ballot, tokens_in, tokens_out).with_raw(raw),
+                    );
+                }
                 Ok(ballot) => {
                     return Ok(
                         AgentReply::priced(&self.spec, ballot, tokens_in, tokens_out).with_raw(raw),
@@ -325,6 +339,85 @@ impl OpenAiAgent {
                 template(decision)
             )}));
         }
+    }
+
+    /// Embeds a free-text ballot's answer (the first line of its rationale, as
+    /// [`parse_ballot`] keeps it) through the endpoint's `/embeddings`, under the same rules as
+    /// chat (no redirects, the size limit, typed causes).
+    async fn embed(&self, ballot: Ballot) -> Result<Ballot, Cause> {
+        let model = self.spec.embedding_model.clone().unwrap_or_default();
+        let text = ballot
+            .rationale
+            .as_deref()
+            .and_then(|r| r.lines().next())
+            .unwrap_or("")
+            .trim_start_matches("Answer: ")
+            .to_owned();
+        let base = self
+            .spec
+            .base_url
+            .clone()
+            .unwrap_or_else(|| "https://api.openai.com/v1".to_owned());
+        let url = format!("{}/embeddings", base.trim_end_matches('/'));
+        let mut post = self
+            .http
+            .post(&url)
+            .timeout(std::time::Duration::from_millis(
+                self.spec.timeout_ms.max(1),
+            ))
+            .json(&json!({"model": model, "input": text}));
+        if !self.key.is_empty() {
+            post = post.bearer_auth(&*self.key);
+        }
+        let mut response = post.send().await.map_err(|e| cause_of(&e))?;
+        let status = response.status();
+        if status.is_redirection() {
+            return Err(Cause::new(
+                CauseKind::Redirect,
+                format!("{url} redirects; redirects are not followed"),
+            ));
+        }
+        let mut body: Vec<u8> = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| cause_of(&e))? {
+            if (body.len() + chunk.len()) as u64 > self.spec.max_response_bytes {
+                return Err(Cause::new(
+                    CauseKind::OverSize,
+                    format!(
+                        "the embedding exceeded {} bytes (max_response_bytes)",
+                        self.spec.max_response_bytes
+                    ),
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            return Err(Cause::http(
+                status.as_u16(),
+                format!("embeddings: {}", error_message(&body)),
+            ));
+        }
+        let v: Value = serde_json::from_slice(&body).map_err(|e| {
+            Cause::new(
+                CauseKind::Unparsable,
+                format!("the embedding is not JSON: {e}"),
+            )
+        })?;
+        let items = v["data"][0]["embedding"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let vector: Vec<f64> = items.iter().filter_map(Value::as_f64).collect();
+        if vector.is_empty() || vector.len() != items.len() || vector.iter().any(|x| !x.is_finite())
+        {
+            return Err(Cause::new(
+                CauseKind::Unparsable,
+                "the embeddings reply holds no vector of finite numbers",
+            ));
+        }
+        let mut out = Ballot::new(ballot.agent, Answer::Vector(vector));
+        out.confidence = ballot.confidence;
+        out.rationale = ballot.rationale;
+        Ok(out)
     }
 
     /// Probes the endpoint: is it reachable, does it serve the model (per `/models`), which
@@ -551,7 +644,10 @@ fn prompt(decision: &Decision) -> String {
             "{}\n{reason}, then your answer as a number, then your confidence in [0, 1] that it is right.",
             decision.question
         ),
-        Kind::Vector => decision.question.clone(),
+        Kind::Vector => format!(
+            "{}\n{reason}, then your answer in a few words or one sentence, then your confidence in [0, 1] that it is right.",
+            decision.question
+        ),
     }
 }
 
@@ -563,6 +659,7 @@ fn template(decision: &Decision) -> String {
             quoted(&decision.options)
         ),
         Kind::Score => "\"value\": <a number>".to_owned(),
+        Kind::Vector => "\"answer\": \"<your answer>\"".to_owned(),
         _ => format!("\"choice\": <one of {}>", quoted(&decision.options)),
     };
     format!(
@@ -628,7 +725,8 @@ pub fn ballot_schema(decision: &Decision) -> Ordered {
             "ranking",
             json!({"type": "array", "items": {"type": "string", "enum": decision.options}, "minItems": 1, "maxItems": decision.options.len(), "uniqueItems": true}),
         ),
-        Kind::Score | Kind::Vector => ("value", json!({"type": "number"})),
+        Kind::Score => ("value", json!({"type": "number"})),
+        Kind::Vector => ("answer", json!({"type": "string", "maxLength": 1000})),
         Kind::Choice => (
             "choice",
             json!({"type": "string", "enum": decision.options}),
@@ -838,7 +936,25 @@ fn parse_ballot(
                 .ok_or("\"value\" must be a finite number")?;
             Answer::Score(x)
         }
-        Kind::Vector => return Err("vector answers are not asked of chat agents".to_owned()),
+        Kind::Vector => {
+            let text = obj
+                .get("answer")
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .ok_or("\"answer\" must be a non-empty string")?;
+            // The text is embedded next (see `OpenAiAgent::embed`); it is kept, first, in the
+            // rationale, so that the record shows what the vector stands for.
+            let mut ballot = Ballot::new(agent, Answer::Vector(Vec::new()));
+            ballot.confidence = obj.get("confidence").and_then(confidence_of);
+            let reason = obj.get("rationale").and_then(Value::as_str).unwrap_or("");
+            ballot.rationale = Some(format!(
+                "Answer: {}\n{}",
+                clean_excerpt(text, 1000),
+                clean_excerpt(reason, RATIONALE_MAX)
+            ));
+            return Ok(ballot);
+        }
     };
     let mut ballot = Ballot::new(agent, answer);
     ballot.confidence = obj.get("confidence").and_then(confidence_of);

@@ -30,8 +30,15 @@ pub(super) struct DecideArgs {
     #[arg(long, value_delimiter = ',', conflicts_with = "numeric")]
     options: Vec<String>,
     /// A numeric decision (a score).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "text")]
     numeric: bool,
+    /// A free-text decision: agents answer in words, embedded into vectors (agents need an
+    /// `embedding_model`), and the policy's rule combines the vectors.
+    #[arg(long, conflicts_with = "options")]
+    text: bool,
+    /// A ranking decision: agents rank every option (with --options).
+    #[arg(long, conflicts_with_all = ["numeric", "text"])]
+    rank: bool,
     /// The domain (default: the policy's first domain).
     #[arg(long)]
     domain: Option<String>,
@@ -72,10 +79,14 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
     })?;
     let kind = if a.numeric {
         Kind::Score
+    } else if a.text {
+        Kind::Vector
     } else if a.options.is_empty() {
         return Err(CliError::input(
-            "give the options (--options a,b,c) or --numeric",
+            "give the options (--options a,b,c), or --numeric, or --text",
         ));
+    } else if a.rank {
+        Kind::Ranking
     } else {
         Kind::Choice
     };
@@ -162,7 +173,19 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
     let result = verdict
         .winner()
         .map(str::to_owned)
-        .or_else(|| verdict.value().map(|v| format!("{v:.4}")));
+        .or_else(|| verdict.value().map(|v| format!("{v:.4}")))
+        .or_else(|| {
+            verdict
+                .tally
+                .as_ref()
+                .and_then(|t| t.vector.as_ref())
+                .map(|v| {
+                    format!(
+                        "a vector of {} values (the answers nearest it are the verdict's)",
+                        v.len()
+                    )
+                })
+        });
     let tallied = result.as_deref().map_or_else(String::new, |r| {
         format!(
             "; the vote alone said {r} (confidence {:.2})",

@@ -574,6 +574,7 @@ pub(crate) fn simulated_agent(id: &str, family: &str, c: f64, domains: &[String]
         replay: None,
         structured_output: crate::policy::StructuredOutput::Auto,
         max_response_bytes: crate::policy::DEFAULT_MAX_RESPONSE_BYTES,
+        embedding_model: None,
         scripted: Some(ScriptedSpec {
             competence: [("default".to_owned(), c)].into(),
             confidence: crate::policy::Confidence::Calibrated,

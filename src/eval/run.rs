@@ -527,6 +527,7 @@ impl Pool {
                 replay: None,
                 structured_output: crate::policy::StructuredOutput::Auto,
                 max_response_bytes: crate::policy::DEFAULT_MAX_RESPONSE_BYTES,
+                embedding_model: None,
                 scripted: Some(ScriptedSpec {
                     competence: [("default".to_owned(), c)].into(),
                     confidence: crate::policy::Confidence::Calibrated,

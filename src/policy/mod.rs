@@ -288,6 +288,8 @@ pub struct AgentSpec {
     pub structured_output: StructuredOutput,
     /// The largest reply read from the endpoint, in bytes.
     pub max_response_bytes: u64,
+    /// An embeddings model on the same endpoint, for free-text (vector) decisions.
+    pub embedding_model: Option<String>,
     /// Simulation settings (scripted agents).
     #[serde(skip)]
     pub scripted: Option<ScriptedSpec>,
@@ -807,6 +809,7 @@ fn load_agents(
                 replay,
                 structured_output: a.structured_output.unwrap_or_default(),
                 max_response_bytes: a.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+                embedding_model: a.embedding_model,
                 scripted,
                 source: file.path.clone(),
             },

@@ -89,6 +89,9 @@ pub struct RawAgent {
     /// The largest reply read from the endpoint, in bytes (default 1 MiB); a larger one is
     /// an abstention with the cause `over-size`, read no further.
     pub max_response_bytes: Option<u64>,
+    /// An embeddings model on the same endpoint (`/embeddings`): with it, the agent answers
+    /// free-text (vector) decisions, its text answer embedded into a vector.
+    pub embedding_model: Option<String>,
     /// Replay agents: the recording (`conclave record`), relative to this file.
     pub recording: Option<String>,
     /// Replay agents: whose answers in the recording (default: this agent's id).
