@@ -161,6 +161,25 @@ impl Cause {
     }
 }
 
+/// `text` safe to print on a terminal and bounded: control characters escaped (`\u{1b}`),
+/// at most `max` characters, then how many more there were.
+pub fn printable(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (n, c) in text.chars().enumerate() {
+        if n >= max {
+            let rest = text.chars().count() - n;
+            out += &format!("… ({rest} more characters)");
+            return out;
+        }
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// At most `max` characters of `text`, control characters replaced by spaces and runs of
 /// whitespace collapsed, with `…` when cut.
 pub fn clean_excerpt(text: &str, max: usize) -> String {

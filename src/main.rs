@@ -7,7 +7,11 @@ use clap::Parser;
 fn main() {
     let args = cli::Cli::parse();
     if let Err(e) = cli::run(args) {
-        eprintln!("error: {e}");
+        // Messages may echo input (an id, a file's text): bounded, control characters escaped.
+        eprintln!(
+            "error: {}",
+            conclave::ballot::printable(&e.to_string(), 2000)
+        );
         std::process::exit(e.code);
     }
 }

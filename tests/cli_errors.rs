@@ -234,3 +234,66 @@ fn arbitrary_bytes_never_panic() {
         assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
     }
 }
+
+#[test]
+fn hostile_files_get_a_bounded_printable_diagnostic_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    // A syntax error at column 70,000 (the renderer used to panic past column 65,535).
+    let long = dir.path().join("long.toml");
+    std::fs::write(
+        &long,
+        format!(
+            "id = \"x\"\ndescription = \"{}\" oops\n",
+            "a".repeat(70_000)
+        ),
+    )
+    .unwrap();
+    // A 5 MB agent id ending in a terminal escape sequence.
+    let huge = dir.path().join("huge.toml");
+    std::fs::write(
+        &huge,
+        format!(
+            "id = \"x\"\ndescription = \"d\"\napplies = {{ domains = [\"a\"], kinds = [\"choice\"] }}\npool = {{ agents = [\"{}\\u001b[31m\"] }}\nrule = {{ name = \"plurality\" }}\nquorum = {{ ballots = 1 }}\n",
+            "z".repeat(5_000_000)
+        ),
+    )
+    .unwrap();
+    for file in [&long, &huge] {
+        let out = conclave(&["policy", "check", file.to_str().unwrap()], b"");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = [out.stdout, out.stderr].concat();
+        assert!(text.len() < 4000, "{} bytes of diagnostics", text.len());
+        assert!(
+            !text.contains(&0x1b),
+            "a raw escape character reached the terminal"
+        );
+    }
+    // The same files in a policies folder do not crash `decide` either.
+    let folder = dir.path().join("policies");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::copy(&long, folder.join("long.toml")).unwrap();
+    let out = conclave(
+        &[
+            "decide",
+            "--policies",
+            folder.to_str().unwrap(),
+            "--policy",
+            "x",
+            "q",
+            "--options",
+            "a,b",
+        ],
+        b"",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

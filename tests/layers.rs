@@ -219,3 +219,86 @@ async fn retry_waits_as_long_as_the_server_asks_within_its_budget() {
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_probe_does_not_leave_the_circuit_open_for_good() {
+    // Fails once (opens the circuit), then hangs once (the probe, cancelled), then answers.
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let inner = service_fn(move |x: u32| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            match n {
+                0 => Err::<u32, BoxError>("down".into()),
+                1 => {
+                    std::future::pending::<()>().await;
+                    Ok(x)
+                }
+                _ => Ok(x),
+            }
+        }
+    });
+    let svc = ServiceBuilder::new()
+        .layer(CircuitBreakerLayer::new(1, Duration::from_secs(1)))
+        .service(inner);
+    assert!(svc.clone().oneshot(1).await.is_err());
+    tokio::time::advance(Duration::from_millis(1100)).await;
+    // The probe: cut short by a caller's timeout (the Governor's, or an early stop).
+    let probe = tokio::time::timeout(Duration::from_millis(200), svc.clone().oneshot(2)).await;
+    assert!(probe.is_err(), "the probe hangs and is cancelled");
+    // Right after, still resting; after another cooldown a new probe goes and closes it.
+    let refused = svc.clone().oneshot(3).await.expect_err("resting");
+    assert!(refused.is::<CircuitOpen>());
+    tokio::time::advance(Duration::from_millis(1100)).await;
+    assert_eq!(svc.clone().oneshot(4).await.expect("probe answers"), 4);
+    assert_eq!(svc.clone().oneshot(5).await.expect("closed"), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_count_towards_opening_the_circuit() {
+    use conclave::agent::{AgentReply, AgentRequest};
+    use conclave::decision::Decision;
+    // An agent that never answers, in the Governor's per-agent stack (timeout 100 ms).
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let agent = tower::util::BoxCloneSyncService::new(service_fn(move |_req: AgentRequest| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            std::future::pending::<()>().await;
+            Ok::<AgentReply, BoxError>(AgentReply::new(conclave::ballot::Ballot::choice("x", "a")))
+        }
+    }));
+    let catalog = conclave::policy::Catalog::load(
+        &[conclave::policy::SourceFile::new(
+            "a.toml",
+            "[[agent]]\nid = \"x\"\nkind = \"scripted\"\ntimeout_ms = 100\nscripted = { competence = { default = 0.9 } }\n",
+        )],
+        &[],
+    )
+    .expect("catalog");
+    let spec = catalog.agents.get("x").expect("spec").clone();
+    let svc = conclave::layer::stack(&spec, agent);
+    let request = || AgentRequest {
+        decision: Arc::new(Decision::choice("d", "x", "?", ["a", "b"])),
+    };
+    // Each call times out (with one retry inside the stack); after five timed-out attempts
+    // the circuit opens, and then nobody is called.
+    let mut opened_after = None;
+    for k in 1..=10 {
+        let e = svc.clone().oneshot(request()).await.expect_err("fails");
+        if e.is::<CircuitOpen>() {
+            opened_after = Some(k);
+            break;
+        }
+        assert!(e.is::<tower::timeout::error::Elapsed>(), "{e}");
+    }
+    assert!(opened_after.is_some(), "timeouts never opened the circuit");
+    assert_eq!(calls.load(Ordering::SeqCst), 5, "five timed-out attempts");
+    let e = svc.clone().oneshot(request()).await.expect_err("open");
+    assert!(e.is::<CircuitOpen>(), "{e}");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        5,
+        "an open circuit calls nobody"
+    );
+}

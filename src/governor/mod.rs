@@ -1246,6 +1246,15 @@ impl Failed {
                 cause: None,
             };
         }
+        if e.is::<tower::timeout::error::Elapsed>() {
+            return Self {
+                reason: Abstention::Timeout,
+                cause: Some(Cause::new(
+                    CauseKind::Timeout,
+                    "no answer within the agent's timeout",
+                )),
+            };
+        }
         if let Some(c) = e.downcast_ref::<Cause>() {
             return Self {
                 reason: c.abstention(),

@@ -102,8 +102,19 @@ where
         let fut = self.inner.call(req);
         let state = self.state.clone();
         let config = self.config;
+        // A call dropped before it ends (the decision was certain, or out of time) gives no
+        // evidence: a probe dropped so releases the half-open state, and the next probe may go
+        // after another cooldown (else the circuit would stay open for good).
+        let guard = ProbeGuard {
+            state: state.clone(),
+            cooldown: config.cooldown,
+            armed: true,
+        };
         Box::pin(async move {
+            // The whole guard moves into the future (not just the field it sets).
+            let mut guard = guard;
             let result = fut.await;
+            guard.armed = false;
             if let Ok(mut s) = state.lock() {
                 s.probing = false;
                 if result.is_ok() {
@@ -119,5 +130,26 @@ where
             }
             result
         })
+    }
+}
+
+/// Releases a dropped call's hold on the half-open state.
+struct ProbeGuard {
+    state: Arc<Mutex<State>>,
+    cooldown: Duration,
+    armed: bool,
+}
+
+impl Drop for ProbeGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Ok(mut s) = self.state.lock()
+            && s.probing
+        {
+            s.probing = false;
+            s.open_until = Some(Instant::now() + self.cooldown);
+        }
     }
 }

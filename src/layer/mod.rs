@@ -22,8 +22,8 @@ use crate::policy::AgentSpec;
 /// The per-agent stack the Governor wraps around every agent (its timeout is the Governor's):
 /// a concurrency limit (`max_concurrency`) → one retry with backoff and jitter, never waiting
 /// past the agent's timeout (the only retry owner) → a rate limit (`rate_per_minute`, if set)
-/// → a circuit breaker (open after 5 consecutive failures, half-open probe after 30 s) → the
-/// agent.
+/// → a circuit breaker (open after 5 consecutive failures or timeouts, half-open probe after
+/// 30 s; a probe cut short releases the half-open state) → the agent's timeout → the agent.
 pub fn stack(spec: &AgentSpec, agent: AgentService) -> AgentService {
     BoxCloneSyncService::new(
         tower::ServiceBuilder::new()
@@ -34,6 +34,10 @@ pub fn stack(spec: &AgentSpec, agent: AgentService) -> AgentService {
             )
             .option_layer(spec.rate_per_minute.map(RateLimitLayer::per_minute))
             .layer(CircuitBreakerLayer::new(5, Duration::from_secs(30)))
+            // Inside the breaker, so that a timeout counts as a failure.
+            .layer(tower::timeout::TimeoutLayer::new(Duration::from_millis(
+                spec.timeout_ms.max(1),
+            )))
             .service(agent),
     )
 }

@@ -137,7 +137,7 @@ impl PolicyDiagnostic {
         span: Option<Range<usize>>,
         message: impl Into<String>,
     ) -> Self {
-        let message = message.into();
+        let message = crate::ballot::printable(&message.into(), 500);
         let (line, column) = span
             .as_ref()
             .map_or((0, 0), |s| line_col(&file.text, s.start));
@@ -179,6 +179,17 @@ impl PolicyDiagnostic {
 
     /// The diagnostic rendered as text with the offending line underlined, no colours.
     pub fn render(&self) -> String {
+        // The source is drawn only for lines a terminal can show (the renderer also fails on
+        // columns past 65,535): an overlong line gets the one-line form.
+        let longest = self.source.inner().lines().map(str::len).max().unwrap_or(0);
+        if longest > MAX_DRAWN_LINE {
+            let mut out = format!("{}: {}", self.code, self.one_line());
+            if let Some(h) = &self.help {
+                out += &format!("\n  help: {h}");
+            }
+            return out
+                + &format!("\n  (the source is not shown: it has a line of {longest} bytes)");
+        }
         let mut out = String::new();
         let handler =
             miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
@@ -189,6 +200,9 @@ impl PolicyDiagnostic {
         out
     }
 }
+
+/// The longest source line a diagnostic draws.
+const MAX_DRAWN_LINE: usize = 2000;
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
