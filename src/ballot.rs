@@ -161,6 +161,14 @@ impl Cause {
     }
 }
 
+/// `x` with `digits` decimals, never `-0.00`: a value that rounds to zero prints as zero.
+pub fn fixed(x: f64, digits: usize) -> String {
+    let scale = 10f64.powi(i32::try_from(digits.min(12)).unwrap_or(12));
+    let r = (x * scale).round() / scale;
+    // -0.0 + 0.0 is +0.0.
+    format!("{:.*}", digits, if r == 0.0 { 0.0 } else { r + 0.0 })
+}
+
 /// `text` safe to print on a terminal and bounded: control characters escaped (`\u{1b}`),
 /// at most `max` characters, then how many more there were.
 pub fn printable(text: &str, max: usize) -> String {
@@ -556,6 +564,19 @@ impl From<Ballot> for RawBallot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_never_prints_a_negative_zero() {
+        assert_eq!(fixed(-0.0, 2), "0.00");
+        assert_eq!(fixed(-0.001, 2), "0.00");
+        assert_eq!(fixed(-0.006, 2), "-0.01");
+        assert_eq!(fixed(0.125, 3), "0.125");
+        assert_eq!(
+            format!("{:.2}", -0.001),
+            "-0.00",
+            "what std does, and why `fixed` exists"
+        );
+    }
 
     #[test]
     fn round_trips_every_kind() {

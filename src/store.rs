@@ -127,7 +127,8 @@ impl Store {
             source,
         };
         let marker = dir.join(MARKER);
-        if !dir.exists() || is_empty_dir(dir).map_err(io_err)? {
+        let fresh = !dir.exists() || is_empty_dir(dir).map_err(io_err)?;
+        if fresh {
             fs::create_dir_all(dir).map_err(io_err)?;
             let m = Marker {
                 format: FORMAT,
@@ -137,7 +138,7 @@ impl Store {
             fs::write(&marker, text).map_err(io_err)?;
         }
         Self::check_marker(dir)?;
-        Self::open_db(dir)
+        Self::open_db(dir, fresh)
     }
 
     /// Opens the store in `dir` if there is one; `Ok(None)` if the directory does not exist
@@ -156,7 +157,7 @@ impl Store {
             return Ok(None);
         }
         Self::check_marker(dir)?;
-        Self::open_db(dir).map(Some)
+        Self::open_db(dir, false).map(Some)
     }
 
     fn check_marker(dir: &Path) -> Result<(), StoreError> {
@@ -186,7 +187,8 @@ impl Store {
         Ok(())
     }
 
-    fn open_db(dir: &Path) -> Result<Self, StoreError> {
+    /// Opens the database of the store in `dir` (`fresh`: just created by this call).
+    fn open_db(dir: &Path, fresh: bool) -> Result<Self, StoreError> {
         let io_err = |source| StoreError::Io {
             path: dir.to_path_buf(),
             source,
@@ -198,19 +200,38 @@ impl Store {
             Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Locked(dir.to_path_buf())),
             Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
         }
+        // Under our lock nobody else uses the store: what a killed process left is cleared.
+        // An incomplete snapshot (sled writes `snap.*.generating`, then renames it) would make
+        // every later open fail its checksums; a scratch copy of a killed check is dead weight.
+        let sled_dir = dir.join("sled");
+        clear_leftovers(dir, &sled_dir).map_err(io_err)?;
+        // A store whose database is gone is not an empty store.
+        if !fresh && !sled_dir.is_dir() {
+            return Err(StoreError::Corrupt {
+                path: dir.to_path_buf(),
+                detail: "its database (sled/) is missing; conclave will not start it again empty: restore a backup, or `trust import` an export into a new store".to_owned(),
+            });
+        }
         // sled's recovery rewrites a damaged log on open; try it on a copy first, so that a
         // damaged store is refused before its files are touched.
+        let manifest = dir.join(COMMITTED).exists();
         let committed = read_committed(dir)?;
-        if committed != Committed::default() {
-            verify_on_copy(dir, committed)?;
+        if !fresh && (committed != Committed::default() || !manifest) {
+            let have = verify_on_copy(dir, committed)?;
+            if !manifest && have.is_some_and(|h| h != Committed::default()) {
+                tracing::warn!(store = %dir.display(), "the store's manifest ({COMMITTED}) was missing; recreated from its database");
+            }
         }
-        let db = open_sled(&dir.join("sled")).map_err(|e| map_sled(dir, e))?;
+        let db = open_sled(&sled_dir).map_err(|e| map_sled(dir, e))?;
         let store = Self {
             path: dir.to_path_buf(),
             db,
             _lock: std::sync::Arc::new(lock),
         };
         store.check_committed()?;
+        if fresh || !manifest {
+            store.commit()?;
+        }
         Ok(store)
     }
 
@@ -339,19 +360,41 @@ fn holds(db: &sled::Db) -> sled::Result<Committed> {
 /// Stores larger than this are checked in place rather than on a copy.
 const COPY_CHECK_LIMIT: u64 = 256 << 20;
 
-/// Opens a copy of the database and checks that it recovers at least what was committed.
-fn verify_on_copy(dir: &Path, committed: Committed) -> Result<(), StoreError> {
+/// Removes, from a store whose lock we hold, what killed processes left: incomplete sled
+/// snapshots and scratch copies of a check.
+fn clear_leftovers(dir: &Path, sled_dir: &Path) -> io::Result<()> {
+    if let Ok(entries) = fs::read_dir(sled_dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("snap.") && name.ends_with(".generating") {
+                fs::remove_file(e.path())?;
+            }
+        }
+    }
+    let scratch = dir.join(SCRATCH);
+    if scratch.exists() {
+        fs::remove_dir_all(scratch)?;
+    }
+    Ok(())
+}
+
+/// Where the copy-check works, inside the store (cleared at the next open if a process is
+/// killed while checking).
+const SCRATCH: &str = "check-copy";
+
+/// Opens a copy of the database and checks that it recovers at least what was committed;
+/// what the copy holds (`None` when the store was too large to copy and was not checked).
+fn verify_on_copy(dir: &Path, committed: Committed) -> Result<Option<Committed>, StoreError> {
     let src = dir.join("sled");
     let io_err = |source| StoreError::Io {
         path: dir.to_path_buf(),
         source,
     };
-    if dir_size(&src).map_err(io_err)? > COPY_CHECK_LIMIT {
-        return Ok(());
+    if !src.is_dir() || dir_size(&src).map_err(io_err)? > COPY_CHECK_LIMIT {
+        return Ok(None);
     }
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let scratch = std::env::temp_dir().join(format!("conclave-check-{}-{n}", std::process::id()));
+    let scratch = dir.join(SCRATCH);
     let _ = fs::remove_dir_all(&scratch);
     let result = (|| {
         copy_dir(&src, &scratch).map_err(io_err)?;
@@ -370,7 +413,7 @@ fn verify_on_copy(dir: &Path, committed: Committed) -> Result<(), StoreError> {
                 ),
             });
         }
-        Ok(())
+        Ok(Some(have))
     })();
     let _ = fs::remove_dir_all(&scratch);
     result

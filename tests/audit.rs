@@ -620,3 +620,191 @@ fn grading_skips_failures_and_grades_the_verdict_against_its_confidence() {
     assert!((ledger.pool.alarm - (0.5f64 / 0.2).ln()).abs() < 1e-12);
     assert!(ledger.pool.agreement_chance() > 0.5);
 }
+
+#[test]
+fn absurd_imported_states_are_refused_and_the_store_stays_readable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let good = serde_json::json!({
+        "version": 1,
+        "states": [{"agent": "econ", "domain": "finance", "state": {
+            "alpha": 10.0, "beta": 3.0, "n": 11, "errors": 2, "suspicion": 0.0,
+            "recent_errors": 0, "clean_streak": 3, "suspect": false, "ejected": false
+        }}]
+    });
+    let file = dir.path().join("trust.json");
+    std::fs::write(&file, good.to_string()).expect("write");
+    let (code, _, err) = run(&store, &["trust", "import", file.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{err}");
+    for (field, value) in [
+        ("alpha", serde_json::json!(1e308)),
+        ("beta", serde_json::json!(1e20)),
+        ("suspicion", serde_json::json!(-1.0)),
+        ("errors", serde_json::json!(99)),
+    ] {
+        let mut bad = good.clone();
+        bad["states"][0]["state"][field] = value.clone();
+        bad["states"][0]["agent"] = serde_json::json!(format!("bad-{field}"));
+        std::fs::write(&file, bad.to_string()).expect("write");
+        let (code, out, err) = run(&store, &["trust", "import", file.to_str().expect("utf-8")]);
+        assert_eq!(code, 2, "{field} = {value}: {out} {err}");
+        assert!(err.contains("not a valid trust state"), "{err}");
+    }
+    // Every later read works, quickly: nothing absurd got in.
+    let started = std::time::Instant::now();
+    let (code, out, err) = run(&store, &["trust", "show"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("econ") && !out.contains("bad-"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_back_fill_retried_after_a_crash_completes_once_and_never_contradicts() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().join("store");
+    fill(&d, 2);
+    // The crash: the outcome of record 1 reached the chain, its trust update did not.
+    {
+        let store = Store::open(&d).expect("store");
+        let log = SledAuditLog::new(&store).expect("log");
+        log.append(&Entry::Outcome(conclave::audit::OutcomeRecord {
+            decision: 1,
+            correct: "sell".into(),
+            source: "ground-truth".into(),
+            graded: vec![("news".into(), true), ("econ".into(), false)],
+            at: 0,
+        }))
+        .expect("append");
+    }
+    // A different answer on retry: refused, nothing written.
+    let (code, _, err) = run(&d, &["audit", "outcome", "1", "--correct", "hold"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("already has the outcome \"sell\""), "{err}");
+    // The same answer: the trust update is completed, no second outcome record.
+    let (code, out, err) = run(
+        &d,
+        &["audit", "outcome", "1", "--correct", "sell", "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        v["outcome_record"], 3,
+        "the record written before the crash"
+    );
+    let (_, list, _) = run(&d, &["audit", "list", "--json"]);
+    let outcomes = list.matches("\"outcome\"").count();
+    assert_eq!(outcomes, 1, "{list}");
+    let (_, batches, _) = run(&d, &["trust", "batches"]);
+    assert!(batches.contains("decision:1"), "{batches}");
+    // And once complete, again: already graded.
+    let (code, _, err) = run(&d, &["audit", "outcome", "1", "--correct", "sell"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("already graded"), "{err}");
+}
+
+#[test]
+fn what_a_killed_open_leaves_behind_does_not_break_the_store() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().join("store");
+    fill(&d, 3);
+    // A kill while sled wrote a snapshot, and while conclave checked a copy.
+    fs::write(d.join("sled").join("snap.0000000000FFFFFF.generating"), b"").expect("write");
+    fs::create_dir_all(d.join("check-copy").join("sled")).expect("mkdir");
+    fs::write(
+        d.join("check-copy").join("sled").join("db"),
+        vec![7u8; 4096],
+    )
+    .expect("write");
+    let (code, out, err) = run(&d, &["audit", "verify"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("3 records verified"), "{out}");
+    assert!(
+        !d.join("check-copy").exists(),
+        "the scratch copy is cleared"
+    );
+    let names: Vec<String> = fs::read_dir(d.join("sled"))
+        .expect("sled")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.ends_with(".generating")),
+        "{names:?}"
+    );
+    // Nothing is left in the temporary folder either.
+    let tmp_checks = fs::read_dir(std::env::temp_dir())
+        .expect("tmp")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("conclave-check-{}", std::process::id()))
+        })
+        .count();
+    assert_eq!(tmp_checks, 0);
+}
+
+#[test]
+fn a_store_that_lost_its_database_or_manifest_is_never_read_as_empty() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // Database and manifest deleted: refused, untouched, nothing written by decide.
+    let gone = dir.path().join("gone");
+    fill(&gone, 2);
+    fs::remove_dir_all(gone.join("sled")).expect("rm");
+    fs::remove_file(gone.join("COMMITTED")).expect("rm");
+    let before = listing(&gone);
+    let (code, _, err) = run(&gone, &["trust", "show"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("database (sled/) is missing"), "{err}");
+    let (code, _, _) = run(
+        &gone,
+        &[
+            "decide",
+            "--policy",
+            "trading",
+            "Sentiment?",
+            "--numeric",
+            "--truth",
+            "0.1",
+        ],
+    );
+    assert_eq!(code, 2);
+    assert_eq!(listing(&gone), before, "the damaged store was modified");
+    // Manifest deleted, database intact: read, and the manifest recreated.
+    let intact = dir.path().join("intact");
+    fill(&intact, 2);
+    fs::remove_file(intact.join("COMMITTED")).expect("rm");
+    let (code, out, err) = run(&intact, &["audit", "verify"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 records verified"), "{out}");
+    assert!(intact.join("COMMITTED").exists());
+    // Manifest deleted and database damaged: refused on a copy, the files untouched.
+    let broken = dir.path().join("broken");
+    fill(&broken, 2);
+    // An open writes a snapshot; then the manifest is lost and the snapshot damaged.
+    let (code, _, err) = run(&broken, &["audit", "verify"]);
+    assert_eq!(code, 0, "{err}");
+    fs::remove_file(broken.join("COMMITTED")).expect("rm");
+    let snap = fs::read_dir(broken.join("sled"))
+        .expect("sled")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("snap."))
+        })
+        .expect("a snapshot");
+    let mut bytes = fs::read(&snap).expect("read");
+    for b in bytes.iter_mut().take(16) {
+        *b ^= 0x5a;
+    }
+    fs::write(&snap, bytes).expect("write");
+    let before = listing(&broken);
+    let (code, _, err) = run(&broken, &["trust", "show"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        listing(&broken),
+        before,
+        "a refused open modified the damaged files"
+    );
+}

@@ -297,3 +297,20 @@ fn hostile_files_get_a_bounded_printable_diagnostic_never_a_panic() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn krum_refuses_more_ballots_than_it_can_compare_in_time() {
+    let ballots: Vec<String> = (0..12_000)
+        .map(|i| format!("{{\"agent\":\"a{i}\",\"value\":{}}}", i % 7))
+        .collect();
+    let input = format!("{{\"kind\":\"score\",\"ballots\":[{}]}}", ballots.join(","));
+    let started = std::time::Instant::now();
+    let out = conclave(
+        &["tally", "--rule", "krum", "--param", "f=1", "-"],
+        input.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("more than it compares pairwise"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}

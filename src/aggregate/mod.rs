@@ -106,6 +106,10 @@ impl TallyInput {
     }
 }
 
+/// The most ballots Krum and multi-Krum compare pairwise (10,000: 50 million distances,
+/// about a second; the cost grows with the square).
+pub const KRUM_MAX_BALLOTS: usize = 10_000;
+
 /// Why ballots could not be counted. Every message names the offending agent, option or
 /// parameter.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -231,6 +235,19 @@ pub enum TallyError {
         agent: String,
         /// The value.
         value: f64,
+    },
+    /// Krum compares every pair of ballots (n² distances): more than [`KRUM_MAX_BALLOTS`]
+    /// are refused rather than computed for minutes.
+    #[error(
+        "{rule}: {n} ballots is more than it compares pairwise ({max} at most); use the geometric median or the median for large pools"
+    )]
+    TooManyForKrum {
+        /// The rule.
+        rule: &'static str,
+        /// Counted ballots.
+        n: usize,
+        /// The limit.
+        max: usize,
     },
     /// Krum needs more ballots than it tolerates.
     #[error("{rule}: {n} counted ballots cannot tolerate f = {f} (needs n ≥ f + 3)")]
@@ -947,6 +964,13 @@ fn count_vectors(
             gm.point
         }
         Rule::Krum { f } | Rule::MultiKrum { f, .. } => {
+            if n > KRUM_MAX_BALLOTS {
+                return Err(TallyError::TooManyForKrum {
+                    rule: rule.name(),
+                    n,
+                    max: KRUM_MAX_BALLOTS,
+                });
+            }
             if n < f + 3 {
                 return Err(TallyError::TooFewForKrum {
                     rule: rule.name(),

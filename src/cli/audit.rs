@@ -406,17 +406,38 @@ fn outcome(dir: &Path, a: &OutcomeArgs) -> Result<(), CliError> {
             record.seq
         )));
     }
-    // The outcome is appended to the chain first, then trust is updated under the decision's
-    // provenance; a retry after a crash between the two finds no batch and completes it.
-    let appended = log
-        .append(&Entry::Outcome(OutcomeRecord {
-            decision: record.seq,
-            correct: a.correct.clone(),
-            source: a.source.clone(),
-            graded: graded.clone(),
-            at: conclave::audit::now(),
-        }))
-        .map_err(CliError::input)?;
+    // An outcome is final and recorded once. The outcome is appended to the chain first, then
+    // trust is updated under the decision's provenance: a retry after a crash between the two
+    // finds the outcome record and only completes the trust update (with the same answer; a
+    // different one is refused rather than recorded beside it).
+    let earlier = log
+        .records()
+        .map_err(CliError::input)?
+        .into_iter()
+        .find(|r| matches!(&r.entry, Entry::Outcome(o) if o.decision == record.seq));
+    let appended = match earlier {
+        Some(r) => {
+            let Entry::Outcome(o) = &r.entry else {
+                return Err(CliError::failed("an outcome record changed kind"));
+            };
+            if o.correct.trim() != a.correct.trim() {
+                return Err(CliError::input(format!(
+                    "record {} already has the outcome \"{}\" (record {}); an outcome is final",
+                    record.seq, o.correct, r.seq
+                )));
+            }
+            r
+        }
+        None => log
+            .append(&Entry::Outcome(OutcomeRecord {
+                decision: record.seq,
+                correct: a.correct.clone(),
+                source: a.source.clone(),
+                graded: graded.clone(),
+                at: conclave::audit::now(),
+            }))
+            .map_err(CliError::input)?,
+    };
     let applied = trust
         .apply(&TrustBatch {
             provenance: provenance.clone(),

@@ -165,7 +165,7 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
         t.add_row(vec![
             c.ballot.agent.clone(),
             answer,
-            format!("{:.3}", c.weight),
+            conclave::ballot::fixed(c.weight, 3),
             c.latency_ms.to_string(),
             c.wave.to_string(),
         ]);

@@ -405,14 +405,14 @@ fn import(dir: &Path, file: &Path, json: bool) -> Result<(), CliError> {
         CliError::input(format!("{name}: {path}: {}", e.into_inner()))
     })?;
     for ((agent, domain), s) in &snapshot.states {
-        let ok = s.alpha.is_finite()
-            && s.alpha > 0.0
-            && s.beta.is_finite()
-            && s.beta > 0.0
-            && s.errors <= s.n;
-        if !ok || agent.is_empty() || domain.is_empty() {
+        let problem = if agent.is_empty() || domain.is_empty() {
+            Err("an agent and a domain are needed".to_owned())
+        } else {
+            s.check()
+        };
+        if let Err(why) = problem {
             return Err(CliError::input(format!(
-                "{name}: the record of agent \"{agent}\" in domain \"{domain}\" is not a valid trust state"
+                "{name}: the record of agent \"{agent}\" in domain \"{domain}\" is not a valid trust state: {why}"
             )));
         }
     }

@@ -426,7 +426,7 @@ fn table(m: &mut String, head: &[&str], rows: impl IntoIterator<Item = Vec<Strin
 }
 
 fn pct(x: f64) -> String {
-    format!("{:.1}%", 100.0 * x)
+    format!("{}%", crate::ballot::fixed(100.0 * x, 1))
 }
 
 /// A share over seeds: the mean, and the range when it varies.

@@ -983,13 +983,13 @@ impl Inner {
             escalate(format!("the tally failed: {e}"))
         } else if result.is_none() || !quorum.met {
             escalate(format!(
-                "no quorum: {} of {} required ballots (weight share {:.2} of {:.2}, {:.2} of {:.2} effective voters)",
+                "no quorum: {} of {} required ballots (weight share {} of {}, {} of {} effective voters)",
                 quorum.ballots,
                 need,
-                quorum.share,
-                p.quorum_weight_share,
-                quorum.n_eff,
-                p.quorum_n_eff
+                crate::ballot::fixed(quorum.share, 2),
+                crate::ballot::fixed(p.quorum_weight_share, 2),
+                crate::ballot::fixed(quorum.n_eff, 2),
+                crate::ballot::fixed(p.quorum_n_eff, 2)
             ))
         } else if result
             .as_ref()

@@ -288,6 +288,9 @@ pub struct TrustState {
     pub ejected: bool,
 }
 
+/// The largest pseudo-count a state may hold (a million outcomes without forgetting).
+pub const MAX_COUNT: f64 = 1e6;
+
 /// The log-likelihood-ratio steps `(right, wrong)` of "accuracy `p1`" against "accuracy `p0`".
 fn steps(p0: f64, p1: f64) -> (f64, f64) {
     ((p1 / p0).ln(), ((1.0 - p1) / (1.0 - p0)).ln())
@@ -318,9 +321,60 @@ impl TrustState {
         self.alpha / (self.alpha + self.beta)
     }
 
+    /// Whether the state is one the model can produce or hold: pseudo-counts positive and at
+    /// most `MAX_COUNT`, test statistics finite and non-negative, counts consistent. States
+    /// set from outside (imports) are checked: an absurd one would break every later read.
+    ///
+    /// # Errors
+    /// What is wrong, in words.
+    pub fn check(&self) -> Result<(), String> {
+        let count = |name: &str, x: f64| {
+            if x.is_finite() && x > 0.0 && x <= MAX_COUNT {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{name} = {x} is not a pseudo-count in (0, {MAX_COUNT}]"
+                ))
+            }
+        };
+        count("alpha", self.alpha)?;
+        count("beta", self.beta)?;
+        for (name, x) in [
+            ("suspicion", self.suspicion),
+            ("suspicion_low", self.suspicion_low),
+            ("turned", self.turned),
+        ] {
+            if !(0.0..=1e12).contains(&x) {
+                return Err(format!("{name} = {x} is not a statistic in [0, 1e12]"));
+            }
+        }
+        if self.errors > self.n {
+            return Err(format!("{} errors in {} outcomes", self.errors, self.n));
+        }
+        let [right, all] = self.probation;
+        if right > all || f64::from(all) > MAX_COUNT {
+            return Err(format!("probation {right} right of {all}"));
+        }
+        Ok(())
+    }
+
     /// The central credible interval of the posterior at `level`.
     pub fn interval(&self, level: f64) -> (f64, f64) {
         let tail = (1.0 - level.clamp(0.0, 1.0)) / 2.0;
+        // Beyond what a run can accumulate, the normal approximation (the exact quantile
+        // of huge pseudo-counts is slow and can fail).
+        if !(self.alpha > 0.0 && self.beta > 0.0 && self.alpha + self.beta <= MAX_COUNT) {
+            let m = self.trust();
+            if !m.is_finite() {
+                return (0.0, 1.0);
+            }
+            let n = (self.alpha + self.beta).max(1.0);
+            let sd = (m * (1.0 - m) / (n + 1.0)).sqrt();
+            let z = statrs::distribution::Normal::standard()
+                .inverse_cdf(1.0 - tail.max(1e-12))
+                .max(0.0);
+            return ((m - z * sd).max(0.0), (m + z * sd).min(1.0));
+        }
         match Beta::new(self.alpha, self.beta) {
             Ok(b) => (
                 b.try_inverse_cdf(tail).unwrap_or(0.0),

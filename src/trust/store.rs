@@ -243,6 +243,16 @@ pub enum TrustError {
         /// The later batch.
         later: String,
     },
+    /// A state set from outside (an import) is not one the model can hold.
+    #[error("the state of agent \"{agent}\" in domain \"{domain}\" is not valid: {reason}")]
+    InvalidState {
+        /// The agent.
+        agent: String,
+        /// The domain.
+        domain: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The trust parameters are out of range.
     #[error(transparent)]
     Params(#[from] super::model::ParamsError),
@@ -440,6 +450,13 @@ fn apply_changes<T: Tables>(
                     domain,
                     state,
                 } => {
+                    if let Err(reason) = state.check() {
+                        return Err(t.fail(TrustError::InvalidState {
+                            agent: agent.clone(),
+                            domain: domain.clone(),
+                            reason,
+                        }));
+                    }
                     set(
                         t,
                         plan,
