@@ -5,6 +5,7 @@
 //! [`openai`] (any OpenAI-compatible endpoint), [`scripted`] (simulated) or replayed from a
 //! recording of real ones ([`replay`]).
 
+#[cfg(feature = "openai")]
 pub mod openai;
 pub mod replay;
 pub mod scripted;
@@ -16,6 +17,7 @@ use tower::util::BoxCloneSyncService;
 
 use crate::ballot::Ballot;
 use crate::decision::Decision;
+use crate::policy::{AgentKind, AgentSpec, Catalog, Policy};
 
 /// What an agent is asked.
 #[derive(Debug, Clone)]
@@ -124,4 +126,66 @@ impl Rng {
         let u2 = self.unit();
         (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
     }
+}
+
+/// Why an agent service cannot be built from its definition.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A simulated or replayed agent whose settings or recording are unusable.
+    #[error(transparent)]
+    Scripted(#[from] scripted::NotScripted),
+    /// An endpoint agent whose definition is incomplete or whose client cannot be made.
+    #[cfg(feature = "openai")]
+    #[error(transparent)]
+    OpenAi(#[from] openai::OpenAiError),
+    /// An endpoint agent in a build without the `openai` feature.
+    #[error("agent \"{0}\" calls an endpoint, and this build of conclave has no `openai` feature")]
+    NoOpenAi(String),
+    /// The policy names an agent the catalog does not define.
+    #[error("the policy names agent \"{0}\", which no agent file defines")]
+    Unknown(String),
+}
+
+/// The service for one agent definition: scripted and replayed agents are simulated,
+/// `openai` agents call their endpoint (feature `openai`). Bare: the Governor wraps every
+/// agent in its stack ([`crate::layer::stack`]).
+///
+/// # Errors
+/// [`BuildError`] names the agent and what is wrong.
+pub fn build(spec: &AgentSpec) -> Result<AgentService, BuildError> {
+    match spec.kind {
+        AgentKind::Scripted | AgentKind::Replay => Ok(BoxCloneSyncService::new(
+            scripted::ScriptedAgent::new(spec.clone())?,
+        )),
+        #[cfg(feature = "openai")]
+        AgentKind::Openai => Ok(BoxCloneSyncService::new(openai::OpenAiAgent::new(
+            spec.clone(),
+        )?)),
+        #[cfg(not(feature = "openai"))]
+        AgentKind::Openai => Err(BuildError::NoOpenAi(spec.id.clone())),
+    }
+}
+
+/// The services of a policy's pool and arbiter, in that order, each with its definition:
+/// what [`crate::governor::Governor::new`] takes.
+///
+/// # Errors
+/// An agent the catalog does not define, or one that cannot be built.
+pub fn build_for(
+    policy: &Policy,
+    catalog: &Catalog,
+) -> Result<Vec<(AgentSpec, AgentService)>, BuildError> {
+    policy
+        .pool
+        .iter()
+        .chain(policy.arbiter.iter())
+        .map(|id| {
+            let spec = catalog
+                .agents
+                .get(id)
+                .ok_or_else(|| BuildError::Unknown(id.clone()))?;
+            Ok((spec.clone(), build(spec)?))
+        })
+        .collect()
 }

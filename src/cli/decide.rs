@@ -4,16 +4,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
-use tower::util::BoxCloneSyncService;
 
 use super::{CliError, ballot_text, print_json, print_text, table};
-use conclave::agent::AgentService;
-use conclave::agent::scripted::ScriptedAgent;
 use conclave::aggregate::Kind;
 use conclave::audit::{AuditLog, SledAuditLog};
 use conclave::decision::{Decision, Outcome, Truth};
 use conclave::governor::Governor;
-use conclave::policy::{AgentKind, Catalog};
+use conclave::policy::Catalog;
 use conclave::store::Store;
 use conclave::trust::TrustParams;
 use conclave::trust::store::{SledTrustStore, TrustSnapshot, TrustStore};
@@ -118,23 +115,7 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
             _ => Truth::Option(t.clone()),
         });
     }
-    let mut services: Vec<(_, AgentService)> = Vec::new();
-    for id in policy.pool.iter().chain(policy.arbiter.iter()) {
-        let Some(spec) = catalog.agents.get(id) else {
-            continue;
-        };
-        match spec.kind {
-            AgentKind::Scripted | AgentKind::Replay => {
-                let agent = ScriptedAgent::new(spec.clone()).map_err(CliError::input)?;
-                services.push((spec.clone(), BoxCloneSyncService::new(agent)));
-            }
-            AgentKind::Openai => {
-                let agent = conclave::agent::openai::OpenAiAgent::new(spec.clone())
-                    .map_err(CliError::input)?;
-                services.push((spec.clone(), BoxCloneSyncService::new(agent)));
-            }
-        }
-    }
+    let services = conclave::agent::build_for(policy, &catalog).map_err(CliError::input)?;
     let store = Store::open(store_dir).map_err(CliError::input)?;
     let trust_store =
         SledTrustStore::new(&store, TrustParams::default()).map_err(CliError::input)?;

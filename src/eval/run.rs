@@ -367,9 +367,10 @@ impl Pool {
                     }
                 }
                 AgentKind::Openai => {
-                    let a = crate::agent::openai::OpenAiAgent::new(spec.clone())
-                        .map_err(|e| e.to_string())?;
-                    services.push((spec.clone(), BoxCloneSyncService::new(a)));
+                    services.push((
+                        spec.clone(),
+                        crate::agent::build(spec).map_err(|e| e.to_string())?,
+                    ));
                 }
             }
         }

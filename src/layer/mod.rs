@@ -5,10 +5,12 @@
 //! retries: async-openai's own retries are off.
 
 pub mod breaker;
+pub mod limit;
 pub mod rate;
 pub mod retry;
 
 pub use breaker::{CircuitBreaker, CircuitBreakerLayer, CircuitOpen};
+pub use limit::{ConcurrencyLimit, ConcurrencyLimitLayer};
 pub use rate::{RateLimit, RateLimitLayer};
 pub use retry::{Retry, RetryAfter, RetryLayer};
 
@@ -27,7 +29,7 @@ use crate::policy::AgentSpec;
 pub fn stack(spec: &AgentSpec, agent: AgentService) -> AgentService {
     BoxCloneSyncService::new(
         tower::ServiceBuilder::new()
-            .concurrency_limit(spec.max_concurrency.max(1) as usize)
+            .layer(ConcurrencyLimitLayer::new(spec.max_concurrency as usize))
             .layer(
                 RetryLayer::new(1, Duration::from_millis(200))
                     .with_max_wait(Duration::from_millis(spec.timeout_ms)),

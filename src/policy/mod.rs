@@ -37,7 +37,6 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
@@ -127,8 +126,14 @@ pub struct PolicyDiagnostic {
     #[serde(skip)]
     label: String,
     #[serde(skip)]
-    source: NamedSource<Arc<str>>,
+    source: Source,
 }
+
+/// The file's text, named for miette's renderer when that feature is on.
+#[cfg(feature = "miette")]
+type Source = miette::NamedSource<Arc<str>>;
+#[cfg(not(feature = "miette"))]
+type Source = Arc<str>;
 
 impl PolicyDiagnostic {
     fn new(
@@ -150,7 +155,10 @@ impl PolicyDiagnostic {
             column,
             help: None,
             span,
-            source: NamedSource::new(file.path.display().to_string(), file.text.clone()),
+            #[cfg(feature = "miette")]
+            source: miette::NamedSource::new(file.path.display().to_string(), file.text.clone()),
+            #[cfg(not(feature = "miette"))]
+            source: file.text.clone(),
         }
     }
 
@@ -181,7 +189,11 @@ impl PolicyDiagnostic {
     pub fn render(&self) -> String {
         // The source is drawn only for lines a terminal can show (the renderer also fails on
         // columns past 65,535): an overlong line gets the one-line form.
-        let longest = self.source.inner().lines().map(str::len).max().unwrap_or(0);
+        #[cfg(feature = "miette")]
+        let text: &str = self.source.inner();
+        #[cfg(not(feature = "miette"))]
+        let text: &str = &self.source;
+        let longest = text.lines().map(str::len).max().unwrap_or(0);
         if longest > MAX_DRAWN_LINE {
             let mut out = format!("{}: {}", self.code, self.one_line());
             if let Some(h) = &self.help {
@@ -190,12 +202,28 @@ impl PolicyDiagnostic {
             return out
                 + &format!("\n  (the source is not shown: it has a line of {longest} bytes)");
         }
+        self.drawn()
+    }
+
+    /// The source drawn with the span underlined (miette's graphical handler, feature `cli`).
+    #[cfg(feature = "cli")]
+    fn drawn(&self) -> String {
         let mut out = String::new();
         let handler =
             miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
                 .with_width(100);
         if handler.render_report(&mut out, self).is_err() {
             out = self.one_line();
+        }
+        out
+    }
+
+    /// Without the graphical handler (lean builds): the one-line form and the help.
+    #[cfg(not(feature = "cli"))]
+    fn drawn(&self) -> String {
+        let mut out = self.one_line();
+        if let Some(h) = &self.help {
+            out += &format!("\n  help: {h}");
         }
         out
     }
@@ -236,7 +264,8 @@ impl fmt::Display for PolicyDiagnostic {
 
 impl std::error::Error for PolicyDiagnostic {}
 
-impl Diagnostic for PolicyDiagnostic {
+#[cfg(feature = "miette")]
+impl miette::Diagnostic for PolicyDiagnostic {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         Some(Box::new(&self.code))
     }
@@ -247,16 +276,20 @@ impl Diagnostic for PolicyDiagnostic {
             .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
-    fn source_code(&self) -> Option<&dyn SourceCode> {
-        self.span.as_ref().map(|_| &self.source as &dyn SourceCode)
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.span
+            .as_ref()
+            .map(|_| &self.source as &dyn miette::SourceCode)
     }
 
-    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
         let span = self.span.clone()?;
-        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
-            Some(self.label.clone()),
-            span.start..span.end.max(span.start),
-        ))))
+        Some(Box::new(std::iter::once(
+            miette::LabeledSpan::new_with_span(
+                Some(self.label.clone()),
+                span.start..span.end.max(span.start),
+            ),
+        )))
     }
 }
 
@@ -834,7 +867,11 @@ fn load_agents(
 fn param_text(v: &toml::Value) -> String {
     match v {
         toml::Value::String(s) => s.clone(),
-        other => other.to_string(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Datetime(d) => d.to_string(),
+        other => serde_json::to_string(other).unwrap_or_default(),
     }
 }
 

@@ -16,7 +16,6 @@
 //! ```
 
 use std::collections::HashMap;
-use std::io::Read;
 
 use serde::Serialize;
 
@@ -136,11 +135,12 @@ impl Annotations {
     }
 
     /// Reads CSV with a header naming `task`, `worker` and `label` (in any order; other
-    /// columns are ignored).
+    /// columns are ignored). Feature `csv`.
     ///
     /// # Errors
     /// A missing column, an unreadable or short row, an empty field, or no rows.
-    pub fn from_csv<R: Read>(reader: R) -> Result<Self, EstimateError> {
+    #[cfg(feature = "csv")]
+    pub fn from_csv<R: std::io::Read>(reader: R) -> Result<Self, EstimateError> {
         let mut rdr = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
             .from_reader(reader);
@@ -221,6 +221,7 @@ impl Annotations {
     }
 }
 
+#[cfg(feature = "csv")]
 fn row_error(e: &csv::Error, fallback_line: u64) -> EstimateError {
     let line = e.position().map_or(fallback_line, csv::Position::line);
     let message = match e.kind() {

@@ -9,6 +9,8 @@
 pub mod estimate;
 pub mod ledger;
 pub mod model;
+#[cfg(feature = "sled")]
+mod on_disk;
 pub mod store;
 
 pub use model::{Status, Suspicion, TrustParams, TrustState, WeightScheme, standing};
