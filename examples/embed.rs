@@ -3,22 +3,18 @@
 //! `cargo run --example embed`
 //!
 //! Five simulated analysts (one compromised, pushing the same wrong option every time) vote
-//! on buy / hold / sell under a policy written inline. The application wraps the Governor in
+//! on buy / hold / sell under a policy built in code (checked as a policy file would be). The application wraps the Governor in
 //! a Tower layer of its own (here: a counter of escalations) and makes decisions. No files,
 //! no network, no API key.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use conclave::agent::AgentService;
-use conclave::agent::scripted::ScriptedAgent;
-use conclave::decision::{Decision, Outcome, Truth};
-use conclave::governor::Governor;
-use conclave::policy::{Catalog, SourceFile};
-use conclave::trust::TrustParams;
-use conclave::trust::store::{MemoryTrustStore, TrustStore};
-use tower::util::BoxCloneSyncService;
-use tower::{Service, ServiceBuilder, ServiceExt};
+use conclave::tower::{Service, ServiceBuilder, ServiceExt};
+use conclave::{
+    Catalog, Decision, Governor, Kind, MemoryTrustStore, Outcome, Policy, Rule, SourceFile,
+    Thresholds, TrustParams, TrustStore, Truth, Verdict,
+};
 
 const AGENTS: &str = r#"
 [[agent]]
@@ -47,54 +43,48 @@ kind = "scripted"
 scripted = { competence = { default = 0.8 }, behaviour = { kind = "always-wrong" } }
 "#;
 
-const POLICY: &str = r#"
-id = "desk"
-description = "The trading desk's buy/hold/sell calls."
-applies = { domains = ["trading"], kinds = ["choice"] }
-pool = { agents = ["econ", "news", "quant", "generalist", "rogue"] }
-rule = { name = "weighted-plurality", alpha = 0.6 }
-quorum = { ballots = 3 }
-early_stop = { risk = 0.01 }
-thresholds = { accept = 0.6, arbitrate = 0.45, human = 0.3 }
-escalation = { human = true }
-"#;
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let catalog = Catalog::load(
-        &[SourceFile::new("inline-agents", AGENTS)],
-        &[SourceFile::new("inline-policy", POLICY)],
-    )
-    .map_err(|d| {
+    // Agents from their definitions; the policy in code, checked like a policy file.
+    let catalog = Catalog::load(&[SourceFile::new("inline-agents", AGENTS)], &[]).map_err(|d| {
         d.iter()
             .map(|x| x.one_line())
             .collect::<Vec<_>>()
             .join("\n")
     })?;
-    let policy = catalog.policy("desk").ok_or("no policy")?.clone();
-    let agents: Vec<(_, AgentService)> = catalog
-        .agents
-        .values()
-        .map(|spec| {
-            Ok((
-                spec.clone(),
-                BoxCloneSyncService::new(ScriptedAgent::new(spec.clone())?),
-            ))
+    let policy = Policy::builder("desk")
+        .description("The trading desk's buy/hold/sell calls.")
+        .applies(["trading"], [Kind::Choice])
+        .pool(["econ", "news", "quant", "generalist", "rogue"])
+        .rule(Rule::WeightedPlurality)
+        .alpha(0.6)
+        .quorum(3)
+        .early_stop(Some(0.01))
+        .thresholds(Thresholds {
+            accept: 0.6,
+            arbitrate: 0.45,
+            human: 0.3,
+            tolerance: 0.1,
         })
-        .collect::<Result<_, conclave::agent::scripted::NotScripted>>()?;
+        .human(true)
+        .build(&catalog.agents)?;
     let trust = MemoryTrustStore::new(TrustParams::default())?.snapshot()?;
+    let governor = Governor::builder(policy)
+        .agents_from(&catalog)?
+        .trust(trust)
+        .build()?;
 
     // The application's own layer around the Governor: count what escalated.
     let escalations = Arc::new(AtomicUsize::new(0));
     let counter = escalations.clone();
     let mut service = ServiceBuilder::new()
-        .map_response(move |v: conclave::decision::Verdict| {
+        .map_response(move |v: Verdict| {
             if !matches!(v.outcome, Outcome::Decided { .. }) {
                 counter.fetch_add(1, Ordering::Relaxed);
             }
             v
         })
-        .service(Governor::new(policy, agents, trust));
+        .service(governor);
 
     println!(
         "{:<6} {:<6} {:<8} {:>5} {:>10}  outcome",

@@ -1,6 +1,5 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
-#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod agent;
 pub mod aggregate;
@@ -15,3 +14,32 @@ pub mod policy;
 #[cfg(feature = "sled")]
 pub mod store;
 pub mod trust;
+
+// What an embedder uses, at the crate root.
+pub use agent::scripted::ScriptedAgent;
+pub use agent::{AgentReply, AgentRequest, AgentService, BuildError, build as build_agent};
+pub use aggregate::{Kind, Rule, TallyError, TallyInput, TallyResult, tally};
+pub use audit::{AuditError, AuditLog, MemoryAuditLog};
+pub use ballot::{Abstention, Answer, Ballot};
+pub use decision::{Decision, Outcome, Truth, Verdict};
+pub use governor::{
+    Escalation, Governor, GovernorBuildError, GovernorBuilder, GovernorError, PolicyRouter,
+};
+pub use policy::{
+    AgentSpec, Budget, Catalog, Policy, PolicyBuilder, PolicyError, SourceFile, Thresholds,
+};
+pub use trust::TrustParams;
+pub use trust::store::{MemoryTrustStore, TrustSnapshot, TrustStore};
+
+#[cfg(feature = "openai")]
+pub use agent::openai::OpenAiAgent;
+#[cfg(feature = "sled")]
+pub use audit::SledAuditLog;
+#[cfg(feature = "sled")]
+pub use store::Store;
+#[cfg(feature = "sled")]
+pub use trust::store::SledTrustStore;
+
+/// Tower, whose `Service` and layers the Governor, the router and every agent are: re-exported
+/// so that an application composes them without a version of its own.
+pub use tower;

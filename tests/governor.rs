@@ -117,11 +117,12 @@ early_stop = { risk = 0.01 }
     let policy = c.policy("t").expect("policy").clone();
     let governor = Governor::new(policy.clone(), services(&c), trust.clone());
     let full = Governor::new(
-        conclave::policy::Policy {
-            early_stop_risk: None,
-            quorum_ballots: 9,
-            ..policy
-        },
+        policy
+            .to_builder()
+            .early_stop(None)
+            .quorum(9)
+            .build(&c.agents)
+            .expect("a valid variant"),
         services(&c),
         trust,
     );

@@ -134,9 +134,9 @@ fn explanations_read_as_prose() {
     for p in &c.policies {
         let text = p.explain(&c.agents);
         for section in ["Who votes:", "How:", "Quorum:", "Escalation:", "Cost:"] {
-            assert!(text.contains(section), "{}: lacks {section}", p.id);
+            assert!(text.contains(section), "{}: lacks {section}", p.id());
         }
-        insta::assert_snapshot!(format!("explain-{}", p.id), text);
+        insta::assert_snapshot!(format!("explain-{}", p.id()), text);
     }
 }
 
@@ -144,11 +144,11 @@ fn explanations_read_as_prose() {
 fn a_decision_no_policy_covers_is_refused() {
     let c = shipped();
     assert_eq!(
-        c.route("trading", Kind::Score).expect("covered").id,
+        c.route("trading", Kind::Score).expect("covered").id(),
         "trading"
     );
     assert_eq!(
-        c.route("code-review", Kind::Ranking).expect("covered").id,
+        c.route("code-review", Kind::Ranking).expect("covered").id(),
         "code-review"
     );
     let refused = c.route("trading", Kind::Vector).expect_err("not covered");

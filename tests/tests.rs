@@ -5,6 +5,8 @@
 mod audit;
 /// Bad input to the CLI: exit code 2, one line naming the problem, never a panic.
 mod cli_errors;
+/// The library as an embedder uses it: builders, the policy router, trust updates.
+mod embedding;
 /// The evaluation harness: shipped suites, reproducibility, recalibration, bad suites.
 mod eval;
 /// Reference cases computed by pref_voting, crowd-kit and scipy, run through the library and

@@ -67,7 +67,7 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
         ))
     })?;
     let policy = catalog.policy(&a.policy).ok_or_else(|| {
-        let ids: Vec<&str> = catalog.policies.iter().map(|p| p.id.as_str()).collect();
+        let ids: Vec<&str> = catalog.policies.iter().map(|p| p.id()).collect();
         CliError::input(format!(
             "unknown policy \"{}\" (policies: {})",
             a.policy,
@@ -90,7 +90,7 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
     let domain = a
         .domain
         .clone()
-        .or_else(|| policy.domains.first().cloned())
+        .or_else(|| policy.domains().first().cloned())
         .unwrap_or_default();
     let mut decision = Decision {
         id: format!("cli-{}", conclave_now_nanos()),

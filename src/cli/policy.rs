@@ -110,7 +110,7 @@ pub(super) fn run(cmd: PolicyCommand) -> Result<(), CliError> {
         PolicyCommand::Explain(a) => {
             let catalog = load(&a.dirs)?;
             let policy = catalog.policy(&a.id).ok_or_else(|| {
-                let ids: Vec<&str> = catalog.policies.iter().map(|p| p.id.as_str()).collect();
+                let ids: Vec<&str> = catalog.policies.iter().map(|p| p.id()).collect();
                 CliError::input(format!(
                     "unknown policy \"{}\" (policies: {})",
                     a.id,
@@ -137,10 +137,10 @@ pub(super) fn run(cmd: PolicyCommand) -> Result<(), CliError> {
                 Ok(p) => {
                     if a.json {
                         print_json(
-                            &serde_json::json!({"policy": p.id, "source": p.source, "hash": p.hash}),
+                            &serde_json::json!({"policy": p.id(), "source": p.source(), "hash": p.hash()}),
                         )
                     } else {
-                        print_text(&format!("{} ({})\n", p.id, p.source.display()))
+                        print_text(&format!("{} ({})\n", p.id(), p.source().display()))
                     }
                 }
                 Err(refused) => {

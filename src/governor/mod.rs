@@ -28,8 +28,13 @@
 //! outcome); every decision ends with an event `decision governed` (outcome, stop, calls,
 //! waves, tokens, cost, consensus, latency) for a metrics layer to count.
 
+mod builder;
 mod certify;
 mod confidence;
+mod router;
+
+pub use builder::{GovernorBuildError, GovernorBuilder};
+pub use router::PolicyRouter;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -65,6 +70,9 @@ pub enum GovernorError {
         /// The decision's kind.
         kind: String,
     },
+    /// No policy governs the decision (deny by default; from a [`PolicyRouter`]).
+    #[error(transparent)]
+    NoPolicy(#[from] crate::policy::Refused),
     /// The decision itself is malformed (no options for a choice, …).
     #[error("invalid decision: {0}")]
     Invalid(String),
@@ -114,7 +122,9 @@ struct Inner {
     arbiter: Option<Member>,
     /// What happens to a decision that needs a human.
     escalation: Arc<dyn Escalation>,
-    trust: TrustSnapshot,
+    /// The trust weights come from: fixed, or the latest snapshot sent on the channel.
+    trust: Arc<TrustSnapshot>,
+    updates: Option<tokio::sync::watch::Receiver<Arc<TrustSnapshot>>>,
     /// Per domain: groups of agents whose errors coincide (from the error ledger); a
     /// group's combined weight is capped at its strongest member's.
     clusters: BTreeMap<String, Vec<Vec<String>>>,
@@ -133,8 +143,8 @@ struct Inner {
     usual: std::sync::Mutex<(u64, Option<Duration>)>,
     /// Answered calls recorded so far.
     recorded: std::sync::atomic::AtomicU64,
-    /// Admitted agents per domain (see `admitted`).
-    admitted: std::sync::Mutex<BTreeMap<String, Arc<Seating>>>,
+    /// Admitted agents per domain at one trust version (see `seating`).
+    admitted: std::sync::Mutex<Seated>,
     /// Per member: whether its recent calls ran past the pool's usual latency (see `Lateness`).
     lateness: Vec<Lateness>,
 }
@@ -188,7 +198,12 @@ struct Seating {
     members: usize,
     /// Of those, quarantined, ejected or below the trust floor: not seated.
     lost: usize,
+    /// The trust version it was seated by.
+    trust_version: u64,
 }
+
+/// The seating of each domain, at one trust version.
+type Seated = (Option<u64>, BTreeMap<String, Arc<Seating>>);
 
 /// Recent latencies kept for hedging.
 const RECENT: usize = 512;
@@ -205,7 +220,7 @@ impl std::fmt::Debug for Inner {
                     .map(|m| m.spec.id.as_str())
                     .collect::<Vec<_>>(),
             )
-            .field("trust_version", &self.trust.version)
+            .field("trust_version", &self.current_trust().version)
             .finish_non_exhaustive()
     }
 }
@@ -262,7 +277,8 @@ impl Governor {
                 members,
                 arbiter,
                 escalation: Arc::new(RecordEscalation),
-                trust,
+                trust: Arc::new(trust),
+                updates: None,
                 clusters: BTreeMap::new(),
                 correlation: BTreeMap::new(),
                 pools: BTreeMap::new(),
@@ -271,7 +287,7 @@ impl Governor {
                 recent: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
                 usual: std::sync::Mutex::new((0, None)),
                 recorded: std::sync::atomic::AtomicU64::new(0),
-                admitted: std::sync::Mutex::new(BTreeMap::new()),
+                admitted: std::sync::Mutex::new((None, BTreeMap::new())),
                 lateness,
             }),
         }
@@ -293,8 +309,9 @@ impl Governor {
     #[must_use]
     pub fn with_trust(self, trust: TrustSnapshot) -> Self {
         self.configure(|inner| {
-            inner.trust = trust;
-            inner.admitted = std::sync::Mutex::new(BTreeMap::new());
+            inner.trust = Arc::new(trust);
+            inner.updates = None;
+            inner.admitted = std::sync::Mutex::new((None, BTreeMap::new()));
         })
     }
 
@@ -325,7 +342,7 @@ impl Governor {
                 .into_iter()
                 .map(|(d, i)| (d, (i.agents, i.correlation)))
                 .collect();
-            inner.admitted = std::sync::Mutex::new(BTreeMap::new());
+            inner.admitted = std::sync::Mutex::new((None, BTreeMap::new()));
         })
     }
 
@@ -366,6 +383,7 @@ impl Inner {
             arbiter: self.arbiter.clone(),
             escalation: self.escalation.clone(),
             trust: self.trust.clone(),
+            updates: self.updates.clone(),
             clusters: self.clusters.clone(),
             correlation: self.correlation.clone(),
             pools: self.pools.clone(),
@@ -374,7 +392,7 @@ impl Inner {
             recent: std::sync::Mutex::new(self.recent_latencies().into()),
             usual: std::sync::Mutex::new((0, None)),
             recorded: std::sync::atomic::AtomicU64::new(0),
-            admitted: std::sync::Mutex::new(BTreeMap::new()),
+            admitted: std::sync::Mutex::new((None, BTreeMap::new())),
             lateness: self.lateness.iter().map(Lateness::copy).collect(),
         }
     }
@@ -416,26 +434,37 @@ impl Inner {
         cached.1
     }
 
-    /// The admitted agents of a domain with their weights and selection scores, best first.
-    /// Trust is fixed for the Governor's life, so this is computed once per domain.
+    /// The trust weights come from now.
+    fn current_trust(&self) -> Arc<TrustSnapshot> {
+        match &self.updates {
+            Some(rx) => rx.borrow().clone(),
+            None => self.trust.clone(),
+        }
+    }
+
+    /// The admitted agents of a domain with their weights and selection scores, best first:
+    /// computed once per domain and trust version.
     fn seating(&self, domain: &str) -> Arc<Seating> {
-        if let Ok(cache) = self.admitted.lock()
-            && let Some(a) = cache.get(domain)
-        {
-            return a.clone();
+        let trust = self.current_trust();
+        if let Ok(mut cache) = self.admitted.lock() {
+            if cache.0 != Some(trust.version) {
+                *cache = (Some(trust.version), BTreeMap::new());
+            }
+            if let Some(a) = cache.1.get(domain) {
+                return a.clone();
+            }
         }
         let p = &self.policy;
-        let params = &self.trust.params;
+        let params = &trust.params;
         let (w_expertise, w_trust) = p.selection;
         let mut scored: Vec<(f64, Seat)> = Vec::new();
         let mut lost = 0;
         for (i, m) in self.members.iter().enumerate() {
-            let state = self
-                .trust
+            let state = trust
                 .get(&m.spec.id, domain)
                 .cloned()
                 .unwrap_or_else(|| TrustState::new(params));
-            let status = self.trust.standing(&m.spec.id, domain);
+            let status = trust.standing(&m.spec.id, domain);
             if matches!(status, Status::Quarantined | Status::Ejected) {
                 lost += 1;
                 continue;
@@ -545,9 +574,12 @@ impl Inner {
             competence,
             members: self.members.len(),
             lost,
+            trust_version: trust.version,
         });
-        if let Ok(mut cache) = self.admitted.lock() {
-            cache.insert(domain.to_owned(), seating.clone());
+        if let Ok(mut cache) = self.admitted.lock()
+            && cache.0 == Some(trust.version)
+        {
+            cache.1.insert(domain.to_owned(), seating.clone());
         }
         seating
     }
@@ -1021,7 +1053,7 @@ impl Inner {
             decision: decision.id.clone(),
             policy: p.id.clone(),
             policy_hash: p.hash.clone(),
-            trust_version: self.trust.version,
+            trust_version: seating.trust_version,
             outcome,
             rule,
             tally: result,

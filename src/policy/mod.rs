@@ -23,13 +23,16 @@
 //! quorum = { ballots = 1 }
 //! "#);
 //! let catalog = Catalog::load(&[agents], &[policy]).map_err(|d| format!("{} problems", d.len()))?;
-//! assert_eq!(catalog.route("finance", Kind::Choice)?.id, "p");
+//! assert_eq!(catalog.route("finance", Kind::Choice)?.id(), "p");
 //! assert!(catalog.route("medicine", Kind::Choice).is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod build;
 mod explain;
 pub mod raw;
+
+pub use build::{PolicyBuilder, PolicyError, Problem, Section};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -417,70 +420,212 @@ impl RobustSwitch {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Policy {
     /// Unique id.
-    pub id: String,
+    pub(crate) id: String,
     /// What it is for.
-    pub description: String,
+    pub(crate) description: String,
     /// Domains it governs.
-    pub domains: Vec<String>,
+    pub(crate) domains: Vec<String>,
     /// Decision kinds it governs.
-    pub kinds: Vec<Kind>,
+    pub(crate) kinds: Vec<Kind>,
     /// The agents that may vote (resolved from ids and tags), in file order.
-    pub pool: Vec<String>,
+    pub(crate) pool: Vec<String>,
     /// Fewest agents.
-    pub pool_min: u32,
+    pub(crate) pool_min: u32,
     /// Most agents asked per decision.
-    pub pool_max: u32,
+    pub(crate) pool_max: u32,
     /// At most this many agents per model family.
-    pub max_per_family: Option<u32>,
+    pub(crate) max_per_family: Option<u32>,
     /// Selection weights (expertise, trust), summing to 1.
-    pub selection: (f64, f64),
+    pub(crate) selection: (f64, f64),
     /// The default rule.
-    pub rule: Rule,
+    pub(crate) rule: Rule,
     /// WBFT α.
-    pub alpha: f64,
+    pub(crate) alpha: f64,
     /// When a robust rule takes over.
-    pub robust: Option<RobustSwitch>,
+    pub(crate) robust: Option<RobustSwitch>,
     /// Ballots required.
-    pub quorum_ballots: u32,
+    pub(crate) quorum_ballots: u32,
     /// Share of the pool's weight required.
-    pub quorum_weight_share: f64,
+    pub(crate) quorum_weight_share: f64,
     /// Effective independent voters required.
-    pub quorum_n_eff: f64,
+    pub(crate) quorum_n_eff: f64,
     /// Early stopping risk δ, if enabled.
-    pub early_stop_risk: Option<f64>,
+    pub(crate) early_stop_risk: Option<f64>,
     /// Thresholds.
     #[serde(skip)]
-    pub thresholds: Thresholds,
+    pub(crate) thresholds: Thresholds,
     /// Budget.
     #[serde(skip)]
-    pub budget: Budget,
+    pub(crate) budget: Budget,
     /// Trust floor for admission.
-    pub trust_floor: f64,
+    pub(crate) trust_floor: f64,
     /// How provisional agents count.
     #[serde(skip)]
-    pub provisional: Provisional,
+    pub(crate) provisional: Provisional,
     /// Agents still being measured (provisional, or under test) are asked on every decision
     /// and waited for.
-    pub measure_provisional: bool,
+    pub(crate) measure_provisional: bool,
     /// The arbiter agent.
-    pub arbiter: Option<String>,
+    pub(crate) arbiter: Option<String>,
     /// Whether weak decisions go to a human (else they are refused).
-    pub human: bool,
+    pub(crate) human: bool,
     /// Decisions escalate while more than this share of the pool is quarantined or ejected
     /// (or below the trust floor).
-    pub lost_majority: f64,
+    pub(crate) lost_majority: f64,
     /// Decisions escalate while the domain's verdict monitor is at or above this limit.
-    pub verdict_alarm: Option<f64>,
+    pub(crate) verdict_alarm: Option<f64>,
     /// Audit level.
     #[serde(skip)]
-    pub audit: AuditLevel,
+    pub(crate) audit: AuditLevel,
     /// The file.
-    pub source: PathBuf,
+    pub(crate) source: PathBuf,
     /// SHA-256 of the file, hex (recorded with every decision).
-    pub hash: String,
+    pub(crate) hash: String,
 }
 
 impl Policy {
+    /// SHA-256 of the file, hex (recorded with every decision).
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// Unique id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// What it is for.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Domains it governs.
+    pub fn domains(&self) -> &[String] {
+        &self.domains
+    }
+
+    /// Decision kinds it governs.
+    pub fn kinds(&self) -> &[Kind] {
+        &self.kinds
+    }
+
+    /// The agents that may vote (resolved from ids and tags), in file order.
+    pub fn pool(&self) -> &[String] {
+        &self.pool
+    }
+
+    /// Fewest agents.
+    pub fn pool_min(&self) -> u32 {
+        self.pool_min
+    }
+
+    /// Most agents asked per decision.
+    pub fn pool_max(&self) -> u32 {
+        self.pool_max
+    }
+
+    /// At most this many agents per model family.
+    pub fn max_per_family(&self) -> Option<u32> {
+        self.max_per_family
+    }
+
+    /// Selection weights (expertise, trust), summing to 1.
+    pub fn selection(&self) -> (f64, f64) {
+        self.selection
+    }
+
+    /// The default rule.
+    pub fn rule(&self) -> Rule {
+        self.rule
+    }
+
+    /// WBFT α.
+    pub fn alpha(&self) -> f64 {
+        self.alpha
+    }
+
+    /// When a robust rule takes over.
+    pub fn robust(&self) -> Option<&RobustSwitch> {
+        self.robust.as_ref()
+    }
+
+    /// Ballots required.
+    pub fn quorum_ballots(&self) -> u32 {
+        self.quorum_ballots
+    }
+
+    /// Share of the pool's weight required.
+    pub fn quorum_weight_share(&self) -> f64 {
+        self.quorum_weight_share
+    }
+
+    /// Effective independent voters required.
+    pub fn quorum_n_eff(&self) -> f64 {
+        self.quorum_n_eff
+    }
+
+    /// Early stopping risk δ, if enabled.
+    pub fn early_stop_risk(&self) -> Option<f64> {
+        self.early_stop_risk
+    }
+
+    /// Thresholds.
+    pub fn thresholds(&self) -> Thresholds {
+        self.thresholds
+    }
+
+    /// Budget.
+    pub fn budget(&self) -> Budget {
+        self.budget
+    }
+
+    /// Trust floor for admission.
+    pub fn trust_floor(&self) -> f64 {
+        self.trust_floor
+    }
+
+    /// How provisional agents count.
+    pub fn provisional(&self) -> Provisional {
+        self.provisional
+    }
+
+    /// Agents still being measured (provisional, or under test) are asked on every decision
+    /// and waited for.
+    pub fn measure_provisional(&self) -> bool {
+        self.measure_provisional
+    }
+
+    /// The arbiter agent.
+    pub fn arbiter(&self) -> Option<&str> {
+        self.arbiter.as_deref()
+    }
+
+    /// Whether weak decisions go to a human (else they are refused).
+    pub fn human(&self) -> bool {
+        self.human
+    }
+
+    /// Decisions escalate while more than this share of the pool is quarantined or ejected
+    /// (or below the trust floor).
+    pub fn lost_majority(&self) -> f64 {
+        self.lost_majority
+    }
+
+    /// Decisions escalate while the domain's verdict monitor is at or above this limit.
+    pub fn verdict_alarm(&self) -> Option<f64> {
+        self.verdict_alarm
+    }
+
+    /// Audit level.
+    pub fn audit(&self) -> AuditLevel {
+        self.audit
+    }
+
+    /// The file.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
     /// Whether the policy governs decisions of this domain and kind.
     pub fn covers(&self, domain: &str, kind: Kind) -> bool {
         self.domains.iter().any(|d| d == domain) && self.kinds.contains(&kind)
@@ -894,119 +1039,57 @@ fn load_policy(
         }
     };
     let before = diags.len();
+    let (draft, rule_ok) = draft_of(file, &raw, diags);
+    let resolved = diags.len() == before;
+    let hash = crate::audit::hex(&Sha256::digest(file.text.as_bytes()));
+    match draft.validate(agents, file.path.clone(), hash) {
+        Ok(policy) if resolved => Some((
+            policy,
+            ClaimSpans {
+                id: raw.id.span(),
+                applies: raw.applies.span(),
+            },
+        )),
+        Ok(_) => None,
+        Err(problems) => {
+            for p in problems {
+                // A rule that did not parse was replaced to check the rest; a pool whose ids
+                // were all unknown is not reported empty as well.
+                let skip = (!rule_ok && p.section == build::Section::Rule)
+                    || (!resolved && p.code == "policy::empty-pool");
+                if !skip {
+                    diags.push(diagnostic_of(file, &raw, p));
+                }
+            }
+            None
+        }
+    }
+}
+
+/// The file's settings as a [`build::Draft`]; names that do not resolve (rules) are
+/// diagnosed here, with their spans. Also whether the rule parsed.
+fn draft_of(
+    file: &SourceFile,
+    raw: &raw::RawPolicy,
+    diags: &mut Vec<PolicyDiagnostic>,
+) -> (build::Draft, bool) {
     let d = |code: &str, span: Range<usize>, msg: String| {
         PolicyDiagnostic::new(code, file, Some(span), msg)
     };
-
+    let mut draft = build::Draft::new(raw.id.get_ref().clone());
+    draft.description.clone_from(&raw.description);
     let applies = raw.applies.get_ref();
-    if applies.domains.is_empty() || applies.kinds.is_empty() {
-        diags.push(d(
-            "policy::applies",
-            raw.applies.span(),
-            "a policy must apply to at least one domain and one kind".into(),
-        ));
+    draft.domains.clone_from(&applies.domains);
+    draft.kinds.clone_from(&applies.kinds);
+    let pool = raw.pool.get_ref();
+    draft.pool_ids = pool.agents.iter().map(|a| a.get_ref().clone()).collect();
+    draft.pool_tags.clone_from(&pool.tags);
+    draft.pool_min = pool.min;
+    draft.pool_max = pool.max;
+    draft.max_per_family = pool.max_per_family;
+    if let Some(s) = &raw.selection {
+        draft.selection = (s.get_ref().expertise, s.get_ref().trust);
     }
-
-    // The pool: explicit ids, then every agent with a listed tag.
-    let pool_raw = raw.pool.get_ref();
-    let mut pool: Vec<String> = Vec::new();
-    for a in &pool_raw.agents {
-        if agents.contains_key(a.get_ref()) {
-            if !pool.contains(a.get_ref()) {
-                pool.push(a.get_ref().clone());
-            }
-        } else {
-            let known: Vec<&str> = agents.keys().map(String::as_str).collect();
-            diags.push(
-                d(
-                    "policy::unknown-agent",
-                    a.span(),
-                    format!("unknown agent \"{}\"", a.get_ref()),
-                )
-                .with_label("no agent file defines this id")
-                .with_help(if known.is_empty() {
-                    "no agents are defined: add agents/*.toml".to_owned()
-                } else {
-                    format!("defined agents: {}", known.join(", "))
-                }),
-            );
-        }
-    }
-    for (id, spec) in agents {
-        if spec.tags.iter().any(|t| pool_raw.tags.contains(t)) && !pool.contains(id) {
-            pool.push(id.clone());
-        }
-    }
-    if pool.is_empty() && diags.len() == before {
-        diags.push(d(
-            "policy::empty-pool",
-            raw.pool.span(),
-            "the pool is empty: no agent matches its ids or tags".into(),
-        ));
-    }
-    let pool_max = pool_raw
-        .max
-        .unwrap_or(pool.len() as u32)
-        .min(pool.len() as u32);
-    if let Some(max) = pool_raw.max
-        && max < pool_raw.min
-    {
-        diags.push(d(
-            "policy::pool-size",
-            raw.pool.span(),
-            format!("pool max {max} is below its min {}", pool_raw.min),
-        ));
-    }
-    if (pool.len() as u32) < pool_raw.min && !pool.is_empty() {
-        diags.push(d(
-            "policy::pool-size",
-            raw.pool.span(),
-            format!(
-                "the pool has {} agents but needs at least {}",
-                pool.len(),
-                pool_raw.min
-            ),
-        ));
-    }
-    // At most N per family: how many agents can actually be asked.
-    let reachable = match pool_raw.max_per_family {
-        Some(n) => {
-            let mut per: BTreeMap<String, u32> = BTreeMap::new();
-            pool.iter()
-                .filter(|id| {
-                    let fam = agents
-                        .get(*id)
-                        .and_then(|a| a.family.clone())
-                        .unwrap_or_else(|| (*id).clone());
-                    let c = per.entry(fam).or_default();
-                    *c += 1;
-                    *c <= n
-                })
-                .count() as u32
-        }
-        None => pool.len() as u32,
-    }
-    .min(pool_max);
-
-    // Selection weights must be a split of 1.
-    let selection = match &raw.selection {
-        Some(s) => {
-            let v = s.get_ref();
-            let ok = v.expertise >= 0.0
-                && v.trust >= 0.0
-                && ((v.expertise + v.trust) - 1.0).abs() < 1e-9;
-            if !ok {
-                diags.push(
-                    d("policy::weights", s.span(), format!("selection weights expertise {} + trust {} must be ≥ 0 and sum to 1", v.expertise, v.trust))
-                        .with_help("they split one unit of attention between expertise and measured trust, e.g. expertise = 0.3, trust = 0.7"),
-                );
-            }
-            (v.expertise, v.trust)
-        }
-        None => (0.3, 0.7),
-    };
-
-    // The rule and its parameters.
     let rule_raw = raw.rule.get_ref();
     let params: Vec<(String, String)> = rule_raw
         .params
@@ -1022,8 +1105,11 @@ fn load_policy(
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let rule = match Rule::parse(rule_raw.name.get_ref(), &params_ref) {
-        Ok(r) => Some(r),
+    let rule_ok = match Rule::parse(rule_raw.name.get_ref(), &params_ref) {
+        Ok(r) => {
+            draft.rule = r;
+            true
+        }
         Err(e) => {
             let span = match e {
                 crate::aggregate::TallyError::UnknownRule(_) => rule_raw.name.span(),
@@ -1033,296 +1119,117 @@ fn load_policy(
                     .map_or_else(|| rule_raw.name.span(), Spanned::span),
             };
             diags.push(d("policy::rule", span, e.to_string()));
-            None
+            false
         }
     };
-    let alpha = match &rule_raw.alpha {
-        Some(a) if !(0.0..=1.0).contains(a.get_ref()) => {
-            diags.push(d(
-                "policy::weights",
-                a.span(),
-                format!(
-                    "alpha {} is outside 0–1: w = α·trust + (1−α)·quality cannot sum to 1",
-                    a.get_ref()
-                ),
-            ));
-            0.6
-        }
-        Some(a) => *a.get_ref(),
-        None => 0.6,
-    };
-    if let Some(r) = rule
-        && let Some(k) = applies.kinds.iter().find(|k| !r.counts(**k))
-    {
-        diags.push(d(
-            "policy::rule",
-            rule_raw.name.span(),
-            format!("rule {} cannot count {} decisions", r.name(), k.as_str()),
-        ));
+    if let Some(a) = &rule_raw.alpha {
+        draft.alpha = *a.get_ref();
     }
-
-    // The robust switch and breakdown points.
-    let robust = raw.protocol.as_ref().and_then(|p| {
+    if let Some(p) = &raw.protocol {
         let v = p.get_ref();
         match Rule::from_name(v.robust_rule.get_ref()) {
-            Err(e) => {
-                diags.push(d("policy::rule", v.robust_rule.span(), e.to_string()));
-                None
-            }
-            Ok(r) => {
-                if !(0.0..=1.0).contains(&v.byzantine_fraction) {
-                    diags.push(d(
-                        "policy::protocol",
-                        p.span(),
-                        "byzantine_fraction must be in 0–1".into(),
-                    ));
-                }
-                Some((
-                    RobustSwitch {
-                        rule: r,
-                        byzantine_fraction: v.byzantine_fraction,
-                        tolerate: v.tolerate.as_ref().map(|t| *t.get_ref()),
-                        stakes: v.stakes,
-                    },
-                    v.tolerate.as_ref().map(Spanned::span),
-                ))
+            Err(e) => diags.push(d("policy::rule", v.robust_rule.span(), e.to_string())),
+            Ok(rule) => {
+                draft.robust = Some(RobustSwitch {
+                    rule,
+                    byzantine_fraction: v.byzantine_fraction,
+                    tolerate: v.tolerate.as_ref().map(|t| *t.get_ref()),
+                    stakes: v.stakes,
+                });
             }
         }
-    });
-    if let Some((switch, Some(span))) = &robust
-        && let Some(f) = switch.tolerate
-        && let Some(need) = pool_needed(&switch.rule, f)
-        && reachable < need
-    {
-        diags.push(
-            d("policy::breakdown", span.clone(), format!(
-                "{} tolerates {f} faulty agents only with at least {need} voters; this pool can ask {reachable}",
-                switch.rule.name()
-            ))
-            .with_help("add agents to the pool, lower `tolerate`, or pick a rule with a higher breakdown point"),
-        );
     }
-
-    // Quorum against the pool.
     let q = raw.quorum.get_ref();
-    let ballots = *q.ballots.get_ref();
-    if ballots == 0 {
-        diags.push(d(
-            "policy::quorum",
-            q.ballots.span(),
-            "quorum of 0 ballots: a decision would need no votes".into(),
-        ));
-    }
-    if ballots > reachable && !pool.is_empty() {
-        diags.push(
-            d("policy::quorum", q.ballots.span(), format!("quorum of {ballots} ballots is larger than the {reachable} agents this pool can ask"))
-                .with_help("lower the quorum or add agents (mind pool.max and max_per_family)"),
-        );
-    }
-    let weight_share = q.weight_share.unwrap_or(0.0);
-    let n_eff = q.n_eff.unwrap_or(1.0);
-    if !(0.0..=1.0).contains(&weight_share) {
-        diags.push(d(
-            "policy::quorum",
-            raw.quorum.span(),
-            "quorum weight_share must be in 0–1".into(),
-        ));
-    }
-    if n_eff > f64::from(reachable.max(1)) {
-        diags.push(d(
-            "policy::quorum",
-            raw.quorum.span(),
-            format!("quorum n_eff {n_eff} exceeds the {reachable} agents the pool can ask"),
-        ));
-    }
-
-    // Thresholds in order.
-    let thresholds = raw.thresholds.as_ref().map_or(
-        Thresholds {
-            accept: 0.75,
-            arbitrate: 0.55,
-            human: 0.3,
-            tolerance: 0.1,
-        },
-        |t| *t.get_ref(),
-    );
+    draft.quorum_ballots = *q.ballots.get_ref();
+    draft.quorum_weight_share = q.weight_share.unwrap_or(0.0);
+    draft.quorum_n_eff = q.n_eff.unwrap_or(1.0);
     if let Some(t) = &raw.thresholds {
-        let v = t.get_ref();
-        let in_range = [v.accept, v.arbitrate, v.human]
-            .iter()
-            .all(|x| (0.0..=1.0).contains(x));
-        if !(v.tolerance.is_finite() && v.tolerance > 0.0) {
-            diags.push(
-                d(
-                    "policy::thresholds",
-                    t.span(),
-                    format!("thresholds.tolerance {} must be a number > 0", v.tolerance),
-                )
-                .with_help("numeric answers within the tolerance of the verdict agree with it"),
-            );
-        }
-        if !(in_range && v.human <= v.arbitrate && v.arbitrate <= v.accept) {
-            diags.push(
-                d("policy::thresholds", t.span(), format!(
-                    "thresholds out of order: need 0 ≤ human ({}) ≤ arbitrate ({}) ≤ accept ({}) ≤ 1",
-                    v.human, v.arbitrate, v.accept
-                ))
-                .with_help("a decision below `arbitrate` goes to the arbiter, below `human` to a person; defaults are 0.75 / 0.55 / 0.3"),
-            );
-        }
+        draft.thresholds = *t.get_ref();
     }
-
-    // Budgets against the cheapest possible quorum.
-    let budget = raw
-        .budget
-        .as_ref()
-        .map_or_else(Budget::default, |b| *b.get_ref());
     if let Some(b) = &raw.budget {
-        let prompt = budget.prompt_tokens.unwrap_or(1000);
-        let mut tokens: Vec<u64> = pool
-            .iter()
-            .filter_map(|id| agents.get(id))
-            .map(|a| u64::from(prompt) + u64::from(a.max_tokens))
-            .collect();
-        tokens.sort_unstable();
-        let mut costs: Vec<f64> = pool
-            .iter()
-            .filter_map(|id| agents.get(id))
-            .map(|a| a.call_cost(prompt))
-            .collect();
-        costs.sort_by(f64::total_cmp);
-        let k = ballots as usize;
-        if let Some(limit) = budget.tokens
-            && tokens.len() >= k
-        {
-            let need: u64 = tokens[..k].iter().sum();
-            if need > limit {
-                diags.push(d("policy::budget", b.span(), format!(
-                    "token budget {limit} cannot cover a quorum of {ballots}: the cheapest {ballots} calls need {need} tokens"
-                )));
-            }
-        }
-        if let Some(limit) = budget.money_usd
-            && costs.len() >= k
-        {
-            let need: f64 = costs[..k].iter().sum();
-            if need > limit + 1e-12 {
-                diags.push(d("policy::budget", b.span(), format!(
-                    "money budget ${limit} cannot cover a quorum of {ballots}: the cheapest {ballots} calls cost ${need:.4}"
-                )));
-            }
-        }
+        draft.budget = *b.get_ref();
     }
-
-    // Escalation.
-    let (arbiter, human, lost_majority, verdict_alarm) = match &raw.escalation {
-        Some(e) => {
-            let v = e.get_ref();
-            let arbiter = v.arbiter.as_ref().and_then(|a| {
-                if agents.contains_key(a.get_ref()) {
-                    Some(a.get_ref().clone())
-                } else {
-                    diags.push(
-                        d(
-                            "policy::unknown-agent",
-                            a.span(),
-                            format!("unknown arbiter agent \"{}\"", a.get_ref()),
-                        )
-                        .with_label("no agent file defines this id"),
-                    );
-                    None
-                }
-            });
-            if !(v.lost_majority > 0.0 && v.lost_majority <= 1.0) {
-                diags.push(d(
-                    "policy::escalation",
-                    e.span(),
-                    format!(
-                        "escalation.lost_majority {} must be a share in (0, 1]",
-                        v.lost_majority
-                    ),
-                ));
-            }
-            if let Some(limit) = v.verdict_alarm
-                && !(limit.is_finite() && limit > 0.0)
-            {
-                diags.push(d(
-                    "policy::escalation",
-                    e.span(),
-                    format!(
-                        "escalation.verdict_alarm {limit} must be a log-likelihood ratio > 0 (e.g. 6.9)"
-                    ),
-                ));
-            }
-            (arbiter, v.human, v.lost_majority, v.verdict_alarm)
-        }
-        None => (None, true, 0.5, None),
-    };
-    let early_stop_risk = match raw.early_stop {
-        Some(e) if e.enabled => {
-            if !(e.risk > 0.0 && e.risk < 0.5) {
-                diags.push(d(
-                    "policy::early-stop",
-                    raw.id.span(),
-                    "early_stop.risk must be in (0, 0.5)".into(),
-                ));
-            }
-            Some(e.risk)
-        }
+    if let Some(e) = &raw.escalation {
+        let v = e.get_ref();
+        draft.arbiter = v.arbiter.as_ref().map(|a| a.get_ref().clone());
+        draft.human = v.human;
+        draft.lost_majority = v.lost_majority;
+        draft.verdict_alarm = v.verdict_alarm;
+    }
+    draft.early_stop_risk = match raw.early_stop {
+        Some(e) if e.enabled => Some(e.risk),
         Some(_) => None,
         None => Some(0.01),
     };
-    let admission = raw.admission.unwrap_or(raw::Admission {
-        trust_floor: 0.0,
-        provisional: Provisional::Reduced,
-        measure_provisional: true,
-    });
-    if !(0.0..=1.0).contains(&admission.trust_floor) {
-        diags.push(d(
-            "policy::admission",
-            raw.id.span(),
-            "admission.trust_floor must be in 0–1".into(),
-        ));
+    if let Some(a) = raw.admission {
+        draft.trust_floor = a.trust_floor;
+        draft.provisional = a.provisional;
+        draft.measure_provisional = a.measure_provisional;
     }
+    draft.audit = raw.audit.unwrap_or_default();
+    (draft, rule_ok)
+}
 
-    if diags.len() > before {
-        return None;
+/// A validation problem as a diagnostic pointing at its section of the file.
+fn diagnostic_of(file: &SourceFile, raw: &raw::RawPolicy, p: build::Problem) -> PolicyDiagnostic {
+    use build::Section as S;
+    let rule = raw.rule.get_ref();
+    let span = match p.section {
+        S::Applies => raw.applies.span(),
+        S::Pool => raw.pool.span(),
+        S::PoolAgent(i) => raw
+            .pool
+            .get_ref()
+            .agents
+            .get(i)
+            .map_or_else(|| raw.pool.span(), Spanned::span),
+        S::Selection => raw
+            .selection
+            .as_ref()
+            .map_or_else(|| raw.id.span(), Spanned::span),
+        S::Rule => rule.name.span(),
+        S::Alpha => rule
+            .alpha
+            .as_ref()
+            .map_or_else(|| rule.name.span(), Spanned::span),
+        S::Protocol => raw
+            .protocol
+            .as_ref()
+            .map_or_else(|| raw.id.span(), Spanned::span),
+        S::Tolerate => raw
+            .protocol
+            .as_ref()
+            .and_then(|p| p.get_ref().tolerate.as_ref().map(Spanned::span))
+            .unwrap_or_else(|| raw.id.span()),
+        S::Quorum => raw.quorum.span(),
+        S::QuorumBallots => raw.quorum.get_ref().ballots.span(),
+        S::Thresholds => raw
+            .thresholds
+            .as_ref()
+            .map_or_else(|| raw.id.span(), Spanned::span),
+        S::Budget => raw
+            .budget
+            .as_ref()
+            .map_or_else(|| raw.id.span(), Spanned::span),
+        S::Escalation => raw
+            .escalation
+            .as_ref()
+            .map_or_else(|| raw.id.span(), Spanned::span),
+        S::Arbiter => raw
+            .escalation
+            .as_ref()
+            .and_then(|e| e.get_ref().arbiter.as_ref().map(Spanned::span))
+            .unwrap_or_else(|| raw.id.span()),
+        S::EarlyStop | S::Admission => raw.id.span(),
+    };
+    let mut diag = PolicyDiagnostic::new(p.code, file, Some(span), p.message);
+    if let Some(l) = p.label {
+        diag = diag.with_label(l);
     }
-    let spans = ClaimSpans {
-        id: raw.id.span(),
-        applies: raw.applies.span(),
-    };
-    let policy = Policy {
-        id: raw.id.get_ref().clone(),
-        description: raw.description,
-        domains: applies.domains.clone(),
-        kinds: applies.kinds.clone(),
-        pool,
-        pool_min: pool_raw.min,
-        pool_max,
-        max_per_family: pool_raw.max_per_family,
-        selection,
-        rule: rule?,
-        alpha,
-        robust: robust.map(|(r, _)| r),
-        quorum_ballots: ballots,
-        quorum_weight_share: weight_share,
-        quorum_n_eff: n_eff,
-        early_stop_risk,
-        thresholds,
-        budget,
-        trust_floor: admission.trust_floor,
-        provisional: admission.provisional,
-        measure_provisional: admission.measure_provisional,
-        arbiter,
-        human,
-        lost_majority,
-        verdict_alarm,
-        audit: raw.audit.unwrap_or_default(),
-        source: file.path.clone(),
-        hash: crate::audit::hex(&Sha256::digest(file.text.as_bytes())),
-    };
-    Some((policy, spans))
+    if let Some(h) = p.help {
+        diag = diag.with_help(h);
+    }
+    diag
 }
 
 /// Voters a robust rule needs to tolerate `f` arbitrary ballots, if it has a breakdown point.
