@@ -24,6 +24,7 @@ pub use ballot::{Abstention, Answer, Ballot};
 pub use decision::{Decision, Outcome, Truth, Verdict};
 pub use governor::{
     Escalation, Governor, GovernorBuildError, GovernorBuilder, GovernorError, PolicyRouter,
+    Supervisor,
 };
 pub use policy::{
     AgentSpec, Budget, Catalog, Policy, PolicyBuilder, PolicyError, SourceFile, Thresholds,

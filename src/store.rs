@@ -222,7 +222,7 @@ impl Store {
                 tracing::warn!(store = %dir.display(), "the store's manifest ({COMMITTED}) was missing; recreated from its database");
             }
         }
-        let db = open_sled(&sled_dir).map_err(|e| map_sled(dir, e))?;
+        let db = open_sled_patiently(dir, &sled_dir)?;
         let store = Self {
             path: dir.to_path_buf(),
             db,
@@ -310,6 +310,22 @@ impl Store {
             tree,
             key: String::from_utf8_lossy(key).replace('\0', "/"),
             detail: detail.to_string(),
+        }
+    }
+}
+
+/// Opens sled under our lock. Nobody else can hold sled's own lock then, except this
+/// process's previous handle while sled's flusher thread winds down after the drop: that is
+/// waited for (up to 5 s), never reported as another process.
+fn open_sled_patiently(dir: &Path, sled_dir: &Path) -> Result<sled::Db, StoreError> {
+    let mut tries = 0;
+    loop {
+        match open_sled(sled_dir).map_err(|e| map_sled(dir, e)) {
+            Err(StoreError::Locked(_)) if tries < 250 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
         }
     }
 }

@@ -217,6 +217,12 @@ pub trait AuditLog {
         entries.iter().map(|e| self.append(e)).collect()
     }
 
+    /// Whether an append blocks on the disk (writes and fsyncs): the Governor then appends
+    /// on tokio's blocking pool, off the async worker. In-memory logs say no.
+    fn blocks(&self) -> bool {
+        true
+    }
+
     /// The record at `seq`.
     ///
     /// # Errors
@@ -568,6 +574,10 @@ impl MemoryAuditLog {
 }
 
 impl AuditLog for MemoryAuditLog {
+    fn blocks(&self) -> bool {
+        false
+    }
+
     fn append(&self, entry: &Entry) -> Result<AuditRecord, AuditError> {
         let mut m = self.lock();
         let (seq, prev) = match m.iter().next_back() {

@@ -795,6 +795,27 @@ impl Report {
     /// sweep.
     pub fn markdown(&self) -> String {
         let mut m = String::new();
+        self.md_header(&mut m);
+        self.md_summary(&mut m);
+        self.md_calls(&mut m);
+        self.md_trust(&mut m);
+        self.md_checks(&mut m);
+        self.md_generated(&mut m);
+        self.md_scenarios(&mut m);
+        self.md_sweeps(&mut m);
+        let _ = writeln!(
+            m,
+            "Plots: `accuracy.svg` (accuracy against corrupted fraction), `trust.svg` (trust \
+             trajectories, first seed), `calibration.svg` (calibration curve, pooled over seeds). \
+             Every decision of the first seed (of every seed with `--items all`), with its \
+             replayable record, is in `items.jsonl` (`conclave audit replay --items \
+             items.jsonl`)."
+        );
+        m
+    }
+
+    /// The title, health warnings, description, seeds and verdict.
+    fn md_header(&self, m: &mut String) {
         let _ = writeln!(m, "# Evaluation: {}\n", self.suite.name);
         if !self.health.healthy {
             let _ = writeln!(
@@ -821,6 +842,9 @@ impl Report {
         );
         let _ = writeln!(m, "## Summary\n");
         let _ = writeln!(m, "{}\n", self.verdict());
+    }
+    /// One line per scenario.
+    fn md_summary(&self, m: &mut String) {
         for s in &self.scenarios {
             let _ = writeln!(
                 m,
@@ -873,6 +897,9 @@ impl Report {
                 );
             }
         }
+    }
+    /// Calls that did not answer, by class.
+    fn md_calls(&self, m: &mut String) {
         let failures: Vec<(&str, &FailureCount)> = self
             .scenarios
             .iter()
@@ -898,7 +925,7 @@ impl Report {
         );
         if !failures.is_empty() {
             table(
-                &mut m,
+                m,
                 &[
                     "scenario", "agent", "reason", "class", "injected", "calls", "causes",
                 ],
@@ -915,6 +942,9 @@ impl Report {
                 }),
             );
         }
+    }
+    /// The recalibration and what changed since the previous run.
+    fn md_trust(&self, m: &mut String) {
         if let Some(r) = &self.recalibration {
             let _ = writeln!(m, "\n### Trust recalibration\n");
             match (&r.provenance, r.applied) {
@@ -934,7 +964,7 @@ impl Report {
                 }
             }
             table(
-                &mut m,
+                m,
                 &["agent", "domain", "before", "after", "status"],
                 r.agents.iter().map(|a| {
                     vec![
@@ -950,7 +980,7 @@ impl Report {
         if let Some(p) = &self.volatile.previous {
             let _ = writeln!(m, "\n### Against the previous run `{}`\n", p.run_id);
             table(
-                &mut m,
+                m,
                 &[
                     "scenario",
                     "accuracy then",
@@ -971,6 +1001,9 @@ impl Report {
                 }),
             );
         }
+    }
+    /// The checks, each with its verdict.
+    fn md_checks(&self, m: &mut String) {
         let _ = writeln!(m, "\n## Checks\n");
         let _ = writeln!(
             m,
@@ -980,7 +1013,7 @@ impl Report {
              A run without enough evidence counts against the check.\n"
         );
         table(
-            &mut m,
+            m,
             &["check", "scenario", "criterion", "measured", "holds"],
             self.checks.iter().map(|c| {
                 vec![
@@ -999,6 +1032,9 @@ impl Report {
                 ]
             }),
         );
+    }
+    /// The generated sets.
+    fn md_generated(&self, m: &mut String) {
         for g in &self.generated {
             let r = &g.rates;
             let _ = writeln!(m, "\n## Generated scenarios: {}\n\n{}\n", g.name, g.about);
@@ -1038,7 +1074,7 @@ impl Report {
                 pct(r.coverage),
             );
             table(
-                &mut m,
+                m,
                 &[
                     "scenario",
                     "pool and attacks",
@@ -1073,6 +1109,9 @@ impl Report {
                 }),
             );
         }
+    }
+    /// Each scenario at the first seed.
+    fn md_scenarios(&self, m: &mut String) {
         let _ = writeln!(m, "\n## Scenarios (first seed, {})\n", self.suite.seed);
         for s in self.first_seed() {
             let _ = writeln!(m, "### {}\n\n{}\n", s.name, s.about);
@@ -1108,7 +1147,7 @@ impl Report {
                     .map_or_else(|| "n/a".to_owned(), |r| format!("{r:.2}"))
             );
             table(
-                &mut m,
+                m,
                 &[
                     "agent",
                     "domain",
@@ -1133,7 +1172,7 @@ impl Report {
             if !s.agent_latency.is_empty() {
                 let _ = writeln!(m, "\nAnswered calls and their latency, per agent:\n");
                 table(
-                    &mut m,
+                    m,
                     &["agent", "answered", "latency p50 ms", "latency p99 ms"],
                     s.agent_latency.iter().map(|l| {
                         vec![
@@ -1147,7 +1186,7 @@ impl Report {
             }
             let _ = writeln!(m, "\nWindows (A(t) = ΔAccuracy / Stress):\n");
             table(
-                &mut m,
+                m,
                 &["from", "n", "accuracy", "stress", "A(t)"],
                 s.windows.iter().map(|w| {
                     vec![
@@ -1162,6 +1201,9 @@ impl Report {
             );
             let _ = writeln!(m);
         }
+    }
+    /// Each sweep.
+    fn md_sweeps(&self, m: &mut String) {
         for sw in &self.sweeps {
             let _ = writeln!(
                 m,
@@ -1169,7 +1211,7 @@ impl Report {
                 sw.name, sw.seed, sw.about
             );
             table(
-                &mut m,
+                m,
                 &[
                     "rule",
                     "pool",
@@ -1199,15 +1241,6 @@ impl Report {
             );
             let _ = writeln!(m);
         }
-        let _ = writeln!(
-            m,
-            "Plots: `accuracy.svg` (accuracy against corrupted fraction), `trust.svg` (trust \
-             trajectories, first seed), `calibration.svg` (calibration curve, pooled over seeds). \
-             Every decision of the first seed (of every seed with `--items all`), with its \
-             replayable record, is in `items.jsonl` (`conclave audit replay --items \
-             items.jsonl`)."
-        );
-        m
     }
 
     /// Writes `report.md`, `report.json`, `items.jsonl` (every decision of the first seed, or

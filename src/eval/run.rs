@@ -720,29 +720,7 @@ pub(crate) async fn run_items(
         states: run.states.clone(),
     };
     // Empirical competence first: the oracle knows it, the baselines need it.
-    let mut competence: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    let mut full: Vec<Vec<Ballot>> = Vec::with_capacity(items.len() * reps as usize);
-    for rep in 0..reps {
-        for (i, item) in items.iter().enumerate() {
-            let d = decision_for(item, seed, rep);
-            let answers = pool
-                .policy_for(item)
-                .map(|p| pool.full_answers(p, &d, i))
-                .unwrap_or_default();
-            for b in &answers {
-                if let Some(r) = item.truth.grade(&b.answer, tolerance) {
-                    let e = competence.entry(b.agent.clone()).or_default();
-                    e.0 += u64::from(r);
-                    e.1 += 1;
-                }
-            }
-            full.push(answers);
-        }
-    }
-    let p_true: BTreeMap<String, f64> = competence
-        .iter()
-        .map(|(a, (k, n))| (a.clone(), if *n > 0 { *k as f64 / *n as f64 } else { 0.5 }))
-        .collect();
+    let (full, p_true) = full_answers(pool, items, seed, reps, tolerance);
 
     let mut governors: BTreeMap<String, Governor> = pool
         .policies
@@ -760,43 +738,18 @@ pub(crate) async fn run_items(
     // honest floor the quarantine tests assume (an agent a blind spot or sycophancy pushes
     // below it is weak: its quarantine is the test working, not a false alarm). One already
     // quarantined when the run begins (by an earlier run's trust) is a false alarm too.
-    let mut honest: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    for a in pool.policies.iter().flat_map(|p| p.pool.iter()) {
-        if pool.adversaries.contains_key(a) || pool.faulty.contains(a) {
-            continue;
-        }
-        let expected = pool.agents.get(a).map(|e| {
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, it)| e.expected_accuracy(i, &it.domain))
-                .sum::<f64>()
-                / items.len().max(1) as f64
-        });
-        if expected.is_none_or(|x| x >= params.honest_floor) {
-            honest.insert(a.clone());
-        } else {
-            run.weak.insert(a.clone());
-        }
-    }
-    run.honest.clone_from(&honest);
-    let domains: std::collections::BTreeSet<&str> =
-        items.iter().map(|i| i.domain.as_str()).collect();
-    for agent in &honest {
-        for d in &domains {
-            if let Some(st) = start.get(agent, d) {
-                let status = st.status(&params);
-                if matches!(status, Status::Quarantined | Status::Ejected) {
-                    run.false_alarms.push(FalseAlarm {
-                        agent: agent.clone(),
-                        domain: (*d).to_owned(),
-                        after: 0,
-                        status,
-                    });
-                }
-            }
-        }
-    }
+    let honest = run.find_honest(pool, items, start);
+    let cx = Learn {
+        pool,
+        items,
+        seed,
+        tolerance,
+        params,
+        ledger_params: &ledger_params,
+        full: &full,
+        p_true: &p_true,
+        honest: &honest,
+    };
     'reps: for rep in 0..reps {
         for (c, chunk) in items.chunks(concurrency.max(1)).enumerate() {
             if opts.interrupt.load(Ordering::Relaxed) {
@@ -840,186 +793,7 @@ pub(crate) async fn run_items(
             results.sort_by_key(|(k, _)| *k);
             for (k, verdict) in results {
                 let i = c * concurrency.max(1) + k;
-                let item = &items[i];
-                let pool_size = pool.policy_for(item).map_or(0, |p| p.pool.len());
-                let (outcome, correct) = verdict_right(&verdict, item, tolerance);
-                // Grade the ballots the Governor got; count the calls that did not answer.
-                let mut outcomes: Vec<(String, bool)> = Vec::new();
-                for cast in &verdict.ballots {
-                    if let Some(r) = item.truth.grade(&cast.ballot.answer, tolerance) {
-                        outcomes.push((cast.ballot.agent.clone(), r));
-                    }
-                    run.count_call(pool, &cast.ballot, i);
-                    if !cast.ballot.is_abstention() {
-                        run.latencies
-                            .entry(cast.ballot.agent.clone())
-                            .or_default()
-                            .push(cast.latency_ms);
-                    }
-                }
-                // Probation: an agent quarantined on suspicion is not asked, so it could never
-                // earn its way back. The harness knows the truth, so it grades such agents'
-                // answers in the shadow (no vote, no cost); ten right in a row lift the
-                // suspicion. Ejected agents stay out.
-                // The whole pool's answers: simulated agents answer on demand; agents behind
-                // real endpoints only as far as the Governor asked them.
-                let mut merged = full[rep as usize * items.len() + i].clone();
-                for cast in &verdict.ballots {
-                    if !merged.iter().any(|b| b.agent == cast.ballot.agent) {
-                        merged.push(cast.ballot.clone());
-                    }
-                }
-                let answers = &merged;
-                for b in answers {
-                    let shadow =
-                        crate::trust::model::standing(&run.states, &params, &b.agent, &item.domain)
-                            == Status::Quarantined;
-                    if shadow
-                        && !outcomes.iter().any(|(a, _)| *a == b.agent)
-                        && let Some(r) = item.truth.grade(&b.answer, tolerance)
-                    {
-                        outcomes.push((b.agent.clone(), r));
-                    }
-                }
-                for (agent, r) in &outcomes {
-                    let key = (agent.clone(), item.domain.clone());
-                    let before =
-                        crate::trust::model::standing(&run.states, &params, agent, &item.domain);
-                    let state = run
-                        .states
-                        .entry(key)
-                        .or_insert_with(|| TrustState::new(&params));
-                    state.record(&params, *r);
-                    let (n, trust) = (state.n, state.trust());
-                    let after =
-                        crate::trust::model::standing(&run.states, &params, agent, &item.domain);
-                    if honest.contains(agent) {
-                        run.honest_graded += 1;
-                        let alarm = matches!(after, Status::Quarantined | Status::Ejected)
-                            && !matches!(before, Status::Quarantined | Status::Ejected);
-                        if alarm
-                            && !run
-                                .false_alarms
-                                .iter()
-                                .any(|f| f.agent == *agent && f.domain == item.domain)
-                        {
-                            run.false_alarms.push(FalseAlarm {
-                                agent: agent.clone(),
-                                domain: item.domain.clone(),
-                                after: n,
-                                status: after,
-                            });
-                        }
-                    }
-                    run.trajectories
-                        .entry(format!("{agent} ({})", item.domain))
-                        .or_default()
-                        .push((decision_no, trust));
-                    if let Some(&from) = pool.adversaries.get(agent)
-                        && pool.adversarial_at(agent, i)
-                    {
-                        let g = graded_since.entry(agent.clone()).or_default();
-                        *g += 1;
-                        let entry = run.caught.entry(agent.clone()).or_insert(Caught {
-                            from,
-                            graded: 0,
-                            right: 0,
-                            quarantined_after: None,
-                            status: after,
-                        });
-                        entry.graded = *g;
-                        entry.right += u64::from(*r);
-                        entry.status = after;
-                        if matches!(after, Status::Quarantined | Status::Ejected)
-                            && entry.quarantined_after.is_none()
-                        {
-                            entry.quarantined_after = Some(*g);
-                        }
-                    }
-                }
-                // What the pool as a whole did: its verdict graded against the confidence it
-                // stated, and how its wrong numeric answers agree.
-                let graded_verdict =
-                    tally_right(&verdict, item, tolerance).map(|right| (right, verdict.confidence));
-                let agreement = match &item.truth {
-                    Truth::Value(t) => {
-                        let values: Vec<f64> = verdict
-                            .ballots
-                            .iter()
-                            .filter_map(|c| match c.ballot.answer {
-                                Answer::Score(v) => Some(v),
-                                _ => None,
-                            })
-                            .collect();
-                        crate::trust::ledger::wrong_agreement(&values, *t, tolerance)
-                    }
-                    Truth::Option(_) => None,
-                };
-                let ledger = run.ledgers.entry(item.domain.clone()).or_default();
-                ledger.record(
-                    outcomes.iter().map(|(a, r)| (a.as_str(), !r)),
-                    ledger_params.capacity,
-                );
-                if let Some((right, confidence)) = graded_verdict {
-                    ledger.pool.record_verdict(right, confidence);
-                }
-                if let Some(share) = agreement {
-                    ledger.pool.record_agreement(share, &ledger_params);
-                }
-                run.changes.push(Change::Graded {
-                    domain: item.domain.clone(),
-                    item: format!("{}#{rep}", item.id),
-                    outcomes: outcomes.clone(),
-                    verdict: graded_verdict,
-                    agreement,
-                });
-                // Baselines on the whole pool's ballots.
-                let majority = baseline_majority(item, answers, tolerance);
-                let (oracle, oracle_confidence) =
-                    baseline_oracle(item, answers, &p_true, tolerance);
-                let record = Box::new(verdict.record(&decision_for(item, seed, rep)));
-                run.records.push(ItemRecord {
-                    seed,
-                    rep,
-                    index: i,
-                    id: item.id.clone(),
-                    domain: item.domain.clone(),
-                    outcome,
-                    correct,
-                    tally_correct: tally_right(&verdict, item, tolerance),
-                    confidence: verdict.confidence,
-                    consensus: verdict.consensus,
-                    calls: verdict.calls,
-                    pool: pool_size,
-                    tokens: verdict.tokens,
-                    cost_usd: verdict.cost_usd,
-                    latency_ms: verdict
-                        .ballots
-                        .iter()
-                        .map(|b| b.latency_ms)
-                        .max()
-                        .unwrap_or(0),
-                    majority,
-                    oracle,
-                    oracle_confidence,
-                    stop: verdict.stop,
-                    answer: match &verdict.outcome {
-                        Outcome::Arbitrated { ruling, .. } => ruling.clone(),
-                        Outcome::Human { reason } | Outcome::Refused { reason } => {
-                            format!("escalated: {reason}")
-                        }
-                        _ => verdict
-                            .winner()
-                            .map(str::to_owned)
-                            .or_else(|| verdict.value().map(|v| format!("{v:.4}")))
-                            .unwrap_or_default(),
-                    },
-                    answers: answers
-                        .iter()
-                        .map(|b| (b.agent.clone(), item.truth.grade(&b.answer, tolerance)))
-                        .collect(),
-                    record,
-                });
+                run.learn(&cx, &mut graded_since, decision_no, rep, i, verdict);
                 decision_no += 1;
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if let Some(p) = &opts.progress {
@@ -1029,30 +803,362 @@ pub(crate) async fn run_items(
         }
         run.states_per_rep.push(run.states.clone());
     }
-    // Adversaries never graded in this run are reported too, with the status they had
-    // (quarantined by an earlier run, or never seated).
-    for (agent, &from) in &pool.adversaries {
-        let status = run
-            .states
-            .iter()
-            .filter(|((a, _), _)| a == agent)
-            .map(|(_, s)| s.status(&params))
-            .max_by_key(|s| match s {
-                Status::Ejected => 3,
-                Status::Quarantined => 2,
-                Status::Trusted => 1,
-                Status::Provisional => 0,
-            })
-            .unwrap_or(Status::Provisional);
-        run.caught.entry(agent.clone()).or_insert(Caught {
-            from,
-            graded: 0,
-            right: 0,
-            quarantined_after: matches!(status, Status::Quarantined | Status::Ejected).then_some(0),
-            status,
+    run.report_unseen(pool, &params);
+    run
+}
+
+/// Every agent's answer to every item (simulated agents answer on demand), and each agent's
+/// empirical competence over them.
+fn full_answers(
+    pool: &Pool,
+    items: &[Item],
+    seed: u64,
+    reps: u32,
+    tolerance: f64,
+) -> (Vec<Vec<Ballot>>, BTreeMap<String, f64>) {
+    let mut competence: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut full: Vec<Vec<Ballot>> = Vec::with_capacity(items.len() * reps as usize);
+    for rep in 0..reps {
+        for (i, item) in items.iter().enumerate() {
+            let d = decision_for(item, seed, rep);
+            let answers = pool
+                .policy_for(item)
+                .map(|p| pool.full_answers(p, &d, i))
+                .unwrap_or_default();
+            for b in &answers {
+                if let Some(r) = item.truth.grade(&b.answer, tolerance) {
+                    let e = competence.entry(b.agent.clone()).or_default();
+                    e.0 += u64::from(r);
+                    e.1 += 1;
+                }
+            }
+            full.push(answers);
+        }
+    }
+    let p_true: BTreeMap<String, f64> = competence
+        .iter()
+        .map(|(a, (k, n))| (a.clone(), if *n > 0 { *k as f64 / *n as f64 } else { 0.5 }))
+        .collect();
+    (full, p_true)
+}
+
+/// What grading one verdict needs from the run.
+struct Learn<'a> {
+    pool: &'a Pool,
+    items: &'a [Item],
+    seed: u64,
+    tolerance: f64,
+    params: crate::trust::model::TrustParams,
+    ledger_params: &'a LedgerParams,
+    /// Every agent's answers, per rep and item.
+    full: &'a [Vec<Ballot>],
+    /// Empirical competence, for the oracle baseline.
+    p_true: &'a BTreeMap<String, f64>,
+    honest: &'a std::collections::BTreeSet<String>,
+}
+
+impl ItemsRun {
+    /// Honest agents: neither adversaries nor made faulty, and right at least as often as the
+    /// honest floor the quarantine tests assume (an agent a blind spot or sycophancy pushes
+    /// below it is weak: its quarantine is the test working, not a false alarm). One already
+    /// quarantined when the run begins (by an earlier run's trust) is a false alarm too.
+    fn find_honest(
+        &mut self,
+        pool: &Pool,
+        items: &[Item],
+        start: &TrustSnapshot,
+    ) -> std::collections::BTreeSet<String> {
+        let run = self;
+        let params = start.params;
+        let mut honest: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        for a in pool.policies.iter().flat_map(|p| p.pool.iter()) {
+            if pool.adversaries.contains_key(a) || pool.faulty.contains(a) {
+                continue;
+            }
+            let expected = pool.agents.get(a).map(|e| {
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, it)| e.expected_accuracy(i, &it.domain))
+                    .sum::<f64>()
+                    / items.len().max(1) as f64
+            });
+            if expected.is_none_or(|x| x >= params.honest_floor) {
+                honest.insert(a.clone());
+            } else {
+                run.weak.insert(a.clone());
+            }
+        }
+        run.honest.clone_from(&honest);
+        let domains: std::collections::BTreeSet<&str> =
+            items.iter().map(|i| i.domain.as_str()).collect();
+        for agent in &honest {
+            for d in &domains {
+                if let Some(st) = start.get(agent, d) {
+                    let status = st.status(&params);
+                    if matches!(status, Status::Quarantined | Status::Ejected) {
+                        run.false_alarms.push(FalseAlarm {
+                            agent: agent.clone(),
+                            domain: (*d).to_owned(),
+                            after: 0,
+                            status,
+                        });
+                    }
+                }
+            }
+        }
+        honest
+    }
+
+    /// Adversaries never graded in this run are reported too, with the status they had
+    /// (quarantined by an earlier run, or never seated).
+    fn report_unseen(&mut self, pool: &Pool, params: &crate::trust::model::TrustParams) {
+        let run = self;
+        let params = *params;
+        for (agent, &from) in &pool.adversaries {
+            let status = run
+                .states
+                .iter()
+                .filter(|((a, _), _)| a == agent)
+                .map(|(_, s)| s.status(&params))
+                .max_by_key(|s| match s {
+                    Status::Ejected => 3,
+                    Status::Quarantined => 2,
+                    Status::Trusted => 1,
+                    Status::Provisional => 0,
+                })
+                .unwrap_or(Status::Provisional);
+            run.caught.entry(agent.clone()).or_insert(Caught {
+                from,
+                graded: 0,
+                right: 0,
+                quarantined_after: matches!(status, Status::Quarantined | Status::Ejected)
+                    .then_some(0),
+                status,
+            });
+        }
+    }
+
+    /// Grades one verdict: the ballots (and, in the shadow, quarantined agents' answers)
+    /// move trust, the ledger and the pool's record; baselines and the item's record.
+    fn learn(
+        &mut self,
+        cx: &Learn<'_>,
+        graded_since: &mut BTreeMap<String, u64>,
+        decision_no: usize,
+        rep: u32,
+        i: usize,
+        verdict: Verdict,
+    ) {
+        let run = self;
+        let Learn {
+            pool,
+            items,
+            seed,
+            tolerance,
+            params,
+            ledger_params,
+            full,
+            p_true,
+            ..
+        } = *cx;
+        let item = &items[i];
+        let pool_size = pool.policy_for(item).map_or(0, |p| p.pool.len());
+        let (outcome, correct) = verdict_right(&verdict, item, tolerance);
+        // Grade the ballots the Governor got; count the calls that did not answer.
+        let mut outcomes: Vec<(String, bool)> = Vec::new();
+        for cast in &verdict.ballots {
+            if let Some(r) = item.truth.grade(&cast.ballot.answer, tolerance) {
+                outcomes.push((cast.ballot.agent.clone(), r));
+            }
+            run.count_call(pool, &cast.ballot, i);
+            if !cast.ballot.is_abstention() {
+                run.latencies
+                    .entry(cast.ballot.agent.clone())
+                    .or_default()
+                    .push(cast.latency_ms);
+            }
+        }
+        // Probation: an agent quarantined on suspicion is not asked, so it could never
+        // earn its way back. The harness knows the truth, so it grades such agents'
+        // answers in the shadow (no vote, no cost); ten right in a row lift the
+        // suspicion. Ejected agents stay out.
+        // The whole pool's answers: simulated agents answer on demand; agents behind
+        // real endpoints only as far as the Governor asked them.
+        let mut merged = full[rep as usize * items.len() + i].clone();
+        for cast in &verdict.ballots {
+            if !merged.iter().any(|b| b.agent == cast.ballot.agent) {
+                merged.push(cast.ballot.clone());
+            }
+        }
+        let answers = &merged;
+        for b in answers {
+            let shadow =
+                crate::trust::model::standing(&run.states, &params, &b.agent, &item.domain)
+                    == Status::Quarantined;
+            if shadow
+                && !outcomes.iter().any(|(a, _)| *a == b.agent)
+                && let Some(r) = item.truth.grade(&b.answer, tolerance)
+            {
+                outcomes.push((b.agent.clone(), r));
+            }
+        }
+        for (agent, r) in &outcomes {
+            run.record_outcome(cx, graded_since, decision_no, i, item, agent, *r);
+        }
+        // What the pool as a whole did: its verdict graded against the confidence it
+        // stated, and how its wrong numeric answers agree.
+        let graded_verdict =
+            tally_right(&verdict, item, tolerance).map(|right| (right, verdict.confidence));
+        let agreement = match &item.truth {
+            Truth::Value(t) => {
+                let values: Vec<f64> = verdict
+                    .ballots
+                    .iter()
+                    .filter_map(|c| match c.ballot.answer {
+                        Answer::Score(v) => Some(v),
+                        _ => None,
+                    })
+                    .collect();
+                crate::trust::ledger::wrong_agreement(&values, *t, tolerance)
+            }
+            Truth::Option(_) => None,
+        };
+        let ledger = run.ledgers.entry(item.domain.clone()).or_default();
+        ledger.record(
+            outcomes.iter().map(|(a, r)| (a.as_str(), !r)),
+            ledger_params.capacity,
+        );
+        if let Some((right, confidence)) = graded_verdict {
+            ledger.pool.record_verdict(right, confidence);
+        }
+        if let Some(share) = agreement {
+            ledger.pool.record_agreement(share, ledger_params);
+        }
+        run.changes.push(Change::Graded {
+            domain: item.domain.clone(),
+            item: format!("{}#{rep}", item.id),
+            outcomes: outcomes.clone(),
+            verdict: graded_verdict,
+            agreement,
+        });
+        // Baselines on the whole pool's ballots.
+        let majority = baseline_majority(item, answers, tolerance);
+        let (oracle, oracle_confidence) = baseline_oracle(item, answers, p_true, tolerance);
+        let record = Box::new(verdict.record(&decision_for(item, seed, rep)));
+        run.records.push(ItemRecord {
+            seed,
+            rep,
+            index: i,
+            id: item.id.clone(),
+            domain: item.domain.clone(),
+            outcome,
+            correct,
+            tally_correct: tally_right(&verdict, item, tolerance),
+            confidence: verdict.confidence,
+            consensus: verdict.consensus,
+            calls: verdict.calls,
+            pool: pool_size,
+            tokens: verdict.tokens,
+            cost_usd: verdict.cost_usd,
+            latency_ms: verdict
+                .ballots
+                .iter()
+                .map(|b| b.latency_ms)
+                .max()
+                .unwrap_or(0),
+            majority,
+            oracle,
+            oracle_confidence,
+            stop: verdict.stop,
+            answer: match &verdict.outcome {
+                Outcome::Arbitrated { ruling, .. } => ruling.clone(),
+                Outcome::Human { reason } | Outcome::Refused { reason } => {
+                    format!("escalated: {reason}")
+                }
+                _ => verdict
+                    .winner()
+                    .map(str::to_owned)
+                    .or_else(|| verdict.value().map(|v| format!("{v:.4}")))
+                    .unwrap_or_default(),
+            },
+            answers: answers
+                .iter()
+                .map(|b| (b.agent.clone(), item.truth.grade(&b.answer, tolerance)))
+                .collect(),
+            record,
         });
     }
-    run
+
+    /// One graded answer: the agent's trust moves; a new quarantine of an honest agent is a
+    /// false alarm; an adversary's grading counts towards its detection.
+    #[allow(clippy::too_many_arguments)]
+    fn record_outcome(
+        &mut self,
+        cx: &Learn<'_>,
+        graded_since: &mut BTreeMap<String, u64>,
+        decision_no: usize,
+        i: usize,
+        item: &Item,
+        agent: &String,
+        r: bool,
+    ) {
+        let run = self;
+        let (pool, params, honest) = (cx.pool, cx.params, cx.honest);
+        let r = &r;
+        let key = (agent.clone(), item.domain.clone());
+        let before = crate::trust::model::standing(&run.states, &params, agent, &item.domain);
+        let state = run
+            .states
+            .entry(key)
+            .or_insert_with(|| TrustState::new(&params));
+        state.record(&params, *r);
+        let (n, trust) = (state.n, state.trust());
+        let after = crate::trust::model::standing(&run.states, &params, agent, &item.domain);
+        if honest.contains(agent) {
+            run.honest_graded += 1;
+            let alarm = matches!(after, Status::Quarantined | Status::Ejected)
+                && !matches!(before, Status::Quarantined | Status::Ejected);
+            if alarm
+                && !run
+                    .false_alarms
+                    .iter()
+                    .any(|f| f.agent == *agent && f.domain == item.domain)
+            {
+                run.false_alarms.push(FalseAlarm {
+                    agent: agent.clone(),
+                    domain: item.domain.clone(),
+                    after: n,
+                    status: after,
+                });
+            }
+        }
+        run.trajectories
+            .entry(format!("{agent} ({})", item.domain))
+            .or_default()
+            .push((decision_no, trust));
+        if let Some(&from) = pool.adversaries.get(agent)
+            && pool.adversarial_at(agent, i)
+        {
+            let g = graded_since.entry(agent.clone()).or_default();
+            *g += 1;
+            let entry = run.caught.entry(agent.clone()).or_insert(Caught {
+                from,
+                graded: 0,
+                right: 0,
+                quarantined_after: None,
+                status: after,
+            });
+            entry.graded = *g;
+            entry.right += u64::from(*r);
+            entry.status = after;
+            if matches!(after, Status::Quarantined | Status::Ejected)
+                && entry.quarantined_after.is_none()
+            {
+                entry.quarantined_after = Some(*g);
+            }
+        }
+    }
 }
 
 fn first_choice(b: &Ballot) -> Option<&str> {

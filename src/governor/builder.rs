@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::{Escalation, Governor};
+use super::{Escalation, Governor, Supervisor};
 use crate::agent::{AgentService, BuildError};
 use crate::audit::AuditLog;
 use crate::policy::{AgentSpec, Catalog, Policy};
@@ -54,6 +54,7 @@ pub struct GovernorBuilder {
     audit: Option<Arc<dyn AuditLog + Send + Sync>>,
     escalation: Option<Arc<dyn Escalation>>,
     wave_size: Option<usize>,
+    supervisor: Option<Supervisor>,
 }
 
 impl std::fmt::Debug for GovernorBuilder {
@@ -80,6 +81,7 @@ impl Governor {
             audit: None,
             escalation: None,
             wave_size: None,
+            supervisor: None,
         }
     }
 }
@@ -147,6 +149,12 @@ impl GovernorBuilder {
         self
     }
 
+    /// When the supervisor halts a failing decision (default: [`Supervisor::default`]).
+    pub fn supervisor(mut self, supervisor: Supervisor) -> Self {
+        self.supervisor = Some(supervisor);
+        self
+    }
+
     /// The Governor.
     ///
     /// # Errors
@@ -187,6 +195,9 @@ impl GovernorBuilder {
         }
         if let Some(n) = self.wave_size {
             g = g.with_wave_size(n);
+        }
+        if let Some(s) = self.supervisor {
+            g = g.with_supervisor(s);
         }
         Ok(g)
     }

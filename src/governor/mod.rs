@@ -136,6 +136,7 @@ struct Inner {
     pools: BTreeMap<String, crate::trust::ledger::PoolRecord>,
     audit: Option<Arc<dyn AuditLog + Send + Sync>>,
     wave_size: usize,
+    supervisor: Supervisor,
     /// Latencies of recent answered calls (all agents), for the hedging delay.
     recent: std::sync::Mutex<std::collections::VecDeque<Duration>>,
     /// The usual latency (their 90th percentile), refreshed every 128 calls: (calls counted
@@ -284,6 +285,7 @@ impl Governor {
                 pools: BTreeMap::new(),
                 audit: None,
                 wave_size: 2,
+                supervisor: Supervisor::default(),
                 recent: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
                 usual: std::sync::Mutex::new((0, None)),
                 recorded: std::sync::atomic::AtomicU64::new(0),
@@ -352,6 +354,13 @@ impl Governor {
         self.configure(|inner| inner.wave_size = n.max(1))
     }
 
+    /// When the supervisor halts a failing decision (default: at least 4 failed calls,
+    /// more than half of those made).
+    #[must_use]
+    pub fn with_supervisor(self, supervisor: Supervisor) -> Self {
+        self.configure(|inner| inner.supervisor = supervisor)
+    }
+
     /// Changes a setting: in place when this is the only handle, else on a copy.
     fn configure(self, f: impl FnOnce(&mut Inner)) -> Self {
         let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|a| a.clone_inner());
@@ -389,6 +398,7 @@ impl Inner {
             pools: self.pools.clone(),
             audit: self.audit.clone(),
             wave_size: self.wave_size,
+            supervisor: self.supervisor,
             recent: std::sync::Mutex::new(self.recent_latencies().into()),
             usual: std::sync::Mutex::new((0, None)),
             recorded: std::sync::atomic::AtomicU64::new(0),
@@ -664,7 +674,8 @@ impl Inner {
         }
     }
 
-    async fn decide(&self, decision: Decision) -> Result<Verdict, GovernorError> {
+    /// The decision is one this policy governs, and well formed.
+    fn admit(&self, decision: &Decision) -> Result<(), GovernorError> {
         let p = &self.policy;
         if !p.covers(&decision.domain, decision.kind) {
             return Err(GovernorError::Refused {
@@ -678,377 +689,39 @@ impl Inner {
                 "a choice or ranking decision needs options".to_owned(),
             ));
         }
+        Ok(())
+    }
+
+    /// Governs one decision: seat the agents, fly the calls, count, classify, conclude.
+    async fn decide(&self, decision: Decision) -> Result<Verdict, GovernorError> {
+        self.admit(&decision)?;
+        let p = &self.policy;
         let rule = self.rule_for(decision.kind);
         let seating = self.seating(&decision.domain);
         // What graded decisions say about this domain's pool.
         let pool = self.pools.get(&decision.domain);
         let agreement = pool.map_or(0.5, crate::trust::ledger::PoolRecord::agreement_chance);
-        // The evidence the seated agents carry (for certificates; the verdict's confidence
-        // tempers by the agents that answered).
-        let (seats, competence) = (&seating.seats, &seating.competence);
-        let seating_temper = temper(
-            self.n_eff(
-                &decision.domain,
-                seats
-                    .iter()
-                    .map(|s| self.members[s.member].spec.id.as_str()),
-            ),
-            seats.len(),
-        );
-        let total_weight: f64 = seats.iter().map(|s| s.weight).sum();
         let decision = Arc::new(decision);
         let started = Instant::now();
-        let deadline = p
-            .budget
-            .decision_ms
-            .map(|ms| started + Duration::from_millis(ms));
-        let prompt_tokens = p.budget.prompt_tokens.unwrap_or(1000);
-
-        let mut casts: Vec<Cast> = Vec::new();
-        let mut tokens = 0u64;
-        let mut cost = 0.0f64;
-        let mut f = Flight {
-            seating: seating.clone(),
-            decision: decision.clone(),
-            deadline,
-            prompt_tokens,
-            set: FuturesUnordered::new(),
-            in_flight: BTreeMap::new(),
-            next: 0,
-            waves: 0,
-            reserved_tokens: 0,
-            reserved_cost: 0.0,
-            budget_blocked: false,
-            out_of_time: false,
-        };
-        let mut latencies: Vec<Duration> = Vec::new();
-        let recent_usual = self.recent_usual();
-        // How long a call may run before it counts as a straggler: the usual latency, else
-        // (until enough calls are known) twice this decision's median.
-        let mut straggler_after = recent_usual;
-
-        // Without a deadline, a time that never comes (for the `select!` below).
-        let deadline_at = deadline.unwrap_or(started + Duration::from_secs(86_400 * 365));
-        // The first wave: the quorum, and the agents being measured (each must be asked: in
-        // one round rather than after the vote has settled), at most twice the quorum so that
-        // the supervisor can still halt a failure storm before every agent is called.
-        let need = self.ballots_needed(seats.len(), 0);
-        let measured = seats.iter().filter(|s| s.measure).count();
-        self.launch(&mut f, measured.clamp(need, 2 * need), (tokens, cost));
-        let stop = loop {
-            // Nothing awaited in flight (neither agents known to be late nor stragglers are
-            // awaited): the next wave, or, with nobody left to ask, the end.
-            if f.awaited() == 0 {
-                if f.next < seats.len() && !f.budget_blocked && !f.out_of_time {
-                    self.launch(&mut f, self.wave_size, (tokens, cost));
-                    if !f.in_flight.is_empty() {
-                        continue;
-                    }
-                }
-                if f.in_flight.is_empty() {
-                    break if f.out_of_time {
-                        Stop::Deadline
-                    } else if f.budget_blocked {
-                        Stop::Budget
-                    } else {
-                        Stop::Exhausted
-                    };
-                }
-                // Only late calls are still out: decide without them if the quorum is in.
-                if self
-                    .quorum(
-                        &decision.domain,
-                        &casts,
-                        total_weight,
-                        self.ballots_needed(
-                            seats.len(),
-                            unreachable(&casts) + f.in_flight.values().filter(|c| c.late).count(),
-                        ),
-                    )
-                    .met
-                {
-                    break Stop::Exhausted;
-                }
-            }
-            // Hedge: when the oldest awaited call becomes a straggler, ask more agents.
-            let hedge = straggler_after.and_then(|d| f.next_straggler(d));
-            tokio::select! {
-                // Fixed branch order: a run under simulated time is reproducible.
-                biased;
-                joined = f.set.next() => {
-                    let Some((i, reply, latency)) = joined else { continue };
-                    let wave = f.in_flight.remove(&i).map_or(f.waves, |c| c.wave);
-                    let seat = &seats[i];
-                    let spec = &self.members[seat.member].spec;
-                    let call_tokens = u64::from(prompt_tokens) + u64::from(spec.max_tokens);
-                    f.reserved_tokens = f.reserved_tokens.saturating_sub(call_tokens);
-                    f.reserved_cost = (f.reserved_cost - spec.call_cost(prompt_tokens)).max(0.0);
-                    if let Some(usual) = straggler_after && !matches!(&reply, Err(Failed { reason: Abstention::Error | Abstention::CircuitOpen, .. })) {
-                        self.lateness[seat.member].observe(Lateness::is_late(latency, usual));
-                    }
-                    let (ballot, t, c) = match reply {
-                        Ok(r) => {
-                            if recent_usual.is_none() {
-                                latencies.push(latency);
-                            }
-                            self.record_latency(latency);
-                            let t = u64::from(r.tokens_in) + u64::from(r.tokens_out);
-                            (sanitize(spec, &decision, r.ballot), t, r.cost_usd)
-                        }
-                        Err(Failed { reason, cause }) => {
-                            let mut b = Ballot::abstain(spec.id.clone(), reason);
-                            b.cause = cause;
-                            (b, 0, 0.0)
-                        }
-                    };
-                    tokens += t;
-                    cost += c;
-                    casts.push(Cast { ballot, weight: seat.weight, latency_ms: latency.as_millis() as u64, tokens: t, cost_usd: c, wave });
-                    if recent_usual.is_none() {
-                        straggler_after = median(&mut latencies).map(|m| (2 * m).max(Duration::from_millis(1)));
-                    }
-                    // The supervisor watches execution only: when most calls fail or time out
-                    // (at least four failures, more than half of the answers), asking more
-                    // agents feeds a storm; halt and escalate.
-                    let failed = failures(&casts);
-                    if failed >= 4 && 2 * failed > casts.len() {
-                        tracing::warn!(decision = %decision.id, failed, calls = casts.len(), "supervisor halted the decision");
-                        break Stop::Halted;
-                    }
-                    // Certify (once the ballot quorum is in), counting calls still in flight as
-                    // weight not yet cast.
-                    // (The certificate checks the weight share itself, against the weight still
-                    // to come.)
-                    let need = self.ballots_needed(seats.len(), unreachable(&casts));
-                    let q = self.quorum(&decision.domain, &casts, total_weight, need);
-                    if q.ballots >= need && q.n_eff >= p.quorum_n_eff - 1e-9 {
-                        let mut pending: Vec<&Seat> = f.in_flight.keys().map(|&k| &seats[k]).collect();
-                        pending.extend(seats[f.next..].iter());
-                        let vote = certify::Vote { policy: p, rule, decision: &decision, competence, need, agreement, temper: seating_temper };
-                        if let Some(s) = certify::check(&vote, &casts, &pending) {
-                            // Provisional agents are measured: the decision stops only once each
-                            // has answered (or is known to be late, or running late).
-                            let unmeasured = seats[f.next..].iter().filter(|s| s.measure).count();
-                            let out = f.in_flight.values().any(|c| c.waited && c.measure);
-                            if unmeasured == 0 && !out {
-                                break s;
-                            }
-                            if unmeasured > 0 && !f.budget_blocked {
-                                self.launch(&mut f, unmeasured, (tokens, cost));
-                            }
-                        }
-                    }
-                    // Whatever the awaited calls answer, the vote stays open: ask the next wave
-                    // now rather than after them.
-                    if f.awaited() > 0 && f.next < seats.len() && !f.budget_blocked && !f.out_of_time {
-                        let awaited: Vec<(&str, &Seat)> = f.in_flight.iter().filter(|(_, c)| c.waited).map(|(&k, _)| (self.members[seats[k].member].spec.id.as_str(), &seats[k])).collect();
-                        let mut rest: Vec<&Seat> = f.in_flight.iter().filter(|(_, c)| !c.waited).map(|(&k, _)| &seats[k]).collect();
-                        rest.extend(seats[f.next..].iter());
-                        let vote = certify::Vote { policy: p, rule, decision: &decision, competence, need: self.ballots_needed(seats.len(), unreachable(&casts)), agreement, temper: seating_temper };
-                        if !certify::settleable(&vote, &casts, &awaited, &rest) {
-                            self.launch(&mut f, self.wave_size, (tokens, cost));
-                        }
-                    }
-                }
-                () = tokio::time::sleep_until(hedge.unwrap_or(deadline_at)), if hedge.is_some() => {
-                    // The stragglers are no longer awaited; ask more agents in their place
-                    // (with nobody left to ask, the loop decides without them once the quorum
-                    // is in).
-                    let now = Instant::now();
-                    if let Some(d) = straggler_after {
-                        for c in f.in_flight.values_mut() {
-                            if c.waited && c.straggler_at(d) <= now {
-                                c.waited = false;
-                            }
-                        }
-                    }
-                    if f.awaited() > 0 && f.next < seats.len() && !f.budget_blocked && !f.out_of_time {
-                        self.launch(&mut f, self.wave_size, (tokens, cost));
-                    }
-                }
-                () = tokio::time::sleep_until(deadline_at), if deadline.is_some() => {
-                    break Stop::Deadline;
-                }
-            }
-        };
-        // Calls still in flight are not needed (or out of time): cancel them.
-        drop(std::mem::take(&mut f.set));
-        let reason = if stop == Stop::Deadline {
-            Abstention::Timeout
-        } else {
-            Abstention::Cancelled
-        };
-        let now = Instant::now();
-        // Calls to agents known to be late, still out, leave the quorum.
-        let late_cut = f.in_flight.values().filter(|c| c.late).count();
-        for (&i, call) in &f.in_flight {
-            let seat = &seats[i];
-            let wave = call.wave;
-
-            // Still out when the decision ended: late if past it already (else no evidence).
-            if let Some(usual) = straggler_after
-                && Lateness::is_late(now - call.at, usual)
-            {
-                self.lateness[seat.member].observe(true);
-            }
-            casts.push(Cast {
-                ballot: Ballot::abstain(self.members[seat.member].spec.id.clone(), reason.clone()),
-                weight: seat.weight,
-                latency_ms: 0,
-                tokens: 0,
-                cost_usd: 0.0,
-                wave,
-            });
-        }
-
-        // The verdict.
-        // The ballots move into the tally's input and back: copied only for the audit record.
-        let input = tally_input(&decision, &mut casts);
-        let tallied = tally(&input, &rule);
-        for (c, b) in casts.iter_mut().zip(input.ballots) {
-            c.ballot = b;
-        }
-        let counted = casts.iter().filter(|c| !c.ballot.is_abstention()).count();
-        let (result, tally_error) = match tallied {
-            Ok(r) => (Some(r), None),
-            // Nothing to count is a missing quorum, said below; anything else is a fault of
-            // the tally, said as such.
-            Err(_) if counted == 0 => (None, None),
-            Err(e) => (None, Some(e.to_string())),
-        };
-        // Consensus as the articles define it (reported): the winner's weight share for
-        // options, CQ = 1/(1 + σ/(μ + ε)) with ε = 0.05 for numbers and vectors.
-        let consensus = match (&result, decision.kind) {
-            (Some(r), Kind::Choice | Kind::Ranking) => r.support.unwrap_or(0.0),
-            (Some(_), Kind::Score) => {
-                let values: Vec<f64> = casts
-                    .iter()
-                    .filter_map(|c| match c.ballot.answer {
-                        Answer::Score(v) => Some(v),
-                        _ => None,
-                    })
-                    .collect();
-                consensus::consensus_quality(&values, 0.05)
-            }
-            (Some(_), Kind::Vector) => {
-                let vectors: Vec<&[f64]> = casts
-                    .iter()
-                    .filter_map(|c| match &c.ballot.answer {
-                        Answer::Vector(v) => Some(v.as_slice()),
-                        _ => None,
-                    })
-                    .collect();
-                consensus::vector_consensus(&vectors, 0.05)
-            }
-            (None, _) => 0.0,
-        };
-        // The probability that the verdict is right: what the thresholds apply to, its
-        // evidence tempered by the counted voters' effective number.
-        let counted_agents = || {
-            casts
-                .iter()
-                .filter(|c| !c.ballot.is_abstention())
-                .map(|c| c.ballot.agent.as_str())
-        };
-        let temper = temper(
-            self.n_eff(&decision.domain, counted_agents()),
-            counted_agents().count(),
-        );
-        let confidence = match &result {
-            Some(r) => match (r.winner.as_deref(), r.value, r.vector.as_deref()) {
-                (Some(w), _, _) => {
-                    confidence::of_option(&decision.options, &casts, competence, w, temper)
-                }
-                (_, Some(v), _) => confidence::of_point(
-                    &casts,
-                    competence,
-                    &[v],
-                    p.thresholds.tolerance,
-                    agreement,
-                    temper,
-                ),
-                (_, _, Some(v)) => confidence::of_point(
-                    &casts,
-                    competence,
-                    v,
-                    p.thresholds.tolerance,
-                    agreement,
-                    temper,
-                ),
-                _ => 0.0,
-            },
-            None => 0.0,
-        };
-        let need = self.ballots_needed(seats.len(), unreachable(&casts) + late_cut);
-        let quorum = self.quorum(&decision.domain, &casts, total_weight, need);
-        let lost = seating.lost;
-        let t = &p.thresholds;
-        let escalate = |reason: String| {
-            if p.human {
-                Outcome::Human { reason }
-            } else {
-                Outcome::Refused { reason }
-            }
-        };
-        let outcome = if stop == Stop::Halted {
-            escalate(format!(
-                "supervisor halted the decision: {} of {} calls failed or timed out",
-                failures(&casts),
-                casts.len()
-            ))
-        } else if seating.members > 0
-            && lost as f64 > p.lost_majority * seating.members as f64 + 1e-9
-        {
-            escalate(format!(
-                "the pool has lost its majority: {lost} of {} agents are quarantined, ejected or likely turned (bound {:.0}%)",
-                seating.members,
-                100.0 * p.lost_majority
-            ))
-        } else if let (Some(limit), Some(record)) = (p.verdict_alarm, pool)
-            && record.alarm >= limit
-        {
-            escalate(format!(
-                "recent verdicts in this domain were wrong far more often than their confidence said (monitor {:.1}, limit {limit}): the pool's trust no longer describes it",
-                record.alarm
-            ))
-        } else if let Some(e) = &tally_error {
-            escalate(format!("the tally failed: {e}"))
-        } else if result.is_none() || !quorum.met {
-            escalate(format!(
-                "no quorum: {} of {} required ballots (weight share {} of {}, {} of {} effective voters)",
-                quorum.ballots,
-                need,
-                crate::ballot::fixed(quorum.share, 2),
-                crate::ballot::fixed(p.quorum_weight_share, 2),
-                crate::ballot::fixed(quorum.n_eff, 2),
-                crate::ballot::fixed(p.quorum_n_eff, 2)
-            ))
-        } else if result
-            .as_ref()
-            .is_some_and(|r| r.winners.as_ref().is_some_and(Vec::is_empty))
-        {
-            escalate("no option reached the required supermajority".to_owned())
-        } else if confidence < t.human {
-            escalate(format!(
-                "confidence {confidence:.2} below the human threshold {}",
-                t.human
-            ))
-        } else if confidence < t.arbitrate {
-            match &p.arbiter {
-                Some(a) => Outcome::Arbitrated {
-                    arbiter: a.clone(),
-                    ruling: String::new(),
-                },
-                None => escalate(format!(
-                    "confidence {confidence:.2} below the arbitration threshold {} and no arbiter",
-                    t.arbitrate
-                )),
-            }
-        } else {
-            Outcome::Decided {
-                weak: confidence < t.accept,
-            }
-        };
+        let mut f = self.flight(&seating, &decision, started);
+        let stop = self.fly(&mut f, rule, agreement).await;
+        let late_cut = self.cancel_rest(&mut f, stop);
+        let mut casts = std::mem::take(&mut f.casts);
+        let counted = self.count(&decision, &mut casts, rule, &seating.competence, agreement);
+        let need = self.ballots_needed(seating.seats.len(), unreachable(&casts) + late_cut);
+        let quorum = self.quorum(&decision.domain, &casts, f.total_weight, need);
+        let outcome = classify(&Classify {
+            policy: p,
+            stop,
+            calls: casts.len(),
+            failed: failures(&casts),
+            members: seating.members,
+            lost: seating.lost,
+            alarm: pool.map(|r| r.alarm),
+            counted: &counted,
+            quorum,
+            need,
+        });
         let verdict = Verdict {
             decision: decision.id.clone(),
             policy: p.id.clone(),
@@ -1056,31 +729,17 @@ impl Inner {
             trust_version: seating.trust_version,
             outcome,
             rule,
-            tally: result,
-            consensus,
-            confidence,
+            tally: counted.result,
+            consensus: counted.consensus,
+            confidence: counted.confidence,
             calls: casts.len(),
             ballots: casts,
             waves: f.waves,
             stop,
-            tokens,
-            cost_usd: cost,
+            tokens: f.tokens,
+            cost_usd: f.cost,
         };
-        let mut verdict = verdict;
-        if let Outcome::Arbitrated { arbiter, .. } = &verdict.outcome {
-            verdict.outcome = match self.arbitrate(&decision, &verdict.ballots).await {
-                Some(ruling) => Outcome::Arbitrated {
-                    arbiter: arbiter.clone(),
-                    ruling,
-                },
-                None => Outcome::Human {
-                    reason: format!("the arbiter {arbiter} could not rule in its time"),
-                },
-            };
-        }
-        if matches!(verdict.outcome, Outcome::Human { .. }) {
-            verdict = self.escalation.escalate(&decision, verdict).await;
-        }
+        let verdict = self.conclude(&decision, verdict).await;
         // The decision's metrics, one event (a metrics layer of `tracing` can count them).
         tracing::info!(
             decision = %verdict.decision,
@@ -1096,9 +755,390 @@ impl Inner {
             "decision governed"
         );
         if let Some(log) = &self.audit {
-            log.append(&Entry::Decision(Box::new(verdict.record(&decision))))?;
+            let log = log.clone();
+            let entry = Entry::Decision(Box::new(verdict.record(&decision)));
+            append_off_worker(log, entry).await?;
         }
         Ok(verdict)
+    }
+
+    /// The state of one decision's calls, before the first is launched.
+    fn flight(&self, seating: &Arc<Seating>, decision: &Arc<Decision>, started: Instant) -> Flight {
+        let p = &self.policy;
+        let seats = &seating.seats;
+        // The evidence the seated agents carry (for certificates; the verdict's confidence
+        // tempers by the agents that answered).
+        let seating_temper = temper(
+            self.n_eff(
+                &decision.domain,
+                seats
+                    .iter()
+                    .map(|s| self.members[s.member].spec.id.as_str()),
+            ),
+            seats.len(),
+        );
+        let recent_usual = self.recent_usual();
+        Flight {
+            seating: seating.clone(),
+            decision: decision.clone(),
+            deadline: p
+                .budget
+                .decision_ms
+                .map(|ms| started + Duration::from_millis(ms)),
+            started,
+            prompt_tokens: p.budget.prompt_tokens.unwrap_or(DEFAULT_PROMPT_TOKENS),
+            set: FuturesUnordered::new(),
+            in_flight: BTreeMap::new(),
+            next: 0,
+            waves: 0,
+            reserved_tokens: 0,
+            reserved_cost: 0.0,
+            budget_blocked: false,
+            out_of_time: false,
+            casts: Vec::new(),
+            tokens: 0,
+            cost: 0.0,
+            latencies: Vec::new(),
+            recent_usual,
+            // How long a call may run before it counts as a straggler: the usual latency,
+            // else (until enough calls are known) twice this decision's median.
+            straggler_after: recent_usual,
+            total_weight: seats.iter().map(|s| s.weight).sum(),
+            seating_temper,
+        }
+    }
+
+    /// Asks the agents in waves until the outcome is certain, the quorum is in and nobody
+    /// awaited is left, the supervisor halts, the budget or the deadline ends it.
+    async fn fly(&self, f: &mut Flight, rule: Rule, agreement: f64) -> Stop {
+        let seats = f.seating.seats.len();
+        // Without a deadline, a time that never comes (for the `select!` below).
+        let deadline_at = f
+            .deadline
+            .unwrap_or(f.started + Duration::from_secs(86_400 * 365));
+        // The first wave: the quorum, and the agents being measured (each must be asked: in
+        // one round rather than after the vote has settled), at most twice the quorum so that
+        // the supervisor can still halt a failure storm before every agent is called.
+        let need = self.ballots_needed(seats, 0);
+        let measured = f.seating.seats.iter().filter(|s| s.measure).count();
+        self.launch(f, measured.clamp(need, 2 * need));
+        loop {
+            // Nothing awaited in flight (neither agents known to be late nor stragglers are
+            // awaited): the next wave, or, with nobody left to ask, the end.
+            if f.awaited() == 0 {
+                match self.when_idle(f) {
+                    Idle::Stop(stop) => return stop,
+                    Idle::Asked => continue,
+                    Idle::Wait => {}
+                }
+            }
+            // Hedge: when the oldest awaited call becomes a straggler, ask more agents.
+            let hedge = f.straggler_after.and_then(|d| f.next_straggler(d));
+            tokio::select! {
+                // Fixed branch order: a run under simulated time is reproducible.
+                biased;
+                joined = f.set.next() => {
+                    let Some((i, reply, latency)) = joined else { continue };
+                    self.on_reply(f, i, reply, latency);
+                    if let Some(stop) = self.after_reply(f, rule, agreement) {
+                        return stop;
+                    }
+                }
+                () = tokio::time::sleep_until(hedge.unwrap_or(deadline_at)), if hedge.is_some() => {
+                    self.on_stragglers(f);
+                }
+                () = tokio::time::sleep_until(deadline_at), if f.deadline.is_some() => {
+                    return Stop::Deadline;
+                }
+            }
+        }
+    }
+
+    /// Nothing awaited is in flight: ask the next wave, end, or wait for the late calls.
+    fn when_idle(&self, f: &mut Flight) -> Idle {
+        let seats = f.seating.seats.len();
+        if f.next < seats && !f.budget_blocked && !f.out_of_time {
+            self.launch(f, self.wave_size);
+            if !f.in_flight.is_empty() {
+                return Idle::Asked;
+            }
+        }
+        if f.in_flight.is_empty() {
+            return Idle::Stop(if f.out_of_time {
+                Stop::Deadline
+            } else if f.budget_blocked {
+                Stop::Budget
+            } else {
+                Stop::Exhausted
+            });
+        }
+        // Only late calls are still out: decide without them if the quorum is in.
+        let late = f.in_flight.values().filter(|c| c.late).count();
+        let need = self.ballots_needed(seats, unreachable(&f.casts) + late);
+        if self
+            .quorum(&f.decision.domain, &f.casts, f.total_weight, need)
+            .met
+        {
+            return Idle::Stop(Stop::Exhausted);
+        }
+        Idle::Wait
+    }
+
+    /// One call came back: its ballot (or abstention) is cast, its tokens and latency counted.
+    fn on_reply(
+        &self,
+        f: &mut Flight,
+        i: usize,
+        reply: Result<AgentReply, Failed>,
+        latency: Duration,
+    ) {
+        let wave = f.in_flight.remove(&i).map_or(f.waves, |c| c.wave);
+        let seating = f.seating.clone();
+        let seat = &seating.seats[i];
+        let spec = &self.members[seat.member].spec;
+        let call_tokens = u64::from(f.prompt_tokens) + u64::from(spec.max_tokens);
+        f.reserved_tokens = f.reserved_tokens.saturating_sub(call_tokens);
+        f.reserved_cost = (f.reserved_cost - spec.call_cost(f.prompt_tokens)).max(0.0);
+        if let Some(usual) = f.straggler_after
+            && !matches!(
+                &reply,
+                Err(Failed {
+                    reason: Abstention::Error | Abstention::CircuitOpen,
+                    ..
+                })
+            )
+        {
+            self.lateness[seat.member].observe(Lateness::is_late(latency, usual));
+        }
+        let (ballot, t, c) = match reply {
+            Ok(r) => {
+                if f.recent_usual.is_none() {
+                    f.latencies.push(latency);
+                }
+                self.record_latency(latency);
+                let t = u64::from(r.tokens_in) + u64::from(r.tokens_out);
+                (sanitize(spec, &f.decision, r.ballot), t, r.cost_usd)
+            }
+            Err(Failed { reason, cause }) => {
+                let mut b = Ballot::abstain(spec.id.clone(), reason);
+                b.cause = cause;
+                (b, 0, 0.0)
+            }
+        };
+        f.tokens += t;
+        f.cost += c;
+        f.casts.push(Cast {
+            ballot,
+            weight: seat.weight,
+            latency_ms: latency.as_millis() as u64,
+            tokens: t,
+            cost_usd: c,
+            wave,
+        });
+        if f.recent_usual.is_none() {
+            f.straggler_after =
+                median(&mut f.latencies).map(|m| (2 * m).max(Duration::from_millis(1)));
+        }
+    }
+
+    /// After a reply: the supervisor, the certificate, and the next wave if the vote cannot
+    /// settle on the calls awaited. `Some` ends the decision.
+    fn after_reply(&self, f: &mut Flight, rule: Rule, agreement: f64) -> Option<Stop> {
+        let p = &self.policy;
+        let seating = f.seating.clone();
+        let seats = &seating.seats;
+        // The supervisor watches execution only: when most calls fail or time out, asking
+        // more agents feeds a storm; halt and escalate.
+        let failed = failures(&f.casts);
+        if self.supervisor.halts(failed, f.casts.len()) {
+            tracing::warn!(decision = %f.decision.id, failed, calls = f.casts.len(), "supervisor halted the decision");
+            return Some(Stop::Halted);
+        }
+        let (decision, seating_temper) = (f.decision.clone(), f.seating_temper);
+        let vote = |need| certify::Vote {
+            policy: p,
+            rule,
+            decision: &decision,
+            competence: &seating.competence,
+            need,
+            agreement,
+            temper: seating_temper,
+        };
+        // Certify (once the ballot quorum is in), counting calls still in flight as weight
+        // not yet cast (the certificate checks the weight share itself, against the weight
+        // still to come).
+        let need = self.ballots_needed(seats.len(), unreachable(&f.casts));
+        let q = self.quorum(&f.decision.domain, &f.casts, f.total_weight, need);
+        if q.ballots >= need && q.n_eff >= p.quorum_n_eff - 1e-9 {
+            let mut pending: Vec<&Seat> = f.in_flight.keys().map(|&k| &seats[k]).collect();
+            pending.extend(seats[f.next..].iter());
+            if let Some(s) = certify::check(&vote(need), &f.casts, &pending) {
+                // Provisional agents are measured: the decision stops only once each has
+                // answered (or is known to be late, or running late).
+                let unmeasured = seats[f.next..].iter().filter(|s| s.measure).count();
+                let out = f.in_flight.values().any(|c| c.waited && c.measure);
+                if unmeasured == 0 && !out {
+                    return Some(s);
+                }
+                if unmeasured > 0 && !f.budget_blocked {
+                    self.launch(f, unmeasured);
+                }
+            }
+        }
+        // Whatever the awaited calls answer, the vote stays open: ask the next wave now
+        // rather than after them.
+        if f.awaited() > 0 && f.next < seats.len() && !f.budget_blocked && !f.out_of_time {
+            let awaited: Vec<(&str, &Seat)> = f
+                .in_flight
+                .iter()
+                .filter(|(_, c)| c.waited)
+                .map(|(&k, _)| (self.members[seats[k].member].spec.id.as_str(), &seats[k]))
+                .collect();
+            let mut rest: Vec<&Seat> = f
+                .in_flight
+                .iter()
+                .filter(|(_, c)| !c.waited)
+                .map(|(&k, _)| &seats[k])
+                .collect();
+            rest.extend(seats[f.next..].iter());
+            let need = self.ballots_needed(seats.len(), unreachable(&f.casts));
+            if !certify::settleable(&vote(need), &f.casts, &awaited, &rest) {
+                self.launch(f, self.wave_size);
+            }
+        }
+        None
+    }
+
+    /// The oldest awaited calls became stragglers: no longer awaited; more agents are asked
+    /// in their place (with nobody left to ask, the decision goes on without them once the
+    /// quorum is in).
+    fn on_stragglers(&self, f: &mut Flight) {
+        let now = Instant::now();
+        if let Some(d) = f.straggler_after {
+            for c in f.in_flight.values_mut() {
+                if c.waited && c.straggler_at(d) <= now {
+                    c.waited = false;
+                }
+            }
+        }
+        if f.awaited() > 0 && f.next < f.seating.seats.len() && !f.budget_blocked && !f.out_of_time
+        {
+            self.launch(f, self.wave_size);
+        }
+    }
+
+    /// Calls still in flight are not needed (or out of time): cancelled, each cast as an
+    /// abstention. The number of them that went to agents known to be late (they leave the
+    /// quorum).
+    fn cancel_rest(&self, f: &mut Flight, stop: Stop) -> usize {
+        drop(std::mem::take(&mut f.set));
+        let reason = if stop == Stop::Deadline {
+            Abstention::Timeout
+        } else {
+            Abstention::Cancelled
+        };
+        let now = Instant::now();
+        let late_cut = f.in_flight.values().filter(|c| c.late).count();
+        for (&i, call) in &f.in_flight {
+            let seat = &f.seating.seats[i];
+            // Still out when the decision ended: late if past it already (else no evidence).
+            if let Some(usual) = f.straggler_after
+                && Lateness::is_late(now - call.at, usual)
+            {
+                self.lateness[seat.member].observe(true);
+            }
+            f.casts.push(Cast {
+                ballot: Ballot::abstain(self.members[seat.member].spec.id.clone(), reason.clone()),
+                weight: seat.weight,
+                latency_ms: 0,
+                tokens: 0,
+                cost_usd: 0.0,
+                wave: call.wave,
+            });
+        }
+        late_cut
+    }
+
+    /// The tally of the cast ballots, its consensus and the verdict's confidence.
+    fn count(
+        &self,
+        decision: &Decision,
+        casts: &mut [Cast],
+        rule: Rule,
+        competence: &BTreeMap<String, f64>,
+        agreement: f64,
+    ) -> Counted {
+        // The ballots move into the tally's input and back: copied only for the audit record.
+        let input = tally_input(decision, casts);
+        let tallied = tally(&input, &rule);
+        for (c, b) in casts.iter_mut().zip(input.ballots) {
+            c.ballot = b;
+        }
+        let counted = casts.iter().filter(|c| !c.ballot.is_abstention()).count();
+        let (result, tally_error) = match tallied {
+            Ok(r) => (Some(r), None),
+            // Nothing to count is a missing quorum, said by `classify`; anything else is a
+            // fault of the tally, said as such.
+            Err(_) if counted == 0 => (None, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let consensus = result
+            .as_ref()
+            .map_or(0.0, |r| consensus_of(decision.kind, r, casts));
+        // The probability that the verdict is right: what the thresholds apply to, its
+        // evidence tempered by the counted voters' effective number.
+        let counted_agents = || {
+            casts
+                .iter()
+                .filter(|c| !c.ballot.is_abstention())
+                .map(|c| c.ballot.agent.as_str())
+        };
+        let temper = temper(
+            self.n_eff(&decision.domain, counted_agents()),
+            counted_agents().count(),
+        );
+        let tolerance = self.policy.thresholds.tolerance;
+        let confidence = match &result {
+            Some(r) => match (r.winner.as_deref(), r.value, r.vector.as_deref()) {
+                (Some(w), _, _) => {
+                    confidence::of_option(&decision.options, casts, competence, w, temper)
+                }
+                (_, Some(v), _) => {
+                    confidence::of_point(casts, competence, &[v], tolerance, agreement, temper)
+                }
+                (_, _, Some(v)) => {
+                    confidence::of_point(casts, competence, v, tolerance, agreement, temper)
+                }
+                _ => 0.0,
+            },
+            None => 0.0,
+        };
+        Counted {
+            result,
+            tally_error,
+            consensus,
+            confidence,
+        }
+    }
+
+    /// Arbitration and escalation: an arbitrated verdict gets the arbiter's ruling (or goes
+    /// to a human), a human one goes through the escalation hook.
+    async fn conclude(&self, decision: &Arc<Decision>, mut verdict: Verdict) -> Verdict {
+        if let Outcome::Arbitrated { arbiter, .. } = &verdict.outcome {
+            verdict.outcome = match self.arbitrate(decision, &verdict.ballots).await {
+                Some(ruling) => Outcome::Arbitrated {
+                    arbiter: arbiter.clone(),
+                    ruling,
+                },
+                None => Outcome::Human {
+                    reason: format!("the arbiter {arbiter} could not rule in its time"),
+                },
+            };
+        }
+        if matches!(verdict.outcome, Outcome::Human { .. }) {
+            verdict = self.escalation.escalate(decision, verdict).await;
+        }
+        verdict
     }
 
     /// Asks the arbiter within the arbitration budget; its ruling, or `None` if it failed,
@@ -1140,7 +1180,8 @@ impl Inner {
 
     /// Launches up to `n` more seats as one wave, projecting the budget (`spent` so far plus
     /// what the calls in flight reserve) before each call; how many were launched.
-    fn launch(&self, f: &mut Flight, n: usize, spent: (u64, f64)) -> usize {
+    fn launch(&self, f: &mut Flight, n: usize) -> usize {
+        let spent = (f.tokens, f.cost);
         let budget = &self.policy.budget;
         let seating = f.seating.clone();
         let mut launched = 0;
@@ -1312,6 +1353,7 @@ struct Flight {
     seating: Arc<Seating>,
     decision: Arc<Decision>,
     deadline: Option<Instant>,
+    started: Instant,
     prompt_tokens: u32,
     set: FuturesUnordered<Call>,
     /// Seat → its call.
@@ -1325,7 +1367,209 @@ struct Flight {
     budget_blocked: bool,
     /// The decision's deadline has passed: nobody more is asked.
     out_of_time: bool,
+    /// Every ballot so far, in the order they arrived.
+    casts: Vec<Cast>,
+    /// Tokens and dollars spent so far.
+    tokens: u64,
+    cost: f64,
+    /// This decision's latencies, while the usual latency is not yet known.
+    latencies: Vec<Duration>,
+    /// The usual latency when the decision started, if known.
+    recent_usual: Option<Duration>,
+    /// How long a call may run before it is a straggler.
+    straggler_after: Option<Duration>,
+    /// The seated agents' total weight.
+    total_weight: f64,
+    /// The seated agents' evidence tempered by their effective number.
+    seating_temper: f64,
 }
+
+/// What a decision with nothing awaited in flight does next.
+enum Idle {
+    /// It ends.
+    Stop(Stop),
+    /// More agents were asked.
+    Asked,
+    /// Only late calls are out and the quorum is not in: wait for them.
+    Wait,
+}
+
+/// The count of one decision's ballots.
+struct Counted {
+    result: Option<crate::aggregate::TallyResult>,
+    /// A fault of the tally (not a missing quorum).
+    tally_error: Option<String>,
+    consensus: f64,
+    confidence: f64,
+}
+
+/// Everything the outcome of a decision depends on.
+struct Classify<'a> {
+    policy: &'a Policy,
+    stop: Stop,
+    calls: usize,
+    failed: usize,
+    /// Pool members in the domain, and how many of them are lost (quarantined, ejected,
+    /// below the floor, likely turned).
+    members: usize,
+    lost: usize,
+    /// The domain's verdict monitor, if the ledger knows the pool.
+    alarm: Option<f64>,
+    counted: &'a Counted,
+    quorum: Quorum,
+    need: usize,
+}
+
+/// The outcome of a counted decision, in order of precedence: a halted decision, a lost
+/// majority, an alarmed monitor, a failed tally, a missing quorum, no supermajority, too
+/// little confidence for anyone but a human, for the vote alone, or firm enough.
+fn classify(c: &Classify<'_>) -> Outcome {
+    let p = c.policy;
+    let t = &p.thresholds;
+    let confidence = c.counted.confidence;
+    let escalate = |reason: String| {
+        if p.human {
+            Outcome::Human { reason }
+        } else {
+            Outcome::Refused { reason }
+        }
+    };
+    if c.stop == Stop::Halted {
+        return escalate(format!(
+            "supervisor halted the decision: {} of {} calls failed or timed out",
+            c.failed, c.calls
+        ));
+    }
+    if c.members > 0 && c.lost as f64 > p.lost_majority * c.members as f64 + 1e-9 {
+        return escalate(format!(
+            "the pool has lost its majority: {} of {} agents are quarantined, ejected or likely turned (bound {:.0}%)",
+            c.lost,
+            c.members,
+            100.0 * p.lost_majority
+        ));
+    }
+    if let (Some(limit), Some(alarm)) = (p.verdict_alarm, c.alarm)
+        && alarm >= limit
+    {
+        return escalate(format!(
+            "recent verdicts in this domain were wrong far more often than their confidence said (monitor {alarm:.1}, limit {limit}): the pool's trust no longer describes it"
+        ));
+    }
+    if let Some(e) = &c.counted.tally_error {
+        return escalate(format!("the tally failed: {e}"));
+    }
+    let q = &c.quorum;
+    let Some(result) = c.counted.result.as_ref().filter(|_| q.met) else {
+        return escalate(format!(
+            "no quorum: {} of {} required ballots (weight share {} of {}, {} of {} effective voters)",
+            q.ballots,
+            c.need,
+            crate::ballot::fixed(q.share, 2),
+            crate::ballot::fixed(p.quorum_weight_share, 2),
+            crate::ballot::fixed(q.n_eff, 2),
+            crate::ballot::fixed(p.quorum_n_eff, 2)
+        ));
+    };
+    if result.winners.as_ref().is_some_and(Vec::is_empty) {
+        return escalate("no option reached the required supermajority".to_owned());
+    }
+    if confidence < t.human {
+        return escalate(format!(
+            "confidence {confidence:.2} below the human threshold {}",
+            t.human
+        ));
+    }
+    if confidence < t.arbitrate {
+        return match &p.arbiter {
+            Some(a) => Outcome::Arbitrated {
+                arbiter: a.clone(),
+                ruling: String::new(),
+            },
+            None => escalate(format!(
+                "confidence {confidence:.2} below the arbitration threshold {} and no arbiter",
+                t.arbitrate
+            )),
+        };
+    }
+    Outcome::Decided {
+        weak: confidence < t.accept,
+    }
+}
+
+/// Consensus as the articles define it (reported): the winner's weight share for options,
+/// CQ = 1/(1 + σ/(μ + ε)) with ε = 0.05 for numbers and vectors.
+fn consensus_of(kind: Kind, result: &crate::aggregate::TallyResult, casts: &[Cast]) -> f64 {
+    match kind {
+        Kind::Choice | Kind::Ranking => result.support.unwrap_or(0.0),
+        Kind::Score => {
+            let values: Vec<f64> = casts
+                .iter()
+                .filter_map(|c| match c.ballot.answer {
+                    Answer::Score(v) => Some(v),
+                    _ => None,
+                })
+                .collect();
+            consensus::consensus_quality(&values, 0.05)
+        }
+        Kind::Vector => {
+            let vectors: Vec<&[f64]> = casts
+                .iter()
+                .filter_map(|c| match &c.ballot.answer {
+                    Answer::Vector(v) => Some(v.as_slice()),
+                    _ => None,
+                })
+                .collect();
+            consensus::vector_consensus(&vectors, 0.05)
+        }
+    }
+}
+
+/// Appends the decision's record: on the blocking pool when the log writes to disk.
+async fn append_off_worker(
+    log: Arc<dyn AuditLog + Send + Sync>,
+    entry: Entry,
+) -> Result<(), GovernorError> {
+    if !log.blocks() {
+        log.append(&entry)?;
+        return Ok(());
+    }
+    match tokio::task::spawn_blocking(move || log.append(&entry)).await {
+        Ok(appended) => appended.map(|_| ()).map_err(GovernorError::from),
+        Err(e) => Err(GovernorError::Invalid(format!(
+            "the audit append did not finish: {e}"
+        ))),
+    }
+}
+
+/// The supervisor: it watches execution only, and halts a decision whose calls mostly fail
+/// or time out (asking more agents would feed the storm); the decision escalates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Supervisor {
+    /// Fewest failed calls before it may halt (default 4).
+    pub min_failures: usize,
+    /// Share of the calls made that must have failed (default ½: more than half).
+    pub failed_share: f64,
+}
+
+impl Default for Supervisor {
+    fn default() -> Self {
+        Self {
+            min_failures: 4,
+            failed_share: 0.5,
+        }
+    }
+}
+
+impl Supervisor {
+    /// Whether `failed` failures among `calls` calls halt the decision.
+    pub fn halts(&self, failed: usize, calls: usize) -> bool {
+        failed >= self.min_failures && failed as f64 > self.failed_share * calls as f64
+    }
+}
+
+/// Prompt tokens reserved per call when the policy's budget does not say (the digest's
+/// projection before each call).
+pub const DEFAULT_PROMPT_TOKENS: u32 = 1000;
 
 impl Flight {
     /// Calls in flight that the decision waits for.
