@@ -689,6 +689,38 @@ fn normalized(p: &Prepared<'_>) -> Result<Vec<f64>, TallyError> {
     Ok(w)
 }
 
+/// Log-odds weights `ln(m−1) + ln(p/(1−p))` from each ballot's competence (the given
+/// weight, else its confidence), capped and normalised; one agent one vote when nobody is
+/// better than chance.
+fn log_odds_weights(
+    p: &Prepared<'_>,
+    m: usize,
+    cap: f64,
+    clip: f64,
+) -> Result<Vec<f64>, TallyError> {
+    let mut w = Vec::with_capacity(p.agents.len());
+    for (i, agent) in p.agents.iter().enumerate() {
+        let competence = match (p.weights_given(i), p.ballots[i].confidence) {
+            (Some(c), _) | (None, Some(c)) => c,
+            (None, None) => return Err(TallyError::NoCompetence((*agent).to_owned())),
+        };
+        if !(competence > 0.0 && competence < 1.0) {
+            return Err(TallyError::BadCompetence {
+                agent: (*agent).to_owned(),
+                value: competence,
+            });
+        }
+        w.push(weights::log_odds(competence, m, clip));
+    }
+    if w.iter().all(|&x| x == 0.0) {
+        // Nobody is better than chance: fall back to one agent, one vote.
+        w.iter_mut().for_each(|x| *x = 1.0);
+    }
+    weights::cap_shares(&mut w, cap);
+    weights::normalize(&mut w).map_err(|_| TallyError::ZeroTotalWeight)?;
+    Ok(w)
+}
+
 fn count_options(
     rule: &Rule,
     p: &Prepared<'_>,
@@ -714,26 +746,7 @@ fn count_options(
             (s, win, 1.0, Some(w))
         }
         Rule::LogOdds { cap, clip } => {
-            let mut w = Vec::with_capacity(firsts.len());
-            for (i, agent) in p.agents.iter().enumerate() {
-                let competence = match (p.weights_given(i), p.ballots[i].confidence) {
-                    (Some(c), _) | (None, Some(c)) => c,
-                    (None, None) => return Err(TallyError::NoCompetence((*agent).to_owned())),
-                };
-                if !(competence > 0.0 && competence < 1.0) {
-                    return Err(TallyError::BadCompetence {
-                        agent: (*agent).to_owned(),
-                        value: competence,
-                    });
-                }
-                w.push(weights::log_odds(competence, m, clip));
-            }
-            if w.iter().all(|&x| x == 0.0) {
-                // Nobody is better than chance: fall back to one agent, one vote.
-                w.iter_mut().for_each(|x| *x = 1.0);
-            }
-            weights::cap_shares(&mut w, cap);
-            weights::normalize(&mut w).map_err(|_| TallyError::ZeroTotalWeight)?;
+            let w = log_odds_weights(p, m, cap, clip)?;
             let s = categorical::weighted_counts(&firsts, &w, m);
             let win = categorical::argmax_all(&s);
             (s, win, 1.0, Some(w))

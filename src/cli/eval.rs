@@ -115,83 +115,7 @@ pub(super) fn run(a: &EvalArgs, store_dir: &Path) -> Result<(), CliError> {
     if a.json {
         print_json(&report)?;
     } else {
-        let mut text = report.banner().map(|b| b + "\n").unwrap_or_default();
-        let seeds = &report.suite.seeds;
-        text.push_str(&format!(
-            "{} · {} items{}{}{} · {}{:.1} s\n\n",
-            suite.name,
-            suite.items.len(),
-            if suite.scenarios.is_empty() {
-                String::new()
-            } else {
-                format!(" × {} scenarios", suite.scenarios.len())
-            },
-            if suite.sweeps.is_empty() {
-                String::new()
-            } else {
-                format!(" + {} sweep(s)", suite.sweeps.len())
-            },
-            if suite.generate.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " + {} generated",
-                    suite.generate.iter().map(|g| g.scenarios).sum::<usize>()
-                )
-            },
-            match (seeds.first(), seeds.last()) {
-                _ if suite.scenarios.is_empty() && suite.sweeps.is_empty() => String::new(),
-                (Some(f), Some(l)) if seeds.len() > 1 => {
-                    format!("seeds {f}–{l} ({}) · ", seeds.len())
-                }
-                (Some(f), _) => format!("seed {f} · "),
-                _ => String::new(),
-            },
-            elapsed.as_secs_f64()
-        ));
-        text.push_str(&report.summary_table());
-        text.push_str(&textwrap::fill(&report.verdict(), 100));
-        text.push_str("\n\n");
-        if let Some(r) = &report.recalibration {
-            match (&r.provenance, r.applied) {
-                (Some(p), true) => text.push_str(&format!(
-                    "trust recalibrated from {} graded items of seed {} (undo: conclave trust rollback {p})\n",
-                    r.items, report.suite.seed
-                )),
-                _ => text.push_str(&format!(
-                    "trust not changed: {}\n",
-                    r.skipped.as_deref().unwrap_or("dry run")
-                )),
-            }
-        }
-        if let Some(p) = &report.volatile.previous {
-            let deltas: Vec<String> = p
-                .scenarios
-                .iter()
-                .map(|s| {
-                    format!(
-                        "{} {:+.1} ({:+.1} decided)",
-                        s.name,
-                        100.0 * (s.accuracy_now - s.accuracy_before),
-                        100.0 * (s.coverage_now - s.coverage_before)
-                    )
-                })
-                .collect();
-            text.push_str(&textwrap::fill(
-                &format!(
-                    "against the previous run {}, points of accuracy over all items: {}",
-                    p.run_id,
-                    deltas.join(", ")
-                ),
-                100,
-            ));
-            text.push('\n');
-        }
-        text.push_str(&format!(
-            "report: {}/report.md (and report.json, items.jsonl, accuracy.svg, trust.svg, calibration.svg)\n",
-            dir.display()
-        ));
-        print_text(&text)?;
+        print_text(&summary_text(&suite, &report, &dir, elapsed))?;
     }
     if report.partial {
         return Err(CliError {
@@ -212,6 +136,93 @@ pub(super) fn run(a: &EvalArgs, store_dir: &Path) -> Result<(), CliError> {
         return Err(CliError::failed("some checks of the report fail"));
     }
     Ok(())
+}
+
+/// What a run prints: the banner, the summary table, the verdict, what happened to trust,
+/// the change against the previous run, and where the report is.
+fn summary_text(
+    suite: &Suite,
+    report: &conclave::eval::report::Report,
+    dir: &Path,
+    elapsed: std::time::Duration,
+) -> String {
+    let mut text = report.banner().map(|b| b + "\n").unwrap_or_default();
+    let seeds = &report.suite.seeds;
+    text.push_str(&format!(
+        "{} · {} items{}{}{} · {}{:.1} s\n\n",
+        suite.name,
+        suite.items.len(),
+        if suite.scenarios.is_empty() {
+            String::new()
+        } else {
+            format!(" × {} scenarios", suite.scenarios.len())
+        },
+        if suite.sweeps.is_empty() {
+            String::new()
+        } else {
+            format!(" + {} sweep(s)", suite.sweeps.len())
+        },
+        if suite.generate.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " + {} generated",
+                suite.generate.iter().map(|g| g.scenarios).sum::<usize>()
+            )
+        },
+        match (seeds.first(), seeds.last()) {
+            _ if suite.scenarios.is_empty() && suite.sweeps.is_empty() => String::new(),
+            (Some(f), Some(l)) if seeds.len() > 1 => {
+                format!("seeds {f}–{l} ({}) · ", seeds.len())
+            }
+            (Some(f), _) => format!("seed {f} · "),
+            _ => String::new(),
+        },
+        elapsed.as_secs_f64()
+    ));
+    text.push_str(&report.summary_table());
+    text.push_str(&textwrap::fill(&report.verdict(), 100));
+    text.push_str("\n\n");
+    if let Some(r) = &report.recalibration {
+        match (&r.provenance, r.applied) {
+            (Some(p), true) => text.push_str(&format!(
+                "trust recalibrated from {} graded items of seed {} (undo: conclave trust rollback {p})\n",
+                r.items, report.suite.seed
+            )),
+            _ => text.push_str(&format!(
+                "trust not changed: {}\n",
+                r.skipped.as_deref().unwrap_or("dry run")
+            )),
+        }
+    }
+    if let Some(p) = &report.volatile.previous {
+        let deltas: Vec<String> = p
+            .scenarios
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {:+.1} ({:+.1} decided)",
+                    s.name,
+                    100.0 * (s.accuracy_now - s.accuracy_before),
+                    100.0 * (s.coverage_now - s.coverage_before)
+                )
+            })
+            .collect();
+        text.push_str(&textwrap::fill(
+            &format!(
+                "against the previous run {}, points of accuracy over all items: {}",
+                p.run_id,
+                deltas.join(", ")
+            ),
+            100,
+        ));
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "report: {}/report.md (and report.json, items.jsonl, accuracy.svg, trust.svg, calibration.svg)\n",
+        dir.display()
+    ));
+    text
 }
 
 /// Sets `flag` on the first Ctrl-C; a second one ends the process.

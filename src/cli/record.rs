@@ -111,48 +111,8 @@ pub(super) fn run(a: &RecordArgs) -> Result<(), CliError> {
             });
             for sample in 0..a.samples {
                 for (spec, _, service) in &mut agents {
-                    let started = std::time::Instant::now();
-                    let call = service.ready().await;
-                    let reply = match call {
-                        Ok(s) => {
-                            tokio::time::timeout(
-                                std::time::Duration::from_millis(spec.timeout_ms.max(1)),
-                                s.call(AgentRequest {
-                                    decision: decision.clone(),
-                                }),
-                            )
-                            .await
-                        }
-                        Err(e) => Ok(Err(e)),
-                    };
-                    let latency_ms = started.elapsed().as_millis() as u64;
-                    let (ballot, tokens_in, tokens_out, raw) = match reply {
-                        Ok(Ok(r)) => (r.ballot, r.tokens_in, r.tokens_out, r.raw),
-                        Ok(Err(e)) => {
-                            let cause = e
-                                .downcast_ref::<Cause>()
-                                .cloned()
-                                .unwrap_or_else(|| Cause::new(CauseKind::Other, e.to_string()));
-                            (
-                                Ballot::abstain(spec.id.clone(), cause.abstention())
-                                    .with_cause(cause),
-                                0,
-                                0,
-                                None,
-                            )
-                        }
-                        Err(_) => (
-                            Ballot::abstain(spec.id.clone(), Abstention::Timeout).with_cause(
-                                Cause::new(
-                                    CauseKind::Timeout,
-                                    format!("no answer within {} ms", spec.timeout_ms),
-                                ),
-                            ),
-                            0,
-                            0,
-                            None,
-                        ),
-                    };
+                    let (ballot, tokens_in, tokens_out, raw, latency_ms) =
+                        ask_once(spec, service, &decision).await;
                     answers.push(Recorded {
                         agent: spec.id.clone(),
                         item: item.id.clone(),
@@ -173,11 +133,82 @@ pub(super) fn run(a: &RecordArgs) -> Result<(), CliError> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    // Accuracy over graded answers: failed calls are not graded, malformed replies are wrong.
+    let accuracy = accuracy_of(&suite, &answers);
+    let header = header(a, &suite, &agents, accuracy);
+    let recording = Recording::new(header, answers);
+    recording.write(&out).map_err(CliError::failed)?;
+    let failed = recording
+        .answers
+        .iter()
+        .filter(|x| x.ballot.is_abstention())
+        .count();
+    let mut text = format!(
+        "recorded {} answers ({} abstained) to {}\n",
+        recording.answers.len(),
+        failed,
+        out.display()
+    );
+    for (agent, acc) in &recording.header.accuracy {
+        text += &format!("  {agent}: accuracy {:.1}%\n", 100.0 * acc);
+    }
+    print_text(&text)
+}
+
+/// One answer of a real agent, within its timeout: the ballot (or the abstention with its
+/// cause), tokens in and out, the raw reply and the latency in ms.
+async fn ask_once(
+    spec: &conclave::policy::AgentSpec,
+    service: &mut AgentService,
+    decision: &std::sync::Arc<Decision>,
+) -> (Ballot, u32, u32, Option<String>, u64) {
+    let started = std::time::Instant::now();
+    let call = service.ready().await;
+    let reply = match call {
+        Ok(s) => {
+            tokio::time::timeout(
+                std::time::Duration::from_millis(spec.timeout_ms.max(1)),
+                s.call(AgentRequest {
+                    decision: decision.clone(),
+                }),
+            )
+            .await
+        }
+        Err(e) => Ok(Err(e)),
+    };
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let (ballot, tokens_in, tokens_out, raw) = match reply {
+        Ok(Ok(r)) => (r.ballot, r.tokens_in, r.tokens_out, r.raw),
+        Ok(Err(e)) => {
+            let cause = e
+                .downcast_ref::<Cause>()
+                .cloned()
+                .unwrap_or_else(|| Cause::new(CauseKind::Other, e.to_string()));
+            (
+                Ballot::abstain(spec.id.clone(), cause.abstention()).with_cause(cause),
+                0,
+                0,
+                None,
+            )
+        }
+        Err(_) => (
+            Ballot::abstain(spec.id.clone(), Abstention::Timeout).with_cause(Cause::new(
+                CauseKind::Timeout,
+                format!("no answer within {} ms", spec.timeout_ms),
+            )),
+            0,
+            0,
+            None,
+        ),
+    };
+    (ballot, tokens_in, tokens_out, raw, latency_ms)
+}
+
+/// Accuracy over graded answers: failed calls are not graded, malformed replies are wrong.
+fn accuracy_of(suite: &Suite, answers: &[Recorded]) -> BTreeMap<String, f64> {
     let truth: BTreeMap<&str, &conclave::eval::suite::Item> =
         suite.items.iter().map(|i| (i.id.as_str(), i)).collect();
     let mut graded: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for x in &answers {
+    for x in answers {
         if let Some(item) = truth.get(x.item.as_str())
             && let Some(right) = item.truth.grade(&x.ballot.answer, suite.tolerance)
         {
@@ -186,10 +217,19 @@ pub(super) fn run(a: &RecordArgs) -> Result<(), CliError> {
             e.1 += 1;
         }
     }
-    let accuracy: BTreeMap<String, f64> = graded
+    graded
         .iter()
         .map(|(a, (r, n))| (a.clone(), *r as f64 / (*n).max(1) as f64))
-        .collect();
+        .collect()
+}
+
+/// The recording's header: what was recorded, by which command, against which endpoints.
+fn header(
+    a: &RecordArgs,
+    suite: &Suite,
+    agents: &[(conclave::policy::AgentSpec, OpenAiAgent, AgentService)],
+    accuracy: BTreeMap<String, f64>,
+) -> Header {
     let recorded_agents: BTreeMap<String, RecordedAgent> = agents
         .iter()
         .map(|(spec, agent, _)| {
@@ -207,7 +247,7 @@ pub(super) fn run(a: &RecordArgs) -> Result<(), CliError> {
         .iter()
         .map(|(id, r)| format!("{id}: {} at {}", r.model, r.base_url))
         .collect();
-    let header = Header {
+    Header {
         recording: FORMAT,
         suite: suite.name.clone(),
         made_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
@@ -232,22 +272,5 @@ pub(super) fn run(a: &RecordArgs) -> Result<(), CliError> {
         items: suite.items.len(),
         agents: recorded_agents,
         accuracy,
-    };
-    let recording = Recording::new(header, answers);
-    recording.write(&out).map_err(CliError::failed)?;
-    let failed = recording
-        .answers
-        .iter()
-        .filter(|x| x.ballot.is_abstention())
-        .count();
-    let mut text = format!(
-        "recorded {} answers ({} abstained) to {}\n",
-        recording.answers.len(),
-        failed,
-        out.display()
-    );
-    for (agent, acc) in &recording.header.accuracy {
-        text += &format!("  {agent}: accuracy {:.1}%\n", 100.0 * acc);
     }
-    print_text(&text)
 }

@@ -1004,6 +1004,39 @@ fn show_dist(metric: Metric, d: &Dist) -> String {
     s
 }
 
+/// Why samples had no evidence: reasons that differ only in their numbers are one reason,
+/// with the numbers' range.
+fn shortage(samples: &[Sample], what: &str) -> String {
+    let runs = samples.len();
+    let mut whys: BTreeMap<String, (usize, f64, f64)> = BTreeMap::new();
+    for s in samples {
+        if let Some(w) = &s.short {
+            let (template, number) = numbers_out(w);
+            let e = whys
+                .entry(template)
+                .or_insert((0, f64::INFINITY, f64::NEG_INFINITY));
+            e.0 += 1;
+            if let Some(x) = number {
+                e.1 = e.1.min(x);
+                e.2 = e.2.max(x);
+            }
+        }
+    }
+    whys.iter()
+        .map(|(w, (n, lo, hi))| {
+            let range = if lo > hi {
+                String::new()
+            } else if lo == hi {
+                format!("{lo}")
+            } else {
+                format!("{lo}–{hi}")
+            };
+            format!("{} at {n} of {runs} {what}", w.replacen('#', &range, 1))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Judges `c` on one list of runs of one scenario (`samples`, one per run, plus the runs'
 /// scenario reports for pooling).
 fn judge_one(
@@ -1022,36 +1055,7 @@ fn judge_one(
         .filter(|s| c.op.holds(s.value, s.limit.unwrap_or(c.threshold)))
         .count();
     let values = Dist::of(&with.iter().map(|s| s.value).collect::<Vec<_>>());
-    let shortage = || {
-        // Reasons that differ only in their numbers are one reason, with the numbers' range.
-        let mut whys: BTreeMap<String, (usize, f64, f64)> = BTreeMap::new();
-        for s in samples {
-            if let Some(w) = &s.short {
-                let (template, number) = numbers_out(w);
-                let e = whys
-                    .entry(template)
-                    .or_insert((0, f64::INFINITY, f64::NEG_INFINITY));
-                e.0 += 1;
-                if let Some(x) = number {
-                    e.1 = e.1.min(x);
-                    e.2 = e.2.max(x);
-                }
-            }
-        }
-        whys.iter()
-            .map(|(w, (n, lo, hi))| {
-                let range = if lo > hi {
-                    String::new()
-                } else if lo == hi {
-                    format!("{lo}")
-                } else {
-                    format!("{lo}–{hi}")
-                };
-                format!("{} at {n} of {runs} {what}", w.replacen('#', &range, 1))
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
+    let shortage = || shortage(samples, what);
     let mut outcome;
     let statistic;
     let measured;

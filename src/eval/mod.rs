@@ -779,6 +779,126 @@ fn best_single(records: &[ItemRecord]) -> (Vec<bool>, Option<String>) {
     (per_item, best)
 }
 
+/// Each agent's rate of right answers per domain over the run (graded answers only; an
+/// adversary's from where its attack began), and the wrong and all graded answers.
+#[allow(clippy::type_complexity)]
+fn true_competence(run: &ItemsRun) -> (BTreeMap<(&str, &str), (usize, usize)>, usize, usize) {
+    let mut comp: BTreeMap<(&str, &str), (usize, usize)> = BTreeMap::new();
+    let mut wrong_answers = 0usize;
+    let mut all_answers = 0usize;
+    for x in &run.records {
+        for (a, graded) in &x.answers {
+            let Some(ok) = graded else { continue };
+            // An adversary's true competence is measured from where its attack began: what
+            // it is now, not an average of two regimes.
+            if let Some(c) = run.caught.get(a)
+                && x.rep == 0
+                && x.index < c.from
+            {
+                continue;
+            }
+            let e = comp.entry((a.as_str(), x.domain.as_str())).or_default();
+            e.0 += usize::from(*ok);
+            e.1 += 1;
+            wrong_answers += usize::from(!ok);
+            all_answers += 1;
+        }
+    }
+    (comp, wrong_answers, all_answers)
+}
+
+/// Learned trust against true competence, per agent and domain graded in the run.
+fn agent_trust(run: &ItemsRun, comp: &BTreeMap<(&str, &str), (usize, usize)>) -> Vec<AgentTrust> {
+    let params = crate::trust::TrustParams::default();
+    let mut trust = Vec::new();
+    for ((agent, domain), state) in &run.states {
+        let Some(&(k, m)) = comp.get(&(agent.as_str(), domain.as_str())) else {
+            continue;
+        };
+        trust.push(AgentTrust {
+            agent: agent.clone(),
+            domain: domain.clone(),
+            competence: k as f64 / m.max(1) as f64,
+            trust: state.trust(),
+            effective: match standing(&run.states, &params, agent, domain) {
+                Status::Quarantined | Status::Ejected => 0.0,
+                _ => state.trust(),
+            },
+            n: state.n,
+            status: standing(&run.states, &params, agent, domain),
+        });
+    }
+    trust
+}
+
+/// The attack an adversary was running, in words.
+fn attack_of(scenario: &suite::Scenario, agent: &str) -> String {
+    scenario
+        .attacks
+        .iter()
+        .find(|a| a.agents.iter().any(|x| x == agent) || matches!(&a.mode, suite::Mode::Sybil { of, .. } if agent.starts_with(&format!("{of}~"))))
+        .map_or_else(
+            || "defined adversarial in its agent file".to_owned(),
+            |a| match &a.mode {
+                suite::Mode::Behave { name, .. } => name.clone(),
+                suite::Mode::Sybil { of, .. } => format!("sybil clone of {of}"),
+                suite::Mode::Drift { to, over } => format!("drift to {to} over {over} items"),
+                suite::Mode::BlindSpot { .. } => "blind spot".to_owned(),
+                suite::Mode::Correlated { .. } => "correlated errors".to_owned(),
+                suite::Mode::Sycophancy { .. } => "sycophancy".to_owned(),
+            },
+        )
+}
+
+/// Windows of the run, four per repetition: accuracy, stress (the share of wrong answers)
+/// and antifragility (accuracy gained per unit of stress against the previous window).
+fn windows(r: &[ItemRecord]) -> Vec<Window> {
+    let per = (r.len() / 4).max(1);
+    let mut windows: Vec<Window> = Vec::new();
+    for (w, chunk) in r.chunks(per).enumerate() {
+        let acc =
+            chunk.iter().filter(|x| x.correct == Some(true)).count() as f64 / chunk.len() as f64;
+        let (bad, all) = chunk.iter().fold((0usize, 0usize), |(b, a), x| {
+            (
+                b + x
+                    .answers
+                    .iter()
+                    .filter(|(_, ok)| *ok == Some(false))
+                    .count(),
+                a + x.answers.iter().filter(|(_, ok)| ok.is_some()).count(),
+            )
+        });
+        let stress = bad as f64 / all.max(1) as f64;
+        let antifragility = windows
+            .last()
+            .filter(|_| stress > 0.0)
+            .map(|prev| (acc - prev.accuracy) / stress);
+        windows.push(Window {
+            from: w * per,
+            n: chunk.len(),
+            accuracy: acc,
+            stress,
+            antifragility,
+        });
+    }
+    windows
+}
+
+/// Per domain: the mean effective number of independent voters, and the clusters of agents
+/// whose errors coincide.
+#[allow(clippy::type_complexity)]
+fn independence_of(run: &ItemsRun) -> (BTreeMap<String, f64>, BTreeMap<String, Vec<Vec<String>>>) {
+    let params_ledger = crate::trust::ledger::LedgerParams::default();
+    let mut n_eff = BTreeMap::new();
+    let mut clusters = BTreeMap::new();
+    for (d, l) in &run.ledgers {
+        let ind = l.independence(&params_ledger);
+        n_eff.insert(d.clone(), ind.n_eff_mean);
+        clusters.insert(d.clone(), ind.clusters);
+    }
+    (n_eff, clusters)
+}
+
 fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport {
     let r = &run.records;
     let n = r.len();
@@ -813,46 +933,8 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
     let pairs: Vec<(f64, bool)> = r.iter().filter_map(ItemRecord::calibration_pair).collect();
 
     // True competence per agent over the run (graded answers only), against learned trust.
-    let mut comp: BTreeMap<(&str, &str), (usize, usize)> = BTreeMap::new();
-    let mut wrong_answers = 0usize;
-    let mut all_answers = 0usize;
-    for x in r {
-        for (a, graded) in &x.answers {
-            let Some(ok) = graded else { continue };
-            // An adversary's true competence is measured from where its attack began: what
-            // it is now, not an average of two regimes.
-            if let Some(c) = run.caught.get(a)
-                && x.rep == 0
-                && x.index < c.from
-            {
-                continue;
-            }
-            let e = comp.entry((a.as_str(), x.domain.as_str())).or_default();
-            e.0 += usize::from(*ok);
-            e.1 += 1;
-            wrong_answers += usize::from(!ok);
-            all_answers += 1;
-        }
-    }
-    let params = crate::trust::TrustParams::default();
-    let mut trust = Vec::new();
-    for ((agent, domain), state) in &run.states {
-        let Some(&(k, m)) = comp.get(&(agent.as_str(), domain.as_str())) else {
-            continue;
-        };
-        trust.push(AgentTrust {
-            agent: agent.clone(),
-            domain: domain.clone(),
-            competence: k as f64 / m.max(1) as f64,
-            trust: state.trust(),
-            effective: match standing(&run.states, &params, agent, domain) {
-                Status::Quarantined | Status::Ejected => 0.0,
-                _ => state.trust(),
-            },
-            n: state.n,
-            status: standing(&run.states, &params, agent, domain),
-        });
-    }
+    let (comp, wrong_answers, all_answers) = true_competence(&run);
+    let trust = agent_trust(&run, &comp);
     // Agents never graded have learned nothing (a dead agent is never heard): they are listed
     // but left out of the correlation.
     let learned: Vec<&AgentTrust> = trust.iter().filter(|t| t.n > 0).collect();
@@ -874,23 +956,7 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
             metrics::rmse(&pairs)
         })
         .collect();
-    let attack_of = |agent: &str| -> String {
-        scenario
-            .attacks
-            .iter()
-            .find(|a| a.agents.iter().any(|x| x == agent) || matches!(&a.mode, suite::Mode::Sybil { of, .. } if agent.starts_with(&format!("{of}~"))))
-            .map_or_else(
-                || "defined adversarial in its agent file".to_owned(),
-                |a| match &a.mode {
-                    suite::Mode::Behave { name, .. } => name.clone(),
-                    suite::Mode::Sybil { of, .. } => format!("sybil clone of {of}"),
-                    suite::Mode::Drift { to, over } => format!("drift to {to} over {over} items"),
-                    suite::Mode::BlindSpot { .. } => "blind spot".to_owned(),
-                    suite::Mode::Correlated { .. } => "correlated errors".to_owned(),
-                    suite::Mode::Sycophancy { .. } => "sycophancy".to_owned(),
-                },
-            )
-    };
+    let attack_of = |agent: &str| attack_of(scenario, agent);
     let adversaries = run
         .caught
         .iter()
@@ -901,43 +967,8 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
             caught: c.clone(),
         })
         .collect();
-    let params_ledger = crate::trust::ledger::LedgerParams::default();
-    let mut n_eff = BTreeMap::new();
-    let mut clusters = BTreeMap::new();
-    for (d, l) in &run.ledgers {
-        let ind = l.independence(&params_ledger);
-        n_eff.insert(d.clone(), ind.n_eff_mean);
-        clusters.insert(d.clone(), ind.clusters);
-    }
-    // Windows: four per repetition.
-    let per = (n / 4).max(1);
-    let mut windows: Vec<Window> = Vec::new();
-    for (w, chunk) in r.chunks(per).enumerate() {
-        let acc =
-            chunk.iter().filter(|x| x.correct == Some(true)).count() as f64 / chunk.len() as f64;
-        let (bad, all) = chunk.iter().fold((0usize, 0usize), |(b, a), x| {
-            (
-                b + x
-                    .answers
-                    .iter()
-                    .filter(|(_, ok)| *ok == Some(false))
-                    .count(),
-                a + x.answers.iter().filter(|(_, ok)| ok.is_some()).count(),
-            )
-        });
-        let stress = bad as f64 / all.max(1) as f64;
-        let antifragility = windows
-            .last()
-            .filter(|_| stress > 0.0)
-            .map(|prev| (acc - prev.accuracy) / stress);
-        windows.push(Window {
-            from: w * per,
-            n: chunk.len(),
-            accuracy: acc,
-            stress,
-            antifragility,
-        });
-    }
+    let (n_eff, clusters) = independence_of(&run);
+    let windows = windows(r);
     let latencies: Vec<u64> = r.iter().map(|x| x.latency_ms).collect();
     let nf = n.max(1) as f64;
     let calls: f64 = r.iter().map(|x| x.calls as f64).sum::<f64>() / nf;

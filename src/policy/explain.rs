@@ -73,25 +73,8 @@ fn ms(x: u64) -> String {
     }
 }
 
-pub(super) fn explain(p: &Policy, agents: &BTreeMap<String, AgentSpec>) -> String {
-    let mut s = String::new();
-    let kinds: Vec<String> = p.kinds.iter().map(|k| k.as_str().to_owned()).collect();
-    let _ = writeln!(s, "Policy \"{}\" ({})", p.id, p.source.display());
-    let _ = writeln!(s, "{}", p.description.trim());
-    let _ = writeln!(s);
-    let _ = writeln!(
-        s,
-        "It governs {} decisions in {} {}. Any other decision is refused: there is no default policy.",
-        list(&kinds),
-        if p.domains.len() == 1 {
-            "the domain"
-        } else {
-            "the domains"
-        },
-        list(&p.domains)
-    );
-
-    // Who votes.
+/// Who votes: the pool, its limits, admission and whether agents are simulated.
+fn who(p: &Policy, agents: &BTreeMap<String, AgentSpec>) -> String {
     let mut who = if p.pool_max as usize == p.pool.len() {
         format!("Who votes: the {} agents {}.", p.pool.len(), list(&p.pool))
     } else {
@@ -143,9 +126,11 @@ pub(super) fn explain(p: &Policy, agents: &BTreeMap<String, AgentSpec>) -> Strin
     } else if scripted > 0 {
         let _ = write!(who, " {scripted} of them are simulated (scripted) agents.");
     }
-    let _ = writeln!(s, "{who}");
+    who
+}
 
-    // How.
+/// How the ballots are combined, weighted, and when a robust rule takes over.
+fn how(p: &Policy) -> String {
     let mut how = format!("How: the ballots are combined by {}", rule_words(&p.rule));
     if matches!(p.rule, crate::aggregate::Rule::LogOdds { .. }) {
         how.push_str(
@@ -196,9 +181,11 @@ pub(super) fn explain(p: &Policy, agents: &BTreeMap<String, AgentSpec>) -> Strin
         }
         how.push('.');
     }
-    let _ = writeln!(s, "{how}");
+    how
+}
 
-    // Quorum and early stop.
+/// What a decision needs, and when asking stops early.
+fn quorum(p: &Policy) -> String {
     let mut quorum = format!("Quorum: at least {} ballots", p.quorum_ballots);
     if p.quorum_weight_share > 0.0 {
         let _ = write!(
@@ -225,9 +212,11 @@ pub(super) fn explain(p: &Policy, agents: &BTreeMap<String, AgentSpec>) -> Strin
         }
         None => quorum.push_str(" Every selected agent is asked (no early stopping)."),
     }
-    let _ = writeln!(s, "{quorum}");
+    quorum
+}
 
-    // Escalation.
+/// When a decision goes to the arbiter, to a human, or is refused.
+fn escalation(p: &Policy) -> String {
     let t = &p.thresholds;
     let mut esc = format!(
         "Escalation: a verdict is accepted when its confidence (the probability that it is right, from the ballots and the voters' measured competence) reaches {}; below that, more agents are asked while the pool and the budget allow.",
@@ -284,6 +273,41 @@ pub(super) fn explain(p: &Policy, agents: &BTreeMap<String, AgentSpec>) -> Strin
             " Decisions also escalate while graded verdicts in the domain have been wrong far more often than their confidence said (verdict monitor at or above {limit})."
         );
     }
+    esc
+}
+
+pub(super) fn explain(p: &Policy, agents: &BTreeMap<String, AgentSpec>) -> String {
+    let mut s = String::new();
+    let kinds: Vec<String> = p.kinds.iter().map(|k| k.as_str().to_owned()).collect();
+    let _ = writeln!(s, "Policy \"{}\" ({})", p.id, p.source.display());
+    let _ = writeln!(s, "{}", p.description.trim());
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "It governs {} decisions in {} {}. Any other decision is refused: there is no default policy.",
+        list(&kinds),
+        if p.domains.len() == 1 {
+            "the domain"
+        } else {
+            "the domains"
+        },
+        list(&p.domains)
+    );
+
+    // Who votes.
+    let who = who(p, agents);
+    let _ = writeln!(s, "{who}");
+
+    // How.
+    let how = how(p);
+    let _ = writeln!(s, "{how}");
+
+    // Quorum and early stop.
+    let quorum = quorum(p);
+    let _ = writeln!(s, "{quorum}");
+
+    // Escalation.
+    let esc = escalation(p);
     let _ = writeln!(s, "{esc}");
 
     // Cost.

@@ -793,219 +793,246 @@ fn load_agents(
         }
     };
     for a in raw.agents {
-        let id = a.id.get_ref().trim().to_owned();
-        let d = |span: Range<usize>, msg: String| {
-            PolicyDiagnostic::new("agent::invalid", file, Some(span), msg)
-        };
-        if id.is_empty() {
-            diags.push(d(a.id.span(), "agent id is empty".into()));
-            continue;
+        if let Some(spec) = load_agent(file, a, sites, diags) {
+            agents.insert(spec.id.clone(), spec);
         }
-        if let Some((path, line)) = sites.get(&id) {
-            diags.push(
-                d(a.id.span(), format!("agent \"{id}\" is defined twice")).with_help(format!(
-                    "first defined in {} at line {line}",
-                    path.display()
-                )),
-            );
-            continue;
-        }
-        let before = diags.len();
-        if let Some(t) = &a.temperature
-            && !(0.0..=2.0).contains(t.get_ref())
+    }
+}
+
+/// One agent definition checked; `None` with its diagnostics pushed.
+fn load_agent(
+    file: &SourceFile,
+    a: raw::RawAgent,
+    sites: &mut BTreeMap<String, (PathBuf, usize)>,
+    diags: &mut Vec<PolicyDiagnostic>,
+) -> Option<AgentSpec> {
+    let id = a.id.get_ref().trim().to_owned();
+    let d = |span: Range<usize>, msg: String| {
+        PolicyDiagnostic::new("agent::invalid", file, Some(span), msg)
+    };
+    if id.is_empty() {
+        diags.push(d(a.id.span(), "agent id is empty".into()));
+        return None;
+    }
+    if let Some((path, line)) = sites.get(&id) {
+        diags.push(
+            d(a.id.span(), format!("agent \"{id}\" is defined twice")).with_help(format!(
+                "first defined in {} at line {line}",
+                path.display()
+            )),
+        );
+        return None;
+    }
+    let before = diags.len();
+    if let Some(t) = &a.temperature
+        && !(0.0..=2.0).contains(t.get_ref())
+    {
+        diags.push(d(
+            t.span(),
+            format!("temperature {} is outside 0–2", t.get_ref()),
+        ));
+    }
+    if let Some(env) = &a.api_key_env {
+        let name = env.get_ref();
+        if name.starts_with("sk-")
+            || name.len() > 64
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
-            diags.push(d(
-                t.span(),
-                format!("temperature {} is outside 0–2", t.get_ref()),
+            diags.push(
+                PolicyDiagnostic::new("agent::api-key", file, Some(env.span()), "api_key_env must name an environment variable, not hold a key")
+                    .with_help("write the variable's name, e.g. api_key_env = \"OPENAI_API_KEY\", and keep the key in the environment (the value is not shown here, in case it is a key)")
+                    .redacted(),
+            );
+        }
+    }
+    let scripted = simulation_of(file, &a, &id, diags);
+    if a.rate_per_minute == Some(0) {
+        diags.push(d(
+            a.id.span(),
+            format!(
+                "agent \"{id}\": rate_per_minute must be at least 1 (leave it out for no limit)"
+            ),
+        ));
+    }
+    if a.max_response_bytes.is_some_and(|b| b < 1024) {
+        diags.push(d(
+            a.id.span(),
+            format!("agent \"{id}\": max_response_bytes must be at least 1024"),
+        ));
+    }
+    if let Some(p) = a.price
+        && !(p.input_per_1k >= 0.0 && p.output_per_1k >= 0.0)
+    {
+        diags.push(d(
+            a.id.span(),
+            format!("agent \"{id}\": prices must be ≥ 0"),
+        ));
+    }
+    if diags.len() > before {
+        return None;
+    }
+    let (line, _) = line_col(&file.text, a.id.span().start);
+    sites.insert(id.clone(), (file.path.clone(), line));
+    let replay = a.recording.as_ref().map(|r| ReplaySpec {
+        recording: file
+            .path
+            .parent()
+            .map_or_else(|| PathBuf::from(r), |dir| dir.join(r)),
+        of: a.of.clone().unwrap_or_else(|| id.clone()),
+    });
+    // A replay agent's recording must hold it; its recorded accuracy and latency are the
+    // agent's competence and latency.
+    let mut scripted = scripted;
+    if let (Some(r), Some(s)) = (&replay, scripted.as_mut())
+        && let Err(e) = replay_measures(r, &id, s)
+    {
+        diags.push(d(a.id.span(), e));
+        return None;
+    }
+    Some(AgentSpec {
+        id,
+        kind: a.kind,
+        model: a.model,
+        base_url: a.base_url.map(Spanned::into_inner),
+        api_key_env: a.api_key_env.map(Spanned::into_inner),
+        system_prompt: a.system_prompt,
+        temperature: a.temperature.map_or(0.0, Spanned::into_inner),
+        domains: a.domains,
+        tags: a.tags,
+        family: a.family,
+        price_in_per_1k: a.price.map_or(0.0, |p| p.input_per_1k),
+        price_out_per_1k: a.price.map_or(0.0, |p| p.output_per_1k),
+        max_tokens: a.max_tokens.unwrap_or(512),
+        timeout_ms: a.timeout_ms.unwrap_or(30_000),
+        max_concurrency: a.max_concurrency.unwrap_or(4),
+        rate_per_minute: a.rate_per_minute,
+        replay,
+        structured_output: a.structured_output.unwrap_or_default(),
+        max_response_bytes: a.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+        embedding_model: a.embedding_model,
+        scripted,
+        source: file.path.clone(),
+    })
+}
+
+/// An agent's simulation settings: a scripted agent's own, a replay agent's placeholder
+/// (filled from its recording); none for an endpoint agent. Problems are diagnosed.
+fn simulation_of(
+    file: &SourceFile,
+    a: &raw::RawAgent,
+    id: &str,
+    diags: &mut Vec<PolicyDiagnostic>,
+) -> Option<ScriptedSpec> {
+    let d = |span: Range<usize>, msg: String| {
+        PolicyDiagnostic::new("agent::invalid", file, Some(span), msg)
+    };
+    match (a.kind, &a.scripted) {
+        (AgentKind::Scripted, None) => {
+            diags.push(d(a.id.span(), format!("scripted agent \"{id}\" needs a [agent.scripted] table")).with_help(
+                "give at least its competence, e.g. scripted = { competence = { default = 0.8 } }",
             ));
+            None
         }
-        if let Some(env) = &a.api_key_env {
-            let name = env.get_ref();
-            if name.starts_with("sk-")
-                || name.len() > 64
-                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
-                diags.push(
-                    PolicyDiagnostic::new("agent::api-key", file, Some(env.span()), "api_key_env must name an environment variable, not hold a key")
-                        .with_help("write the variable's name, e.g. api_key_env = \"OPENAI_API_KEY\", and keep the key in the environment (the value is not shown here, in case it is a key)")
-                        .redacted(),
-                );
-            }
+        (AgentKind::Openai, Some(s)) => {
+            diags.push(d(
+                s.span(),
+                "an openai agent takes no [agent.scripted] table".into(),
+            ));
+            None
         }
-        let scripted = match (a.kind, &a.scripted) {
-            (AgentKind::Scripted, None) => {
-                diags.push(d(a.id.span(), format!("scripted agent \"{id}\" needs a [agent.scripted] table")).with_help(
-                    "give at least its competence, e.g. scripted = { competence = { default = 0.8 } }",
+        (AgentKind::Openai, None) => {
+            if a.model.is_none() {
+                diags.push(d(
+                    a.id.span(),
+                    format!("openai agent \"{id}\" needs a model"),
                 ));
-                None
             }
-            (AgentKind::Openai, Some(s)) => {
+            // A server of one's own (llama.cpp, Ollama, vLLM) may need no key; OpenAI's does.
+            if a.api_key_env.is_none() && a.base_url.is_none() {
+                diags.push(d(a.id.span(), format!("openai agent \"{id}\" needs api_key_env")).with_help(
+                    "name the environment variable that holds its key, e.g. api_key_env = \"OPENAI_API_KEY\" (an agent with its own base_url may go without one)",
+                ));
+            }
+            if let Some(url) = &a.base_url
+                && !(url.get_ref().starts_with("http://") || url.get_ref().starts_with("https://"))
+            {
+                diags.push(d(
+                    url.span(),
+                    "base_url must start with http:// or https://".into(),
+                ));
+            }
+            None
+        }
+        (AgentKind::Replay, scripted) => {
+            if let Some(s) = scripted {
                 diags.push(d(
                     s.span(),
-                    "an openai agent takes no [agent.scripted] table".into(),
+                    "a replay agent takes no [agent.scripted] table: its answers, accuracy and latency come from the recording".into(),
                 ));
-                None
             }
-            (AgentKind::Openai, None) => {
-                if a.model.is_none() {
-                    diags.push(d(
-                        a.id.span(),
-                        format!("openai agent \"{id}\" needs a model"),
-                    ));
-                }
-                // A server of one's own (llama.cpp, Ollama, vLLM) may need no key; OpenAI's does.
-                if a.api_key_env.is_none() && a.base_url.is_none() {
-                    diags.push(d(a.id.span(), format!("openai agent \"{id}\" needs api_key_env")).with_help(
-                        "name the environment variable that holds its key, e.g. api_key_env = \"OPENAI_API_KEY\" (an agent with its own base_url may go without one)",
-                    ));
-                }
-                if let Some(url) = &a.base_url
-                    && !(url.get_ref().starts_with("http://")
-                        || url.get_ref().starts_with("https://"))
-                {
-                    diags.push(d(
-                        url.span(),
-                        "base_url must start with http:// or https://".into(),
-                    ));
-                }
-                None
+            if a.recording.is_none() {
+                diags.push(d(a.id.span(), format!("replay agent \"{id}\" needs a recording")).with_help(
+                    "name the file `conclave record` wrote, relative to this agent file, e.g. recording = \"../evals/recordings/local.jsonl\"",
+                ));
             }
-            (AgentKind::Replay, scripted) => {
-                if let Some(s) = scripted {
+            // Competence and latency are the recording's (read below).
+            Some(ScriptedSpec {
+                competence: [("default".to_owned(), 0.5)].into(),
+                confidence: Confidence::Calibrated,
+                latency: Latency::default(),
+                behaviour: Behaviour::Honest,
+            })
+        }
+        (AgentKind::Scripted, Some(s)) => {
+            let s = s.get_ref();
+            let mut competence = BTreeMap::new();
+            for (domain, p) in &s.competence {
+                if !(0.0..=1.0).contains(p.get_ref()) {
                     diags.push(d(
-                        s.span(),
-                        "a replay agent takes no [agent.scripted] table: its answers, accuracy and latency come from the recording".into(),
+                        p.span(),
+                        format!("competence {} in {domain} is outside 0–1", p.get_ref()),
                     ));
                 }
-                if a.recording.is_none() {
-                    diags.push(d(a.id.span(), format!("replay agent \"{id}\" needs a recording")).with_help(
-                        "name the file `conclave record` wrote, relative to this agent file, e.g. recording = \"../evals/recordings/local.jsonl\"",
-                    ));
-                }
-                // Competence and latency are the recording's (read below).
-                Some(ScriptedSpec {
-                    competence: [("default".to_owned(), 0.5)].into(),
-                    confidence: Confidence::Calibrated,
-                    latency: Latency::default(),
-                    behaviour: Behaviour::Honest,
-                })
+                competence.insert(domain.clone(), *p.get_ref());
             }
-            (AgentKind::Scripted, Some(s)) => {
-                let s = s.get_ref();
-                let mut competence = BTreeMap::new();
-                for (domain, p) in &s.competence {
-                    if !(0.0..=1.0).contains(p.get_ref()) {
-                        diags.push(d(
-                            p.span(),
-                            format!("competence {} in {domain} is outside 0–1", p.get_ref()),
-                        ));
-                    }
-                    competence.insert(domain.clone(), *p.get_ref());
-                }
-                if s.latency.p99_ms < s.latency.median_ms {
-                    diags.push(d(
-                        a.id.span(),
-                        format!("agent \"{id}\": latency p99_ms is below median_ms"),
-                    ));
-                }
-                Some(ScriptedSpec {
-                    competence,
-                    confidence: s.confidence.clone(),
-                    latency: s.latency,
-                    behaviour: s.behaviour.clone(),
-                })
+            if s.latency.p99_ms < s.latency.median_ms {
+                diags.push(d(
+                    a.id.span(),
+                    format!("agent \"{id}\": latency p99_ms is below median_ms"),
+                ));
             }
-        };
-        if a.rate_per_minute == Some(0) {
-            diags.push(d(
-                a.id.span(),
-                format!(
-                    "agent \"{id}\": rate_per_minute must be at least 1 (leave it out for no limit)"
-                ),
-            ));
+            Some(ScriptedSpec {
+                competence,
+                confidence: s.confidence.clone(),
+                latency: s.latency,
+                behaviour: s.behaviour.clone(),
+            })
         }
-        if a.max_response_bytes.is_some_and(|b| b < 1024) {
-            diags.push(d(
-                a.id.span(),
-                format!("agent \"{id}\": max_response_bytes must be at least 1024"),
-            ));
+    }
+}
+
+/// A replay agent's competence and latency, from its recording; why it cannot be replayed.
+fn replay_measures(r: &ReplaySpec, id: &str, s: &mut ScriptedSpec) -> Result<(), String> {
+    match crate::agent::replay::load(&r.recording) {
+        Err(e) => Err(format!("agent \"{id}\": {e}")),
+        Ok(rec) if !rec.answers.iter().any(|x| x.agent == r.of) => Err(format!(
+            "agent \"{id}\": the recording {} holds no answers of \"{}\" (it holds: {})",
+            r.recording.display(),
+            r.of,
+            rec.header
+                .agents
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Ok(rec) => {
+            let (median_ms, p99_ms) = rec.latency(&r.of);
+            let accuracy = rec.header.accuracy.get(&r.of).copied().unwrap_or(0.5);
+            s.competence = [("default".to_owned(), accuracy)].into();
+            s.latency = Latency { median_ms, p99_ms };
+            Ok(())
         }
-        if let Some(p) = a.price
-            && !(p.input_per_1k >= 0.0 && p.output_per_1k >= 0.0)
-        {
-            diags.push(d(
-                a.id.span(),
-                format!("agent \"{id}\": prices must be ≥ 0"),
-            ));
-        }
-        if diags.len() > before {
-            continue;
-        }
-        let (line, _) = line_col(&file.text, a.id.span().start);
-        sites.insert(id.clone(), (file.path.clone(), line));
-        let replay = a.recording.as_ref().map(|r| ReplaySpec {
-            recording: file
-                .path
-                .parent()
-                .map_or_else(|| PathBuf::from(r), |dir| dir.join(r)),
-            of: a.of.clone().unwrap_or_else(|| id.clone()),
-        });
-        // A replay agent's recording must hold it; its recorded accuracy and latency are the
-        // agent's competence and latency.
-        let mut scripted = scripted;
-        if let (Some(r), Some(s)) = (&replay, scripted.as_mut()) {
-            match crate::agent::replay::load(&r.recording) {
-                Err(e) => {
-                    diags.push(d(a.id.span(), format!("agent \"{id}\": {e}")));
-                    continue;
-                }
-                Ok(rec) if !rec.answers.iter().any(|x| x.agent == r.of) => {
-                    diags.push(d(
-                        a.id.span(),
-                        format!(
-                            "agent \"{id}\": the recording {} holds no answers of \"{}\" (it holds: {})",
-                            r.recording.display(),
-                            r.of,
-                            rec.header.agents.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    ));
-                    continue;
-                }
-                Ok(rec) => {
-                    let (median_ms, p99_ms) = rec.latency(&r.of);
-                    let accuracy = rec.header.accuracy.get(&r.of).copied().unwrap_or(0.5);
-                    s.competence = [("default".to_owned(), accuracy)].into();
-                    s.latency = Latency { median_ms, p99_ms };
-                }
-            }
-        }
-        agents.insert(
-            id.clone(),
-            AgentSpec {
-                id,
-                kind: a.kind,
-                model: a.model,
-                base_url: a.base_url.map(Spanned::into_inner),
-                api_key_env: a.api_key_env.map(Spanned::into_inner),
-                system_prompt: a.system_prompt,
-                temperature: a.temperature.map_or(0.0, Spanned::into_inner),
-                domains: a.domains,
-                tags: a.tags,
-                family: a.family,
-                price_in_per_1k: a.price.map_or(0.0, |p| p.input_per_1k),
-                price_out_per_1k: a.price.map_or(0.0, |p| p.output_per_1k),
-                max_tokens: a.max_tokens.unwrap_or(512),
-                timeout_ms: a.timeout_ms.unwrap_or(30_000),
-                max_concurrency: a.max_concurrency.unwrap_or(4),
-                rate_per_minute: a.rate_per_minute,
-                replay,
-                structured_output: a.structured_output.unwrap_or_default(),
-                max_response_bytes: a.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
-                embedding_model: a.embedding_model,
-                scripted,
-                source: file.path.clone(),
-            },
-        );
     }
 }
 
