@@ -227,3 +227,57 @@ async fn a_recalibration_reaches_a_running_governor_through_the_trust_channel() 
         assert!(v.ballots.iter().all(|c| c.ballot.agent != "a"));
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_outcome_is_recorded_once_through_the_library_even_after_a_crash() {
+    use conclave::audit::{Entry, OutcomeError, OutcomeRecord, record_outcome};
+    use conclave::{AuditLog, MemoryAuditLog};
+
+    let c = catalog(&[POLICY]);
+    let policy = c.policy("desk").expect("policy").clone();
+    let log = Arc::new(MemoryAuditLog::default());
+    let trust = MemoryTrustStore::new(TrustParams::default()).expect("store");
+    let g = Governor::builder(policy)
+        .agents_from(&c)
+        .expect("agents")
+        .audit(log.clone())
+        .build()
+        .expect("governor");
+    for i in 0..2 {
+        g.decide(decision(i, "trading")).await.expect("verdict");
+    }
+    // Decision d0: recorded, and trust learns once.
+    let r = record_outcome(&*log, &trust, "d0", "buy", "ground-truth", 0.0).expect("recorded");
+    assert_eq!(r.provenance, format!("decision:{}", r.decision.seq));
+    assert!(!r.graded.is_empty());
+    assert!(matches!(
+        record_outcome(&*log, &trust, "d0", "buy", "ground-truth", 0.0),
+        Err(OutcomeError::AlreadyGraded { .. })
+    ));
+    // Decision d1: the outcome reached the chain, the process died before trust learned.
+    let d1 = log.find("d1").expect("d1");
+    log.append(&Entry::Outcome(OutcomeRecord {
+        decision: d1.seq,
+        correct: "hold".into(),
+        source: "ground-truth".into(),
+        graded: Vec::new(),
+        at: 0,
+    }))
+    .expect("appended");
+    let before = log.records().expect("records").len();
+    // A retry with another answer is refused; with the same one it completes, appending nothing.
+    assert!(matches!(
+        record_outcome(&*log, &trust, "d1", "sell", "ground-truth", 0.0),
+        Err(OutcomeError::Final { .. })
+    ));
+    let r = record_outcome(&*log, &trust, "d1", "hold", "ground-truth", 0.0).expect("completed");
+    assert_eq!(log.records().expect("records").len(), before);
+    assert!(r.applied.version > 0);
+    // Not an option of the decision.
+    let d = decision(9, "trading");
+    g.decide(d).await.expect("verdict");
+    assert!(matches!(
+        record_outcome(&*log, &trust, "d9", "maybe", "ground-truth", 0.0),
+        Err(OutcomeError::Grade { .. })
+    ));
+}

@@ -19,8 +19,11 @@ use crate::store::StoreError;
 
 #[cfg(feature = "sled")]
 mod on_disk;
+mod outcome;
+
 #[cfg(feature = "sled")]
 pub use on_disk::SledAuditLog;
+pub use outcome::{OutcomeError, OutcomeReceipt, record_outcome};
 
 /// A SHA-256 hash.
 pub type Hash = [u8; 32];

@@ -5,12 +5,10 @@ use std::path::Path;
 use clap::{Args, Subcommand};
 
 use super::{CliError, ballot_text, date, print_json, print_text, table};
-use conclave::audit::{
-    AuditLog, AuditRecord, Entry, OutcomeRecord, SledAuditLog, grade, hex, replay,
-};
+use conclave::audit::{AuditLog, AuditRecord, Entry, SledAuditLog, hex, replay};
 use conclave::store::Store;
 use conclave::trust::TrustParams;
-use conclave::trust::store::{Change, SledTrustStore, TrustBatch, TrustStore};
+use conclave::trust::store::SledTrustStore;
 
 /// `conclave audit` subcommands.
 #[derive(Debug, Subcommand)]
@@ -382,74 +380,17 @@ fn outcome(dir: &Path, a: &OutcomeArgs) -> Result<(), CliError> {
         }
     };
     let log = SledAuditLog::new(&store).map_err(CliError::input)?;
-    let record = log.find(&a.id).map_err(CliError::input)?;
-    let Entry::Decision(d) = &record.entry else {
-        return Err(CliError::input(format!(
-            "audit record {} is not a decision",
-            record.seq
-        )));
-    };
-    let graded = grade(d, &a.correct, a.tolerance)
-        .map_err(|e| CliError::input(format!("record {}: {e}", record.seq)))?;
-    let pool = conclave::audit::grade_pool(d, &a.correct, a.tolerance)
-        .map_err(|e| CliError::input(format!("record {}: {e}", record.seq)))?;
     let trust = SledTrustStore::new(&store, TrustParams::default()).map_err(CliError::input)?;
-    let provenance = format!("decision:{}", record.seq);
-    if trust
-        .batches()
-        .map_err(CliError::input)?
-        .iter()
-        .any(|b| b.provenance == provenance)
-    {
-        return Err(CliError::input(format!(
-            "record {} was already graded (batch {provenance})",
-            record.seq
-        )));
-    }
-    // An outcome is final and recorded once. The outcome is appended to the chain first, then
-    // trust is updated under the decision's provenance: a retry after a crash between the two
-    // finds the outcome record and only completes the trust update (with the same answer; a
-    // different one is refused rather than recorded beside it).
-    let earlier = log
-        .records()
-        .map_err(CliError::input)?
-        .into_iter()
-        .find(|r| matches!(&r.entry, Entry::Outcome(o) if o.decision == record.seq));
-    let appended = match earlier {
-        Some(r) => {
-            let Entry::Outcome(o) = &r.entry else {
-                return Err(CliError::failed("an outcome record changed kind"));
-            };
-            if o.correct.trim() != a.correct.trim() {
-                return Err(CliError::input(format!(
-                    "record {} already has the outcome \"{}\" (record {}); an outcome is final",
-                    record.seq, o.correct, r.seq
-                )));
-            }
-            r
-        }
-        None => log
-            .append(&Entry::Outcome(OutcomeRecord {
-                decision: record.seq,
-                correct: a.correct.clone(),
-                source: a.source.clone(),
-                graded: graded.clone(),
-                at: conclave::audit::now(),
-            }))
-            .map_err(CliError::input)?,
-    };
-    let applied = trust
-        .apply(&TrustBatch {
-            provenance: provenance.clone(),
-            changes: vec![Change::Graded {
-                domain: d.domain.clone(),
-                item: d.id.clone(),
-                outcomes: graded.clone(),
-                verdict: pool.verdict,
-                agreement: pool.agreement,
-            }],
-        })
-        .map_err(CliError::input)?;
+    let receipt =
+        conclave::audit::record_outcome(&log, &trust, &a.id, &a.correct, &a.source, a.tolerance)
+            .map_err(CliError::input)?;
+    let (record, appended, graded, provenance, applied) = (
+        &receipt.decision,
+        &receipt.outcome,
+        &receipt.graded,
+        &receipt.provenance,
+        &receipt.applied,
+    );
     if a.json {
         return print_json(&serde_json::json!({
             "decision": record.seq, "outcome_record": appended.seq, "provenance": provenance,

@@ -43,10 +43,43 @@ use report::{Recalibration, TrustMove};
 pub use run::{AgentLatency, CallHealth, FailureCount, FalseAlarm, ItemRecord};
 use run::{ItemsRun, Pool};
 
-/// A run that could not start.
+/// A run that could not start or finish.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct EvalError(pub String);
+#[non_exhaustive]
+pub enum EvalError {
+    /// A scenario's pool could not be assembled (an agent that cannot be built or simulated).
+    #[error("scenario \"{scenario}\": {reason}")]
+    Pool {
+        /// The scenario.
+        scenario: String,
+        /// Why.
+        reason: String,
+    },
+    /// A generated scenario could not be made.
+    #[error("generator \"{generator}\", scenario {k}: {reason}")]
+    Generate {
+        /// The generator.
+        generator: String,
+        /// Which of its scenarios (from 0).
+        k: usize,
+        /// Why.
+        reason: String,
+    },
+    /// A sweep's pool could not be made.
+    #[error("sweep \"{sweep}\": {reason}")]
+    Sweep {
+        /// The sweep.
+        sweep: String,
+        /// Why.
+        reason: String,
+    },
+    /// A runtime for the run could not be started.
+    #[error("cannot start a runtime: {0}")]
+    Runtime(String),
+    /// A run thread panicked (a bug: please report it).
+    #[error("a run thread panicked")]
+    Panicked,
+}
 
 /// One baseline's accuracy on the same items, and the governed vote's lead over it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -477,14 +510,24 @@ async fn run_job(
         Job::Sweeps(seed) => Done::Sweeps(run_sweeps(suite, start, &plan(seed)).await?),
         Job::Generated { set, k } => {
             let g = &suite.generate[set];
-            let scenario = generate::scenario(suite, g, k).map_err(EvalError)?;
+            let scenario =
+                generate::scenario(suite, g, k).map_err(|reason| EvalError::Generate {
+                    generator: g.name.clone(),
+                    k,
+                    reason,
+                })?;
             let fresh = TrustSnapshot {
                 version: 0,
                 params: start.params,
                 states: BTreeMap::new(),
             };
             let pool =
-                Pool::for_scenario(&scenario.suite, &scenario.scenario).map_err(EvalError)?;
+                Pool::for_scenario(&scenario.suite, &scenario.scenario).map_err(|reason| {
+                    EvalError::Pool {
+                        scenario: scenario.scenario.name.clone(),
+                        reason,
+                    }
+                })?;
             let run = run::run_items(
                 &pool,
                 &scenario.suite.items,
@@ -521,7 +564,10 @@ async fn run_seed(
     let mut interrupted = false;
     let mut clean: Option<(f64, f64)> = None;
     for scenario in &suite.scenarios {
-        let pool = Pool::for_scenario(suite, scenario).map_err(EvalError)?;
+        let pool = Pool::for_scenario(suite, scenario).map_err(|reason| EvalError::Pool {
+            scenario: scenario.name.clone(),
+            reason,
+        })?;
         let mut run = run::run_items(&pool, &suite.items, start, suite.repetitions, plan).await;
         interrupted |= run.interrupted;
         if scenario.recalibrate {
@@ -579,7 +625,12 @@ async fn run_sweeps(
                     }
                     let corrupt = (f * n as f64).round() as usize;
                     let pool =
-                        Pool::for_sweep(sweep, n, corrupt, *rule, &items).map_err(EvalError)?;
+                        Pool::for_sweep(sweep, n, corrupt, *rule, &items).map_err(|reason| {
+                            EvalError::Sweep {
+                                sweep: sweep.name.clone(),
+                                reason,
+                            }
+                        })?;
                     let run = run::run_items(&pool, &items, &fresh, 1, plan).await;
                     let r = &run.records;
                     let share = |f: &dyn Fn(&ItemRecord) -> bool| {
@@ -707,7 +758,7 @@ pub fn evaluate_parallel(
                     Ok(r) => r,
                     Err(e) => {
                         if let Ok(mut r) = results.lock() {
-                            r.push(Err(EvalError(format!("cannot start a runtime: {e}"))));
+                            r.push(Err(EvalError::Runtime(e.to_string())));
                         }
                         return;
                     }
@@ -730,9 +781,7 @@ pub fn evaluate_parallel(
             });
         }
     });
-    let results = results
-        .into_inner()
-        .map_err(|_| EvalError("a run thread panicked".to_owned()))?;
+    let results = results.into_inner().map_err(|_| EvalError::Panicked)?;
     let ran = results.len();
     let results: Vec<Done> = results.into_iter().collect::<Result<_, _>>()?;
     let interrupted = ran < jobs.len();
