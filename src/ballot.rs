@@ -258,6 +258,7 @@ pub enum Abstention {
 /// What an abstention says about the agent, for grading and for the health of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum AbstentionClass {
     /// The call failed on the way: a timeout, a transport or HTTP error, an open circuit,
     /// or a reason nobody classified. Says nothing about the model's knowledge; never moves

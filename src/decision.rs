@@ -216,6 +216,7 @@ impl Outcome {
 /// Why the fan-out stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Stop {
     /// The remaining agents could not change the winner.
     Certified,

@@ -32,6 +32,7 @@ use super::metrics::{Dist, Rate, calibration, t_quantile_95};
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Metric {
     /// Right decisions over all items (an escalation is not a right answer).
     Accuracy,

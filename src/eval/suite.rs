@@ -366,6 +366,7 @@ impl Attack {
 /// What attacked agents do.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Mode {
     /// A scripted behaviour (outlier, always-wrong, colluder, timeout, …).
     Behave {

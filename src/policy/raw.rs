@@ -28,6 +28,7 @@ pub struct AgentsFile {
 /// How an agent is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum AgentKind {
     /// Any OpenAI-compatible chat-completions endpoint.
     Openai,
@@ -104,6 +105,7 @@ pub struct RawAgent {
 /// How an OpenAI-compatible agent asks for a structured ballot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum StructuredOutput {
     /// `json_schema`, then `json_object` with the schema, then prompt instructions, on the
     /// server's refusal; the mode that works is remembered.
@@ -199,6 +201,7 @@ impl Default for Latency {
 /// Adversarial and faulty behaviours of scripted agents.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
 pub enum Behaviour {
     /// Answers by its competence.
     #[default]

@@ -171,6 +171,8 @@ pub struct Independence {
     pub agents: Vec<String>,
     /// Pairwise error correlation (phi coefficient over items graded for both; 0 where a
     /// pair overlaps on fewer than `min_overlap` items or an agent's errors never vary).
+    /// Deliberately an `ndarray` matrix, the crate the project does its linear algebra in
+    /// (the participation ratio is taken from its eigenvalues).
     #[serde(serialize_with = "rows")]
     pub correlation: Array2<f64>,
     /// `n / (1 + (n−1)ρ̄)`.

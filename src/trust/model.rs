@@ -232,6 +232,7 @@ impl Status {
 /// Why an agent is quarantined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Suspicion {
     /// The fast test: its accuracy is that of an agent wrong on purpose. Travels to every
     /// domain of the agent.
@@ -576,6 +577,7 @@ pub fn standing(
 /// How trust becomes a vote weight.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "scheme", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum WeightScheme {
     /// `w = α·trust + (1−α)·quality` (digest A.3).
     Wbft {
