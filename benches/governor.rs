@@ -107,11 +107,11 @@ fn plain_join_all_and_tally_7_instant_agents(bencher: Bencher<'_, '_>) {
     let d = std::sync::Arc::new(Decision::choice("x", "d", "?", OPTIONS));
     bencher.bench_local(|| {
         rt.block_on(async {
-            let replies = futures_util::future::join_all(services.iter().map(|(_, s)| {
-                s.clone().oneshot(AgentRequest {
-                    decision: d.clone(),
-                })
-            }))
+            let replies = futures_util::future::join_all(
+                services
+                    .iter()
+                    .map(|(_, s)| s.clone().oneshot(AgentRequest::new(d.clone()))),
+            )
             .await;
             let ballots = replies.into_iter().map(|r| r.unwrap().ballot).collect();
             plain_tally(ballots)
@@ -136,9 +136,7 @@ fn plain_join_all_and_tally_7_stacked_agents(bencher: Bencher<'_, '_>) {
             let replies = futures_util::future::join_all(stacked.iter().map(|(ms, s)| {
                 tokio::time::timeout(
                     std::time::Duration::from_millis(*ms),
-                    s.clone().oneshot(AgentRequest {
-                        decision: d.clone(),
-                    }),
+                    s.clone().oneshot(AgentRequest::new(d.clone())),
                 )
             }))
             .await;
@@ -161,9 +159,7 @@ fn plain_join_and_tally_7_instant_agents(bencher: Bencher<'_, '_>) {
             let mut set = tokio::task::JoinSet::new();
             for (_, s) in &services {
                 let s = s.clone();
-                let req = AgentRequest {
-                    decision: d.clone(),
-                };
+                let req = AgentRequest::new(d.clone());
                 set.spawn(async move { s.oneshot(req).await });
             }
             let mut ballots = Vec::new();

@@ -284,6 +284,10 @@ pub struct Verdict {
     pub tokens: u64,
     /// Dollars spent.
     pub cost_usd: f64,
+    /// The arbiter's ruling as a ballot of the decision's kind, beside the tally (arbitrated
+    /// decisions only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ruling: Option<Ballot>,
 }
 
 impl Verdict {
@@ -334,6 +338,16 @@ impl Verdict {
                 .and_then(|t| serde_json::to_value(t).ok())
                 .unwrap_or_default(),
             confidence: Some(self.confidence),
+            outcome: Some(self.outcome.clone()),
+            course: Some(crate::audit::Course {
+                stop: self.stop,
+                consensus: self.consensus,
+                calls: self.calls,
+                waves: self.waves,
+                tokens: self.tokens,
+                cost_usd: self.cost_usd,
+            }),
+            ruling: self.ruling.clone(),
             at: crate::audit::now(),
         }
     }

@@ -905,3 +905,84 @@ fn a_store_that_lost_its_database_or_manifest_is_never_read_as_empty() {
         "a refused open modified the damaged files"
     );
 }
+
+#[test]
+fn audit_show_gives_an_arbitrated_decision_in_full_and_replay_matches() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let agents = dir.path().join("agents");
+    let policies = dir.path().join("policies");
+    fs::create_dir_all(&agents).expect("dir");
+    fs::create_dir_all(&policies).expect("dir");
+    let mut pool = String::new();
+    for id in ["r1", "r2", "r3"] {
+        pool += &format!(
+            "[[agent]]\nid = \"{id}\"\nkind = \"scripted\"\nscripted = {{ competence = {{ default = 0.5 }}, behaviour = {{ kind = \"random\" }} }}\n\n"
+        );
+    }
+    pool += "[[agent]]\nid = \"judge\"\nkind = \"scripted\"\nscripted = { competence = { default = 0.95 } }\n";
+    fs::write(agents.join("a.toml"), pool).expect("write");
+    fs::write(
+        policies.join("arb.toml"),
+        r#"id = "arb"
+description = "Arbitration test."
+applies = { domains = ["trading"], kinds = ["choice"] }
+pool = { agents = ["r1", "r2", "r3"] }
+rule = { name = "plurality" }
+quorum = { ballots = 3 }
+early_stop = { enabled = false }
+thresholds = { accept = 0.95, arbitrate = 0.9, human = 0.1 }
+escalation = { arbiter = "judge", human = true }
+"#,
+    )
+    .expect("write");
+    let (a, p) = (
+        agents.to_str().expect("utf-8"),
+        policies.to_str().expect("utf-8"),
+    );
+    let mut arbitrated = None;
+    for seed in 0..30 {
+        let seed = seed.to_string();
+        let (code, out, err) = run(
+            &store,
+            &[
+                "decide",
+                "--policy",
+                "arb",
+                "--options",
+                "buy,hold,sell",
+                "--truth",
+                "hold",
+                "--seed",
+                &seed,
+                "--agents",
+                a,
+                "--policies",
+                p,
+                "--json",
+                "Trade?",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        if v["outcome"]["outcome"] == "arbitrated" {
+            arbitrated = Some(v);
+            break;
+        }
+    }
+    let v = arbitrated.expect("three random voters fall below 0.9 within 30 seeds");
+    let id = v["decision"].as_str().expect("id").to_owned();
+    assert_eq!(v["ruling"]["agent"], "judge");
+    let (code, shown, err) = run(&store, &["audit", "show", &id]);
+    assert_eq!(code, 0, "{err}");
+    for needle in [
+        "outcome: arbitrated by judge",
+        "arbiter's ruling:",
+        "course: stopped",
+        "confidence:",
+    ] {
+        assert!(shown.contains(needle), "{needle} missing from:\n{shown}");
+    }
+    let (code, out, err) = run(&store, &["audit", "replay", &id]);
+    assert_eq!(code, 0, "{out}{err}");
+}

@@ -856,3 +856,85 @@ escalation = { human = true }
         v.outcome
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_arbiter_reads_the_case_and_its_typed_ruling_is_recorded_in_full_or_summary() {
+    use conclave::agent::{AgentReply, AgentRequest, Case};
+    use conclave::ballot::{Answer, Ballot};
+
+    for summary in [false, true] {
+        let c = arbitration_catalog("honest");
+        let policy = c.policy("arb").expect("policy").clone();
+        let policy = if summary {
+            policy
+                .to_builder()
+                .audit(conclave::policy::AuditLevel::Summary)
+                .build(&c.agents)
+                .expect("valid")
+        } else {
+            policy
+        };
+        // The arbiter: keeps every case it is given, rules for the heaviest voter's answer.
+        let cases: Arc<std::sync::Mutex<Vec<Case>>> = Arc::default();
+        let seen = cases.clone();
+        let judge = BoxCloneSyncService::new(tower::service_fn(move |req: AgentRequest| {
+            let seen = seen.clone();
+            async move {
+                let case = req.case.clone().expect("the arbiter is given the case");
+                let answer = case.ballots[0].answer.clone();
+                seen.lock().expect("lock").push((*case).clone());
+                let mut b = Ballot::new("judge", answer).with_confidence(0.9);
+                b.rationale = Some("the heaviest voter's reasons hold".into());
+                Ok::<_, tower::BoxError>(AgentReply::new(b))
+            }
+        }));
+        let mut agents: Vec<_> = services(&c)
+            .into_iter()
+            .filter(|(s, _)| s.id != "judge")
+            .collect();
+        agents.push((c.agents["judge"].clone(), judge));
+        let log = Arc::new(MemoryAuditLog::default());
+        let g = Governor::new(policy, agents, learned_trust(&c, 0)).with_audit(log.clone());
+        let mut arbitrated = 0;
+        for i in 0..20 {
+            let d = decision(i, &mut Rng(i));
+            let v = g.decide(d).await.expect("decide");
+            let Outcome::Arbitrated { ruling, .. } = &v.outcome else {
+                continue;
+            };
+            arbitrated += 1;
+            let typed = v.ruling.as_ref().expect("a typed ruling");
+            assert!(matches!(&typed.answer, Answer::Choice(c) if c == ruling));
+            // The case: every counted ballot, anonymised, heaviest first, with its weight.
+            let case = cases.lock().expect("lock").last().cloned().expect("case");
+            let counted = v
+                .ballots
+                .iter()
+                .filter(|c| !c.ballot.is_abstention())
+                .count();
+            assert_eq!(case.ballots.len(), counted);
+            assert!(case.ballots.iter().all(|b| b.voter.starts_with("voter ")));
+            assert!(case.ballots.windows(2).all(|w| w[0].weight >= w[1].weight));
+            assert!((case.confidence - v.confidence).abs() < 1e-12);
+            assert!(case.describe().contains("voter 1"));
+            // The record: outcome, ruling, course; rationales only at the full level.
+            let record = log.find(&v.decision).expect("recorded");
+            let conclave::audit::Entry::Decision(r) = &record.entry else {
+                panic!("not a decision");
+            };
+            assert_eq!(r.outcome.as_ref(), Some(&v.outcome));
+            let course = r.course.as_ref().expect("course");
+            assert_eq!((course.stop, course.calls), (v.stop, v.calls));
+            let kept = r.ruling.as_ref().expect("ruling kept");
+            assert_eq!(kept.answer, typed.answer);
+            assert_eq!(kept.rationale.is_none(), summary);
+            // The tally replays bit for bit whatever the level.
+            let replayed = replay(&record).expect("replay");
+            assert!(replayed.matches, "{replayed:?}");
+        }
+        assert!(
+            arbitrated > 0,
+            "three random voters must sometimes fall below 0.9"
+        );
+    }
+}

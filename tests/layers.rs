@@ -278,9 +278,7 @@ async fn timeouts_count_towards_opening_the_circuit() {
     .expect("catalog");
     let spec = catalog.agents.get("x").expect("spec").clone();
     let svc = conclave::layer::stack(&spec, agent);
-    let request = || AgentRequest {
-        decision: Arc::new(Decision::choice("d", "x", "?", ["a", "b"])),
-    };
+    let request = || AgentRequest::new(Arc::new(Decision::choice("d", "x", "?", ["a", "b"])));
     // Each call times out (with one retry inside the stack); after five timed-out attempts
     // the circuit opens, and then nobody is called.
     let mut opened_after = None;

@@ -1118,3 +1118,51 @@ async fn free_text_answers_become_vectors_through_an_embeddings_endpoint() {
     .expect("json");
     assert_eq!(body["input"], "Paris, France");
 }
+
+#[tokio::test]
+async fn an_arbiter_behind_an_endpoint_is_shown_the_panel_and_answers_a_typed_ballot() {
+    use conclave::agent::{AgentRequest, Case};
+    use conclave::ballot::Ballot;
+    use tower::ServiceExt;
+
+    let s = server(vec![ok(
+        r#"{"rationale":"the regulatory risk outweighs","choice":"sell","confidence":0.7}"#,
+    )])
+    .await;
+    let c = Catalog::load(
+        &[SourceFile::new(
+            "a.toml",
+            agents_toml(&[("judge", format!("{}/v1", s.uri()))]),
+        )],
+        &[],
+    )
+    .expect("catalog");
+    let judge = OpenAiAgent::with_key(c.agents["judge"].clone(), SECRET).expect("agent");
+    let mut news = Ballot::choice("news", "sell").with_confidence(0.6);
+    news.rationale = Some("the regulator opened an inquiry".into());
+    let mut econ = Ballot::choice("econ", "buy").with_confidence(0.8);
+    econ.rationale = Some("earnings beat by 12%".into());
+    let case = Case::new([(econ, 0.5), (news, 0.4)], Some("buy".into()), 0.55, 0.5);
+    let reply = judge
+        .oneshot(AgentRequest::arbitration(
+            std::sync::Arc::new(decision()),
+            std::sync::Arc::new(case),
+        ))
+        .await
+        .expect("reply");
+    assert_eq!(reply.ballot.answer, Answer::Choice("sell".into()));
+    let body = &requests(&s).await[0];
+    let system = body["messages"][0]["content"].as_str().expect("system");
+    let user = body["messages"][1]["content"].as_str().expect("user");
+    assert!(system.contains("arbiter"), "{system}");
+    for needle in [
+        "voter 1: buy (weight 0.50, confidence 0.80): \"earnings beat by 12%\"",
+        "voter 2: sell (weight 0.40, confidence 0.60): \"the regulator opened an inquiry\"",
+        "The weighted vote gives buy",
+        "Buy, hold or sell?",
+    ] {
+        assert!(user.contains(needle), "{needle} not in {user}");
+    }
+    // The panel's names are not shown: the arbiter weighs arguments.
+    assert!(!user.contains("econ") && !user.contains("news"), "{user}");
+}

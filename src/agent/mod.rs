@@ -19,11 +19,128 @@ use crate::ballot::Ballot;
 use crate::decision::Decision;
 use crate::policy::{AgentKind, AgentSpec, Catalog, Policy};
 
-/// What an agent is asked.
+/// What an agent is asked: the decision, and for an arbiter the case it rules on.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct AgentRequest {
     /// The decision.
     pub decision: Arc<Decision>,
+    /// For the arbiter: the panel's ballots with their weights and rationales, and the tally.
+    pub case: Option<Arc<Case>>,
+}
+
+impl AgentRequest {
+    /// A panel member's question.
+    pub fn new(decision: Arc<Decision>) -> Self {
+        Self {
+            decision,
+            case: None,
+        }
+    }
+
+    /// The arbiter's question: the decision and the case.
+    pub fn arbitration(decision: Arc<Decision>, case: Arc<Case>) -> Self {
+        Self {
+            decision,
+            case: Some(case),
+        }
+    }
+}
+
+/// The case an arbiter rules on: what the panel answered and how the vote counted it.
+/// Voters are anonymised (`voter 1`, …) so that the arbiter weighs arguments, not names.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Case {
+    /// The counted ballots, heaviest first.
+    pub ballots: Vec<CaseBallot>,
+    /// The tally's answer in words, if it produced one.
+    pub tally: Option<String>,
+    /// The vote's consensus (winner's weight share, or CQ for numbers).
+    pub consensus: f64,
+    /// The probability the tally is right, as the Governor measured it.
+    pub confidence: f64,
+}
+
+/// One panel ballot as the arbiter sees it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct CaseBallot {
+    /// `voter 1`, `voter 2`, … (heaviest first).
+    pub voter: String,
+    /// The answer.
+    pub answer: crate::ballot::Answer,
+    /// The voter's stated confidence.
+    pub confidence: Option<f64>,
+    /// Its stated reasons (cut to 600 characters).
+    pub rationale: Option<String>,
+    /// The weight the vote gave it.
+    pub weight: f64,
+}
+
+impl Case {
+    /// The counted ballots of a decision, heaviest first, with the tally's answer, consensus
+    /// and confidence.
+    pub fn new(
+        ballots: impl IntoIterator<Item = (Ballot, f64)>,
+        tally: Option<String>,
+        consensus: f64,
+        confidence: f64,
+    ) -> Self {
+        let mut counted: Vec<(Ballot, f64)> = ballots
+            .into_iter()
+            .filter(|(b, _)| !b.is_abstention())
+            .collect();
+        counted.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Self {
+            ballots: counted
+                .into_iter()
+                .enumerate()
+                .map(|(i, (b, weight))| CaseBallot {
+                    voter: format!("voter {}", i + 1),
+                    answer: b.answer,
+                    confidence: b.confidence,
+                    rationale: b.rationale.map(|r| crate::ballot::clean_excerpt(&r, 600)),
+                    weight,
+                })
+                .collect(),
+            tally,
+            consensus,
+            confidence,
+        }
+    }
+
+    /// The case in words, for a model's prompt.
+    pub fn describe(&self) -> String {
+        let mut out = String::from("The panel answered (heaviest vote first):\n");
+        for b in &self.ballots {
+            let answer = match &b.answer {
+                crate::ballot::Answer::Choice(c) => c.clone(),
+                crate::ballot::Answer::Ranking(r) => r.join(" > "),
+                crate::ballot::Answer::Score(v) => format!("{v}"),
+                crate::ballot::Answer::Vector(v) => format!("a vector of {} numbers", v.len()),
+                crate::ballot::Answer::Abstain(_) => continue,
+            };
+            out += &format!(
+                "- {}: {answer} (weight {:.2}{})",
+                b.voter,
+                b.weight,
+                b.confidence
+                    .map_or_else(String::new, |c| format!(", confidence {c:.2}"))
+            );
+            if let Some(r) = &b.rationale {
+                out += &format!(": \"{r}\"");
+            }
+            out.push('\n');
+        }
+        out += &format!(
+            "The weighted vote gives {} with consensus {:.2}; its measured chance of being right is {:.2}, too low to stand alone. Weigh the arguments, then rule.",
+            self.tally.as_deref().unwrap_or("no answer"),
+            self.consensus,
+            self.confidence
+        );
+        out
+    }
 }
 
 /// What an agent answers (build it with [`AgentReply::new`] or [`AgentReply::priced`]).

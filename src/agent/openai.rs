@@ -237,7 +237,11 @@ impl OpenAiAgent {
         Err(last.unwrap_or_else(|| "no structured-output mode left to try".into()))
     }
 
-    async fn ask(&self, decision: &Decision) -> Result<AgentReply, BoxError> {
+    async fn ask(
+        &self,
+        decision: &Decision,
+        case: Option<&super::Case>,
+    ) -> Result<AgentReply, BoxError> {
         if decision.kind == Kind::Vector && self.spec.embedding_model.is_none() {
             // Free text becomes a vector through an embeddings model; without one, no answer.
             return Ok(AgentReply::priced(
@@ -250,9 +254,20 @@ impl OpenAiAgent {
                 0,
             ));
         }
+        // A panel member answers alone; the arbiter reads the panel's case first.
+        let (role, question) = match case {
+            None => (
+                "You are one voter in a panel. Answer independently.",
+                prompt(decision),
+            ),
+            Some(c) => (
+                "You are the arbiter of a panel whose vote was too uncertain to stand. Rule on the question yourself, weighing the panel's arguments.",
+                format!("{}\n\n{}", c.describe(), prompt(decision)),
+            ),
+        };
         let mut messages = vec![
-            json!({"role": "system", "content": self.spec.system_prompt.clone().unwrap_or_else(|| "You are one voter in a panel. Answer independently.".to_owned())}),
-            json!({"role": "user", "content": prompt(decision)}),
+            json!({"role": "system", "content": self.spec.system_prompt.clone().unwrap_or_else(|| role.to_owned())}),
+            json!({"role": "user", "content": question}),
         ];
         let (mut tokens_in, mut tokens_out) = (0u32, 0u32);
         let mut max_tokens = self.spec.max_tokens.max(1);
@@ -511,7 +526,7 @@ impl OpenAiAgent {
             ["red", "table"],
         );
         let started = std::time::Instant::now();
-        match self.ask(&decision).await {
+        match self.ask(&decision, None).await {
             Ok(reply) => {
                 probe.latency_ms = Some(started.elapsed().as_millis() as u64);
                 if let Some(cause) = &reply.ballot.cause {
@@ -981,7 +996,7 @@ impl Service<AgentRequest> for OpenAiAgent {
 
     fn call(&mut self, req: AgentRequest) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move { this.ask(&req.decision).await })
+        Box::pin(async move { this.ask(&req.decision, req.case.as_deref()).await })
     }
 }
 

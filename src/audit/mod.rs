@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::aggregate::{Rule, TallyError, TallyInput, tally};
+use crate::ballot::Ballot;
 #[cfg(feature = "sled")]
 use crate::store::StoreError;
 
@@ -64,8 +65,51 @@ pub struct DecisionRecord {
     /// plain tally and in records written before it was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f64>,
+    /// How the governed decision ended, with the escalation's reason or the arbiter's
+    /// ruling (absent for a plain tally and in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<crate::decision::Outcome>,
+    /// What the fan-out did: why it stopped, the consensus, and what it spent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub course: Option<Course>,
+    /// The arbiter's ruling as a ballot, beside the tally (arbitrated decisions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ruling: Option<Ballot>,
     /// When, in seconds since the Unix epoch.
     pub at: u64,
+}
+
+/// The course of a governed decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Course {
+    /// Why the fan-out stopped.
+    pub stop: crate::decision::Stop,
+    /// The vote's consensus.
+    pub consensus: f64,
+    /// Agent calls made.
+    pub calls: usize,
+    /// Waves of calls.
+    pub waves: u32,
+    /// Tokens spent.
+    pub tokens: u64,
+    /// Dollars spent.
+    pub cost_usd: f64,
+}
+
+impl DecisionRecord {
+    /// The record without the agents' reasons (the policy's `audit = "summary"`): the
+    /// ballots, weights and verdict stay, so that replay still matches.
+    #[must_use]
+    pub fn summarised(mut self) -> Self {
+        for b in &mut self.input.ballots {
+            b.rationale = None;
+        }
+        if let Some(r) = &mut self.ruling {
+            r.rationale = None;
+        }
+        self
+    }
 }
 
 impl DecisionRecord {
@@ -92,6 +136,9 @@ impl DecisionRecord {
             trust_version: 0,
             verdict,
             confidence: None,
+            outcome: None,
+            course: None,
+            ruling: None,
             at: now(),
         })
     }

@@ -347,6 +347,43 @@ fn describe(record: &AuditRecord) -> String {
                 "{t}\nverdict: {}\n",
                 serde_json::to_string(&d.verdict).unwrap_or_default()
             );
+            if let Some(c) = d.confidence {
+                out += &format!("confidence: {}\n", conclave::ballot::fixed(c, 3));
+            }
+            if let Some(o) = &d.outcome {
+                out += &format!(
+                    "outcome: {}\n",
+                    match o {
+                        conclave::Outcome::Decided { weak: true } => "decided (weak)".to_owned(),
+                        conclave::Outcome::Decided { .. } => "decided".to_owned(),
+                        conclave::Outcome::Arbitrated { arbiter, ruling } =>
+                            format!("arbitrated by {arbiter}: {ruling}"),
+                        conclave::Outcome::Human { reason } => format!("to a human: {reason}"),
+                        conclave::Outcome::Refused { reason } => format!("refused: {reason}"),
+                        other => other.as_str().to_owned(),
+                    }
+                );
+            }
+            if let Some(r) = &d.ruling {
+                out += &format!(
+                    "arbiter's ruling: {}{}\n",
+                    ballot_text(r),
+                    r.rationale
+                        .as_deref()
+                        .map_or_else(String::new, |x| format!(" — \"{x}\""))
+                );
+            }
+            if let Some(c) = &d.course {
+                out += &format!(
+                    "course: stopped {:?}; consensus {}; {} calls in {} waves; {} tokens; ${}\n",
+                    c.stop,
+                    conclave::ballot::fixed(c.consensus, 3),
+                    c.calls,
+                    c.waves,
+                    c.tokens,
+                    conclave::ballot::fixed(c.cost_usd, 4)
+                );
+            }
         }
         Entry::Outcome(o) => {
             out += &format!(

@@ -167,9 +167,7 @@ async fn ask_once(
         Ok(s) => {
             tokio::time::timeout(
                 std::time::Duration::from_millis(spec.timeout_ms.max(1)),
-                s.call(AgentRequest {
-                    decision: decision.clone(),
-                }),
+                s.call(AgentRequest::new(decision.clone())),
             )
             .await
         }

@@ -738,6 +738,7 @@ impl Inner {
             stop,
             tokens: f.tokens,
             cost_usd: f.cost,
+            ruling: None,
         };
         let verdict = self.conclude(&decision, verdict).await;
         // The decision's metrics, one event (a metrics layer of `tracing` can count them).
@@ -756,7 +757,11 @@ impl Inner {
         );
         if let Some(log) = &self.audit {
             let log = log.clone();
-            let entry = Entry::Decision(Box::new(verdict.record(&decision)));
+            let mut record = verdict.record(&decision);
+            if p.audit == crate::policy::AuditLevel::Summary {
+                record = record.summarised();
+            }
+            let entry = Entry::Decision(Box::new(record));
             append_off_worker(log, entry).await?;
         }
         Ok(verdict)
@@ -1125,11 +1130,17 @@ impl Inner {
     /// to a human), a human one goes through the escalation hook.
     async fn conclude(&self, decision: &Arc<Decision>, mut verdict: Verdict) -> Verdict {
         if let Outcome::Arbitrated { arbiter, .. } = &verdict.outcome {
-            verdict.outcome = match self.arbitrate(decision, &verdict.ballots).await {
-                Some(ruling) => Outcome::Arbitrated {
-                    arbiter: arbiter.clone(),
-                    ruling,
-                },
+            let arbiter = arbiter.clone();
+            let ruling = self.arbitrate(decision, &verdict).await;
+            let words = ruling.as_ref().and_then(|b| match &b.answer {
+                Answer::Choice(c) => Some(c.clone()),
+                Answer::Ranking(r) => r.first().cloned(),
+                Answer::Score(v) => Some(v.to_string()),
+                _ => None,
+            });
+            verdict.ruling = ruling;
+            verdict.outcome = match words {
+                Some(ruling) => Outcome::Arbitrated { arbiter, ruling },
                 None => Outcome::Human {
                     reason: format!("the arbiter {arbiter} could not rule in its time"),
                 },
@@ -1143,7 +1154,7 @@ impl Inner {
 
     /// Asks the arbiter within the arbitration budget; its ruling, or `None` if it failed,
     /// abstained or ran out of time.
-    async fn arbitrate(&self, decision: &Arc<Decision>, ballots: &[Cast]) -> Option<String> {
+    async fn arbitrate(&self, decision: &Arc<Decision>, verdict: &Verdict) -> Option<Ballot> {
         let arbiter = self.arbiter.as_ref()?;
         let budget = Duration::from_millis(
             self.policy
@@ -1152,27 +1163,43 @@ impl Inner {
                 .unwrap_or(arbiter.spec.timeout_ms)
                 .max(1),
         );
-        let request = AgentRequest {
-            decision: decision.clone(),
-        };
+        // The arbiter reads the case: the counted ballots with their weights and reasons, and
+        // what the vote made of them.
+        let tally = verdict
+            .winner()
+            .map(str::to_owned)
+            .or_else(|| verdict.value().map(|v| format!("{v}")));
+        let case = crate::agent::Case::new(
+            verdict.ballots.iter().map(|c| (c.ballot.clone(), c.weight)),
+            tally,
+            verdict.consensus,
+            verdict.confidence,
+        );
+        let request = AgentRequest::arbitration(decision.clone(), Arc::new(case));
         let reply = tokio::time::timeout(budget, arbiter.service.clone().oneshot(request))
             .await
             .ok()?
             .ok()?;
-        match sanitize(&arbiter.spec, decision, reply.ballot).answer {
-            Answer::Choice(c) => Some(c),
-            Answer::Ranking(r) => r.first().cloned(),
+        let mut ruling = sanitize(&arbiter.spec, decision, reply.ballot);
+        match &mut ruling.answer {
+            Answer::Choice(_) | Answer::Ranking(_) => Some(ruling),
             // The arbiter rules between the positions given: a number outside the ballots'
             // range is brought back to its nearest end.
             Answer::Score(v) => {
-                let values = ballots.iter().filter_map(|c| match c.ballot.answer {
-                    Answer::Score(x) => Some(x),
-                    _ => None,
-                });
+                let values = verdict
+                    .ballots
+                    .iter()
+                    .filter_map(|c| match c.ballot.answer {
+                        Answer::Score(x) => Some(x),
+                        _ => None,
+                    });
                 let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
                     (lo.min(x), hi.max(x))
                 });
-                Some(if lo <= hi { v.clamp(lo, hi) } else { v }.to_string())
+                if lo <= hi {
+                    *v = v.clamp(lo, hi);
+                }
+                Some(ruling)
             }
             _ => None,
         }
@@ -1250,9 +1277,7 @@ impl Inner {
             until = until.min(d);
         }
         let service = member.service.clone();
-        let request = AgentRequest {
-            decision: decision.clone(),
-        };
+        let request = AgentRequest::new(decision.clone());
         // One span per call: agent, model, and once it ends, latency, tokens and outcome.
         let span = tracing::info_span!(
             "agent_call",
