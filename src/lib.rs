@@ -23,8 +23,8 @@ pub use audit::{AuditError, AuditLog, MemoryAuditLog};
 pub use ballot::{Abstention, Answer, Ballot};
 pub use decision::{Decision, Outcome, Truth, Verdict};
 pub use governor::{
-    Escalation, Governor, GovernorBuildError, GovernorBuilder, GovernorError, PolicyRouter,
-    Supervisor,
+    Directives, Director, EscalateWith, Escalation, Governor, GovernorBuildError, GovernorBuilder,
+    GovernorError, PolicyRouter, Supervisor,
 };
 pub use policy::{
     AgentSpec, Budget, Catalog, Policy, PolicyBuilder, PolicyError, SourceFile, Thresholds,

@@ -285,6 +285,35 @@ impl Store {
     }
 
     /// A named tree of the database.
+    /// The Cognitive Director's standing orders (none yet: the defaults).
+    ///
+    /// # Errors
+    /// The store cannot be read, or the orders are damaged.
+    pub fn directives(&self) -> Result<crate::governor::Directives, StoreError> {
+        let tree = self.tree("director")?;
+        match tree.get(b"orders").map_err(|e| self.sled_err(e))? {
+            None => Ok(crate::governor::Directives::default()),
+            Some(v) => serde_json::from_slice(&v).map_err(|e| StoreError::Record {
+                path: self.path.clone(),
+                tree: "director",
+                key: "orders".to_owned(),
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    /// Replaces the Director's standing orders, durably.
+    ///
+    /// # Errors
+    /// The store cannot be written.
+    pub fn set_directives(&self, orders: &crate::governor::Directives) -> Result<(), StoreError> {
+        let tree = self.tree("director")?;
+        let bytes = serde_json::to_vec(orders).unwrap_or_default();
+        tree.insert(b"orders", bytes)
+            .map_err(|e| self.sled_err(e))?;
+        self.flush()
+    }
+
     pub(crate) fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
         self.db.open_tree(name).map_err(|e| self.sled_err(e))
     }

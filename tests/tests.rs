@@ -22,6 +22,8 @@ mod openai;
 mod policy;
 /// Property tests (proptest) of the voting invariants.
 mod properties;
+/// The Cognitive Director: review queue, overrides, reweights, suspensions, the ratchet.
+mod review;
 /// Shared helpers.
 mod support;
 /// The trust model and the correlation ledger.

@@ -169,6 +169,48 @@ pub enum Entry {
     Decision(Box<DecisionRecord>),
     /// An outcome attached to an earlier decision.
     Outcome(OutcomeRecord),
+    /// A human's answer to an earlier decision (the Cognitive Director's override).
+    Override(OverrideRecord),
+    /// An order of the Cognitive Director: a suspension, a resumption, a reweight, or the
+    /// ratchet suspending a domain by itself.
+    Directive(DirectiveRecord),
+}
+
+/// A human's answer to a decision, overriding the collective one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideRecord {
+    /// The sequence number of the decision's record.
+    pub decision: u64,
+    /// The answer (an option, or a number as text).
+    pub answer: String,
+    /// Who.
+    pub by: String,
+    /// Why.
+    pub reason: String,
+    /// The trust version the reviewer saw.
+    pub trust_version: u64,
+    /// When, in seconds since the Unix epoch.
+    pub at: u64,
+}
+
+/// An order of the Cognitive Director.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectiveRecord {
+    /// `suspend`, `resume`, `reweight` or `ratchet`.
+    pub action: String,
+    /// The domain.
+    pub domain: String,
+    /// The agent (reweights).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// What was ordered, in words.
+    pub detail: String,
+    /// Who.
+    pub by: String,
+    /// When, in seconds since the Unix epoch.
+    pub at: u64,
 }
 
 /// A stored entry with its place in the chain.

@@ -275,6 +275,25 @@ fn summary(record: &AuditRecord) -> (String, String, String, String) {
             o.source.clone(),
             format!("correct: {}", o.correct),
         ),
+        Entry::Override(o) => (
+            "override".to_owned(),
+            format!("of record {}", o.decision),
+            format!("human:{}", o.by),
+            format!("answer: {}", o.answer),
+        ),
+        Entry::Directive(d) => (
+            "directive".to_owned(),
+            d.domain.clone(),
+            d.by.clone(),
+            format!(
+                "{}{}: {}",
+                d.action,
+                d.agent
+                    .as_deref()
+                    .map_or_else(String::new, |a| format!(" {a}")),
+                d.detail
+            ),
+        ),
         _ => (
             "other".to_owned(),
             String::new(),
@@ -288,6 +307,8 @@ fn at(record: &AuditRecord) -> u64 {
     match &record.entry {
         Entry::Decision(d) => d.at,
         Entry::Outcome(o) => o.at,
+        Entry::Override(o) => o.at,
+        Entry::Directive(d) => d.at,
         _ => 0,
     }
 }
@@ -311,7 +332,7 @@ fn list(dir: &Path, json: bool) -> Result<(), CliError> {
     print_text(&format!("{t}\n"))
 }
 
-fn describe(record: &AuditRecord) -> String {
+pub(super) fn describe(record: &AuditRecord) -> String {
     let mut out = format!(
         "record {}  hash {}\n  previous {}\n",
         record.seq,
@@ -396,6 +417,34 @@ fn describe(record: &AuditRecord) -> String {
             for (agent, right) in &o.graded {
                 out += &format!("  {agent}: {}\n", if *right { "right" } else { "wrong" });
             }
+        }
+        Entry::Override(o) => {
+            out += &format!(
+                "override of record {} at {}: answer {} by {} (reviewed at trust version {}){}\n",
+                o.decision,
+                date(o.at),
+                o.answer,
+                o.by,
+                o.trust_version,
+                if o.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", o.reason)
+                }
+            );
+        }
+        Entry::Directive(d) => {
+            out += &format!(
+                "directive at {}: {} {}{} by {}: {}\n",
+                date(d.at),
+                d.action,
+                d.domain,
+                d.agent
+                    .as_deref()
+                    .map_or_else(String::new, |a| format!(" {a}")),
+                d.by,
+                d.detail
+            );
         }
         _ => {}
     }

@@ -74,47 +74,7 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
             ids.join(", ")
         ))
     })?;
-    let kind = if a.numeric {
-        Kind::Score
-    } else if a.text {
-        Kind::Vector
-    } else if a.options.is_empty() {
-        return Err(CliError::input(
-            "give the options (--options a,b,c), or --numeric, or --text",
-        ));
-    } else if a.rank {
-        Kind::Ranking
-    } else {
-        Kind::Choice
-    };
-    let domain = a
-        .domain
-        .clone()
-        .or_else(|| policy.domains().first().cloned())
-        .unwrap_or_default();
-    let mut decision = Decision {
-        id: format!("cli-{}", conclave_now_nanos()),
-        question: a.question.clone(),
-        domain,
-        kind,
-        options: a
-            .options
-            .iter()
-            .map(|o| o.trim().to_owned())
-            .filter(|o| !o.is_empty())
-            .collect(),
-        seed: a.seed,
-        truth: None,
-    };
-    if let Some(t) = &a.truth {
-        decision.truth = Some(match kind {
-            Kind::Score => Truth::Value(
-                t.parse()
-                    .map_err(|_| CliError::input(format!("--truth {t}: not a number")))?,
-            ),
-            _ => Truth::Option(t.clone()),
-        });
-    }
+    let decision = decision_of(a, policy)?;
     let services = conclave::agent::build_for(policy, &catalog).map_err(CliError::input)?;
     let store = Store::open(store_dir).map_err(CliError::input)?;
     let trust_store =
@@ -127,16 +87,22 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
         .independence(&conclave::trust::ledger::LedgerParams::default());
     let log: Arc<dyn AuditLog + Send + Sync> =
         Arc::new(SledAuditLog::new(&store).map_err(CliError::input)?);
+    // The Director's standing orders: reweights, suspensions, and the ratchet's count.
+    let orders = store.directives().map_err(CliError::input)?;
+    let director = conclave::Director::new(orders.clone());
     let governor = Governor::new(policy.clone(), services, trust)
         .with_independence([(decision.domain.clone(), ledger)].into())
-        .with_audit(log.clone());
+        .with_audit(log.clone())
+        .with_director(director.clone());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the runtime: {e}")))?;
+    let domain = decision.domain.clone();
     let verdict = runtime
         .block_on(governor.decide(decision))
         .map_err(CliError::input)?;
+    keep_orders(&store, &*log, &orders, &director.current(), &domain)?;
     if a.json {
         return print_json(&verdict);
     }
@@ -211,4 +177,83 @@ fn conclave_now_nanos() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
+}
+
+/// Keeps what the decision changed in the Director's orders (a hand-over counts towards the
+/// ratchet); a hand-over that trips the ratchet is recorded in the chain as an order.
+fn keep_orders(
+    store: &Store,
+    log: &dyn AuditLog,
+    orders: &conclave::Directives,
+    after: &conclave::Directives,
+    domain: &str,
+) -> Result<(), CliError> {
+    if after.version != orders.version {
+        // A hand-over to a human counts towards the ratchet; one that trips it is an order.
+        if let (None, Some(s)) = (orders.suspension(domain), after.suspension(domain)) {
+            log.append(&conclave::audit::Entry::Directive(
+                conclave::audit::DirectiveRecord {
+                    action: "ratchet".to_owned(),
+                    domain: domain.to_owned(),
+                    agent: None,
+                    detail: s.reason.clone(),
+                    by: s.by.clone(),
+                    at: s.since,
+                },
+            ))
+            .map_err(CliError::input)?;
+            eprintln!(
+                "warning: autonomy in domain \"{domain}\" is now suspended: {}",
+                s.reason
+            );
+        }
+        store.set_directives(after).map_err(CliError::input)?;
+    }
+    Ok(())
+}
+
+/// The decision the arguments describe (its domain by default the policy's first).
+fn decision_of(a: &DecideArgs, policy: &conclave::Policy) -> Result<Decision, CliError> {
+    let kind = if a.numeric {
+        Kind::Score
+    } else if a.text {
+        Kind::Vector
+    } else if a.options.is_empty() {
+        return Err(CliError::input(
+            "give the options (--options a,b,c), or --numeric, or --text",
+        ));
+    } else if a.rank {
+        Kind::Ranking
+    } else {
+        Kind::Choice
+    };
+    let domain = a
+        .domain
+        .clone()
+        .or_else(|| policy.domains().first().cloned())
+        .unwrap_or_default();
+    let mut decision = Decision {
+        id: format!("cli-{}", conclave_now_nanos()),
+        question: a.question.clone(),
+        domain,
+        kind,
+        options: a
+            .options
+            .iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect(),
+        seed: a.seed,
+        truth: None,
+    };
+    if let Some(t) = &a.truth {
+        decision.truth = Some(match kind {
+            Kind::Score => Truth::Value(
+                t.parse()
+                    .map_err(|_| CliError::input(format!("--truth {t}: not a number")))?,
+            ),
+            _ => Truth::Option(t.clone()),
+        });
+    }
+    Ok(decision)
 }

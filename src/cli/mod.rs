@@ -9,6 +9,7 @@ mod decide;
 mod eval;
 mod policy;
 mod record;
+mod review;
 mod tally;
 mod trust;
 
@@ -56,6 +57,9 @@ enum Command {
     /// The agent pool as its endpoints see it: `agents check` probes each one.
     #[command(subcommand)]
     Agents(agents::AgentsCommand),
+    /// The Cognitive Director's desk: escalated decisions, overrides, reweights, suspensions.
+    #[command(subcommand)]
+    Review(review::ReviewCommand),
 }
 
 /// A failed command: the message for stderr and the exit code.
@@ -107,6 +111,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Agents(cmd) => agents::run(cmd),
         Command::Record(args) => record::run(&args),
+        Command::Review(cmd) => review::run(cmd, &store),
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::{Escalation, Governor, Supervisor};
+use super::{Director, EscalateWith, Escalation, Governor, Supervisor};
 use crate::agent::{AgentService, BuildError};
 use crate::audit::AuditLog;
 use crate::policy::{AgentSpec, Catalog, Policy};
@@ -55,6 +55,7 @@ pub struct GovernorBuilder {
     escalation: Option<Arc<dyn Escalation>>,
     wave_size: Option<usize>,
     supervisor: Option<Supervisor>,
+    director: Option<Director>,
 }
 
 impl std::fmt::Debug for GovernorBuilder {
@@ -82,6 +83,7 @@ impl Governor {
             escalation: None,
             wave_size: None,
             supervisor: None,
+            director: None,
         }
     }
 }
@@ -149,6 +151,21 @@ impl GovernorBuilder {
         self
     }
 
+    /// The escalation hook as a closure over the decision and the verdict.
+    pub fn escalate_with<F, Fut>(self, f: F) -> Self
+    where
+        F: Fn(crate::decision::Decision, crate::decision::Verdict) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = crate::decision::Verdict> + Send + 'static,
+    {
+        self.escalation(Arc::new(EscalateWith(f)))
+    }
+
+    /// Follows the Director's orders (reweights, suspensions) and reports hand-overs to it.
+    pub fn director(mut self, director: Director) -> Self {
+        self.director = Some(director);
+        self
+    }
+
     /// When the supervisor halts a failing decision (default: [`Supervisor::default`]).
     pub fn supervisor(mut self, supervisor: Supervisor) -> Self {
         self.supervisor = Some(supervisor);
@@ -198,6 +215,9 @@ impl GovernorBuilder {
         }
         if let Some(s) = self.supervisor {
             g = g.with_supervisor(s);
+        }
+        if let Some(d) = self.director {
+            g = g.with_director(d);
         }
         Ok(g)
     }

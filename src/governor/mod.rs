@@ -31,9 +31,11 @@
 mod builder;
 mod certify;
 mod confidence;
+pub mod director;
 mod router;
 
 pub use builder::{GovernorBuildError, GovernorBuilder};
+pub use director::{Directives, Director};
 pub use router::PolicyRouter;
 
 use std::collections::BTreeMap;
@@ -92,6 +94,37 @@ pub trait Escalation: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>;
 }
 
+/// An escalation hook from a closure: it gets the decision and the verdict, and returns the
+/// verdict, possibly changed (an override, a ticket number in the reason…).
+///
+/// ```
+/// use std::sync::Arc;
+/// use conclave::{Decision, EscalateWith, Escalation, Verdict};
+///
+/// // A ticket for every decision a person must look at.
+/// let hook: Arc<dyn Escalation> = Arc::new(EscalateWith(|d: Decision, v: Verdict| async move {
+///     println!("ticket: decision {} needs a person", d.id);
+///     v
+/// }));
+/// # let _ = hook;
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct EscalateWith<F>(pub F);
+
+impl<F, Fut> Escalation for EscalateWith<F>
+where
+    F: Fn(Decision, Verdict) -> Fut + Send + Sync,
+    Fut: Future<Output = Verdict> + Send + 'static,
+{
+    fn escalate<'a>(
+        &'a self,
+        decision: &'a Decision,
+        verdict: Verdict,
+    ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'a>> {
+        Box::pin((self.0)(decision.clone(), verdict))
+    }
+}
+
 /// The default escalation: the verdict is returned (and recorded) as escalated to a human,
 /// unchanged; the application reads `Outcome::Human` and acts.
 #[derive(Debug, Clone, Copy, Default)]
@@ -137,6 +170,8 @@ struct Inner {
     audit: Option<Arc<dyn AuditLog + Send + Sync>>,
     wave_size: usize,
     supervisor: Supervisor,
+    /// The human Director's orders (reweights, suspensions), if any.
+    director: Option<Director>,
     /// Latencies of recent answered calls (all agents), for the hedging delay.
     recent: std::sync::Mutex<std::collections::VecDeque<Duration>>,
     /// The usual latency (their 90th percentile), refreshed every 128 calls: (calls counted
@@ -201,10 +236,12 @@ struct Seating {
     lost: usize,
     /// The trust version it was seated by.
     trust_version: u64,
+    /// The Director's reweights active in the domain when it was seated.
+    reweights: usize,
 }
 
 /// The seating of each domain, at one trust version.
-type Seated = (Option<u64>, BTreeMap<String, Arc<Seating>>);
+type Seated = (Option<(u64, u64)>, BTreeMap<String, Arc<Seating>>);
 
 /// Recent latencies kept for hedging.
 const RECENT: usize = 512;
@@ -286,6 +323,7 @@ impl Governor {
                 audit: None,
                 wave_size: 2,
                 supervisor: Supervisor::default(),
+                director: None,
                 recent: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
                 usual: std::sync::Mutex::new((0, None)),
                 recorded: std::sync::atomic::AtomicU64::new(0),
@@ -361,6 +399,17 @@ impl Governor {
         self.configure(|inner| inner.supervisor = supervisor)
     }
 
+    /// Follows the Director's orders: its reweights apply to the weights, a suspended
+    /// domain's decisions go to a human, and every hand-over to a human is reported to it
+    /// (the ratchet).
+    #[must_use]
+    pub fn with_director(self, director: Director) -> Self {
+        self.configure(|inner| {
+            inner.director = Some(director);
+            inner.admitted = std::sync::Mutex::new((None, BTreeMap::new()));
+        })
+    }
+
     /// Changes a setting: in place when this is the only handle, else on a copy.
     fn configure(self, f: impl FnOnce(&mut Inner)) -> Self {
         let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|a| a.clone_inner());
@@ -399,6 +448,7 @@ impl Inner {
             audit: self.audit.clone(),
             wave_size: self.wave_size,
             supervisor: self.supervisor,
+            director: self.director.clone(),
             recent: std::sync::Mutex::new(self.recent_latencies().into()),
             usual: std::sync::Mutex::new((0, None)),
             recorded: std::sync::atomic::AtomicU64::new(0),
@@ -456,11 +506,17 @@ impl Inner {
     /// computed once per domain and trust version.
     fn seating(&self, domain: &str) -> Arc<Seating> {
         let trust = self.current_trust();
+        let orders = self.director.as_ref().map(Director::current);
+        let now = crate::audit::now();
+        let key = (trust.version, orders.as_ref().map_or(0, |o| o.version));
+        let reweights = orders.as_ref().map_or(0, |o| o.active_in(domain, now));
         if let Ok(mut cache) = self.admitted.lock() {
-            if cache.0 != Some(trust.version) {
-                *cache = (Some(trust.version), BTreeMap::new());
+            if cache.0 != Some(key) {
+                *cache = (Some(key), BTreeMap::new());
             }
-            if let Some(a) = cache.1.get(domain) {
+            if let Some(a) = cache.1.get(domain)
+                && a.reweights == reweights
+            {
                 return a.clone();
             }
         }
@@ -487,11 +543,6 @@ impl Inner {
                 lost += 1;
                 continue;
             }
-            let scheme = WeightScheme::Wbft {
-                alpha: p.alpha,
-                quality: 1.0,
-            };
-            let log_odds = matches!(p.rule, Rule::LogOdds { .. });
             // What the vote counts on: trust, unless the agent has likely turned (see
             // `TrustState::effective_competence`); one more likely turned than not is asked
             // (its answers are evidence) but has no say.
@@ -499,24 +550,11 @@ impl Inner {
             // Lost to the vote as a quarantined agent is, though still asked.
             let turned = state.turned(params);
             lost += usize::from(turned);
-            let mut weight = state.vote_weight(params, scheme);
-            if log_odds {
-                // The log-odds rule takes each agent's competence as its weight (at or below
-                // chance, no weight).
-                weight = if turned {
-                    0.01
-                } else {
-                    effective.clamp(0.01, 0.99)
-                };
-            } else if turned {
-                weight = 0.0;
-            } else if status == Status::Provisional {
-                weight = match p.provisional {
-                    Provisional::Reduced => weight,
-                    Provisional::Advisory => 0.0,
-                    Provisional::Full => crate::aggregate::weights::wbft(effective, 1.0, p.alpha),
-                };
-            }
+            // The Director's reweight, while it lasts.
+            let factor = orders
+                .as_ref()
+                .map_or(1.0, |o| o.factor(&m.spec.id, domain, now));
+            let weight = self.seat_weight(&state, params, status, turned, factor);
             let expertise = if m.spec.domains.iter().any(|d| d == domain) {
                 1.0
             } else {
@@ -585,13 +623,59 @@ impl Inner {
             members: self.members.len(),
             lost,
             trust_version: trust.version,
+            reweights,
         });
         if let Ok(mut cache) = self.admitted.lock()
-            && cache.0 == Some(trust.version)
+            && cache.0 == Some(key)
         {
             cache.1.insert(domain.to_owned(), seating.clone());
         }
         seating
+    }
+
+    /// An admitted agent's weight: WBFT from its trust (its competence under the log-odds
+    /// rule), none if it has likely turned, as the policy says for provisional agents, times
+    /// the Director's factor (a competence stays a probability).
+    fn seat_weight(
+        &self,
+        state: &TrustState,
+        params: &crate::trust::TrustParams,
+        status: Status,
+        turned: bool,
+        factor: f64,
+    ) -> f64 {
+        let p = &self.policy;
+        let scheme = WeightScheme::Wbft {
+            alpha: p.alpha,
+            quality: 1.0,
+        };
+        let log_odds = matches!(p.rule, Rule::LogOdds { .. });
+        let effective = state.effective_competence(params);
+        let mut weight = state.vote_weight(params, scheme);
+        if log_odds {
+            // The log-odds rule takes each agent's competence as its weight (at or below
+            // chance, no weight).
+            weight = if turned {
+                0.01
+            } else {
+                effective.clamp(0.01, 0.99)
+            };
+        } else if turned {
+            weight = 0.0;
+        } else if status == Status::Provisional {
+            weight = match p.provisional {
+                Provisional::Reduced => weight,
+                Provisional::Advisory => 0.0,
+                Provisional::Full => crate::aggregate::weights::wbft(effective, 1.0, p.alpha),
+            };
+        }
+        if factor == 1.0 {
+            weight
+        } else if log_odds {
+            (weight * factor).clamp(0.01, 0.99)
+        } else {
+            weight * factor
+        }
     }
 
     /// Effective number of independent voters among `agents` in `domain`: pairs the ledger
@@ -710,8 +794,13 @@ impl Inner {
         let counted = self.count(&decision, &mut casts, rule, &seating.competence, agreement);
         let need = self.ballots_needed(seating.seats.len(), unreachable(&casts) + late_cut);
         let quorum = self.quorum(&decision.domain, &casts, f.total_weight, need);
+        let suspended = self
+            .director
+            .as_ref()
+            .and_then(|d| d.current().suspension(&decision.domain).cloned());
         let outcome = classify(&Classify {
             policy: p,
+            suspended: suspended.as_ref(),
             stop,
             calls: casts.len(),
             failed: failures(&casts),
@@ -1149,6 +1238,12 @@ impl Inner {
         if matches!(verdict.outcome, Outcome::Human { .. }) {
             verdict = self.escalation.escalate(decision, verdict).await;
         }
+        if matches!(verdict.outcome, Outcome::Human { .. })
+            && let Some(d) = &self.director
+            && let Some(s) = d.change(|o| o.handover(&decision.domain, crate::audit::now()))
+        {
+            tracing::warn!(domain = %decision.domain, reason = %s.reason, "autonomy suspended by the ratchet");
+        }
         verdict
     }
 
@@ -1431,6 +1526,8 @@ struct Counted {
 /// Everything the outcome of a decision depends on.
 struct Classify<'a> {
     policy: &'a Policy,
+    /// The domain's autonomy is suspended by the Director.
+    suspended: Option<&'a director::Suspension>,
     stop: Stop,
     calls: usize,
     failed: usize,
@@ -1459,6 +1556,15 @@ fn classify(c: &Classify<'_>) -> Outcome {
             Outcome::Refused { reason }
         }
     };
+    if let Some(s) = c.suspended {
+        // Suspended autonomy goes to a person even under a policy that would refuse.
+        return Outcome::Human {
+            reason: format!(
+                "autonomy is suspended in this domain by {}: {}",
+                s.by, s.reason
+            ),
+        };
+    }
     if c.stop == Stop::Halted {
         return escalate(format!(
             "supervisor halted the decision: {} of {} calls failed or timed out",
