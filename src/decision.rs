@@ -288,6 +288,11 @@ pub struct Verdict {
     /// decisions only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ruling: Option<Ballot>,
+    /// The deliberation rounds, the independent vote first, when the policy deliberated; the
+    /// tally, consensus and confidence are then the last round's (`ballots` stay the
+    /// independent ones: what trust learns from).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<crate::governor::RoundRecord>,
 }
 
 impl Verdict {
@@ -304,6 +309,15 @@ impl Verdict {
     /// The tally's input: the decision's kind and options, every ballot as it was cast
     /// (abstentions with their reasons) and the weight each was counted with.
     pub fn tally_input(&self, decision: &Decision) -> TallyInput {
+        // A deliberated verdict is the last round's tally.
+        if let Some(last) = self.rounds.last() {
+            return TallyInput {
+                kind: decision.kind,
+                options: decision.options.clone(),
+                weights: last.weights.iter().cloned().collect(),
+                ballots: last.ballots.clone(),
+            };
+        }
         TallyInput {
             kind: decision.kind,
             options: decision.options.clone(),
@@ -348,6 +362,7 @@ impl Verdict {
                 cost_usd: self.cost_usd,
             }),
             ruling: self.ruling.clone(),
+            rounds: self.rounds.clone(),
             at: crate::audit::now(),
         }
     }

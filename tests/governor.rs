@@ -938,3 +938,171 @@ async fn the_arbiter_reads_the_case_and_its_typed_ruling_is_recorded_in_full_or_
         );
     }
 }
+
+/// The FinanceNet merger example of digest A.12, with agents that answer as the example
+/// narrates each round (they see the round and the others' answers in their request).
+mod merger {
+    use std::sync::{Arc, Mutex};
+
+    use conclave::agent::{AgentReply, AgentRequest, AgentService};
+    use conclave::audit::{AuditLog, Entry, MemoryAuditLog, replay};
+    use conclave::ballot::{Answer, Ballot};
+    use conclave::decision::{Decision, Outcome};
+    use conclave::governor::Governor;
+    use conclave::policy::{Catalog, SourceFile};
+    use conclave::trust::TrustParams;
+    use conclave::trust::store::{MemoryTrustStore, TrustStore};
+    use tower::util::BoxCloneSyncService;
+
+    const AGENTS: &str = r#"
+[[agent]]
+id = "EconAgent"
+kind = "scripted"
+scripted = { competence = { default = 0.85 } }
+
+[[agent]]
+id = "NewsAgent"
+kind = "scripted"
+scripted = { competence = { default = 0.72 } }
+
+[[agent]]
+id = "GeneralistAgent"
+kind = "scripted"
+scripted = { competence = { default = 0.7 } }
+"#;
+
+    fn policy(tau: f64) -> String {
+        format!(
+            r#"id = "merger"
+description = "Sentiment on the merger, deliberated."
+applies = {{ domains = ["finance"], kinds = ["score"] }}
+pool = {{ agents = ["EconAgent", "NewsAgent", "GeneralistAgent"] }}
+rule = {{ name = "weighted-mean" }}
+quorum = {{ ballots = 3 }}
+early_stop = {{ enabled = false }}
+thresholds = {{ accept = 0.0, arbitrate = 0.0, human = 0.0, tolerance = 0.25 }}
+deliberation = {{ rounds = 3, tau = {tau}, beta = 0.2, epsilon = 0.001 }}
+"#
+        )
+    }
+
+    /// Each agent's sentiment in rounds 1, 2 and 3 (digest A.12, current numbers).
+    fn script(agent: &str) -> [f64; 3] {
+        match agent {
+            "EconAgent" => [0.1, -0.10, -0.06],
+            "NewsAgent" => [-0.4, -0.15, -0.07],
+            _ => [0.3, -0.20, -0.09],
+        }
+    }
+
+    type Seen = Arc<Mutex<Vec<(String, u32, usize, Option<f64>)>>>;
+
+    fn agent(id: &str, seen: &Seen) -> AgentService {
+        let (id, seen) = (id.to_owned(), seen.clone());
+        BoxCloneSyncService::new(tower::service_fn(move |req: AgentRequest| {
+            let (id, seen) = (id.clone(), seen.clone());
+            async move {
+                let round = req.round.as_ref().map_or(1, |r| r.number);
+                if let Some(r) = &req.round {
+                    let own = match r.own.answer {
+                        Answer::Score(v) => Some(v),
+                        _ => None,
+                    };
+                    seen.lock().expect("lock").push((
+                        id.clone(),
+                        r.number,
+                        r.others.ballots.len(),
+                        own,
+                    ));
+                }
+                let v = script(&id)[(round as usize - 1).min(2)];
+                let mut b = Ballot::new(id.as_str(), Answer::Score(v)).with_confidence(0.7);
+                b.rationale = Some(format!("round {round}: where I differ from the majority"));
+                Ok::<_, tower::BoxError>(AgentReply::new(b))
+            }
+        }))
+    }
+
+    async fn run(tau: f64) -> (conclave::decision::Verdict, Seen, Arc<MemoryAuditLog>) {
+        let c = Catalog::load(
+            &[SourceFile::new("agents.toml", AGENTS)],
+            &[SourceFile::new("merger.toml", policy(tau))],
+        )
+        .expect("catalog");
+        let seen: Seen = Arc::default();
+        let agents = c
+            .agents
+            .values()
+            .map(|s| (s.clone(), agent(&s.id, &seen)))
+            .collect();
+        let trust = MemoryTrustStore::new(TrustParams::default())
+            .expect("store")
+            .snapshot()
+            .expect("snapshot");
+        let log = Arc::new(MemoryAuditLog::default());
+        let g = Governor::new(c.policy("merger").expect("policy").clone(), agents, trust)
+            .with_audit(log.clone());
+        let d = Decision::score("merger", "finance", "Sentiment on the merger announcement?");
+        (g.decide(d).await.expect("verdict"), seen, log)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_financenet_merger_deliberates_to_the_digests_numbers() {
+        let (v, seen, log) = run(0.8).await;
+        let cq: Vec<String> = v
+            .rounds
+            .iter()
+            .map(|r| format!("{:.2}", r.consensus))
+            .collect();
+        assert_eq!(cq, ["0.43", "0.75", "0.83"], "{:?}", v.rounds);
+        let collective = v.value().expect("a number");
+        assert_eq!(format!("{collective:.2}"), "-0.07", "{collective}");
+        assert!(
+            matches!(v.outcome, Outcome::Decided { .. }),
+            "{:?}",
+            v.outcome
+        );
+        // Every round's positions are kept; the independent ballots stay the verdict's.
+        assert_eq!(v.rounds[2].ballots.len(), 3);
+        assert!(
+            v.ballots
+                .iter()
+                .any(|c| c.ballot.answer == Answer::Score(0.3))
+        );
+        // In rounds 2 and 3 each agent saw its own last answer and the two others'.
+        let seen = seen.lock().expect("lock").clone();
+        assert_eq!(seen.len(), 6, "{seen:?}");
+        assert!(seen.iter().all(|(_, _, others, _)| *others == 2));
+        assert!(
+            seen.iter()
+                .any(|(a, k, _, own)| a == "EconAgent" && *k == 3 && *own == Some(-0.10))
+        );
+        // Positions that moved lost weight (β·(1 − consistency)); the record replays.
+        let w = |k: usize, a: &str| {
+            v.rounds[k]
+                .weights
+                .iter()
+                .find(|(x, _)| x == a)
+                .map(|(_, w)| *w)
+                .expect("weight")
+        };
+        assert!(w(1, "GeneralistAgent") < w(0, "GeneralistAgent"));
+        let record = log.find("merger").expect("recorded");
+        let Entry::Decision(r) = &record.entry else {
+            panic!("not a decision");
+        };
+        assert_eq!(r.rounds.len(), 3);
+        assert!(replay(&record).expect("replay").matches);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deliberation_stops_once_consensus_reaches_tau() {
+        // At τ = 0.75 the digest's own round 2 (CQ 0.751) already ends it.
+        let (v, seen, _) = run(0.75).await;
+        assert_eq!(v.rounds.len(), 2, "{:?}", v.rounds);
+        assert_eq!(seen.lock().expect("lock").len(), 3);
+        // Consensus above τ from the start: no deliberation at all.
+        let (v, _, _) = run(0.4).await;
+        assert!(v.rounds.is_empty());
+    }
+}

@@ -27,6 +27,40 @@ pub struct AgentRequest {
     pub decision: Arc<Decision>,
     /// For the arbiter: the panel's ballots with their weights and rationales, and the tally.
     pub case: Option<Arc<Case>>,
+    /// In a deliberation round: the agent's own last answer and the others'.
+    pub round: Option<Arc<Round>>,
+}
+
+/// A deliberation round as one agent sees it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Round {
+    /// The round (2, 3, …; the independent vote is round 1).
+    pub number: u32,
+    /// The agent's own answer in the previous round.
+    pub own: Ballot,
+    /// The other agents' answers in the previous round, anonymised, with their reasons, and
+    /// what the vote made of them.
+    pub others: Case,
+}
+
+impl Round {
+    /// The round in words, for a model's prompt: the others' answers, and the rule of
+    /// enforced divergence (say where you disagree with the majority before you update).
+    pub fn describe(&self) -> String {
+        let own = match &self.own.answer {
+            crate::ballot::Answer::Choice(c) => c.clone(),
+            crate::ballot::Answer::Ranking(r) => r.join(" > "),
+            crate::ballot::Answer::Score(v) => format!("{v}"),
+            crate::ballot::Answer::Vector(_) => "your text".to_owned(),
+            crate::ballot::Answer::Abstain(_) => "nothing".to_owned(),
+        };
+        format!(
+            "Deliberation, round {}. Your previous answer: {own}.\n{}\nBefore you answer again, state in your rationale where you disagree with the majority and why; change your answer only for a reason you can name, not because others hold it.",
+            self.number,
+            self.others.describe_peers()
+        )
+    }
 }
 
 impl AgentRequest {
@@ -35,6 +69,16 @@ impl AgentRequest {
         Self {
             decision,
             case: None,
+            round: None,
+        }
+    }
+
+    /// A deliberation round's question: the decision and the round as the agent sees it.
+    pub fn deliberation(decision: Arc<Decision>, round: Arc<Round>) -> Self {
+        Self {
+            decision,
+            case: None,
+            round: Some(round),
         }
     }
 
@@ -43,6 +87,7 @@ impl AgentRequest {
         Self {
             decision,
             case: Some(case),
+            round: None,
         }
     }
 }
@@ -110,9 +155,31 @@ impl Case {
         }
     }
 
-    /// The case in words, for a model's prompt.
+    /// The case in words, for an arbiter's prompt.
     pub fn describe(&self) -> String {
         let mut out = String::from("The panel answered (heaviest vote first):\n");
+        out += &self.lines();
+        out += &format!(
+            "The weighted vote gives {} with consensus {:.2}; its measured chance of being right is {:.2}, too low to stand alone. Weigh the arguments, then rule.",
+            self.tally.as_deref().unwrap_or("no answer"),
+            self.consensus,
+            self.confidence
+        );
+        out
+    }
+
+    /// The other panel members' answers, for a deliberation round.
+    pub fn describe_peers(&self) -> String {
+        format!(
+            "The other panel members answered (heaviest vote first):\n{}The weighted vote gave {} with consensus {:.2}.",
+            self.lines(),
+            self.tally.as_deref().unwrap_or("no answer"),
+            self.consensus
+        )
+    }
+
+    fn lines(&self) -> String {
+        let mut out = String::new();
         for b in &self.ballots {
             let answer = match &b.answer {
                 crate::ballot::Answer::Choice(c) => c.clone(),
@@ -133,12 +200,6 @@ impl Case {
             }
             out.push('\n');
         }
-        out += &format!(
-            "The weighted vote gives {} with consensus {:.2}; its measured chance of being right is {:.2}, too low to stand alone. Weigh the arguments, then rule.",
-            self.tally.as_deref().unwrap_or("no answer"),
-            self.consensus,
-            self.confidence
-        );
         out
     }
 }

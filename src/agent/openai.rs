@@ -241,6 +241,7 @@ impl OpenAiAgent {
         &self,
         decision: &Decision,
         case: Option<&super::Case>,
+        round: Option<&super::Round>,
     ) -> Result<AgentReply, BoxError> {
         if decision.kind == Kind::Vector && self.spec.embedding_model.is_none() {
             // Free text becomes a vector through an embeddings model; without one, no answer.
@@ -255,12 +256,16 @@ impl OpenAiAgent {
             ));
         }
         // A panel member answers alone; the arbiter reads the panel's case first.
-        let (role, question) = match case {
-            None => (
+        let (role, question) = match (case, round) {
+            (None, None) => (
                 "You are one voter in a panel. Answer independently.",
                 prompt(decision),
             ),
-            Some(c) => (
+            (None, Some(r)) => (
+                "You are one voter in a panel that deliberates: you see the others' answers and reasons, and keep your own judgement.",
+                format!("{}\n\n{}", r.describe(), prompt(decision)),
+            ),
+            (Some(c), _) => (
                 "You are the arbiter of a panel whose vote was too uncertain to stand. Rule on the question yourself, weighing the panel's arguments.",
                 format!("{}\n\n{}", c.describe(), prompt(decision)),
             ),
@@ -526,7 +531,7 @@ impl OpenAiAgent {
             ["red", "table"],
         );
         let started = std::time::Instant::now();
-        match self.ask(&decision, None).await {
+        match self.ask(&decision, None, None).await {
             Ok(reply) => {
                 probe.latency_ms = Some(started.elapsed().as_millis() as u64);
                 if let Some(cause) = &reply.ballot.cause {
@@ -996,7 +1001,10 @@ impl Service<AgentRequest> for OpenAiAgent {
 
     fn call(&mut self, req: AgentRequest) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move { this.ask(&req.decision, req.case.as_deref()).await })
+        Box::pin(async move {
+            this.ask(&req.decision, req.case.as_deref(), req.round.as_deref())
+                .await
+        })
     }
 }
 

@@ -75,6 +75,9 @@ pub struct DecisionRecord {
     /// The arbiter's ruling as a ballot, beside the tally (arbitrated decisions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ruling: Option<Ballot>,
+    /// Deliberation rounds, the independent vote first (the input above is the last round's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<crate::governor::RoundRecord>,
     /// When, in seconds since the Unix epoch.
     pub at: u64,
 }
@@ -108,6 +111,11 @@ impl DecisionRecord {
         if let Some(r) = &mut self.ruling {
             r.rationale = None;
         }
+        for round in &mut self.rounds {
+            for b in &mut round.ballots {
+                b.rationale = None;
+            }
+        }
         self
     }
 }
@@ -139,6 +147,7 @@ impl DecisionRecord {
             outcome: None,
             course: None,
             ruling: None,
+            rounds: Vec::new(),
             at: now(),
         })
     }

@@ -394,6 +394,32 @@ pub(super) fn describe(record: &AuditRecord) -> String {
                         .map_or_else(String::new, |x| format!(" — \"{x}\""))
                 );
             }
+            for r in &d.rounds {
+                let positions: Vec<String> = r
+                    .ballots
+                    .iter()
+                    .map(|b| {
+                        let w = r
+                            .weights
+                            .iter()
+                            .find(|(a, _)| *a == b.agent)
+                            .map_or(0.0, |(_, w)| *w);
+                        format!(
+                            "{} {} (w {})",
+                            b.agent,
+                            ballot_text(b),
+                            conclave::ballot::fixed(w, 2)
+                        )
+                    })
+                    .collect();
+                out += &format!(
+                    "round {}: consensus {}, confidence {}: {}\n",
+                    r.round,
+                    conclave::ballot::fixed(r.consensus, 3),
+                    conclave::ballot::fixed(r.confidence, 3),
+                    positions.join("; ")
+                );
+            }
             if let Some(c) = &d.course {
                 out += &format!(
                     "course: stopped {:?}; consensus {}; {} calls in {} waves; {} tokens; ${}\n",

@@ -31,10 +31,12 @@
 mod builder;
 mod certify;
 mod confidence;
+mod deliberate;
 pub mod director;
 mod router;
 
 pub use builder::{GovernorBuildError, GovernorBuilder};
+pub use deliberate::RoundRecord;
 pub use director::{Directives, Director};
 pub use router::PolicyRouter;
 
@@ -791,7 +793,23 @@ impl Inner {
         let stop = self.fly(&mut f, rule, agreement).await;
         let late_cut = self.cancel_rest(&mut f, stop);
         let mut casts = std::mem::take(&mut f.casts);
-        let counted = self.count(&decision, &mut casts, rule, &seating.competence, agreement);
+        let mut counted = self.count(&decision, &mut casts, rule, &seating.competence, agreement);
+        // Weak consensus under a deliberating policy: rounds in which the agents see each
+        // other's answers; the last round's count is the verdict's.
+        let mut rounds = Vec::new();
+        if let Some(d) = p.deliberation
+            && matches!(stop, Stop::Certified | Stop::Confident | Stop::Exhausted)
+            && counted.result.is_some()
+            && deliberate::round_consensus(decision.kind, &counted, &casts, d.epsilon) < d.tau
+        {
+            let done = self
+                .deliberate(&decision, d, rule, &casts, counted, agreement)
+                .await;
+            f.tokens += done.tokens;
+            f.cost += done.cost;
+            counted = done.counted;
+            rounds = done.rounds;
+        }
         let need = self.ballots_needed(seating.seats.len(), unreachable(&casts) + late_cut);
         let quorum = self.quorum(&decision.domain, &casts, f.total_weight, need);
         let suspended = self
@@ -828,6 +846,7 @@ impl Inner {
             tokens: f.tokens,
             cost_usd: f.cost,
             ruling: None,
+            rounds,
         };
         let verdict = self.conclude(&decision, verdict).await;
         // The decision's metrics, one event (a metrics layer of `tracing` can count them).

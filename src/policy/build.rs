@@ -6,7 +6,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::{
-    AgentSpec, AuditLevel, Budget, Policy, Provisional, RobustSwitch, Thresholds, pool_needed,
+    AgentSpec, AuditLevel, Budget, Deliberation, Policy, Provisional, RobustSwitch, Thresholds,
+    pool_needed,
 };
 use crate::aggregate::{Kind, Rule};
 
@@ -46,6 +47,8 @@ pub enum Section {
     EarlyStop,
     /// `admission`.
     Admission,
+    /// `deliberation`.
+    Deliberation,
 }
 
 /// One thing wrong with a policy.
@@ -137,6 +140,7 @@ pub(super) struct Draft {
     pub(super) human: bool,
     pub(super) lost_majority: f64,
     pub(super) verdict_alarm: Option<f64>,
+    pub(super) deliberation: Option<Deliberation>,
     pub(super) audit: AuditLevel,
 }
 
@@ -174,6 +178,7 @@ impl Draft {
             human: true,
             lost_majority: 0.5,
             verdict_alarm: None,
+            deliberation: None,
             audit: AuditLevel::default(),
         }
     }
@@ -196,6 +201,7 @@ impl Draft {
         self.check_thresholds(&mut problems);
         self.check_budget(&pool, agents, &mut problems);
         self.check_escalation(agents, &mut problems);
+        self.check_deliberation(&mut problems);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -225,6 +231,7 @@ impl Draft {
             human: self.human,
             lost_majority: self.lost_majority,
             verdict_alarm: self.verdict_alarm,
+            deliberation: self.deliberation,
             audit: self.audit,
             source,
             hash,
@@ -513,6 +520,38 @@ impl Draft {
     }
 }
 
+impl Draft {
+    /// Rounds, τ, β (α + β ≤ 1) and ε in their ranges.
+    fn check_deliberation(&self, problems: &mut Vec<Problem>) {
+        let Some(d) = &self.deliberation else { return };
+        let mut bad = |m: String| {
+            problems.push(Problem::new(
+                "policy::deliberation",
+                Section::Deliberation,
+                m,
+            ));
+        };
+        if !(2..=10).contains(&d.rounds) {
+            bad(format!(
+                "deliberation.rounds {} must be 2–10 (the independent round included)",
+                d.rounds
+            ));
+        }
+        if !(d.tau > 0.0 && d.tau <= 1.0) {
+            bad(format!("deliberation.tau {} must be in (0, 1]", d.tau));
+        }
+        if !(d.beta >= 0.0 && self.alpha + d.beta <= 1.0 + 1e-12) {
+            bad(format!(
+                "deliberation.beta {} must be ≥ 0 with alpha + beta ≤ 1 (alpha is {})",
+                d.beta, self.alpha
+            ));
+        }
+        if !(d.epsilon.is_finite() && d.epsilon > 0.0) {
+            bad(format!("deliberation.epsilon {} must be > 0", d.epsilon));
+        }
+    }
+}
+
 /// How many of the pool can be asked at once, given at most `per_family` per model family.
 fn reachable(
     pool: &[String],
@@ -601,6 +640,7 @@ impl Policy {
                 human: p.human,
                 lost_majority: p.lost_majority,
                 verdict_alarm: p.verdict_alarm,
+                deliberation: p.deliberation,
                 audit: p.audit,
             },
         }
@@ -741,6 +781,12 @@ impl PolicyBuilder {
     /// Escalate while the domain's verdict monitor is at or above this limit.
     pub fn verdict_alarm(mut self, limit: f64) -> Self {
         self.draft.verdict_alarm = Some(limit);
+        self
+    }
+
+    /// Deliberation rounds when the independent vote's consensus is weak.
+    pub fn deliberation(mut self, deliberation: Deliberation) -> Self {
+        self.draft.deliberation = Some(deliberation);
         self
     }
 

@@ -222,6 +222,13 @@ fn escalation(p: &Policy) -> String {
         "Escalation: a verdict is accepted when its confidence (the probability that it is right, from the ballots and the voters' measured competence) reaches {}; below that, more agents are asked while the pool and the budget allow.",
         t.accept
     );
+    if let Some(d) = &p.deliberation {
+        let _ = write!(
+            esc,
+            " When the independent vote's consensus is below {}, the agents deliberate: they see each other's answers and reasons (anonymised), must say where they disagree with the majority, and answer again, for at most {} rounds in all; a changed position costs up to {} of weight, and the last round's count is the verdict's.",
+            d.tau, d.rounds, d.beta
+        );
+    }
     match (&p.arbiter, p.human) {
         (Some(a), human) => {
             let _ = write!(

@@ -46,8 +46,8 @@ use toml::Spanned;
 
 use crate::aggregate::{Kind, Rule};
 pub use raw::{
-    AgentKind, AuditLevel, Behaviour, Budget, Confidence, Latency, Price, Provisional, Stakes,
-    StructuredOutput, Thresholds,
+    AgentKind, AuditLevel, Behaviour, Budget, Confidence, Deliberation, Latency, Price,
+    Provisional, Stakes, StructuredOutput, Thresholds,
 };
 
 /// The largest reply an OpenAI-compatible agent reads by default (1 MiB).
@@ -474,6 +474,9 @@ pub struct Policy {
     pub(crate) lost_majority: f64,
     /// Decisions escalate while the domain's verdict monitor is at or above this limit.
     pub(crate) verdict_alarm: Option<f64>,
+    /// Deliberation rounds, if the policy deliberates.
+    #[serde(skip)]
+    pub(crate) deliberation: Option<Deliberation>,
     /// Audit level.
     #[serde(skip)]
     pub(crate) audit: AuditLevel,
@@ -484,6 +487,11 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Deliberation rounds, if the policy deliberates.
+    pub fn deliberation(&self) -> Option<Deliberation> {
+        self.deliberation
+    }
+
     /// SHA-256 of the file, hex (recorded with every decision).
     pub fn hash(&self) -> &str {
         &self.hash
@@ -1193,6 +1201,7 @@ fn draft_of(
         draft.provisional = a.provisional;
         draft.measure_provisional = a.measure_provisional;
     }
+    draft.deliberation = raw.deliberation.as_ref().map(|d| *d.get_ref());
     draft.audit = raw.audit.unwrap_or_default();
     (draft, rule_ok)
 }
@@ -1247,6 +1256,10 @@ fn diagnostic_of(file: &SourceFile, raw: &raw::RawPolicy, p: build::Problem) -> 
             .as_ref()
             .and_then(|e| e.get_ref().arbiter.as_ref().map(Spanned::span))
             .unwrap_or_else(|| raw.id.span()),
+        S::Deliberation => raw
+            .deliberation
+            .as_ref()
+            .map_or_else(|| raw.id.span(), Spanned::span),
         S::EarlyStop | S::Admission => raw.id.span(),
     };
     let mut diag = PolicyDiagnostic::new(p.code, file, Some(span), p.message);

@@ -312,6 +312,10 @@ pub struct RawPolicy {
     #[serde(default)]
     #[schemars(with = "Option<Escalation>")]
     pub escalation: Option<Spanned<Escalation>>,
+    /// Deliberation rounds when the independent vote's consensus is weak.
+    #[serde(default)]
+    #[schemars(with = "Option<Deliberation>")]
+    pub deliberation: Option<Spanned<Deliberation>>,
     /// How much the audit record keeps.
     #[serde(default)]
     pub audit: Option<AuditLevel>,
@@ -560,4 +564,53 @@ pub enum AuditLevel {
     Full,
     /// Ballots and verdict, no rationales.
     Summary,
+}
+
+/// Deliberation (digest A.12): when the independent vote's consensus is below `tau`, the
+/// agents see each other's answers and reasons (anonymised), state where they disagree with
+/// the majority, and answer again, for at most `rounds` rounds in all.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Deliberation {
+    /// K_max: rounds in all, the independent one included (2–10).
+    #[serde(default = "default_rounds")]
+    pub rounds: u32,
+    /// τ: deliberation continues while the consensus is below it.
+    #[serde(default = "default_tau")]
+    pub tau: f64,
+    /// β: the weight of consistency: `w = α·trust + (1−α−β)·quality + β·consistency`, so a
+    /// position changed between rounds costs up to β of weight.
+    #[serde(default = "default_beta")]
+    pub beta: f64,
+    /// ε of the numeric consensus `1/(1 + σ/(μ + ε))` between rounds: the smallest meaningful
+    /// difference of the answers.
+    #[serde(default = "default_epsilon")]
+    pub epsilon: f64,
+}
+
+impl Default for Deliberation {
+    fn default() -> Self {
+        Self {
+            rounds: default_rounds(),
+            tau: default_tau(),
+            beta: default_beta(),
+            epsilon: default_epsilon(),
+        }
+    }
+}
+
+fn default_rounds() -> u32 {
+    3
+}
+
+fn default_tau() -> f64 {
+    0.75
+}
+
+fn default_beta() -> f64 {
+    0.2
+}
+
+fn default_epsilon() -> f64 {
+    0.001
 }
