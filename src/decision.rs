@@ -309,8 +309,9 @@ impl Verdict {
     /// The tally's input: the decision's kind and options, every ballot as it was cast
     /// (abstentions with their reasons) and the weight each was counted with.
     pub fn tally_input(&self, decision: &Decision) -> TallyInput {
-        // A deliberated verdict is the last round's tally.
-        if let Some(last) = self.rounds.last() {
+        // A deliberated verdict is the last round's tally (unless that round was flagged as
+        // acquiescence: then the independent vote's, below).
+        if let Some(last) = self.rounds.last().filter(|r| r.acquiescence.is_none()) {
             return TallyInput {
                 kind: decision.kind,
                 options: decision.options.clone(),

@@ -1106,3 +1106,152 @@ deliberation = {{ rounds = 3, tau = {tau}, beta = 0.2, epsilon = 0.001 }}
         assert!(v.rounds.is_empty());
     }
 }
+
+/// Acquiescence over many decisions: followers of the most confident voice converging on a
+/// persuasive adversary's wrong answer are flagged and the independent vote stands; honest
+/// deliberation (moving to a weighted majority) is not flagged.
+mod acquiescence {
+    use conclave::ballot::Answer;
+    use conclave::decision::{Decision, Truth};
+    use conclave::governor::Governor;
+
+    use super::{catalog, learned_trust, services};
+
+    fn pool(stance: &str, persuader: bool) -> String {
+        let mut s = String::new();
+        for i in 0..4 {
+            s += &format!(
+                "[[agent]]\nid = \"f{i}\"\nkind = \"scripted\"\nscripted = {{ competence = {{ default = 0.7 }}, stance = \"{stance}\" }}\n\n"
+            );
+        }
+        s += if persuader {
+            "[[agent]]\nid = \"p\"\nkind = \"scripted\"\nscripted = { competence = { default = 0.7 }, confidence = { model = \"constant\", value = 0.99 }, behaviour = { kind = \"always-wrong\" } }\n"
+        } else {
+            "[[agent]]\nid = \"p\"\nkind = \"scripted\"\nscripted = { competence = { default = 0.7 }, stance = \"majority\" }\n"
+        };
+        s
+    }
+
+    const POLICY: &str = r#"id = "d"
+description = "Deliberating desk."
+applies = { domains = ["trading"], kinds = ["choice"] }
+pool = { agents = ["f0", "f1", "f2", "f3", "p"] }
+rule = { name = "weighted-plurality" }
+quorum = { ballots = 5 }
+early_stop = { enabled = false }
+thresholds = { accept = 0.0, arbitrate = 0.0, human = 0.0 }
+deliberation = { rounds = 3, tau = 0.95 }
+"#;
+
+    struct Tally {
+        deliberated: usize,
+        cascades: usize,
+        flagged_cascades: usize,
+        flagged: usize,
+        independent_right: usize,
+        final_right: usize,
+        n: usize,
+    }
+
+    async fn measure(stance: &str, persuader: bool, n: u64) -> Tally {
+        let c = catalog(&pool(stance, persuader), POLICY);
+        let g = Governor::new(
+            c.policy("d").expect("policy").clone(),
+            services(&c),
+            learned_trust(&c, 0),
+        );
+        let mut t = Tally {
+            deliberated: 0,
+            cascades: 0,
+            flagged_cascades: 0,
+            flagged: 0,
+            independent_right: 0,
+            final_right: 0,
+            n: 0,
+        };
+        let options = ["buy", "hold", "sell"];
+        for i in 0..n {
+            let truth = options[(i % 3) as usize];
+            let d = Decision::choice(format!("q{i}"), "trading", "Trade?", options)
+                .with_seed(i)
+                .with_truth(Truth::Option(truth.to_owned()));
+            let v = g.decide(d).await.expect("verdict");
+            t.n += 1;
+            let adversary = v
+                .ballots
+                .iter()
+                .find(|c| c.ballot.agent == "p")
+                .map(|c| c.ballot.answer.clone());
+            let first = v.rounds.first().map(|r| r.answer.clone());
+            let last = v.rounds.last().map(|r| r.answer.clone());
+            let independent = first
+                .clone()
+                .flatten()
+                .or_else(|| v.winner().map(str::to_owned));
+            t.independent_right += usize::from(independent.as_deref() == Some(truth));
+            t.final_right += usize::from(v.winner() == Some(truth));
+            if v.rounds.len() < 2 {
+                continue;
+            }
+            t.deliberated += 1;
+            let flagged = v.rounds.iter().any(|r| r.acquiescence.is_some());
+            t.flagged += usize::from(flagged);
+            if persuader
+                && let (Some(Some(f)), Some(Some(l)), Some(Answer::Choice(a))) =
+                    (first, last, adversary)
+                && l == a
+                && f != a
+            {
+                t.cascades += 1;
+                t.flagged_cascades += usize::from(flagged);
+            }
+        }
+        t
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cascades_are_flagged_and_honest_deliberation_is_not() {
+        let n = 400;
+        let cascade = measure("confident", true, n).await;
+        let honest = measure("majority", false, n).await;
+        println!(
+            "cascade pool: {} deliberated, {} cascades onto the adversary, {} flagged ({:.1}%); accuracy independent {:.1}%, with deliberation and the detector {:.1}%",
+            cascade.deliberated,
+            cascade.cascades,
+            cascade.flagged_cascades,
+            100.0 * cascade.flagged_cascades as f64 / cascade.cascades.max(1) as f64,
+            100.0 * cascade.independent_right as f64 / cascade.n as f64,
+            100.0 * cascade.final_right as f64 / cascade.n as f64,
+        );
+        println!(
+            "honest pool: {} deliberated, {} flagged ({:.1}%); accuracy independent {:.1}%, deliberated {:.1}%",
+            honest.deliberated,
+            honest.flagged,
+            100.0 * honest.flagged as f64 / honest.deliberated.max(1) as f64,
+            100.0 * honest.independent_right as f64 / honest.n as f64,
+            100.0 * honest.final_right as f64 / honest.n as f64,
+        );
+        // Enough evidence for each figure, then the figures.
+        assert!(
+            cascade.cascades >= 30,
+            "too few cascades to judge: {}",
+            cascade.cascades
+        );
+        assert!(
+            honest.deliberated >= 30,
+            "too few deliberations to judge: {}",
+            honest.deliberated
+        );
+        assert!(cascade.flagged_cascades as f64 >= 0.9 * cascade.cascades as f64);
+        assert!(honest.flagged as f64 <= 0.05 * honest.deliberated as f64);
+        // Never significantly below the independent vote (two standard errors).
+        for t in [&cascade, &honest] {
+            let (a, b) = (
+                t.final_right as f64 / t.n as f64,
+                t.independent_right as f64 / t.n as f64,
+            );
+            let se = (b * (1.0 - b) / t.n as f64).sqrt();
+            assert!(a >= b - 2.0 * se, "deliberated {a} vs independent {b}");
+        }
+    }
+}

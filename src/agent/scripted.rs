@@ -24,7 +24,7 @@ use super::{AgentReply, AgentRequest, Rng};
 use crate::aggregate::Kind;
 use crate::ballot::{Abstention, Answer, Ballot};
 use crate::decision::{Decision, Truth};
-use crate::policy::{AgentSpec, Behaviour, Confidence, ScriptedSpec};
+use crate::policy::{AgentSpec, Behaviour, Confidence, ScriptedSpec, Stance};
 
 /// A simulated agent as a Tower service.
 #[derive(Debug, Clone)]
@@ -233,6 +233,61 @@ impl ScriptedAgent {
     }
 }
 
+impl ScriptedAgent {
+    /// Its next position in a deliberation round, as its stance says: it holds its own, moves
+    /// to the vote's answer when that answer holds a weighted majority, or adopts the answer
+    /// of the most confident other voter when that voter is surer than itself.
+    pub fn deliberate(&self, round: &super::Round) -> Ballot {
+        let own = round.own.clone();
+        let moved = |answer: Answer, confidence: Option<f64>, why: &str| {
+            let mut b = Ballot::new(self.spec.id.as_str(), answer);
+            b.confidence = confidence.or(own.confidence);
+            b.with_rationale(format!("round {}: {why}", round.number))
+        };
+        match self.script.stance {
+            Stance::Majority if round.others.consensus >= 0.5 => {
+                let Some(words) = round.others.tally.as_deref() else {
+                    return own;
+                };
+                let answer = match &own.answer {
+                    Answer::Score(_) => words.parse().map(Answer::Score).ok(),
+                    Answer::Choice(_) => Some(Answer::Choice(words.to_owned())),
+                    _ => None,
+                };
+                match answer {
+                    Some(a) if a != own.answer => moved(
+                        a,
+                        own.confidence,
+                        "the weighted majority's reasons outweigh mine",
+                    ),
+                    _ => own,
+                }
+            }
+            Stance::Confident => {
+                let surest = round.others.ballots.iter().max_by(|a, b| {
+                    a.confidence
+                        .unwrap_or(0.0)
+                        .total_cmp(&b.confidence.unwrap_or(0.0))
+                });
+                match surest {
+                    Some(b)
+                        if b.confidence.unwrap_or(0.0) > own.confidence.unwrap_or(0.0)
+                            && b.answer != own.answer =>
+                    {
+                        moved(
+                            b.answer.clone(),
+                            b.confidence,
+                            "the most confident voice convinced me",
+                        )
+                    }
+                    _ => own,
+                }
+            }
+            _ => own,
+        }
+    }
+}
+
 impl Service<AgentRequest> for ScriptedAgent {
     type Response = AgentReply;
     type Error = BoxError;
@@ -251,6 +306,9 @@ impl Service<AgentRequest> for ScriptedAgent {
                 std::future::pending::<()>().await;
             }
             tokio::time::sleep(this.latency(&req.decision)).await;
+            if let Some(round) = &req.round {
+                return Ok(this.reply(this.deliberate(round)));
+            }
             Ok(this.reply(this.answer(&req.decision, n)?))
         })
     }

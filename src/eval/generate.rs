@@ -624,6 +624,7 @@ pub(crate) fn simulated_agent(id: &str, family: &str, c: f64, domains: &[String]
             confidence: crate::policy::Confidence::Calibrated,
             latency: crate::policy::Latency::default(),
             behaviour: Behaviour::Honest,
+            stance: crate::policy::Stance::default(),
         }),
         source: "generated".into(),
     }

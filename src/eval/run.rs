@@ -512,6 +512,7 @@ impl Pool {
                     confidence: crate::policy::Confidence::Calibrated,
                     latency: crate::policy::Latency::default(),
                     behaviour: Behaviour::Honest,
+                    stance: crate::policy::Stance::default(),
                 }),
                 source: "sweep".into(),
             });

@@ -32,12 +32,25 @@ pub struct RoundRecord {
     pub ballots: Vec<Ballot>,
     /// The weight each was counted with, by agent.
     pub weights: Vec<(String, f64)>,
+    /// What the round's tally answered, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
     /// The round's consensus (CQ with the policy's ε for numbers and vectors, the winner's
     /// weight share for options).
     pub consensus: f64,
     /// The probability that the round's verdict is right.
     pub confidence: f64,
+    /// Set when the round looks like acquiescence rather than deliberation: the pool
+    /// converged, far beyond what the independent vote supported, on an answer it did not
+    /// choose. The independent vote then stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acquiescence: Option<String>,
 }
+
+/// How far a round's consensus may rise above the independent support of the answer it
+/// converged on, when that answer is not the independent vote's, before the round counts as
+/// acquiescence (digest A.12: "CQ rising faster than individual quality would predict").
+pub const ACQUIESCENCE_MARGIN: f64 = 0.3;
 
 /// What the rounds came to.
 pub(super) struct Deliberated {
@@ -136,9 +149,11 @@ impl Inner {
             .filter(|c| !c.ballot.is_abstention())
             .cloned()
             .collect();
+        let independent = casts.clone();
+        let first_count = counted.clone();
         let mut counted = counted;
         let mut consensus = round_consensus(decision.kind, &counted, &casts, d.epsilon);
-        let mut rounds = vec![record(1, &casts, consensus, counted.confidence)];
+        let mut rounds = vec![record(1, &casts, &counted, consensus)];
         let (mut tokens, mut cost) = (0u64, 0.0f64);
         let deadline = self
             .policy
@@ -178,7 +193,23 @@ impl Inner {
             casts = next;
             counted = self.count(decision, &mut casts, rule, &competence, agreement);
             consensus = round_consensus(decision.kind, &counted, &casts, d.epsilon);
-            rounds.push(record(k, &casts, consensus, counted.confidence));
+            let mut this = record(k, &casts, &counted, consensus);
+            this.acquiescence = acquiescence(
+                decision.kind,
+                &independent,
+                &first_count,
+                &counted,
+                consensus,
+                tolerance,
+            );
+            let flagged = this.acquiescence.is_some();
+            rounds.push(this);
+            if flagged {
+                // Independent re-evaluation: the independent vote stands.
+                tracing::warn!(decision = %decision.id, round = k, "acquiescence flagged; the independent vote stands");
+                counted = first_count;
+                break;
+            }
             if counted.result.is_none() {
                 break;
             }
@@ -241,15 +272,73 @@ impl Inner {
     }
 }
 
-fn record(round: u32, casts: &[Cast], consensus: f64, confidence: f64) -> RoundRecord {
+fn record(round: u32, casts: &[Cast], counted: &Counted, consensus: f64) -> RoundRecord {
     RoundRecord {
         round,
+        answer: answer_words(counted),
         ballots: casts.iter().map(|c| c.ballot.clone()).collect(),
         weights: casts
             .iter()
             .map(|c| (c.ballot.agent.clone(), c.weight))
             .collect(),
         consensus,
-        confidence,
+        confidence: counted.confidence,
+        acquiescence: None,
     }
+}
+
+/// The independent round's weighted support for `answer` (numbers: the weight within the
+/// tolerance of it).
+fn independent_support(first: &[Cast], answer: &Answer, tolerance: f64) -> f64 {
+    let total: f64 = first.iter().map(|c| c.weight).sum();
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let same = |a: &Answer| match (a, answer) {
+        (Answer::Choice(x), Answer::Choice(y)) => x == y,
+        (Answer::Ranking(x), Answer::Ranking(y)) => x.first() == y.first(),
+        (Answer::Score(x), Answer::Score(y)) => (x - y).abs() <= tolerance,
+        _ => false,
+    };
+    first
+        .iter()
+        .filter(|c| same(&c.ballot.answer))
+        .map(|c| c.weight)
+        .sum::<f64>()
+        / total
+}
+
+/// The tally's answer as an answer (options and numbers).
+fn tally_answer(counted: &Counted, kind: Kind) -> Option<Answer> {
+    let r = counted.result.as_ref()?;
+    match kind {
+        Kind::Choice => r.winner.clone().map(Answer::Choice),
+        Kind::Ranking => r.winner.clone().map(|w| Answer::Ranking(vec![w])),
+        Kind::Score => r.value.map(Answer::Score),
+        Kind::Vector => None,
+    }
+}
+
+/// Whether round `k` (consensus `consensus`, count `now`) converged away from the independent
+/// vote (`first`, counted `before`) on an answer it hardly supported.
+fn acquiescence(
+    kind: Kind,
+    first: &[Cast],
+    before: &Counted,
+    now: &Counted,
+    consensus: f64,
+    tolerance: f64,
+) -> Option<String> {
+    let converged = tally_answer(now, kind)?;
+    let chosen = tally_answer(before, kind)?;
+    let moved_away = match (&converged, &chosen) {
+        (Answer::Score(a), Answer::Score(b)) => (a - b).abs() > tolerance,
+        (a, b) => a != b,
+    };
+    let support = independent_support(first, &converged, tolerance);
+    (moved_away && consensus - support > ACQUIESCENCE_MARGIN).then(|| {
+        format!(
+            "the pool converged (consensus {consensus:.2}) on an answer the independent vote gave {support:.2} of its weight and did not choose: acquiescence, not deliberation; the independent vote stands"
+        )
+    })
 }

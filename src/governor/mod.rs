@@ -36,7 +36,7 @@ pub mod director;
 mod router;
 
 pub use builder::{GovernorBuildError, GovernorBuilder};
-pub use deliberate::RoundRecord;
+pub use deliberate::{ACQUIESCENCE_MARGIN, RoundRecord};
 pub use director::{Directives, Director};
 pub use router::PolicyRouter;
 
@@ -1534,6 +1534,7 @@ enum Idle {
 }
 
 /// The count of one decision's ballots.
+#[derive(Clone)]
 struct Counted {
     result: Option<crate::aggregate::TallyResult>,
     /// A fault of the tally (not a missing quorum).

@@ -47,7 +47,7 @@ use toml::Spanned;
 use crate::aggregate::{Kind, Rule};
 pub use raw::{
     AgentKind, AuditLevel, Behaviour, Budget, Confidence, Deliberation, Latency, Price,
-    Provisional, Stakes, StructuredOutput, Thresholds,
+    Provisional, Stakes, Stance, StructuredOutput, Thresholds,
 };
 
 /// The largest reply an OpenAI-compatible agent reads by default (1 MiB).
@@ -367,6 +367,8 @@ pub struct ScriptedSpec {
     pub latency: Latency,
     /// Behaviour.
     pub behaviour: Behaviour,
+    /// How it moves in deliberation rounds.
+    pub stance: Stance,
 }
 
 impl ScriptedSpec {
@@ -989,6 +991,7 @@ fn simulation_of(
                 confidence: Confidence::Calibrated,
                 latency: Latency::default(),
                 behaviour: Behaviour::Honest,
+                stance: crate::policy::Stance::default(),
             })
         }
         (AgentKind::Scripted, Some(s)) => {
@@ -1014,6 +1017,7 @@ fn simulation_of(
                 confidence: s.confidence.clone(),
                 latency: s.latency,
                 behaviour: s.behaviour.clone(),
+                stance: s.stance,
             })
         }
     }

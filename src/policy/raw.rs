@@ -158,6 +158,24 @@ pub struct Scripted {
     /// What it does besides answering honestly.
     #[serde(default)]
     pub behaviour: Behaviour,
+    /// How it moves in deliberation rounds.
+    #[serde(default)]
+    pub stance: Stance,
+}
+
+/// How a scripted agent moves when it sees the others' answers in a deliberation round.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Stance {
+    /// Keeps its own answer (a committed voter, or one with nothing new to learn).
+    #[default]
+    Holds,
+    /// Moves to the vote's answer when it holds a weighted majority (≥ ½ of the weight).
+    Majority,
+    /// Sycophantic: adopts the answer of the most confident other voter, when that voter is
+    /// more confident than itself.
+    Confident,
 }
 
 /// Stated confidence of a scripted agent.
