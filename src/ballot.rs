@@ -229,6 +229,20 @@ pub enum Answer {
     Abstain(Abstention),
 }
 
+impl Answer {
+    /// The answer in words: an option, a ranking `a > b > c`, a number, or a vector's size;
+    /// `None` for an abstention.
+    pub fn words(&self) -> Option<String> {
+        match self {
+            Self::Choice(c) => Some(c.clone()),
+            Self::Ranking(r) => Some(r.join(" > ")),
+            Self::Score(v) => Some(format!("{v}")),
+            Self::Vector(v) => Some(format!("a vector of {} values", v.len())),
+            Self::Abstain(_) => None,
+        }
+    }
+}
+
 /// Why an agent gave no usable answer. Serialised as a short kebab-case word
 /// (`"timeout"`, `"malformed"`, …); any other word is kept as [`Abstention::Other`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

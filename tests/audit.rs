@@ -914,28 +914,9 @@ fn audit_show_gives_an_arbitrated_decision_in_full_and_replay_matches() {
     let policies = dir.path().join("policies");
     fs::create_dir_all(&agents).expect("dir");
     fs::create_dir_all(&policies).expect("dir");
-    let mut pool = String::new();
-    for id in ["r1", "r2", "r3"] {
-        pool += &format!(
-            "[[agent]]\nid = \"{id}\"\nkind = \"scripted\"\nscripted = {{ competence = {{ default = 0.5 }}, behaviour = {{ kind = \"random\" }} }}\n\n"
-        );
-    }
-    pool += "[[agent]]\nid = \"judge\"\nkind = \"scripted\"\nscripted = { competence = { default = 0.95 } }\n";
+    let (pool, policy) = crate::support::arbitration_files("honest");
     fs::write(agents.join("a.toml"), pool).expect("write");
-    fs::write(
-        policies.join("arb.toml"),
-        r#"id = "arb"
-description = "Arbitration test."
-applies = { domains = ["trading"], kinds = ["choice"] }
-pool = { agents = ["r1", "r2", "r3"] }
-rule = { name = "plurality" }
-quorum = { ballots = 3 }
-early_stop = { enabled = false }
-thresholds = { accept = 0.95, arbitrate = 0.9, human = 0.1 }
-escalation = { arbiter = "judge", human = true }
-"#,
-    )
-    .expect("write");
+    fs::write(policies.join("arb.toml"), policy).expect("write");
     let (a, p) = (
         agents.to_str().expect("utf-8"),
         policies.to_str().expect("utf-8"),

@@ -15,7 +15,7 @@ use conclave::trust::TrustParams;
 use conclave::trust::store::{Change, MemoryTrustStore, TrustBatch, TrustStore};
 use tower::util::BoxCloneSyncService;
 
-use crate::support::Rng;
+use crate::support::{Rng, catalog};
 
 const OPTIONS: [&str; 3] = ["buy", "hold", "sell"];
 
@@ -27,22 +27,6 @@ fn agents_toml(competences: &[f64], extra: &str) -> String {
         );
     }
     s + extra
-}
-
-fn catalog(agents: &str, policy: &str) -> Catalog {
-    Catalog::load(
-        &[SourceFile::new("agents.toml", agents)],
-        &[SourceFile::new("policy.toml", policy)],
-    )
-    .unwrap_or_else(|d| {
-        panic!(
-            "{}",
-            d.iter()
-                .map(|x| x.one_line())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })
 }
 
 fn services(c: &Catalog) -> Vec<(conclave::policy::AgentSpec, AgentService)> {
@@ -490,43 +474,8 @@ fn conclave_decide_records_a_replayable_verdict() {
 }
 
 fn arbitration_catalog(arbiter_behaviour: &str) -> Catalog {
-    let agents = format!(
-        r#"
-[[agent]]
-id = "r1"
-kind = "scripted"
-scripted = {{ competence = {{ default = 0.5 }}, behaviour = {{ kind = "random" }} }}
-
-[[agent]]
-id = "r2"
-kind = "scripted"
-scripted = {{ competence = {{ default = 0.5 }}, behaviour = {{ kind = "random" }} }}
-
-[[agent]]
-id = "r3"
-kind = "scripted"
-scripted = {{ competence = {{ default = 0.5 }}, behaviour = {{ kind = "random" }} }}
-
-[[agent]]
-id = "judge"
-kind = "scripted"
-scripted = {{ competence = {{ default = 0.95 }}, behaviour = {{ kind = "{arbiter_behaviour}" }} }}
-"#
-    );
-    catalog(
-        &agents,
-        r#"id = "arb"
-description = "Arbitration test."
-applies = { domains = ["trading"], kinds = ["choice"] }
-pool = { agents = ["r1", "r2", "r3"] }
-rule = { name = "plurality" }
-quorum = { ballots = 3 }
-early_stop = { enabled = false }
-thresholds = { accept = 0.95, arbitrate = 0.9, human = 0.1 }
-budget = { arbitration_ms = 5000 }
-escalation = { arbiter = "judge", human = true }
-"#,
-    )
+    let (agents, policy) = crate::support::arbitration_files(arbiter_behaviour);
+    catalog(&agents, policy)
 }
 
 #[tokio::test(start_paused = true)]
@@ -949,7 +898,6 @@ mod merger {
     use conclave::ballot::{Answer, Ballot};
     use conclave::decision::{Decision, Outcome};
     use conclave::governor::Governor;
-    use conclave::policy::{Catalog, SourceFile};
     use conclave::trust::TrustParams;
     use conclave::trust::store::{MemoryTrustStore, TrustStore};
     use tower::util::BoxCloneSyncService;
@@ -1024,11 +972,7 @@ deliberation = {{ rounds = 3, tau = {tau}, beta = 0.2, epsilon = 0.001 }}
     }
 
     async fn run(tau: f64) -> (conclave::decision::Verdict, Seen, Arc<MemoryAuditLog>) {
-        let c = Catalog::load(
-            &[SourceFile::new("agents.toml", AGENTS)],
-            &[SourceFile::new("merger.toml", policy(tau))],
-        )
-        .expect("catalog");
+        let c = crate::support::catalog(AGENTS, &policy(tau));
         let seen: Seen = Arc::default();
         let agents = c
             .agents

@@ -63,39 +63,7 @@ fn agents_toml(entries: &[(&str, String)]) -> String {
 }
 
 fn governor(entries: &[(&str, String)], quorum: u32) -> Governor {
-    let ids: Vec<String> = entries.iter().map(|(id, _)| format!("\"{id}\"")).collect();
-    let policy = format!(
-        "id = \"o\"\ndescription = \"OpenAI test.\"\napplies = {{ domains = [\"trading\"], kinds = [\"choice\"] }}\npool = {{ agents = [{}] }}\nrule = {{ name = \"plurality\" }}\nquorum = {{ ballots = {quorum} }}\nearly_stop = {{ enabled = false }}\n",
-        ids.join(", ")
-    );
-    let c = Catalog::load(
-        &[SourceFile::new("a.toml", agents_toml(entries))],
-        &[SourceFile::new("p.toml", policy)],
-    )
-    .unwrap_or_else(|d| {
-        panic!(
-            "{}",
-            d.iter()
-                .map(|x| x.one_line())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    });
-    let services: Vec<(AgentSpec, AgentService)> = c
-        .agents
-        .values()
-        .map(|s| {
-            (
-                s.clone(),
-                BoxCloneSyncService::new(OpenAiAgent::with_key(s.clone(), SECRET).expect("agent")),
-            )
-        })
-        .collect();
-    let trust = MemoryTrustStore::new(TrustParams::default())
-        .expect("store")
-        .snapshot()
-        .expect("snapshot");
-    Governor::new(c.policy("o").expect("policy").clone(), services, trust)
+    governor_for(entries, quorum, "choice", "plurality", "")
 }
 
 fn decision() -> Decision {
@@ -498,11 +466,7 @@ async fn a_429_with_retry_after_is_honoured_when_the_budget_allows() {
     let agents = agents_toml(&[("patient", format!("{}/v1", s.uri()))])
         .replace("timeout_ms = 400", "timeout_ms = 5000");
     let policy = "id = \"o\"\ndescription = \"Retry-After.\"\napplies = { domains = [\"trading\"], kinds = [\"choice\"] }\npool = { agents = [\"patient\"] }\nrule = { name = \"plurality\" }\nquorum = { ballots = 1 }\n";
-    let c = Catalog::load(
-        &[SourceFile::new("a.toml", agents)],
-        &[SourceFile::new("p.toml", policy)],
-    )
-    .expect("catalog");
+    let c = crate::support::catalog(&agents, policy);
     let spec = c.agents["patient"].clone();
     let services: Vec<(AgentSpec, AgentService)> = vec![(
         spec.clone(),
@@ -538,19 +502,7 @@ fn governor_for(
         "id = \"o\"\ndescription = \"OpenAI test.\"\napplies = {{ domains = [\"trading\"], kinds = [\"{kind}\"] }}\npool = {{ agents = [{}] }}\nrule = {{ name = \"{rule}\" }}\nquorum = {{ ballots = {quorum} }}\nearly_stop = {{ enabled = false }}\n{extra}",
         ids.join(", ")
     );
-    let c = Catalog::load(
-        &[SourceFile::new("a.toml", agents_toml(entries))],
-        &[SourceFile::new("p.toml", policy)],
-    )
-    .unwrap_or_else(|d| {
-        panic!(
-            "{}",
-            d.iter()
-                .map(|x| x.one_line())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    });
+    let c = crate::support::catalog(&agents_toml(entries), &policy);
     let services: Vec<(AgentSpec, AgentService)> = c
         .agents
         .values()
@@ -1047,14 +999,10 @@ async fn free_text_answers_become_vectors_through_an_embeddings_endpoint() {
             format!("[[agent]]\nid = \"{id}\"\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"{}/v1\"\napi_key_env = \"CONCLAVE_TEST_KEY\"\ntimeout_ms = 2000\n{emb}\n", s.uri())
         })
         .collect();
-    let c = Catalog::load(
-        &[SourceFile::new("a.toml", agents)],
-        &[SourceFile::new(
-            "p.toml",
-            "id = \"t\"\ndescription = \"Free text.\"\napplies = { domains = [\"geo\"], kinds = [\"vector\"] }\npool = { agents = [\"a\", \"b\", \"c\", \"no-embeddings\"] }\nrule = { name = \"geometric-median\" }\nquorum = { ballots = 3 }\nearly_stop = { enabled = false }\n",
-        )],
-    )
-    .unwrap_or_else(|d| panic!("{}", d.iter().map(|x| x.one_line()).collect::<Vec<_>>().join("\n")));
+    let c = crate::support::catalog(
+        &agents,
+        "id = \"t\"\ndescription = \"Free text.\"\napplies = { domains = [\"geo\"], kinds = [\"vector\"] }\npool = { agents = [\"a\", \"b\", \"c\", \"no-embeddings\"] }\nrule = { name = \"geometric-median\" }\nquorum = { ballots = 3 }\nearly_stop = { enabled = false }\n",
+    );
     let services: Vec<(AgentSpec, AgentService)> = c
         .agents
         .values()

@@ -45,3 +45,49 @@ impl Rng {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
+
+/// Agent and policy files loaded together; a test's own files must load, so any diagnostic
+/// fails the test with its one-line form.
+pub(crate) fn catalog(agents: &str, policy: &str) -> conclave::Catalog {
+    conclave::Catalog::load(
+        &[conclave::SourceFile::new("agents.toml", agents)],
+        &[conclave::SourceFile::new("policy.toml", policy)],
+    )
+    .unwrap_or_else(|d| {
+        panic!(
+            "{}",
+            d.iter()
+                .map(|x| x.one_line())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
+
+/// Three random voters and an arbiter (`judge`, with this behaviour), and a policy whose
+/// thresholds send most of their decisions to it: the agent file's text and the policy's.
+pub(crate) fn arbitration_files(arbiter_behaviour: &str) -> (String, &'static str) {
+    let mut agents = String::new();
+    for id in ["r1", "r2", "r3"] {
+        agents += &format!(
+            "[[agent]]\nid = \"{id}\"\nkind = \"scripted\"\nscripted = {{ competence = {{ default = 0.5 }}, behaviour = {{ kind = \"random\" }} }}\n\n"
+        );
+    }
+    agents += &format!(
+        "[[agent]]\nid = \"judge\"\nkind = \"scripted\"\nscripted = {{ competence = {{ default = 0.95 }}, behaviour = {{ kind = \"{arbiter_behaviour}\" }} }}\n"
+    );
+    (
+        agents,
+        r#"id = "arb"
+description = "Arbitration test."
+applies = { domains = ["trading"], kinds = ["choice"] }
+pool = { agents = ["r1", "r2", "r3"] }
+rule = { name = "plurality" }
+quorum = { ballots = 3 }
+early_stop = { enabled = false }
+thresholds = { accept = 0.95, arbitrate = 0.9, human = 0.1 }
+budget = { arbitration_ms = 5000 }
+escalation = { arbiter = "judge", human = true }
+"#,
+    )
+}

@@ -48,13 +48,11 @@ impl Round {
     /// The round in words, for a model's prompt: the others' answers, and the rule of
     /// enforced divergence (say where you disagree with the majority before you update).
     pub fn describe(&self) -> String {
-        let own = match &self.own.answer {
-            crate::ballot::Answer::Choice(c) => c.clone(),
-            crate::ballot::Answer::Ranking(r) => r.join(" > "),
-            crate::ballot::Answer::Score(v) => format!("{v}"),
-            crate::ballot::Answer::Vector(_) => "your text".to_owned(),
-            crate::ballot::Answer::Abstain(_) => "nothing".to_owned(),
-        };
+        let own = self
+            .own
+            .answer
+            .words()
+            .unwrap_or_else(|| "nothing".to_owned());
         format!(
             "Deliberation, round {}. Your previous answer: {own}.\n{}\nBefore you answer again, state in your rationale where you disagree with the majority and why; change your answer only for a reason you can name, not because others hold it.",
             self.number,
@@ -181,12 +179,8 @@ impl Case {
     fn lines(&self) -> String {
         let mut out = String::new();
         for b in &self.ballots {
-            let answer = match &b.answer {
-                crate::ballot::Answer::Choice(c) => c.clone(),
-                crate::ballot::Answer::Ranking(r) => r.join(" > "),
-                crate::ballot::Answer::Score(v) => format!("{v}"),
-                crate::ballot::Answer::Vector(v) => format!("a vector of {} numbers", v.len()),
-                crate::ballot::Answer::Abstain(_) => continue,
+            let Some(answer) = b.answer.words() else {
+                continue;
             };
             out += &format!(
                 "- {}: {answer} (weight {:.2}{})",

@@ -206,12 +206,9 @@ fn table(header: &[&str]) -> comfy_table::Table {
 /// tables; the agent and the rationale have columns or places of their own.
 fn ballot_text(b: &conclave::ballot::Ballot) -> String {
     use conclave::ballot::Answer;
-    let mut s = match &b.answer {
-        Answer::Choice(c) => c.clone(),
-        Answer::Ranking(r) => r.join(" > "),
-        Answer::Score(v) => format!("{v}"),
-        Answer::Vector(v) => format!("a vector of {} values", v.len()),
-        Answer::Abstain(a) => format!("abstained ({})", a.as_str()),
+    let mut s = match (&b.answer, b.answer.words()) {
+        (_, Some(words)) => words,
+        (Answer::Abstain(a), None) => format!("abstained ({})", a.as_str()),
         _ => "?".to_owned(),
     };
     if let Some(c) = b.confidence {

@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-use super::{Counted, Inner, consensus, sanitize};
+use super::{Counted, Inner, Seating, consensus, sanitize};
 use crate::agent::{AgentRequest, Case, Round};
-use crate::aggregate::{Kind, Rule};
+use crate::aggregate::Kind;
 use crate::ballot::{Answer, Ballot};
 use crate::decision::{Cast, Decision};
 use crate::policy::Deliberation;
@@ -130,26 +130,23 @@ impl Inner {
     pub(super) async fn deliberate(
         &self,
         decision: &Arc<Decision>,
+        seating: &Seating,
         d: Deliberation,
-        rule: Rule,
         first: &[Cast],
         counted: Counted,
         agreement: f64,
     ) -> Deliberated {
-        let competence = self.seating(&decision.domain).competence.clone();
+        let rule = self.rule_for(decision.kind);
+        let competence = &seating.competence;
         let tolerance = self.policy.thresholds.tolerance;
-        // The base weights: each voter's weight in the independent vote.
-        let base: Vec<(String, f64)> = first
-            .iter()
-            .filter(|c| !c.ballot.is_abstention())
-            .map(|c| (c.ballot.agent.clone(), c.weight))
-            .collect();
-        let mut casts: Vec<Cast> = first
+        // The independent vote's counted positions, in the order every round keeps; their
+        // weights are each voter's base weight.
+        let independent: Vec<Cast> = first
             .iter()
             .filter(|c| !c.ballot.is_abstention())
             .cloned()
             .collect();
-        let independent = casts.clone();
+        let mut casts = independent.clone();
         let first_count = counted.clone();
         let mut counted = counted;
         let mut consensus = round_consensus(decision.kind, &counted, &casts, d.epsilon);
@@ -168,7 +165,7 @@ impl Inner {
                 .ask_round(decision, k, &casts, &counted, consensus)
                 .await;
             let mut next = Vec::with_capacity(casts.len());
-            for (prev, reply) in casts.iter().zip(asked) {
+            for ((prev, base), reply) in casts.iter().zip(&independent).zip(asked) {
                 let (ballot, t, c, latency) = match reply {
                     Some(r) if !r.0.is_abstention() => r,
                     // An agent that cannot answer keeps its position.
@@ -177,12 +174,8 @@ impl Inner {
                 tokens += t;
                 cost += c;
                 let held = consistency(&prev.ballot.answer, &ballot.answer, tolerance);
-                let w = base
-                    .iter()
-                    .find(|(a, _)| *a == ballot.agent)
-                    .map_or(0.0, |(_, w)| *w);
                 next.push(Cast {
-                    weight: (w - d.beta * (1.0 - held)).max(0.0),
+                    weight: (base.weight - d.beta * (1.0 - held)).max(0.0),
                     ballot,
                     latency_ms: latency,
                     tokens: t,
@@ -191,7 +184,7 @@ impl Inner {
                 });
             }
             casts = next;
-            counted = self.count(decision, &mut casts, rule, &competence, agreement);
+            counted = self.count(decision, &mut casts, rule, competence, agreement);
             consensus = round_consensus(decision.kind, &counted, &casts, d.epsilon);
             let mut this = record(k, &casts, &counted, consensus);
             this.acquiescence = acquiescence(

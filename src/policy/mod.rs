@@ -1214,6 +1214,8 @@ fn draft_of(
 fn diagnostic_of(file: &SourceFile, raw: &raw::RawPolicy, p: build::Problem) -> PolicyDiagnostic {
     use build::Section as S;
     let rule = raw.rule.get_ref();
+    // A section the file leaves out is pointed at by the policy's id.
+    let or_id = |span: Option<Range<usize>>| span.unwrap_or_else(|| raw.id.span());
     let span = match p.section {
         S::Applies => raw.applies.span(),
         S::Pool => raw.pool.span(),
@@ -1223,47 +1225,29 @@ fn diagnostic_of(file: &SourceFile, raw: &raw::RawPolicy, p: build::Problem) -> 
             .agents
             .get(i)
             .map_or_else(|| raw.pool.span(), Spanned::span),
-        S::Selection => raw
-            .selection
-            .as_ref()
-            .map_or_else(|| raw.id.span(), Spanned::span),
+        S::Selection => or_id(raw.selection.as_ref().map(Spanned::span)),
         S::Rule => rule.name.span(),
         S::Alpha => rule
             .alpha
             .as_ref()
             .map_or_else(|| rule.name.span(), Spanned::span),
-        S::Protocol => raw
-            .protocol
-            .as_ref()
-            .map_or_else(|| raw.id.span(), Spanned::span),
-        S::Tolerate => raw
-            .protocol
-            .as_ref()
-            .and_then(|p| p.get_ref().tolerate.as_ref().map(Spanned::span))
-            .unwrap_or_else(|| raw.id.span()),
+        S::Protocol => or_id(raw.protocol.as_ref().map(Spanned::span)),
+        S::Tolerate => or_id(
+            raw.protocol
+                .as_ref()
+                .and_then(|p| p.get_ref().tolerate.as_ref().map(Spanned::span)),
+        ),
         S::Quorum => raw.quorum.span(),
         S::QuorumBallots => raw.quorum.get_ref().ballots.span(),
-        S::Thresholds => raw
-            .thresholds
-            .as_ref()
-            .map_or_else(|| raw.id.span(), Spanned::span),
-        S::Budget => raw
-            .budget
-            .as_ref()
-            .map_or_else(|| raw.id.span(), Spanned::span),
-        S::Escalation => raw
-            .escalation
-            .as_ref()
-            .map_or_else(|| raw.id.span(), Spanned::span),
-        S::Arbiter => raw
-            .escalation
-            .as_ref()
-            .and_then(|e| e.get_ref().arbiter.as_ref().map(Spanned::span))
-            .unwrap_or_else(|| raw.id.span()),
-        S::Deliberation => raw
-            .deliberation
-            .as_ref()
-            .map_or_else(|| raw.id.span(), Spanned::span),
+        S::Thresholds => or_id(raw.thresholds.as_ref().map(Spanned::span)),
+        S::Budget => or_id(raw.budget.as_ref().map(Spanned::span)),
+        S::Escalation => or_id(raw.escalation.as_ref().map(Spanned::span)),
+        S::Arbiter => or_id(
+            raw.escalation
+                .as_ref()
+                .and_then(|e| e.get_ref().arbiter.as_ref().map(Spanned::span)),
+        ),
+        S::Deliberation => or_id(raw.deliberation.as_ref().map(Spanned::span)),
         S::EarlyStop | S::Admission => raw.id.span(),
     };
     let mut diag = PolicyDiagnostic::new(p.code, file, Some(span), p.message);
