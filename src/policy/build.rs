@@ -111,75 +111,58 @@ impl fmt::Display for PolicyError {
     }
 }
 
-/// Every setting of a policy before validation, with the digest's defaults.
+/// Every setting of a policy before validation, with the digest's defaults: the policy as it
+/// will be, but for its pool, which is resolved against the agents when it is checked.
 #[derive(Debug, Clone)]
 pub(super) struct Draft {
-    pub(super) id: String,
-    pub(super) description: String,
-    pub(super) domains: Vec<String>,
-    pub(super) kinds: Vec<Kind>,
+    pub(super) policy: Policy,
     pub(super) pool_ids: Vec<String>,
     pub(super) pool_tags: Vec<String>,
-    pub(super) pool_min: u32,
     pub(super) pool_max: Option<u32>,
-    pub(super) max_per_family: Option<u32>,
-    pub(super) selection: (f64, f64),
-    pub(super) rule: Rule,
-    pub(super) alpha: f64,
-    pub(super) robust: Option<RobustSwitch>,
-    pub(super) quorum_ballots: u32,
-    pub(super) quorum_weight_share: f64,
-    pub(super) quorum_n_eff: f64,
-    pub(super) early_stop_risk: Option<f64>,
-    pub(super) thresholds: Thresholds,
-    pub(super) budget: Budget,
-    pub(super) trust_floor: f64,
-    pub(super) provisional: Provisional,
-    pub(super) measure_provisional: bool,
-    pub(super) arbiter: Option<String>,
-    pub(super) human: bool,
-    pub(super) lost_majority: f64,
-    pub(super) verdict_alarm: Option<f64>,
-    pub(super) deliberation: Option<Deliberation>,
-    pub(super) audit: AuditLevel,
 }
 
 impl Draft {
     pub(super) fn new(id: String) -> Self {
         Self {
-            id,
-            description: String::new(),
-            domains: Vec::new(),
-            kinds: Vec::new(),
+            policy: Policy {
+                id,
+                description: String::new(),
+                domains: Vec::new(),
+                kinds: Vec::new(),
+                pool: Vec::new(),
+                pool_min: 1,
+                pool_max: 0,
+                max_per_family: None,
+                selection: (0.3, 0.7),
+                rule: Rule::WeightedPlurality,
+                alpha: 0.6,
+                robust: None,
+                quorum_ballots: 1,
+                quorum_weight_share: 0.0,
+                quorum_n_eff: 1.0,
+                early_stop_risk: Some(0.01),
+                thresholds: Thresholds {
+                    accept: 0.75,
+                    arbitrate: 0.55,
+                    human: 0.3,
+                    tolerance: 0.1,
+                },
+                budget: Budget::default(),
+                trust_floor: 0.0,
+                provisional: Provisional::Reduced,
+                measure_provisional: true,
+                arbiter: None,
+                human: true,
+                lost_majority: 0.5,
+                verdict_alarm: None,
+                deliberation: None,
+                audit: AuditLevel::default(),
+                source: PathBuf::new(),
+                hash: String::new(),
+            },
             pool_ids: Vec::new(),
             pool_tags: Vec::new(),
-            pool_min: 1,
             pool_max: None,
-            max_per_family: None,
-            selection: (0.3, 0.7),
-            rule: Rule::WeightedPlurality,
-            alpha: 0.6,
-            robust: None,
-            quorum_ballots: 1,
-            quorum_weight_share: 0.0,
-            quorum_n_eff: 1.0,
-            early_stop_risk: Some(0.01),
-            thresholds: Thresholds {
-                accept: 0.75,
-                arbitrate: 0.55,
-                human: 0.3,
-                tolerance: 0.1,
-            },
-            budget: Budget::default(),
-            trust_floor: 0.0,
-            provisional: Provisional::Reduced,
-            measure_provisional: true,
-            arbiter: None,
-            human: true,
-            lost_majority: 0.5,
-            verdict_alarm: None,
-            deliberation: None,
-            audit: AuditLevel::default(),
         }
     }
 
@@ -193,7 +176,7 @@ impl Draft {
         let mut problems = Vec::new();
         let pool = self.check_pool(agents, &mut problems);
         let pool_max = self.pool_max.unwrap_or(u32::MAX).min(pool.len() as u32);
-        let reachable = reachable(&pool, self.max_per_family, agents).min(pool_max);
+        let reachable = reachable(&pool, self.policy.max_per_family, agents).min(pool_max);
         self.check_applies(&mut problems);
         self.check_weights(&mut problems);
         self.check_robust(reachable, &mut problems);
@@ -206,53 +189,34 @@ impl Draft {
             return Err(problems);
         }
         Ok(Policy {
-            id: self.id,
-            description: self.description,
-            domains: self.domains,
-            kinds: self.kinds,
             pool,
-            pool_min: self.pool_min,
             pool_max,
-            max_per_family: self.max_per_family,
-            selection: self.selection,
-            rule: self.rule,
-            alpha: self.alpha,
-            robust: self.robust,
-            quorum_ballots: self.quorum_ballots,
-            quorum_weight_share: self.quorum_weight_share,
-            quorum_n_eff: self.quorum_n_eff,
-            early_stop_risk: self.early_stop_risk,
-            thresholds: self.thresholds,
-            budget: self.budget,
-            trust_floor: self.trust_floor,
-            provisional: self.provisional,
-            measure_provisional: self.measure_provisional,
-            arbiter: self.arbiter,
-            human: self.human,
-            lost_majority: self.lost_majority,
-            verdict_alarm: self.verdict_alarm,
-            deliberation: self.deliberation,
-            audit: self.audit,
             source,
             hash,
+            ..self.policy
         })
     }
 
     fn check_applies(&self, problems: &mut Vec<Problem>) {
-        if self.domains.is_empty() || self.kinds.is_empty() {
+        if self.policy.domains.is_empty() || self.policy.kinds.is_empty() {
             problems.push(Problem::new(
                 "policy::applies",
                 Section::Applies,
                 "a policy must apply to at least one domain and one kind",
             ));
         }
-        if let Some(k) = self.kinds.iter().find(|k| !self.rule.counts(**k)) {
+        if let Some(k) = self
+            .policy
+            .kinds
+            .iter()
+            .find(|k| !self.policy.rule.counts(**k))
+        {
             problems.push(Problem::new(
                 "policy::rule",
                 Section::Rule,
                 format!(
                     "rule {} cannot count {} decisions",
-                    self.rule.name(),
+                    self.policy.rule.name(),
                     k.as_str()
                 ),
             ));
@@ -302,22 +266,22 @@ impl Draft {
             ));
         }
         if let Some(max) = self.pool_max
-            && max < self.pool_min
+            && max < self.policy.pool_min
         {
             problems.push(Problem::new(
                 "policy::pool-size",
                 Section::Pool,
-                format!("pool max {max} is below its min {}", self.pool_min),
+                format!("pool max {max} is below its min {}", self.policy.pool_min),
             ));
         }
-        if (pool.len() as u32) < self.pool_min && !pool.is_empty() {
+        if (pool.len() as u32) < self.policy.pool_min && !pool.is_empty() {
             problems.push(Problem::new(
                 "policy::pool-size",
                 Section::Pool,
                 format!(
                     "the pool has {} agents but needs at least {}",
                     pool.len(),
-                    self.pool_min
+                    self.policy.pool_min
                 ),
             ));
         }
@@ -326,24 +290,24 @@ impl Draft {
 
     /// Selection weights, the rule's α, early stopping and admission: shares and risks.
     fn check_weights(&self, problems: &mut Vec<Problem>) {
-        let (expertise, trust) = self.selection;
+        let (expertise, trust) = self.policy.selection;
         if !(expertise >= 0.0 && trust >= 0.0 && ((expertise + trust) - 1.0).abs() < 1e-9) {
             problems.push(
                 Problem::new("policy::weights", Section::Selection, format!("selection weights expertise {expertise} + trust {trust} must be ≥ 0 and sum to 1"))
                     .help("they split one unit of attention between expertise and measured trust, e.g. expertise = 0.3, trust = 0.7"),
             );
         }
-        if !(0.0..=1.0).contains(&self.alpha) {
+        if !(0.0..=1.0).contains(&self.policy.alpha) {
             problems.push(Problem::new(
                 "policy::weights",
                 Section::Alpha,
                 format!(
                     "alpha {} is outside 0–1: w = α·trust + (1−α)·quality cannot sum to 1",
-                    self.alpha
+                    self.policy.alpha
                 ),
             ));
         }
-        if let Some(risk) = self.early_stop_risk
+        if let Some(risk) = self.policy.early_stop_risk
             && !(risk > 0.0 && risk < 0.5)
         {
             problems.push(Problem::new(
@@ -352,7 +316,7 @@ impl Draft {
                 "early_stop.risk must be in (0, 0.5)",
             ));
         }
-        if !(0.0..=1.0).contains(&self.trust_floor) {
+        if !(0.0..=1.0).contains(&self.policy.trust_floor) {
             problems.push(Problem::new(
                 "policy::admission",
                 Section::Admission,
@@ -363,7 +327,9 @@ impl Draft {
 
     /// The robust switch and the breakdown point of its rule against the pool.
     fn check_robust(&self, reachable: u32, problems: &mut Vec<Problem>) {
-        let Some(switch) = &self.robust else { return };
+        let Some(switch) = &self.policy.robust else {
+            return;
+        };
         if !(0.0..=1.0).contains(&switch.byzantine_fraction) {
             problems.push(Problem::new(
                 "policy::protocol",
@@ -386,7 +352,7 @@ impl Draft {
     }
 
     fn check_quorum(&self, pool: &[String], reachable: u32, problems: &mut Vec<Problem>) {
-        let ballots = self.quorum_ballots;
+        let ballots = self.policy.quorum_ballots;
         if ballots == 0 {
             problems.push(Problem::new(
                 "policy::quorum",
@@ -400,14 +366,14 @@ impl Draft {
                     .help("lower the quorum or add agents (mind pool.max and max_per_family)"),
             );
         }
-        if !(0.0..=1.0).contains(&self.quorum_weight_share) {
+        if !(0.0..=1.0).contains(&self.policy.quorum_weight_share) {
             problems.push(Problem::new(
                 "policy::quorum",
                 Section::Quorum,
                 "quorum weight_share must be in 0–1",
             ));
         }
-        let n_eff = self.quorum_n_eff;
+        let n_eff = self.policy.quorum_n_eff;
         if !(n_eff.is_finite() && n_eff <= f64::from(reachable.max(1))) {
             problems.push(Problem::new(
                 "policy::quorum",
@@ -418,7 +384,7 @@ impl Draft {
     }
 
     fn check_thresholds(&self, problems: &mut Vec<Problem>) {
-        let v = &self.thresholds;
+        let v = &self.policy.thresholds;
         let in_range = [v.accept, v.arbitrate, v.human]
             .iter()
             .all(|x| (0.0..=1.0).contains(x));
@@ -450,8 +416,8 @@ impl Draft {
         agents: &BTreeMap<String, AgentSpec>,
         problems: &mut Vec<Problem>,
     ) {
-        let budget = &self.budget;
-        let ballots = self.quorum_ballots;
+        let budget = &self.policy.budget;
+        let ballots = self.policy.quorum_ballots;
         let prompt = budget.prompt_tokens.unwrap_or(1000);
         let members = || pool.iter().filter_map(|id| agents.get(id));
         let k = ballots as usize;
@@ -484,7 +450,7 @@ impl Draft {
     }
 
     fn check_escalation(&self, agents: &BTreeMap<String, AgentSpec>, problems: &mut Vec<Problem>) {
-        if let Some(a) = &self.arbiter
+        if let Some(a) = &self.policy.arbiter
             && !agents.contains_key(a)
         {
             problems.push(
@@ -496,17 +462,17 @@ impl Draft {
                 .label("no agent file defines this id"),
             );
         }
-        if !(self.lost_majority > 0.0 && self.lost_majority <= 1.0) {
+        if !(self.policy.lost_majority > 0.0 && self.policy.lost_majority <= 1.0) {
             problems.push(Problem::new(
                 "policy::escalation",
                 Section::Escalation,
                 format!(
                     "escalation.lost_majority {} must be a share in (0, 1]",
-                    self.lost_majority
+                    self.policy.lost_majority
                 ),
             ));
         }
-        if let Some(limit) = self.verdict_alarm
+        if let Some(limit) = self.policy.verdict_alarm
             && !(limit.is_finite() && limit > 0.0)
         {
             problems.push(Problem::new(
@@ -523,7 +489,9 @@ impl Draft {
 impl Draft {
     /// Rounds, τ, β (α + β ≤ 1) and ε in their ranges.
     fn check_deliberation(&self, problems: &mut Vec<Problem>) {
-        let Some(d) = &self.deliberation else { return };
+        let Some(d) = &self.policy.deliberation else {
+            return;
+        };
         let mut bad = |m: String| {
             problems.push(Problem::new(
                 "policy::deliberation",
@@ -540,10 +508,10 @@ impl Draft {
         if !(d.tau > 0.0 && d.tau <= 1.0) {
             bad(format!("deliberation.tau {} must be in (0, 1]", d.tau));
         }
-        if !(d.beta >= 0.0 && self.alpha + d.beta <= 1.0 + 1e-12) {
+        if !(d.beta >= 0.0 && self.policy.alpha + d.beta <= 1.0 + 1e-12) {
             bad(format!(
                 "deliberation.beta {} must be ≥ 0 with alpha + beta ≤ 1 (alpha is {})",
-                d.beta, self.alpha
+                d.beta, self.policy.alpha
             ));
         }
         if !(d.epsilon.is_finite() && d.epsilon > 0.0) {
@@ -611,37 +579,12 @@ impl Policy {
     /// A builder holding this policy's settings, to derive a variant (checked again on
     /// build). Its pool is the resolved list of ids.
     pub fn to_builder(&self) -> PolicyBuilder {
-        let p = self.clone();
         PolicyBuilder {
             draft: Draft {
-                id: p.id,
-                description: p.description,
-                domains: p.domains,
-                kinds: p.kinds,
-                pool_ids: p.pool,
+                policy: self.clone(),
+                pool_ids: self.pool.clone(),
                 pool_tags: Vec::new(),
-                pool_min: p.pool_min,
-                pool_max: Some(p.pool_max),
-                max_per_family: p.max_per_family,
-                selection: p.selection,
-                rule: p.rule,
-                alpha: p.alpha,
-                robust: p.robust,
-                quorum_ballots: p.quorum_ballots,
-                quorum_weight_share: p.quorum_weight_share,
-                quorum_n_eff: p.quorum_n_eff,
-                early_stop_risk: p.early_stop_risk,
-                thresholds: p.thresholds,
-                budget: p.budget,
-                trust_floor: p.trust_floor,
-                provisional: p.provisional,
-                measure_provisional: p.measure_provisional,
-                arbiter: p.arbiter,
-                human: p.human,
-                lost_majority: p.lost_majority,
-                verdict_alarm: p.verdict_alarm,
-                deliberation: p.deliberation,
-                audit: p.audit,
+                pool_max: Some(self.pool_max),
             },
         }
     }
@@ -650,7 +593,7 @@ impl Policy {
 impl PolicyBuilder {
     /// What it is for.
     pub fn description(mut self, text: impl Into<String>) -> Self {
-        self.draft.description = text.into();
+        self.draft.policy.description = text.into();
         self
     }
 
@@ -660,8 +603,8 @@ impl PolicyBuilder {
         domains: impl IntoIterator<Item = D>,
         kinds: impl IntoIterator<Item = Kind>,
     ) -> Self {
-        self.draft.domains = domains.into_iter().map(Into::into).collect();
-        self.draft.kinds = kinds.into_iter().collect();
+        self.draft.policy.domains = domains.into_iter().map(Into::into).collect();
+        self.draft.policy.kinds = kinds.into_iter().collect();
         self
     }
 
@@ -679,120 +622,120 @@ impl PolicyBuilder {
 
     /// Fewest agents the pool may have, and most asked per decision (default: all).
     pub fn pool_size(mut self, min: u32, max: Option<u32>) -> Self {
-        self.draft.pool_min = min;
+        self.draft.policy.pool_min = min;
         self.draft.pool_max = max;
         self
     }
 
     /// At most `n` agents per model family.
     pub fn max_per_family(mut self, n: u32) -> Self {
-        self.draft.max_per_family = Some(n);
+        self.draft.policy.max_per_family = Some(n);
         self
     }
 
     /// Selection weights of expertise and trust (they sum to 1; default 0.3 / 0.7).
     pub fn selection(mut self, expertise: f64, trust: f64) -> Self {
-        self.draft.selection = (expertise, trust);
+        self.draft.policy.selection = (expertise, trust);
         self
     }
 
     /// The voting rule.
     pub fn rule(mut self, rule: Rule) -> Self {
-        self.draft.rule = rule;
+        self.draft.policy.rule = rule;
         self
     }
 
     /// WBFT α: weight = α·trust + (1−α)·quality.
     pub fn alpha(mut self, alpha: f64) -> Self {
-        self.draft.alpha = alpha;
+        self.draft.policy.alpha = alpha;
         self
     }
 
     /// When a robust rule takes over.
     pub fn robust(mut self, switch: RobustSwitch) -> Self {
-        self.draft.robust = Some(switch);
+        self.draft.policy.robust = Some(switch);
         self
     }
 
     /// Ballots (not abstentions) a decision needs.
     pub fn quorum(mut self, ballots: u32) -> Self {
-        self.draft.quorum_ballots = ballots;
+        self.draft.policy.quorum_ballots = ballots;
         self
     }
 
     /// Share of the pool's weight that must have voted.
     pub fn quorum_weight_share(mut self, share: f64) -> Self {
-        self.draft.quorum_weight_share = share;
+        self.draft.policy.quorum_weight_share = share;
         self
     }
 
     /// Effective independent voters required.
     pub fn quorum_n_eff(mut self, n_eff: f64) -> Self {
-        self.draft.quorum_n_eff = n_eff;
+        self.draft.policy.quorum_n_eff = n_eff;
         self
     }
 
     /// Early stopping at this risk δ, or `None` to ask every selected agent.
     pub fn early_stop(mut self, risk: Option<f64>) -> Self {
-        self.draft.early_stop_risk = risk;
+        self.draft.policy.early_stop_risk = risk;
         self
     }
 
     /// Acceptance and escalation thresholds.
     pub fn thresholds(mut self, thresholds: Thresholds) -> Self {
-        self.draft.thresholds = thresholds;
+        self.draft.policy.thresholds = thresholds;
         self
     }
 
     /// Spending limits per decision.
     pub fn budget(mut self, budget: Budget) -> Self {
-        self.draft.budget = budget;
+        self.draft.policy.budget = budget;
         self
     }
 
     /// Admission by trust: the floor, how provisional agents count, and whether agents
     /// still being measured are always asked.
     pub fn admission(mut self, trust_floor: f64, provisional: Provisional, measure: bool) -> Self {
-        self.draft.trust_floor = trust_floor;
-        self.draft.provisional = provisional;
-        self.draft.measure_provisional = measure;
+        self.draft.policy.trust_floor = trust_floor;
+        self.draft.policy.provisional = provisional;
+        self.draft.policy.measure_provisional = measure;
         self
     }
 
     /// The arbiter agent for weak decisions.
     pub fn arbiter(mut self, agent: impl Into<String>) -> Self {
-        self.draft.arbiter = Some(agent.into());
+        self.draft.policy.arbiter = Some(agent.into());
         self
     }
 
     /// Whether decisions below the human threshold go to a person (else they are refused).
     pub fn human(mut self, human: bool) -> Self {
-        self.draft.human = human;
+        self.draft.policy.human = human;
         self
     }
 
     /// Escalate while more than this share of the pool is quarantined, ejected or below the
     /// trust floor (default ½).
     pub fn lost_majority(mut self, share: f64) -> Self {
-        self.draft.lost_majority = share;
+        self.draft.policy.lost_majority = share;
         self
     }
 
     /// Escalate while the domain's verdict monitor is at or above this limit.
     pub fn verdict_alarm(mut self, limit: f64) -> Self {
-        self.draft.verdict_alarm = Some(limit);
+        self.draft.policy.verdict_alarm = Some(limit);
         self
     }
 
     /// Deliberation rounds when the independent vote's consensus is weak.
     pub fn deliberation(mut self, deliberation: Deliberation) -> Self {
-        self.draft.deliberation = Some(deliberation);
+        self.draft.policy.deliberation = Some(deliberation);
         self
     }
 
     /// How much of each decision is recorded.
     pub fn audit(mut self, level: AuditLevel) -> Self {
-        self.draft.audit = level;
+        self.draft.policy.audit = level;
         self
     }
 
@@ -801,7 +744,7 @@ impl PolicyBuilder {
     /// # Errors
     /// [`PolicyError`] with every problem found.
     pub fn build(self, agents: &BTreeMap<String, AgentSpec>) -> Result<Policy, PolicyError> {
-        let id = self.draft.id.clone();
+        let id = self.draft.policy.id.clone();
         let hash = crate::audit::hex(&<sha2::Sha256 as sha2::Digest>::digest(format!(
             "{:?}",
             self.draft

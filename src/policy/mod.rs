@@ -1116,18 +1116,18 @@ fn draft_of(
         PolicyDiagnostic::new(code, file, Some(span), msg)
     };
     let mut draft = build::Draft::new(raw.id.get_ref().clone());
-    draft.description.clone_from(&raw.description);
+    draft.policy.description.clone_from(&raw.description);
     let applies = raw.applies.get_ref();
-    draft.domains.clone_from(&applies.domains);
-    draft.kinds.clone_from(&applies.kinds);
+    draft.policy.domains.clone_from(&applies.domains);
+    draft.policy.kinds.clone_from(&applies.kinds);
     let pool = raw.pool.get_ref();
     draft.pool_ids = pool.agents.iter().map(|a| a.get_ref().clone()).collect();
     draft.pool_tags.clone_from(&pool.tags);
-    draft.pool_min = pool.min;
+    draft.policy.pool_min = pool.min;
     draft.pool_max = pool.max;
-    draft.max_per_family = pool.max_per_family;
+    draft.policy.max_per_family = pool.max_per_family;
     if let Some(s) = &raw.selection {
-        draft.selection = (s.get_ref().expertise, s.get_ref().trust);
+        draft.policy.selection = (s.get_ref().expertise, s.get_ref().trust);
     }
     let rule_raw = raw.rule.get_ref();
     let params: Vec<(String, String)> = rule_raw
@@ -1146,7 +1146,7 @@ fn draft_of(
         .collect();
     let rule_ok = match Rule::parse(rule_raw.name.get_ref(), &params_ref) {
         Ok(r) => {
-            draft.rule = r;
+            draft.policy.rule = r;
             true
         }
         Err(e) => {
@@ -1162,14 +1162,14 @@ fn draft_of(
         }
     };
     if let Some(a) = &rule_raw.alpha {
-        draft.alpha = *a.get_ref();
+        draft.policy.alpha = *a.get_ref();
     }
     if let Some(p) = &raw.protocol {
         let v = p.get_ref();
         match Rule::from_name(v.robust_rule.get_ref()) {
             Err(e) => diags.push(d("policy::rule", v.robust_rule.span(), e.to_string())),
             Ok(rule) => {
-                draft.robust = Some(RobustSwitch {
+                draft.policy.robust = Some(RobustSwitch {
                     rule,
                     byzantine_fraction: v.byzantine_fraction,
                     tolerate: v.tolerate.as_ref().map(|t| *t.get_ref()),
@@ -1179,34 +1179,34 @@ fn draft_of(
         }
     }
     let q = raw.quorum.get_ref();
-    draft.quorum_ballots = *q.ballots.get_ref();
-    draft.quorum_weight_share = q.weight_share.unwrap_or(0.0);
-    draft.quorum_n_eff = q.n_eff.unwrap_or(1.0);
+    draft.policy.quorum_ballots = *q.ballots.get_ref();
+    draft.policy.quorum_weight_share = q.weight_share.unwrap_or(0.0);
+    draft.policy.quorum_n_eff = q.n_eff.unwrap_or(1.0);
     if let Some(t) = &raw.thresholds {
-        draft.thresholds = *t.get_ref();
+        draft.policy.thresholds = *t.get_ref();
     }
     if let Some(b) = &raw.budget {
-        draft.budget = *b.get_ref();
+        draft.policy.budget = *b.get_ref();
     }
     if let Some(e) = &raw.escalation {
         let v = e.get_ref();
-        draft.arbiter = v.arbiter.as_ref().map(|a| a.get_ref().clone());
-        draft.human = v.human;
-        draft.lost_majority = v.lost_majority;
-        draft.verdict_alarm = v.verdict_alarm;
+        draft.policy.arbiter = v.arbiter.as_ref().map(|a| a.get_ref().clone());
+        draft.policy.human = v.human;
+        draft.policy.lost_majority = v.lost_majority;
+        draft.policy.verdict_alarm = v.verdict_alarm;
     }
-    draft.early_stop_risk = match raw.early_stop {
+    draft.policy.early_stop_risk = match raw.early_stop {
         Some(e) if e.enabled => Some(e.risk),
         Some(_) => None,
         None => Some(0.01),
     };
     if let Some(a) = raw.admission {
-        draft.trust_floor = a.trust_floor;
-        draft.provisional = a.provisional;
-        draft.measure_provisional = a.measure_provisional;
+        draft.policy.trust_floor = a.trust_floor;
+        draft.policy.provisional = a.provisional;
+        draft.policy.measure_provisional = a.measure_provisional;
     }
-    draft.deliberation = raw.deliberation.as_ref().map(|d| *d.get_ref());
-    draft.audit = raw.audit.unwrap_or_default();
+    draft.policy.deliberation = raw.deliberation.as_ref().map(|d| *d.get_ref());
+    draft.policy.audit = raw.audit.unwrap_or_default();
     (draft, rule_ok)
 }
 
