@@ -114,7 +114,21 @@ pub(super) struct ResumeArgs {
 }
 
 pub(super) fn run(cmd: ReviewCommand, dir: &Path) -> Result<(), CliError> {
-    let store = Store::open(dir).map_err(CliError::input)?;
+    // Reading the desk never creates a store; an order does.
+    let store = match cmd {
+        ReviewCommand::List(_) | ReviewCommand::Show(_) => {
+            match Store::open_existing(dir).map_err(CliError::input)? {
+                Some(s) => s,
+                None => {
+                    return Err(CliError::input(format!(
+                        "there is no store in {}: nothing was decided there yet",
+                        dir.display()
+                    )));
+                }
+            }
+        }
+        _ => Store::open(dir).map_err(CliError::input)?,
+    };
     let log = SledAuditLog::new(&store).map_err(CliError::input)?;
     let trust = SledTrustStore::new(&store, TrustParams::default()).map_err(CliError::input)?;
     let now = conclave::audit::now();

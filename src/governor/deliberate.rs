@@ -134,9 +134,13 @@ impl Inner {
         d: Deliberation,
         first: &[Cast],
         counted: Counted,
-        agreement: f64,
+        deadline: Option<Instant>,
     ) -> Deliberated {
         let rule = self.rule_for(decision.kind);
+        let agreement = self
+            .pools
+            .get(&decision.domain)
+            .map_or(0.5, crate::trust::ledger::PoolRecord::agreement_chance);
         let competence = &seating.competence;
         let tolerance = self.policy.thresholds.tolerance;
         // The independent vote's counted positions, in the order every round keeps; their
@@ -152,11 +156,7 @@ impl Inner {
         let mut consensus = round_consensus(decision.kind, &counted, &casts, d.epsilon);
         let mut rounds = vec![record(1, &casts, &counted, consensus)];
         let (mut tokens, mut cost) = (0u64, 0.0f64);
-        let deadline = self
-            .policy
-            .budget
-            .decision_ms
-            .map(|ms| Instant::now() + Duration::from_millis(ms));
+        // Rounds share the decision's own deadline: none starts after it.
         for k in 2..=d.rounds {
             if consensus >= d.tau || deadline.is_some_and(|t| Instant::now() >= t) {
                 break;

@@ -803,7 +803,7 @@ impl Inner {
             && deliberate::round_consensus(decision.kind, &counted, &casts, d.epsilon) < d.tau
         {
             let done = self
-                .deliberate(&decision, &seating, d, &casts, counted, agreement)
+                .deliberate(&decision, &seating, d, &casts, counted, f.deadline)
                 .await;
             f.tokens += done.tokens;
             f.cost += done.cost;
