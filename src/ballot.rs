@@ -192,9 +192,10 @@ pub fn printable(text: &str, max: usize) -> String {
 /// whitespace collapsed, with `…` when cut.
 pub fn clean_excerpt(text: &str, max: usize) -> String {
     let mut out = String::new();
+    let mut kept = 0usize;
     let mut last_space = false;
     for (n, c) in text.chars().enumerate() {
-        if n >= max.saturating_mul(4) || out.chars().count() >= max {
+        if n >= max.saturating_mul(4) || kept >= max {
             out.push('…');
             return out;
         }
@@ -208,6 +209,7 @@ pub fn clean_excerpt(text: &str, max: usize) -> String {
         }
         last_space = c == ' ';
         out.push(c);
+        kept += 1;
     }
     out.trim().to_owned()
 }
