@@ -31,6 +31,7 @@ fn graded_batch(provenance: &str, agents: usize, items: usize) -> TrustBatch {
                     .collect(),
                 verdict: None,
                 agreement: None,
+                overturn: None,
             })
             .collect(),
     }

@@ -51,6 +51,17 @@ impl Truth {
         }
     }
 
+    /// Whether an answer given in words (an option, or a number as text) is right.
+    pub fn is_right_words(&self, words: &str, tolerance: f64) -> bool {
+        match self {
+            Self::Option(t) => t == words,
+            Self::Value(t) => words
+                .trim()
+                .parse::<f64>()
+                .is_ok_and(|x| (x - t).abs() <= tolerance),
+        }
+    }
+
     /// How a ballot is graded against this truth, for trust: the one rule used by the eval
     /// harness and by outcome back-fill (`conclave audit outcome`).
     ///

@@ -301,6 +301,7 @@ fn export_import_round_trip() {
                 outcomes: vec![("econ".into(), true), ("news".into(), false)],
                 verdict: None,
                 agreement: None,
+                overturn: None,
             }],
         })
         .expect("apply");
@@ -633,6 +634,7 @@ fn ledger_reports_clusters_from_graded_outcomes() {
                     ],
                     verdict: None,
                     agreement: None,
+                    overturn: None,
                 }
             })
             .collect();
@@ -709,6 +711,7 @@ fn grading_skips_failures_and_grades_the_verdict_against_its_confidence() {
                 outcomes: graded,
                 verdict: pool.verdict,
                 agreement: pool.agreement,
+                overturn: pool.overturn,
             }],
         })
         .expect("apply");
@@ -966,4 +969,124 @@ fn audit_show_gives_an_arbitrated_decision_in_full_and_replay_matches() {
     }
     let (code, out, err) = run(&store, &["audit", "replay", &id]);
     assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn audit_show_gives_a_deliberated_decision_round_by_round_and_replay_matches() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let agents = dir.path().join("agents");
+    let policies = dir.path().join("policies");
+    fs::create_dir_all(&agents).expect("dir");
+    fs::create_dir_all(&policies).expect("dir");
+    // Four agents moved by evidence, one that follows the most confident voice, and a
+    // persuasive liar. A cold pool's deliberation is not trusted to overturn its own vote
+    // (flagged); graded outcomes show its overturns are right, and later ones stand.
+    let fast = "latency = { median_ms = 5, p99_ms = 10 }";
+    let mut pool = String::new();
+    for i in 0..4 {
+        pool += &format!(
+            "[[agent]]\nid = \"e{i}\"\nkind = \"scripted\"\nscripted = {{ competence = {{ default = 0.6 }}, stance = \"evidence\", {fast} }}\n\n"
+        );
+    }
+    pool += &format!(
+        "[[agent]]\nid = \"s\"\nkind = \"scripted\"\nscripted = {{ competence = {{ default = 0.6 }}, stance = \"confident\", {fast} }}\n\n"
+    );
+    pool += &format!(
+        "[[agent]]\nid = \"liar\"\nkind = \"scripted\"\nscripted = {{ competence = {{ default = 0.6 }}, confidence = {{ model = \"constant\", value = 0.99 }}, behaviour = {{ kind = \"always-wrong\" }}, {fast} }}\n"
+    );
+    fs::write(agents.join("a.toml"), pool).expect("write");
+    fs::write(
+        policies.join("d.toml"),
+        r#"id = "d"
+description = "Deliberating desk."
+applies = { domains = ["trading"], kinds = ["choice"] }
+pool = { agents = ["e0", "e1", "e2", "e3", "s", "liar"] }
+rule = { name = "weighted-plurality" }
+quorum = { ballots = 6 }
+early_stop = { enabled = false }
+thresholds = { accept = 0.0, arbitrate = 0.0, human = 0.0 }
+deliberation = { rounds = 3, tau = 0.95 }
+"#,
+    )
+    .expect("write");
+    let (a, p) = (
+        agents.to_str().expect("utf-8"),
+        policies.to_str().expect("utf-8"),
+    );
+    let (mut moved, mut flagged) = (None, None);
+    for seed in 0..120 {
+        let seed = seed.to_string();
+        let (code, out, err) = run(
+            &store,
+            &[
+                "decide",
+                "--policy",
+                "d",
+                "--options",
+                "buy,hold,sell",
+                "--truth",
+                "hold",
+                "--seed",
+                &seed,
+                "--agents",
+                a,
+                "--policies",
+                p,
+                "--json",
+                "Trade?",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        let id = v["decision"].as_str().expect("id").to_owned();
+        let rounds = v["rounds"].as_array().cloned().unwrap_or_default();
+        if let Some(last) = rounds.last() {
+            if last["acquiescence"].is_string() {
+                flagged.get_or_insert(id.clone());
+            } else if rounds.len() > 1 && last["answer"] != rounds[0]["answer"] {
+                moved.get_or_insert(id.clone());
+            }
+        }
+        if moved.is_some() && flagged.is_some() {
+            break;
+        }
+        // The outcome is graded: trust, and the pool's record of its overturns, learn.
+        let (code, out, err) = run(&store, &["audit", "outcome", &id, "--correct", "hold"]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let (moved, flagged) = (
+        moved.expect("an overturn that stood within 120 decisions"),
+        flagged.expect("a flagged deliberation within 120 decisions"),
+    );
+    let (code, ledger, err) = run(
+        &store,
+        &["trust", "ledger", "--domain", "trading", "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(ledger.contains("overturns"), "{ledger}");
+    let (code, ledger, err) = run(&store, &["trust", "ledger", "--domain", "trading"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        ledger.contains("deliberation overturned the independent vote rightly"),
+        "{ledger}"
+    );
+    for (id, extra) in [(&moved, None), (&flagged, Some("flagged: the pool moved"))] {
+        let (code, shown, err) = run(&store, &["audit", "show", id]);
+        assert_eq!(code, 0, "{err}");
+        for needle in [
+            "round 1: consensus",
+            "round 2: consensus",
+            "course: stopped",
+            "outcome: decided",
+        ]
+        .into_iter()
+        .chain(extra)
+        {
+            assert!(shown.contains(needle), "{needle} missing from:\n{shown}");
+        }
+        let (code, out, err) = run(&store, &["audit", "replay", id]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("bit for bit"), "{out}");
+    }
 }

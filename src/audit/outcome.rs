@@ -128,6 +128,7 @@ pub fn record_outcome(
             outcomes: graded.clone(),
             verdict: pool.verdict,
             agreement: pool.agreement,
+            overturn: pool.overturn,
         }],
     })?;
     Ok(OutcomeReceipt {

@@ -191,12 +191,27 @@ pub(super) fn run(cmd: AuditCommand, dir: &Path) -> Result<(), CliError> {
     match cmd {
         AuditCommand::List(a) => list(dir, a.json),
         AuditCommand::Show(a) => {
-            let record = require(dir, &a.id)?.find(&a.id).map_err(CliError::input)?;
+            let log = require(dir, &a.id)?;
+            let record = log.find(&a.id).map_err(CliError::input)?;
             if a.json {
-                print_json(&record)
-            } else {
-                print_text(&describe(&record))
+                return print_json(&record);
             }
+            // A decision is shown with what came of it later: overrides and graded outcomes.
+            let mut text = describe(&record);
+            if matches!(record.entry, Entry::Decision(_)) {
+                for later in log.records().map_err(CliError::input)? {
+                    let about = match &later.entry {
+                        Entry::Outcome(o) => o.decision,
+                        Entry::Override(o) => o.decision,
+                        _ => continue,
+                    };
+                    if about == record.seq {
+                        text += "later:\n";
+                        text += &describe(&later);
+                    }
+                }
+            }
+            print_text(&text)
         }
         AuditCommand::Verify(a) => {
             let v = match open_read(dir)? {
@@ -419,6 +434,9 @@ pub(super) fn describe(record: &AuditRecord) -> String {
                     conclave::ballot::fixed(r.confidence, 3),
                     positions.join("; ")
                 );
+                if let Some(flag) = &r.acquiescence {
+                    out += &format!("  flagged: {flag}\n");
+                }
             }
             if let Some(c) = &d.course {
                 out += &format!(

@@ -352,6 +352,12 @@ fn ledger(dir: &Path, domain: &str, json: bool) -> Result<(), CliError> {
             pool.agreement_chance()
         );
     }
+    if pool.overturns != conclave::trust::ledger::PoolRecord::default().overturns {
+        text += &format!(
+            "deliberation overturned the independent vote rightly with chance {:.2} (the acquiescence detector reads it)\n",
+            pool.overturn_reliability()
+        );
+    }
     print_text(&text)
 }
 

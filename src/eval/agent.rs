@@ -89,6 +89,14 @@ impl EvalAgent {
         domain: &str,
         index: Arc<HashMap<String, usize>>,
     ) -> Result<Self, String> {
+        // A stance says how the agent deliberates, whatever else it does.
+        let mut spec = spec.clone();
+        for a in attacks.iter().filter(|a| a.agents.contains(&spec.id)) {
+            if let (Mode::Stance { stance }, Some(s)) = (&a.mode, spec.scripted.as_mut()) {
+                s.stance = *stance;
+            }
+        }
+        let spec = &spec;
         let base = ScriptedAgent::new(spec.clone()).map_err(|e| e.to_string())?;
         let mut phases = Vec::new();
         for a in attacks.iter().filter(|a| a.agents.contains(&spec.id)) {
@@ -134,7 +142,12 @@ impl EvalAgent {
                     }
                     Act::Drift { steps, over: *over }
                 }
-                Mode::Sybil { .. } => continue,
+                Mode::Persuade => Act::As(with(&|s| {
+                    s.behaviour = Behaviour::AlwaysWrong;
+                    s.confidence = crate::policy::Confidence::Constant { value: 0.99 };
+                    s.stance = crate::policy::Stance::Holds;
+                })?),
+                Mode::Sybil { .. } | Mode::Stance { .. } => continue,
             };
             phases.push(Phase {
                 from: a.from,
@@ -319,6 +332,19 @@ impl EvalAgent {
         }
     }
 
+    /// The scripted agent in force on the `i`-th item, when one is (a Sybil clone's is the
+    /// agent it copies).
+    fn acting(&self, i: usize) -> &ScriptedAgent {
+        if let Some(m) = &self.mirror {
+            return m.acting(i);
+        }
+        match self.phase(i).map(|p| &p.act) {
+            Some(Act::As(a)) => a,
+            Some(Act::Drift { steps, .. }) => steps.first().unwrap_or(&self.base),
+            _ => &self.base,
+        }
+    }
+
     /// How long the agent takes on `decision`, the `i`-th item.
     fn latency(&self, decision: &Decision, i: usize) -> Duration {
         if let Some(m) = &self.mirror {
@@ -390,6 +416,18 @@ impl Service<AgentRequest> for EvalAgent {
             let d = &req.decision;
             let i = this.index.get(&d.id).copied().unwrap_or(0);
             let answer = this.answer(d, i);
+            if let Some(round) = &req.round {
+                // A deliberation round: the agent in force moves as its stance says; one
+                // that never answers or crashes does so again.
+                if answer == Err(Failure::Timeout) {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(this.latency(d, i)).await;
+                answer.map_err(|_| -> BoxError { "simulated crash".into() })?;
+                let mut ballot = this.acting(i).deliberate(d, round);
+                ballot.agent.clone_from(&this.id);
+                return Ok(this.base.reply(ballot));
+            }
             if answer == Err(Failure::Timeout) {
                 // Never answers: the Governor's timeout turns this into an abstention.
                 std::future::pending::<()>().await;

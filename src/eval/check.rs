@@ -25,7 +25,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::ScenarioReport;
-use super::metrics::{Dist, Rate, calibration, t_quantile_95};
+use super::metrics::{Delta, Dist, Rate, calibration, t_quantile_95};
 
 /// What a check measures, per scenario and run.
 #[derive(
@@ -86,6 +86,18 @@ pub enum Metric {
     /// Share of completed calls that failed for infrastructure reasons not injected by the
     /// scenario.
     InfraFailures,
+    /// Of the deliberations that cascaded (the rounds moved the pool from the independent
+    /// vote's answer onto a wrong one, an adversary's or a confident honest voice's), the
+    /// share the acquiescence detector flagged.
+    CascadesFlagged,
+    /// Of the honest deliberations (no adversary voted, no cascade), the share flagged: false
+    /// alarms.
+    HonestFlagged,
+    /// On the items deliberated, the accuracy of the answers kept (deliberation with the
+    /// acquiescence detector) minus the independent vote's, paired per item.
+    DeliberationLead,
+    /// The same for the last round's answers: deliberation without the detector.
+    DebateLead,
 }
 
 /// How a metric's values are shown.
@@ -110,6 +122,8 @@ enum Basis {
     Agents,
     Pairs,
     Calls,
+    Cascades,
+    Deliberations,
 }
 
 impl Metric {
@@ -120,14 +134,18 @@ impl Metric {
             | Self::Coverage
             | Self::Wrong
             | Self::Escalated
-            | Self::InfraFailures => Unit::Share,
+            | Self::InfraFailures
+            | Self::CascadesFlagged
+            | Self::HonestFlagged => Unit::Share,
             Self::LeadMajority
             | Self::LeadMajorityDecided
             | Self::LeadBest
             | Self::LeadBestDecided
             | Self::LeadOracle
             | Self::LeadOracleDecided
-            | Self::LossVsClean => Unit::Points,
+            | Self::LossVsClean
+            | Self::DeliberationLead
+            | Self::DebateLead => Unit::Points,
             Self::Detection | Self::HonestQuarantined => Unit::Count,
             Self::Spearman | Self::Concordance | Self::Ece | Self::Brier | Self::Aurc => {
                 Unit::Coefficient
@@ -147,6 +165,8 @@ impl Metric {
             Self::Spearman => Basis::Agents,
             Self::Concordance => Basis::Pairs,
             Self::InfraFailures => Basis::Calls,
+            Self::CascadesFlagged => Basis::Cascades,
+            Self::HonestFlagged | Self::DeliberationLead | Self::DebateLead => Basis::Deliberations,
             _ => Basis::Items,
         }
     }
@@ -186,6 +206,10 @@ impl Metric {
             Self::Brier => "brier",
             Self::Aurc => "aurc",
             Self::InfraFailures => "infra-failures",
+            Self::CascadesFlagged => "cascades-flagged",
+            Self::HonestFlagged => "honest-flagged",
+            Self::DeliberationLead => "deliberation-lead",
+            Self::DebateLead => "debate-lead",
         }
     }
 }
@@ -745,6 +769,8 @@ impl Sample {
             Basis::Agents => format!("{n} agents"),
             Basis::Pairs => format!("{n} pairs of agents the evidence tells apart"),
             Basis::Calls => format!("{n} calls"),
+            Basis::Cascades => format!("{n} cascades"),
+            Basis::Deliberations => format!("{n} deliberations"),
         });
         Self {
             value,
@@ -873,6 +899,27 @@ fn sample(
                 basis,
             )
         }
+        M::CascadesFlagged | M::HonestFlagged | M::DeliberationLead | M::DebateLead => {
+            let Some(d) = &s.deliberation else {
+                return Sample::missing("no item deliberated");
+            };
+            match c.metric {
+                M::CascadesFlagged => {
+                    rate_sample(&Rate::wilson(d.cascades_flagged, d.cascades), need, basis)
+                }
+                M::HonestFlagged => {
+                    rate_sample(&Rate::wilson(d.honest_flagged, d.honest), need, basis)
+                }
+                _ => {
+                    let l = if c.metric == M::DebateLead {
+                        &d.debate_lead
+                    } else {
+                        &d.kept_lead
+                    };
+                    Sample::of(l.value, Some(l.se), l.n, need, basis)
+                }
+            }
+        }
     }
 }
 
@@ -918,12 +965,13 @@ fn pooled(c: &CheckSpec, runs: &[&ScenarioReport]) -> Option<(f64, f64, usize)> 
         };
         (r.value, b, n)
     };
-    let lead = |k: usize, decided: bool| {
+    let paired = |of: &dyn Fn(&ScenarioReport) -> Option<&Delta>| {
         // Σd and Σd² from each run's mean, standard error and count.
         let (mut n, mut sum, mut sq) = (0usize, 0.0f64, 0.0f64);
         for s in runs {
-            let b = s.baselines.get(k)?;
-            let d = if decided { &b.lead } else { &b.lead_all };
+            let Some(d) = of(s) else {
+                continue;
+            };
             let m = d.n as f64;
             let var = d.se * d.se * m;
             n += d.n;
@@ -938,6 +986,16 @@ fn pooled(c: &CheckSpec, runs: &[&ScenarioReport]) -> Option<(f64, f64, usize)> 
             0.0
         };
         Some((mean, bound(mean, (var / nf).sqrt()), n))
+    };
+    let lead = |k: usize, decided: bool| {
+        if runs.iter().any(|s| s.baselines.get(k).is_none()) {
+            return None;
+        }
+        paired(&|s| {
+            s.baselines
+                .get(k)
+                .map(|b| if decided { &b.lead } else { &b.lead_all })
+        })
     };
     match c.metric {
         M::Accuracy => Some(rate(&|s| (s.accuracy.k, s.accuracy.n))),
@@ -971,6 +1029,18 @@ fn pooled(c: &CheckSpec, runs: &[&ScenarioReport]) -> Option<(f64, f64, usize)> 
                 s.health.completed as usize,
             )
         })),
+        M::CascadesFlagged => Some(rate(&|s| {
+            s.deliberation
+                .as_ref()
+                .map_or((0, 0), |d| (d.cascades_flagged, d.cascades))
+        })),
+        M::HonestFlagged => Some(rate(&|s| {
+            s.deliberation
+                .as_ref()
+                .map_or((0, 0), |d| (d.honest_flagged, d.honest))
+        })),
+        M::DeliberationLead => paired(&|s| s.deliberation.as_ref().map(|d| &d.kept_lead)),
+        M::DebateLead => paired(&|s| s.deliberation.as_ref().map(|d| &d.debate_lead)),
         M::LossVsClean
         | M::Detection
         | M::Spearman

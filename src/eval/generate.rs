@@ -583,6 +583,8 @@ fn describe(n: usize, families: usize, corrupted: f64, attacks: &[Attack]) -> St
             Mode::BlindSpot { rate } => format!("blind spot {:.0}%", 100.0 * rate),
             Mode::Correlated { rate } => format!("family errors shared on {:.0}%", 100.0 * rate),
             Mode::Sycophancy { rate } => format!("sycophancy {:.0}%", 100.0 * rate),
+            Mode::Stance { stance } => format!("stance {} ×{}", stance.as_str(), a.agents.len()),
+            Mode::Persuade => format!("persuasive ×{}", a.agents.len()),
         })
         .collect();
     format!(

@@ -97,6 +97,76 @@ pub struct Baseline {
     pub lead_all: Delta,
 }
 
+/// What deliberation rounds did in one scenario at one seed, on the items deliberated
+/// (digest A.12: debate can lower accuracy; the acquiescence detector should catch the
+/// cascades that do).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliberationSummary {
+    /// Items deliberated (the independent vote's consensus was below τ).
+    pub deliberated: usize,
+    /// Rounds held after the independent vote, on average.
+    pub mean_rounds: f64,
+    /// Items on which the acquiescence detector fired.
+    pub flagged: usize,
+    /// Cascades: the rounds moved the pool from the independent vote's answer onto a wrong
+    /// one.
+    pub cascades: usize,
+    /// Of which onto an adversary's answer.
+    pub cascades_onto_adversary: usize,
+    /// Cascades the detector flagged.
+    pub cascades_flagged: usize,
+    /// Honest deliberations: no adversary voted and the rounds did not cascade.
+    pub honest: usize,
+    /// Honest deliberations flagged (false alarms).
+    pub honest_flagged: usize,
+    /// The independent vote's accuracy on the items deliberated.
+    pub independent: Rate,
+    /// The last round's accuracy: deliberation without the detector.
+    pub debated: Rate,
+    /// The accuracy of the answers kept: deliberation with the detector.
+    pub kept: Rate,
+    /// Deliberation without the detector minus the independent vote, paired per item.
+    pub debate_lead: Delta,
+    /// Deliberation with the detector minus the independent vote, paired per item.
+    pub kept_lead: Delta,
+}
+
+impl DeliberationSummary {
+    fn of(records: &[ItemRecord]) -> Option<Self> {
+        let d: Vec<run::DeliberationRecord> =
+            records.iter().filter_map(|r| r.deliberation).collect();
+        if d.is_empty() {
+            return None;
+        }
+        let count =
+            |f: &dyn Fn(&run::DeliberationRecord) -> bool| d.iter().filter(|x| f(x)).count();
+        let column = |f: &dyn Fn(&run::DeliberationRecord) -> bool| -> Vec<bool> {
+            d.iter().map(f).collect()
+        };
+        let (independent, debated, kept) = (
+            column(&|x| x.independent),
+            column(&|x| x.debated),
+            column(&|x| x.kept),
+        );
+        let rate = |v: &[bool]| Rate::wilson(v.iter().filter(|b| **b).count(), v.len());
+        Some(Self {
+            deliberated: d.len(),
+            mean_rounds: d.iter().map(|x| x.rounds as f64).sum::<f64>() / d.len() as f64,
+            flagged: count(&|x| x.flagged),
+            cascades: count(&|x| x.cascade),
+            cascades_onto_adversary: count(&|x| x.onto_adversary),
+            cascades_flagged: count(&|x| x.cascade && x.flagged),
+            honest: count(&|x| x.honest),
+            honest_flagged: count(&|x| x.honest && x.flagged),
+            independent: rate(&independent),
+            debated: rate(&debated),
+            kept: rate(&kept),
+            debate_lead: metrics::paired_delta(&debated, &independent),
+            kept_lead: metrics::paired_delta(&kept, &independent),
+        })
+    }
+}
+
 /// One adversary and how fast trust caught it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Adversary {
@@ -387,6 +457,9 @@ pub struct ScenarioReport {
     pub windows: Vec<Window>,
     /// Resilience `R = 1 − ΔP/ΔF` against the first scenario without attacks.
     pub resilience: Option<f64>,
+    /// What deliberation did, when any item was deliberated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliberation: Option<DeliberationSummary>,
     /// Share of graded agent answers that were wrong (the failure rate F).
     pub failure_rate: f64,
     /// Trust trajectories: agent → `(decision, trust)`.
@@ -885,6 +958,7 @@ fn attack_of(scenario: &suite::Scenario, agent: &str) -> String {
     scenario
         .attacks
         .iter()
+        .filter(|a| !matches!(a.mode, suite::Mode::Stance { .. }))
         .find(|a| a.agents.iter().any(|x| x == agent) || matches!(&a.mode, suite::Mode::Sybil { of, .. } if agent.starts_with(&format!("{of}~"))))
         .map_or_else(
             || "defined adversarial in its agent file".to_owned(),
@@ -895,6 +969,8 @@ fn attack_of(scenario: &suite::Scenario, agent: &str) -> String {
                 suite::Mode::BlindSpot { .. } => "blind spot".to_owned(),
                 suite::Mode::Correlated { .. } => "correlated errors".to_owned(),
                 suite::Mode::Sycophancy { .. } => "sycophancy".to_owned(),
+                suite::Mode::Stance { .. } => "a deliberation stance".to_owned(),
+                suite::Mode::Persuade => "persuasive adversary".to_owned(),
             },
         )
 }
@@ -1038,6 +1114,7 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
         coverage: decided_n as f64 / n.max(1) as f64,
         adversarial_only: scenario.attacks.iter().all(|a| {
             a.mode.adversarial()
+                || matches!(a.mode, suite::Mode::Stance { .. })
                 || (matches!(&a.mode, suite::Mode::Behave { behaviour, .. } if matches!(behaviour, crate::policy::Behaviour::Honest)))
         }),
         latency_only: !scenario.attacks.is_empty()
@@ -1088,6 +1165,7 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
         clusters,
         windows,
         resilience: None,
+        deliberation: DeliberationSummary::of(r),
         failure_rate: wrong_answers as f64 / all_answers.max(1) as f64,
         trajectories: run.trajectories,
         records: run.records,
@@ -1138,6 +1216,7 @@ pub fn recalibrate<S: TrustStore + ?Sized>(
             outcomes,
             verdict,
             agreement,
+            overturn,
         } = c
         else {
             continue;
@@ -1158,6 +1237,7 @@ pub fn recalibrate<S: TrustStore + ?Sized>(
                 outcomes: kept,
                 verdict: *verdict,
                 agreement: *agreement,
+                overturn: *overturn,
             });
         }
     }

@@ -92,10 +92,84 @@ pub struct ItemRecord {
     /// Every pool agent's answer graded (`null`: no answer, a failure that is not graded),
     /// for the best single agent and the true competences.
     pub answers: Vec<(String, Option<bool>)>,
+    /// What deliberation did, when the item was deliberated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliberation: Option<DeliberationRecord>,
     /// The decision record, as `conclave decide` writes it to the audit log (ballots with
     /// abstention reasons, weights, rule and parameters, seed, policy hash, verdict):
     /// `conclave audit replay --items` re-tallies it.
     pub record: Box<crate::audit::DecisionRecord>,
+}
+
+/// What deliberation rounds did to one item, graded against the item's truth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DeliberationRecord {
+    /// Rounds held after the independent vote.
+    pub rounds: usize,
+    /// The independent vote's answer was right.
+    pub independent: bool,
+    /// The last round's answer was right: deliberation without the acquiescence detector.
+    pub debated: bool,
+    /// The answer the verdict kept was right (the independent one when the detector fired).
+    pub kept: bool,
+    /// The acquiescence detector fired.
+    pub flagged: bool,
+    /// A cascade: the rounds moved the pool away from the independent vote's answer onto a
+    /// wrong one (debate lowered accuracy on this item).
+    pub cascade: bool,
+    /// The wrong answer of a cascade was an adversary's.
+    pub onto_adversary: bool,
+    /// An honest deliberation: no adversary voted, and the rounds did not cascade (a flag
+    /// on one is a false alarm).
+    pub honest: bool,
+}
+
+impl DeliberationRecord {
+    /// What the rounds of `verdict` did, on the `i`-th item.
+    fn of(verdict: &Verdict, pool: &Pool, item: &Item, i: usize, tolerance: f64) -> Option<Self> {
+        let (first, last) = (verdict.rounds.first()?, verdict.rounds.last()?);
+        if verdict.rounds.len() < 2 {
+            return None;
+        }
+        // A round's answer (in words) against an answer, or against the truth.
+        let same = |words: &str, a: &Answer| match a {
+            Answer::Choice(c) => c == words,
+            Answer::Ranking(r) => r.first().is_some_and(|c| c == words),
+            Answer::Score(v) => words
+                .parse::<f64>()
+                .is_ok_and(|x| (x - v).abs() <= tolerance),
+            _ => false,
+        };
+        let right = |words: Option<&str>| match (words, &item.truth) {
+            (Some(w), Truth::Option(t)) => w == t,
+            (Some(w), Truth::Value(t)) => {
+                w.parse::<f64>().is_ok_and(|x| (x - t).abs() <= tolerance)
+            }
+            (None, _) => false,
+        };
+        let adversarial: Vec<&Ballot> = first
+            .ballots
+            .iter()
+            .filter(|b| pool.adversarial_at(&b.agent, i))
+            .collect();
+        let moved = crate::governor::overturned(&verdict.rounds, item.kind, tolerance).is_some();
+        let cascade = moved && !right(last.answer.as_deref());
+        let onto_adversary = cascade
+            && last
+                .answer
+                .as_deref()
+                .is_some_and(|l| adversarial.iter().any(|b| same(l, &b.answer)));
+        Some(Self {
+            rounds: verdict.rounds.len() - 1,
+            independent: right(first.answer.as_deref()),
+            debated: right(last.answer.as_deref()),
+            kept: tally_right(verdict, item, tolerance).unwrap_or(false),
+            flagged: verdict.rounds.iter().any(|r| r.acquiescence.is_some()),
+            cascade,
+            onto_adversary,
+            honest: adversarial.is_empty() && !cascade,
+        })
+    }
 }
 
 impl ItemRecord {
@@ -375,8 +449,13 @@ impl Pool {
             }
         }
         for a in &scenario.attacks {
-            // An agent made honest for the whole run is no adversary.
-            if !a.mode.adversarial() && a.from == 0 && a.until.is_none() {
+            // An agent made honest for the whole run is no adversary (a stance only says how
+            // it deliberates).
+            if !a.mode.adversarial()
+                && !matches!(a.mode, Mode::Stance { .. })
+                && a.from == 0
+                && a.until.is_none()
+            {
                 for id in &a.agents {
                     adversaries.remove(id);
                     faulty.remove(id);
@@ -1014,17 +1093,26 @@ impl ItemsRun {
         if let Some(share) = agreement {
             ledger.pool.record_agreement(share, ledger_params);
         }
+        // Deliberation's own record: when the rounds moved the pool off the independent
+        // vote's answer, was the new answer right?
+        let overturn = crate::governor::overturned(&verdict.rounds, item.kind, tolerance)
+            .map(|words| item.truth.is_right_words(words, tolerance));
+        if let Some(right) = overturn {
+            ledger.pool.record_overturn(right, ledger_params);
+        }
         run.changes.push(Change::Graded {
             domain: item.domain.clone(),
             item: format!("{}#{rep}", item.id),
             outcomes: outcomes.clone(),
             verdict: graded_verdict,
             agreement,
+            overturn,
         });
         // Baselines on the whole pool's ballots.
         let majority = baseline_majority(item, answers, tolerance);
         let (oracle, oracle_confidence) = baseline_oracle(item, answers, p_true, tolerance);
         let record = Box::new(verdict.record(&decision_for(item, seed, rep)));
+        let deliberation = DeliberationRecord::of(&verdict, pool, item, i, tolerance);
         run.records.push(ItemRecord {
             seed,
             rep,
@@ -1065,6 +1153,7 @@ impl ItemsRun {
                 .iter()
                 .map(|b| (b.agent.clone(), item.truth.grade(&b.answer, tolerance)))
                 .collect(),
+            deliberation,
             record,
         });
     }

@@ -193,8 +193,9 @@ pub struct RawScenario {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAttack {
-    /// `behave` (a scripted behaviour), `sybil`, `blind-spot`, `sycophancy`, `correlated` or
-    /// `drift`.
+    /// `behave` (a scripted behaviour), `sybil`, `blind-spot`, `sycophancy`, `correlated`,
+    /// `drift`, `stance` (how honest agents deliberate) or `persuade` (a persuasive
+    /// adversary).
     pub kind: String,
     /// The agents (ids); or give `fraction` or `family`.
     #[serde(default)]
@@ -220,6 +221,9 @@ pub struct RawAttack {
     pub to: Option<f64>,
     /// `drift`: items the drift takes.
     pub over: Option<usize>,
+    /// `stance`: how the agents move in deliberation rounds (`holds`, `majority` or
+    /// `confident`).
+    pub stance: Option<crate::policy::Stance>,
 }
 
 /// A sweep over corrupted fraction × pool size × rule.
@@ -408,6 +412,15 @@ pub enum Mode {
         /// Items.
         over: usize,
     },
+    /// Honest agents that deliberate this way: hold their answer, follow the weighted
+    /// majority, or follow the most confident voice (for the whole run).
+    Stance {
+        /// How they move.
+        stance: crate::policy::Stance,
+    },
+    /// A persuasive adversary: a wrong answer on every item, stated with confidence 0.99
+    /// and never given up in deliberation.
+    Persuade,
 }
 
 impl Mode {
@@ -416,8 +429,11 @@ impl Mode {
     pub fn adversarial(&self) -> bool {
         match self {
             Self::Behave { behaviour, .. } => behaviour_adversarial(behaviour),
-            Self::Sybil { .. } | Self::Drift { .. } => true,
-            Self::BlindSpot { .. } | Self::Sycophancy { .. } | Self::Correlated { .. } => false,
+            Self::Sybil { .. } | Self::Drift { .. } | Self::Persuade => true,
+            Self::BlindSpot { .. }
+            | Self::Sycophancy { .. }
+            | Self::Correlated { .. }
+            | Self::Stance { .. } => false,
         }
     }
 }
@@ -1053,6 +1069,11 @@ fn check_attack(
     items: usize,
 ) -> Result<Attack, String> {
     let mode = check_mode(a, site, catalog)?;
+    if matches!(mode, Mode::Stance { .. }) && (a.from > 0 || a.until.is_some()) {
+        return Err(format!(
+            "{site}: a stance holds for the whole run (no `from` or `until`)"
+        ));
+    }
     if let Some(u) = a.until
         && u <= a.from
     {
@@ -1209,9 +1230,15 @@ fn check_mode(a: &RawAttack, site: &str, catalog: &Catalog) -> Result<Mode, Stri
             }
             Mode::Drift { to, over }
         }
+        "stance" => Mode::Stance {
+            stance: a.stance.ok_or_else(|| {
+                format!("{site}: a stance attack needs `stance` (holds, majority or confident)")
+            })?,
+        },
+        "persuade" => Mode::Persuade,
         other => {
             return Err(format!(
-                "{site}: unknown attack kind \"{other}\" (kinds: behave, sybil, blind-spot, sycophancy, correlated, drift)"
+                "{site}: unknown attack kind \"{other}\" (kinds: behave, sybil, blind-spot, sycophancy, correlated, drift, stance, persuade)"
             ));
         }
     })

@@ -47,10 +47,18 @@ pub struct RoundRecord {
     pub acquiescence: Option<String>,
 }
 
-/// How far a round's consensus may rise above the independent support of the answer it
-/// converged on, when that answer is not the independent vote's, before the round counts as
-/// acquiescence (digest A.12: "CQ rising faster than individual quality would predict").
-pub const ACQUIESCENCE_MARGIN: f64 = 0.3;
+/// The answer (in words) the rounds of a decision of `kind` moved the pool to, away from the
+/// independent vote's: the last round's, when it differs from the first's (numbers: by more
+/// than `tolerance`).
+pub fn overturned(rounds: &[RoundRecord], kind: Kind, tolerance: f64) -> Option<&str> {
+    let (first, last) = (rounds.first()?, rounds.last()?);
+    let (old, new) = (first.answer.as_deref()?, last.answer.as_deref()?);
+    let moved = match (kind, old.parse::<f64>(), new.parse::<f64>()) {
+        (Kind::Score, Ok(a), Ok(b)) => (a - b).abs() > tolerance,
+        _ => old != new,
+    };
+    (rounds.len() > 1 && moved).then_some(new)
+}
 
 /// What the rounds came to.
 pub(super) struct Deliberated {
@@ -187,13 +195,12 @@ impl Inner {
             counted = self.count(decision, &mut casts, rule, competence, agreement);
             consensus = round_consensus(decision.kind, &counted, &casts, d.epsilon);
             let mut this = record(k, &casts, &counted, consensus);
-            this.acquiescence = acquiescence(
-                decision.kind,
+            this.acquiescence = self.acquiescence(
+                decision,
                 &independent,
                 &first_count,
                 &counted,
-                consensus,
-                tolerance,
+                (competence, agreement),
             );
             let flagged = this.acquiescence.is_some();
             rounds.push(this);
@@ -280,27 +287,6 @@ fn record(round: u32, casts: &[Cast], counted: &Counted, consensus: f64) -> Roun
     }
 }
 
-/// The independent round's weighted support for `answer` (numbers: the weight within the
-/// tolerance of it).
-fn independent_support(first: &[Cast], answer: &Answer, tolerance: f64) -> f64 {
-    let total: f64 = first.iter().map(|c| c.weight).sum();
-    if total <= 0.0 {
-        return 0.0;
-    }
-    let same = |a: &Answer| match (a, answer) {
-        (Answer::Choice(x), Answer::Choice(y)) => x == y,
-        (Answer::Ranking(x), Answer::Ranking(y)) => x.first() == y.first(),
-        (Answer::Score(x), Answer::Score(y)) => (x - y).abs() <= tolerance,
-        _ => false,
-    };
-    first
-        .iter()
-        .filter(|c| same(&c.ballot.answer))
-        .map(|c| c.weight)
-        .sum::<f64>()
-        / total
-}
-
 /// The tally's answer as an answer (options and numbers).
 fn tally_answer(counted: &Counted, kind: Kind) -> Option<Answer> {
     let r = counted.result.as_ref()?;
@@ -312,26 +298,43 @@ fn tally_answer(counted: &Counted, kind: Kind) -> Option<Answer> {
     }
 }
 
-/// Whether round `k` (consensus `consensus`, count `now`) converged away from the independent
-/// vote (`first`, counted `before`) on an answer it hardly supported.
-fn acquiescence(
-    kind: Kind,
-    first: &[Cast],
-    before: &Counted,
-    now: &Counted,
-    consensus: f64,
-    tolerance: f64,
-) -> Option<String> {
-    let converged = tally_answer(now, kind)?;
-    let chosen = tally_answer(before, kind)?;
-    let moved_away = match (&converged, &chosen) {
-        (Answer::Score(a), Answer::Score(b)) => (a - b).abs() > tolerance,
-        (a, b) => a != b,
-    };
-    let support = independent_support(first, &converged, tolerance);
-    (moved_away && consensus - support > ACQUIESCENCE_MARGIN).then(|| {
-        format!(
-            "the pool converged (consensus {consensus:.2}) on an answer the independent vote gave {support:.2} of its weight and did not choose: acquiescence, not deliberation; the independent vote stands"
-        )
-    })
+impl Inner {
+    /// Whether a round (counted `now`) converged away from the independent vote (`first`,
+    /// counted `before`) on an answer the independent ballots made improbable.
+    fn acquiescence(
+        &self,
+        decision: &Decision,
+        first: &[Cast],
+        before: &Counted,
+        now: &Counted,
+        (competence, agreement): (&std::collections::BTreeMap<String, f64>, f64),
+    ) -> Option<String> {
+        let converged = tally_answer(now, decision.kind)?;
+        let chosen = tally_answer(before, decision.kind)?;
+        let tolerance = self.policy.thresholds.tolerance;
+        let moved_away = match (&converged, &chosen) {
+            (Answer::Score(a), Answer::Score(b)) => (a - b).abs() > tolerance,
+            (a, b) => a != b,
+        };
+        if !moved_away {
+            return None;
+        }
+        // The independent vote's odds of the new answer against its own, times the odds that
+        // this pool's deliberation, when it overturns the independent vote, is right (its
+        // graded record; even before any evidence).
+        let reliability = self
+            .pools
+            .get(&decision.domain)
+            .map_or(0.5, crate::trust::ledger::PoolRecord::overturn_reliability);
+        let p_new = self.posterior(decision, first, competence, agreement, &converged);
+        let p_old = before.confidence;
+        (reliability * p_new <= (1.0 - reliability) * p_old).then(|| {
+            format!(
+                "the pool moved to an answer the independent vote gave {:.1}% against {:.1}% for its own, and this pool's deliberation has been right on {:.0}% of its overturns: acquiescence, not evidence; the independent vote stands",
+                100.0 * p_new,
+                100.0 * p_old,
+                100.0 * reliability
+            )
+        })
+    }
 }

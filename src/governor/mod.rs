@@ -36,7 +36,7 @@ pub mod director;
 mod router;
 
 pub use builder::{GovernorBuildError, GovernorBuilder};
-pub use deliberate::{ACQUIESCENCE_MARGIN, RoundRecord};
+pub use deliberate::{RoundRecord, overturned};
 pub use director::{Directives, Director};
 pub use router::PolicyRouter;
 
@@ -800,6 +800,10 @@ impl Inner {
         if let Some(d) = p.deliberation
             && matches!(stop, Stop::Certified | Stop::Confident | Stop::Exhausted)
             && counted.result.is_some()
+            // Time enough for rounds, or straight to the arbiter.
+            && f.deadline.is_none_or(|t| {
+                t.saturating_duration_since(Instant::now()) >= Duration::from_millis(d.min_time_ms)
+            })
             && deliberate::round_consensus(decision.kind, &counted, &casts, d.epsilon) < d.tau
         {
             let done = self
@@ -1198,8 +1202,50 @@ impl Inner {
         let consensus = result
             .as_ref()
             .map_or(0.0, |r| consensus_of(decision.kind, r, casts));
-        // The probability that the verdict is right: what the thresholds apply to, its
-        // evidence tempered by the counted voters' effective number.
+        // The probability that the verdict is right: what the thresholds apply to.
+        let confidence = match &result {
+            Some(r) => match (r.winner.as_deref(), r.value, r.vector.as_deref()) {
+                (Some(w), _, _) => self.posterior(
+                    decision,
+                    casts,
+                    competence,
+                    agreement,
+                    &Answer::Choice(w.to_owned()),
+                ),
+                (_, Some(v), _) => {
+                    self.posterior(decision, casts, competence, agreement, &Answer::Score(v))
+                }
+                (_, _, Some(v)) => self.posterior(
+                    decision,
+                    casts,
+                    competence,
+                    agreement,
+                    &Answer::Vector(v.to_vec()),
+                ),
+                _ => 0.0,
+            },
+            None => 0.0,
+        };
+        Counted {
+            result,
+            tally_error,
+            consensus,
+            confidence,
+        }
+    }
+
+    /// The probability that `answer` is right given the counted `casts` and each voter's
+    /// measured competence, the evidence tempered by the counted voters' effective number
+    /// (options: the Nitzan–Paroush posterior of its option or first choice; numbers and
+    /// vectors: agreement within the policy's tolerance).
+    fn posterior(
+        &self,
+        decision: &Decision,
+        casts: &[Cast],
+        competence: &BTreeMap<String, f64>,
+        agreement: f64,
+        answer: &Answer,
+    ) -> f64 {
         let counted_agents = || {
             casts
                 .iter()
@@ -1211,26 +1257,20 @@ impl Inner {
             counted_agents().count(),
         );
         let tolerance = self.policy.thresholds.tolerance;
-        let confidence = match &result {
-            Some(r) => match (r.winner.as_deref(), r.value, r.vector.as_deref()) {
-                (Some(w), _, _) => {
-                    confidence::of_option(&decision.options, casts, competence, w, temper)
-                }
-                (_, Some(v), _) => {
-                    confidence::of_point(casts, competence, &[v], tolerance, agreement, temper)
-                }
-                (_, _, Some(v)) => {
-                    confidence::of_point(casts, competence, v, tolerance, agreement, temper)
-                }
-                _ => 0.0,
-            },
-            None => 0.0,
-        };
-        Counted {
-            result,
-            tally_error,
-            consensus,
-            confidence,
+        match answer {
+            Answer::Choice(o) => {
+                confidence::of_option(&decision.options, casts, competence, o, temper)
+            }
+            Answer::Ranking(r) => r.first().map_or(0.0, |o| {
+                confidence::of_option(&decision.options, casts, competence, o, temper)
+            }),
+            Answer::Score(v) => {
+                confidence::of_point(casts, competence, &[*v], tolerance, agreement, temper)
+            }
+            Answer::Vector(v) => {
+                confidence::of_point(casts, competence, v, tolerance, agreement, temper)
+            }
+            Answer::Abstain(_) => 0.0,
         }
     }
 

@@ -517,6 +517,14 @@ impl Draft {
         if !(d.epsilon.is_finite() && d.epsilon > 0.0) {
             bad(format!("deliberation.epsilon {} must be > 0", d.epsilon));
         }
+        if let Some(budget) = self.policy.budget.decision_ms
+            && d.min_time_ms >= budget
+        {
+            bad(format!(
+                "deliberation.min_time_ms {} is not below budget.decision_ms {budget}: the policy would never deliberate",
+                d.min_time_ms
+            ));
+        }
     }
 }
 

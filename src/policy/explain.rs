@@ -225,9 +225,16 @@ fn escalation(p: &Policy) -> String {
     if let Some(d) = &p.deliberation {
         let _ = write!(
             esc,
-            " When the independent vote's consensus is below {}, the agents deliberate: they see each other's answers and reasons (anonymised), must say where they disagree with the majority, and answer again, for at most {} rounds in all; a changed position costs up to {} of weight, and the last round's count is the verdict's.",
+            " When the independent vote's consensus is below {}, the agents deliberate: they see each other's answers and reasons (anonymised), must say where they disagree with the majority, and answer again, for at most {} rounds in all; a changed position costs up to {} of weight, and the last round's count is the verdict's, unless it moved to an answer the evidence does not favour (acquiescence: the independent vote stands).",
             d.tau, d.rounds, d.beta
         );
+        if d.min_time_ms > 0 {
+            let _ = write!(
+                esc,
+                " Rounds are held only with at least {} of the decision's time left; with less, the weak consensus goes on at once.",
+                ms(d.min_time_ms)
+            );
+        }
     }
     match (&p.arbiter, p.human) {
         (Some(a), human) => {

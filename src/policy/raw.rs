@@ -164,7 +164,7 @@ pub struct Scripted {
 }
 
 /// How a scripted agent moves when it sees the others' answers in a deliberation round.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Stance {
@@ -176,6 +176,22 @@ pub enum Stance {
     /// Sycophantic: adopts the answer of the most confident other voter, when that voter is
     /// more confident than itself.
     Confident,
+    /// Moved by evidence (simulation only: it needs the item's truth): when another voter
+    /// holds the right answer and it does not, it recognises the better argument with a
+    /// probability equal to its competence and adopts that answer; otherwise it holds.
+    Evidence,
+}
+
+impl Stance {
+    /// The kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Holds => "holds",
+            Self::Majority => "majority",
+            Self::Confident => "confident",
+            Self::Evidence => "evidence",
+        }
+    }
 }
 
 /// Stated confidence of a scripted agent.
@@ -604,6 +620,13 @@ pub struct Deliberation {
     /// difference of the answers.
     #[serde(default = "default_epsilon")]
     pub epsilon: f64,
+    /// Deliberate only when at least this much of the decision's time budget
+    /// (`budget.decision_ms`) is left after the independent vote, in ms (default 0: whenever
+    /// the consensus is weak). With less, a weak consensus goes to the arbiter or a human at
+    /// once: fast arbitration when time is short, deliberation when it allows (digest A.6,
+    /// A.12).
+    #[serde(default)]
+    pub min_time_ms: u64,
 }
 
 impl Default for Deliberation {
@@ -613,6 +636,7 @@ impl Default for Deliberation {
             tau: default_tau(),
             beta: default_beta(),
             epsilon: default_epsilon(),
+            min_time_ms: 0,
         }
     }
 }

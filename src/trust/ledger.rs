@@ -75,6 +75,9 @@ pub struct PoolRecord {
     /// Agreement of wrong numeric answers: Beta pseudo-counts `[agreeing, not agreeing]`
     /// (the prior included).
     pub agreement: [f64; 2],
+    /// Deliberation rounds that moved the pool away from the independent vote's answer:
+    /// Beta pseudo-counts `[the new answer right, wrong]` (the prior included).
+    pub overturns: [f64; 2],
 }
 
 impl Default for PoolRecord {
@@ -83,6 +86,7 @@ impl Default for PoolRecord {
             alarm: 0.0,
             verdicts: 0,
             agreement: [1.0, 1.0],
+            overturns: [1.0, 1.0],
         }
     }
 }
@@ -115,6 +119,28 @@ impl PoolRecord {
             1.0 + g * (a - 1.0) + share,
             1.0 + g * (b - 1.0) + 1.0 - share,
         ];
+    }
+
+    /// Folds in one graded overturn: deliberation moved the pool away from the independent
+    /// vote's answer, and the answer it moved to was `right` (or not).
+    pub fn record_overturn(&mut self, right: bool, params: &LedgerParams) {
+        let g = params.forgetting.clamp(0.0, 1.0);
+        let [a, b] = self.overturns;
+        self.overturns = [
+            1.0 + g * (a - 1.0) + f64::from(u8::from(right)),
+            1.0 + g * (b - 1.0) + f64::from(u8::from(!right)),
+        ];
+    }
+
+    /// How often the pool's deliberation, when it overturns the independent vote, moves to
+    /// a right answer: the posterior mean (½ before any evidence).
+    pub fn overturn_reliability(&self) -> f64 {
+        let [a, b] = self.overturns;
+        if a > 0.0 && b > 0.0 && (a + b).is_finite() {
+            a / (a + b)
+        } else {
+            0.5
+        }
     }
 
     /// The chance that a wrong numeric answer lies within the tolerance of a given wrong

@@ -115,6 +115,11 @@ pub enum Change {
         /// the tolerance of each other ([`wrong_agreement`](super::ledger::wrong_agreement)).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         agreement: Option<f64>,
+        /// When deliberation moved the pool away from the independent vote's answer: whether
+        /// the answer it moved to was right. Feeds the domain's overturn record, which the
+        /// acquiescence detector reads.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        overturn: Option<bool>,
     },
     /// Sets a state outright (imports, `trust estimate --apply`).
     Set {
@@ -149,6 +154,7 @@ impl Change {
             outcomes,
             verdict: None,
             agreement: None,
+            overturn: None,
         }
     }
 }
@@ -421,6 +427,7 @@ pub(super) fn apply_changes<T: Tables>(
                     outcomes,
                     verdict,
                     agreement,
+                    overturn,
                     ..
                 } => {
                     for (agent, right) in outcomes {
@@ -444,6 +451,9 @@ pub(super) fn apply_changes<T: Tables>(
                         }
                         if let Some(share) = agreement {
                             l.pool.record_agreement(*share, ledger_params);
+                        }
+                        if let Some(right) = overturn {
+                            l.pool.record_overturn(*right, ledger_params);
                         }
                     }
                 }
