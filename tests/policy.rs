@@ -353,3 +353,22 @@ fn a_zero_rate_limit_is_refused() {
         d.iter().map(|x| x.one_line()).collect::<Vec<_>>()
     );
 }
+
+/// `--agents` and `--policies` take one file as well as a folder.
+#[test]
+fn the_cli_reads_single_files_as_well_as_folders() {
+    let out = crate::support::conclave(
+        &[
+            "policy",
+            "check",
+            "--agents",
+            "agents/panel.toml",
+            "--policies",
+            "policies/panel.toml",
+        ],
+        b"",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 agent file and 1 policy checked"), "{text}");
+}

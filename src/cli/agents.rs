@@ -22,7 +22,7 @@ pub(super) enum AgentsCommand {
 pub(super) struct CheckArgs {
     /// The agents to probe (default: every OpenAI-compatible agent).
     agents: Vec<String>,
-    /// The agent definitions.
+    /// The agent definitions: a folder of .toml files, or one file.
     #[arg(long = "agents", default_value = "agents")]
     dir: PathBuf,
     /// Print JSON.

@@ -45,10 +45,10 @@ pub(super) struct DecideArgs {
     /// The right answer, for simulated agents only (an option, or a number).
     #[arg(long)]
     truth: Option<String>,
-    /// The agent definitions.
+    /// The agent definitions: a folder of .toml files, or one file.
     #[arg(long, default_value = "agents")]
     agents: PathBuf,
-    /// The policies.
+    /// The policies: a folder of .toml files, or one file.
     #[arg(long, default_value = "policies")]
     policies: PathBuf,
     /// Print the full verdict as JSON.

@@ -23,10 +23,10 @@ pub(super) enum PolicyCommand {
 
 #[derive(Debug, Args)]
 pub(super) struct Dirs {
-    /// The agent definitions.
+    /// The agent definitions: a folder of .toml files, or one file.
     #[arg(long, default_value = "agents")]
     agents: PathBuf,
-    /// The policies.
+    /// The policies: a folder of .toml files, or one file.
     #[arg(long, default_value = "policies")]
     policies: PathBuf,
 }

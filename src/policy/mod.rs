@@ -749,10 +749,18 @@ impl Catalog {
     }
 }
 
-/// The `*.toml` files of a folder, sorted; a missing folder has none.
+/// The `*.toml` files of a folder, sorted (a path to one file: that file); a missing folder
+/// has none.
 pub fn read_dir_toml(dir: &Path) -> (Vec<SourceFile>, Vec<PolicyDiagnostic>) {
     let mut files = Vec::new();
     let mut diags = Vec::new();
+    if dir.is_file() {
+        match SourceFile::read(dir) {
+            Ok(f) => files.push(f),
+            Err(d) => diags.push(*d),
+        }
+        return (files, diags);
+    }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return (files, diags);
     };
