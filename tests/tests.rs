@@ -24,6 +24,8 @@ mod policy;
 mod properties;
 /// The Cognitive Director: review queue, overrides, reweights, suspensions, the ratchet.
 mod review;
+/// `conclave serve`: the HTTP API and the OpenAI-compatible alias on 127.0.0.1.
+mod serve;
 /// Shared helpers.
 mod support;
 /// The trust model and the correlation ledger.

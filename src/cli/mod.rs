@@ -10,6 +10,7 @@ mod eval;
 mod policy;
 mod record;
 mod review;
+mod serve;
 mod tally;
 mod trust;
 
@@ -60,6 +61,9 @@ enum Command {
     /// The Cognitive Director's desk: escalated decisions, overrides, reweights, suspensions.
     #[command(subcommand)]
     Review(review::ReviewCommand),
+    /// Serve governed decisions over HTTP: an OpenAI-compatible alias whose `model` names a
+    /// policy, and a JSON API for decisions, outcomes, trust and policies.
+    Serve(serve::ServeArgs),
 }
 
 /// A failed command: the message for stderr and the exit code.
@@ -112,6 +116,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Agents(cmd) => agents::run(cmd),
         Command::Record(args) => record::run(&args),
         Command::Review(cmd) => review::run(cmd, &store),
+        Command::Serve(args) => serve::run(&args, &store),
     }
 }
 

@@ -1,0 +1,589 @@
+//! Governed decisions over HTTP (`conclave serve`): an OpenAI-compatible alias whose `model`
+//! names a policy, and a small JSON API for decisions, outcomes, trust and policies.
+//!
+//! - `POST /v1/chat/completions`: `model` is a policy id; the last user message is the
+//!   question; `conclave` (the OpenAI SDKs send it with `extra_body`) gives `options`, `kind`
+//!   (`choice`, `ranking`, `score`), `domain`, `seed` and `idempotency_key`. The reply is a
+//!   chat completion whose content is the governed answer (or the escalation), with `usage`
+//!   summed over the panel and a `conclave` object; headers `x-conclave-decision` and
+//!   `x-conclave-outcome`. The panel's agents never appear as `model`.
+//! - `POST /v1/decisions` (a [`Decision`] → its [`Verdict`](crate::decision::Verdict)),
+//!   `GET /v1/decisions/{id}` (its audit record), `POST /v1/decisions/{id}/outcome`
+//!   (`{"correct": …}`: grading back-fill; trust learns, and later decisions use it),
+//!   `GET /v1/trust`, `GET /v1/policies`, `GET /healthz`.
+//!
+//! Every error is one line of JSON, `{"error": {"code", "message"}}`, with its HTTP status.
+//! With a token, every route but `/healthz` needs `Authorization: Bearer TOKEN`. Bodies are
+//! limited (1 MiB by default). Trust and the audit log are the store's traits, so the same
+//! router serves any backend.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::aggregate::Kind;
+use crate::audit::{AuditLog, OutcomeError};
+use crate::decision::{Decision, Outcome, Truth, Verdict};
+use crate::governor::Governor;
+use crate::policy::Catalog;
+use crate::trust::ledger::LedgerParams;
+use crate::trust::store::TrustStore;
+
+/// Idempotency keys remembered (the oldest is forgotten first).
+const IDEMPOTENCY_KEYS: usize = 10_000;
+
+/// Verdicts by idempotency key, and the keys in the order they came (the oldest is forgotten
+/// first).
+type Remembered = (HashMap<String, Arc<Verdict>>, VecDeque<String>);
+
+/// How the server is set up.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The bearer token every route but `/healthz` needs (none: no authentication).
+    pub token: Option<String>,
+    /// The largest request body, in bytes.
+    pub body_limit: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            token: None,
+            body_limit: 1 << 20,
+        }
+    }
+}
+
+/// What the server shares between requests.
+pub struct ServeState {
+    catalog: Catalog,
+    trust: Arc<dyn TrustStore + Send + Sync>,
+    log: Arc<dyn AuditLog + Send + Sync>,
+    /// One Governor per policy, rebuilt when trust changes here.
+    governors: RwLock<BTreeMap<String, Governor>>,
+    /// Idempotency key → the verdict given for it.
+    seen: Mutex<Remembered>,
+    config: ServeConfig,
+    next: AtomicU64,
+}
+
+impl std::fmt::Debug for ServeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeState")
+            .field("policies", &self.catalog.policies.len())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a request failed: an HTTP status, a short code and a message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    fn internal(message: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            message.to_string(),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl ServeState {
+    /// The state over `catalog`, with trust and the audit log in these stores.
+    ///
+    /// # Errors
+    /// A policy whose agents cannot be built, or a store that cannot be read.
+    pub fn new(
+        catalog: Catalog,
+        trust: Arc<dyn TrustStore + Send + Sync>,
+        log: Arc<dyn AuditLog + Send + Sync>,
+        config: ServeConfig,
+    ) -> Result<Self, String> {
+        let state = Self {
+            catalog,
+            trust,
+            log,
+            governors: RwLock::new(BTreeMap::new()),
+            seen: Mutex::new((HashMap::new(), VecDeque::new())),
+            config,
+            next: AtomicU64::new(0),
+        };
+        state.rebuild()?;
+        Ok(state)
+    }
+
+    /// Builds every policy's Governor on the store's current trust and ledgers.
+    fn rebuild(&self) -> Result<(), String> {
+        let snapshot = self.trust.snapshot().map_err(|e| e.to_string())?;
+        let mut governors = BTreeMap::new();
+        for policy in &self.catalog.policies {
+            let services =
+                crate::agent::build_for(policy, &self.catalog).map_err(|e| e.to_string())?;
+            let mut independence = BTreeMap::new();
+            for domain in policy.domains() {
+                let ledger = self.trust.ledger(domain).map_err(|e| e.to_string())?;
+                independence.insert(
+                    domain.clone(),
+                    ledger.independence(&LedgerParams::default()),
+                );
+            }
+            let g = Governor::new(policy.clone(), services, snapshot.clone())
+                .with_independence(independence)
+                .with_audit(self.log.clone());
+            governors.insert(policy.id().to_owned(), g);
+        }
+        *self
+            .governors
+            .write()
+            .map_err(|_| "the governors' lock is poisoned".to_owned())? = governors;
+        Ok(())
+    }
+
+    fn governor(&self, policy: &str) -> Result<Governor, ApiError> {
+        let map = self
+            .governors
+            .read()
+            .map_err(|_| ApiError::internal("the governors' lock is poisoned"))?;
+        map.get(policy).cloned().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_policy",
+                format!(
+                    "no policy \"{policy}\" (policies: {})",
+                    map.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
+    }
+
+    fn fresh_id(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("srv-{nanos}-{n}")
+    }
+
+    /// Governs `decision` under `policy`, once per idempotency key.
+    async fn decide(
+        &self,
+        policy: &str,
+        decision: Decision,
+        key: Option<&str>,
+    ) -> Result<Arc<Verdict>, ApiError> {
+        if let Some(k) = key
+            && let Some(v) = self.remembered(k)?
+        {
+            return Ok(v);
+        }
+        let governor = self.governor(policy)?;
+        let verdict = governor.decide(decision).await.map_err(|e| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", e.to_string())
+        })?;
+        let v = Arc::new(verdict);
+        if let Some(k) = key {
+            self.remember(k, &v)?;
+        }
+        Ok(v)
+    }
+
+    fn remembered(&self, key: &str) -> Result<Option<Arc<Verdict>>, ApiError> {
+        let seen = self
+            .seen
+            .lock()
+            .map_err(|_| ApiError::internal("the idempotency lock is poisoned"))?;
+        Ok(seen.0.get(key).cloned())
+    }
+
+    fn remember(&self, key: &str, v: &Arc<Verdict>) -> Result<(), ApiError> {
+        let mut seen = self
+            .seen
+            .lock()
+            .map_err(|_| ApiError::internal("the idempotency lock is poisoned"))?;
+        if seen.0.insert(key.to_owned(), v.clone()).is_none() {
+            seen.1.push_back(key.to_owned());
+        }
+        while seen.1.len() > IDEMPOTENCY_KEYS {
+            if let Some(old) = seen.1.pop_front() {
+                seen.0.remove(&old);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The router over `state`.
+pub fn router(state: Arc<ServeState>) -> Router {
+    let limit = state.config.body_limit;
+    let api = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/decisions", post(decisions))
+        .route("/v1/decisions/{id}", get(decision_record))
+        .route("/v1/decisions/{id}/outcome", post(outcome))
+        .route("/v1/trust", get(trust))
+        .route("/v1/policies", get(policies))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(json!({"status": "ok"})) }),
+        )
+        .merge(api)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn authorize(State(state): State<Arc<ServeState>>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.config.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is needed (Authorization: Bearer …)",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A JSON body, or the error that says why not (size, syntax, shape).
+fn body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let bytes = body.map_err(|r| {
+        let status = r.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "invalid_body"
+        };
+        ApiError::new(status, code, r.body_text())
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        let code = if e.is_syntax() || e.is_eof() {
+            "malformed_json"
+        } else {
+            "invalid_request"
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, code, format!("the body: {e}"))
+    })
+}
+
+/// The `conclave` extension of a chat completion request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Extension {
+    options: Vec<String>,
+    kind: Option<Kind>,
+    domain: Option<String>,
+    seed: u64,
+    idempotency_key: Option<String>,
+    /// Simulated agents only: the right answer.
+    truth: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatRequest {
+    model: String,
+    messages: Vec<Value>,
+    #[serde(default)]
+    conclave: Extension,
+}
+
+/// The text of a chat message's content: a string, or text parts.
+fn text_of(content: &Value) -> Option<String> {
+    match content {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => {
+            let t: Vec<&str> = parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect();
+            (!t.is_empty()).then(|| t.join("\n"))
+        }
+        _ => None,
+    }
+}
+
+async fn chat(
+    State(state): State<Arc<ServeState>>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: ChatRequest = body(raw)?;
+    let question = req
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        .and_then(|m| m.get("content"))
+        .and_then(text_of)
+        .filter(|q| !q.trim().is_empty())
+        .ok_or_else(|| {
+            ApiError::bad(
+                "no user message with text content: the question is the last user message",
+            )
+        })?;
+    let policy = state
+        .catalog
+        .policy(&req.model)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_policy",
+                format!("no policy \"{}\": `model` names a policy", req.model),
+            )
+        })?
+        .clone();
+    let ext = req.conclave;
+    let kind = ext.kind.unwrap_or(if ext.options.is_empty() {
+        Kind::Score
+    } else {
+        Kind::Choice
+    });
+    let mut decision = Decision {
+        id: state.fresh_id(),
+        question,
+        domain: ext
+            .domain
+            .or_else(|| policy.domains().first().cloned())
+            .unwrap_or_default(),
+        kind,
+        options: ext.options,
+        seed: ext.seed,
+        truth: None,
+    };
+    if let Some(t) = ext.truth {
+        decision.truth = Some(match kind {
+            Kind::Score => Truth::Value(
+                t.parse()
+                    .map_err(|_| ApiError::bad(format!("truth \"{t}\" is not a number")))?,
+            ),
+            _ => Truth::Option(t),
+        });
+    }
+    let v = state
+        .decide(policy.id(), decision, ext.idempotency_key.as_deref())
+        .await?;
+    Ok(completion(policy.id(), &v))
+}
+
+/// A chat completion carrying a verdict.
+fn completion(policy: &str, v: &Verdict) -> Response {
+    let content = match &v.outcome {
+        Outcome::Arbitrated { ruling, .. } => ruling.clone(),
+        Outcome::Human { reason } | Outcome::Refused { reason } => {
+            format!("escalated: {reason}")
+        }
+        _ => v
+            .winner()
+            .map(str::to_owned)
+            .or_else(|| v.value().map(|x| format!("{x}")))
+            .unwrap_or_default(),
+    };
+    let body = json!({
+        "id": format!("chatcmpl-{}", v.decision),
+        "object": "chat.completion",
+        "created": crate::audit::now(),
+        "model": policy,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": content},
+            "finish_reason": "stop",
+        }],
+        // The panel's tokens are kept as one sum per call.
+        "usage": {"prompt_tokens": 0, "completion_tokens": v.tokens, "total_tokens": v.tokens},
+        "conclave": {
+            "decision": v.decision,
+            "outcome": v.outcome,
+            "confidence": v.confidence,
+            "margin": v.tally.as_ref().and_then(|t| t.margin),
+            "consensus": v.consensus,
+            "ballots": v.ballots.iter().filter(|c| !c.ballot.is_abstention()).count(),
+            "calls": v.calls,
+            "cost_usd": v.cost_usd,
+        },
+    });
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("x-conclave-decision", v.decision.as_str()),
+        ("x-conclave-outcome", v.outcome.as_str()),
+    ] {
+        if let Ok(h) = HeaderValue::from_str(value) {
+            headers.insert(name, h);
+        }
+    }
+    (headers, axum::Json(body)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct DecisionRequest {
+    #[serde(flatten)]
+    decision: Decision,
+    /// The policy (default: the one routed by domain and kind).
+    policy: Option<String>,
+    idempotency_key: Option<String>,
+}
+
+async fn decisions(
+    State(state): State<Arc<ServeState>>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let req: DecisionRequest = body(raw)?;
+    let policy = match req.policy {
+        Some(p) => p,
+        None => state
+            .catalog
+            .route(&req.decision.domain, req.decision.kind)
+            .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "no_policy", e.to_string()))?
+            .id()
+            .to_owned(),
+    };
+    let v = state
+        .decide(&policy, req.decision, req.idempotency_key.as_deref())
+        .await?;
+    Ok(axum::Json(
+        serde_json::to_value(&*v).map_err(ApiError::internal)?,
+    ))
+}
+
+async fn decision_record(
+    State(state): State<Arc<ServeState>>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let record = state
+        .log
+        .find(&id)
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "unknown_decision", e.to_string()))?;
+    Ok(axum::Json(
+        serde_json::to_value(&record).map_err(ApiError::internal)?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutcomeRequest {
+    correct: String,
+    #[serde(default = "default_tolerance")]
+    tolerance: f64,
+    #[serde(default = "default_source")]
+    source: String,
+}
+
+fn default_tolerance() -> f64 {
+    0.1
+}
+
+fn default_source() -> String {
+    "api".to_owned()
+}
+
+async fn outcome(
+    State(state): State<Arc<ServeState>>,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let req: OutcomeRequest = body(raw)?;
+    let s = state.clone();
+    let receipt = tokio::task::spawn_blocking(move || {
+        crate::audit::record_outcome(
+            &*s.log,
+            &*s.trust,
+            &id,
+            &req.correct,
+            &req.source,
+            req.tolerance,
+        )
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| match e {
+        OutcomeError::AlreadyGraded { .. } | OutcomeError::Final { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "already_graded", e.to_string())
+        }
+        OutcomeError::Audit(crate::audit::AuditError::NotFound(_)) => {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_decision", e.to_string())
+        }
+        OutcomeError::Audit(_) | OutcomeError::Trust(_) => ApiError::internal(e),
+        _ => ApiError::bad(e.to_string()),
+    })?;
+    // Later decisions weigh the agents by what this outcome taught.
+    state.rebuild().map_err(ApiError::internal)?;
+    Ok(axum::Json(json!({
+        "decision": receipt.decision.seq,
+        "outcome": receipt.outcome.seq,
+        "graded": receipt.graded,
+        "provenance": receipt.provenance,
+    })))
+}
+
+async fn trust(State(state): State<Arc<ServeState>>) -> Result<axum::Json<Value>, ApiError> {
+    let snapshot = state.trust.snapshot().map_err(ApiError::internal)?;
+    Ok(axum::Json(
+        serde_json::to_value(&snapshot).map_err(ApiError::internal)?,
+    ))
+}
+
+async fn policies(State(state): State<Arc<ServeState>>) -> axum::Json<Value> {
+    let list: Vec<Value> = state
+        .catalog
+        .policies
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.id(),
+                "description": p.description(),
+                "domains": p.domains(),
+                "kinds": p.kinds(),
+            })
+        })
+        .collect();
+    axum::Json(json!({"policies": list}))
+}

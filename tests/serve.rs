@@ -1,0 +1,393 @@
+//! The HTTP API in process, on 127.0.0.1, with scripted agents and in-memory stores.
+
+use std::sync::Arc;
+
+use conclave::audit::MemoryAuditLog;
+use conclave::serve::{ServeConfig, ServeState, router};
+use conclave::trust::TrustParams;
+use conclave::trust::store::MemoryTrustStore;
+use serde_json::{Value, json};
+
+const AGENTS: &str = r#"
+[[agent]]
+id = "a1"
+kind = "scripted"
+scripted = { competence = { default = 0.9 }, latency = { median_ms = 2, p99_ms = 5 } }
+
+[[agent]]
+id = "a2"
+kind = "scripted"
+scripted = { competence = { default = 0.9 }, latency = { median_ms = 2, p99_ms = 5 } }
+
+[[agent]]
+id = "a3"
+kind = "scripted"
+scripted = { competence = { default = 0.9 }, latency = { median_ms = 2, p99_ms = 5 } }
+"#;
+
+const POLICY: &str = r#"id = "desk"
+description = "Trading calls by three agents."
+applies = { domains = ["trading"], kinds = ["choice"] }
+pool = { agents = ["a1", "a2", "a3"] }
+rule = { name = "weighted-plurality" }
+quorum = { ballots = 3 }
+early_stop = { enabled = false }
+thresholds = { accept = 0.0, arbitrate = 0.0, human = 0.0 }
+"#;
+
+/// A server on an ephemeral loopback port: its base URL.
+async fn serve(token: Option<&str>) -> String {
+    let catalog = crate::support::catalog(AGENTS, POLICY);
+    let trust = Arc::new(MemoryTrustStore::new(TrustParams::default()).expect("store"));
+    let log = Arc::new(MemoryAuditLog::default());
+    let config = ServeConfig {
+        token: token.map(str::to_owned),
+        body_limit: 4096,
+    };
+    let state = ServeState::new(catalog, trust, log, config).expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        axum::serve(listener, router(Arc::new(state)))
+            .await
+            .expect("serve");
+    });
+    format!("http://{addr}")
+}
+
+async fn send(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let client = reqwest::Client::new();
+    let mut req = match method {
+        "GET" => client.get(url),
+        _ => client.post(url),
+    };
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b);
+    }
+    let resp = req.send().await.expect("send");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("text");
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, v, headers)
+}
+
+fn chat(model: &str, question: &str, ext: Value) -> String {
+    json!({
+        "model": model,
+        "messages": [
+            {"role": "system", "content": "Answer briefly."},
+            {"role": "user", "content": question},
+        ],
+        "conclave": ext,
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_chat_completion_is_a_governed_decision() {
+    let base = serve(None).await;
+    let url = format!("{base}/v1/chat/completions");
+    let ext = json!({"options": ["buy", "hold", "sell"], "truth": "hold", "seed": 3});
+    let (status, v, headers) = send("POST", &url, None, Some(chat("desk", "Trade?", ext))).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], "desk", "the panel never leaks through model");
+    let answer = v["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("content");
+    assert!(["buy", "hold", "sell"].contains(&answer), "{v}");
+    assert_eq!(v["conclave"]["ballots"], 3, "{v}");
+    let id = v["conclave"]["decision"].as_str().expect("id").to_owned();
+    assert_eq!(
+        headers
+            .get("x-conclave-decision")
+            .and_then(|h| h.to_str().ok()),
+        Some(id.as_str())
+    );
+    assert_eq!(
+        headers
+            .get("x-conclave-outcome")
+            .and_then(|h| h.to_str().ok()),
+        Some("decided")
+    );
+    // The record is in the audit log, and grading it teaches trust.
+    let (status, record, _) = send("GET", &format!("{base}/v1/decisions/{id}"), None, None).await;
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["entry"]["entry"], "decision", "{record}");
+    let outcome = format!("{base}/v1/decisions/{id}/outcome");
+    let (status, graded, _) = send(
+        "POST",
+        &outcome,
+        None,
+        Some(json!({"correct": "hold"}).to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{graded}");
+    assert_eq!(
+        graded["graded"].as_array().map(Vec::len),
+        Some(3),
+        "{graded}"
+    );
+    let (status, again, _) = send(
+        "POST",
+        &outcome,
+        None,
+        Some(json!({"correct": "hold"}).to_string()),
+    )
+    .await;
+    assert_eq!(
+        (status, &again["error"]["code"]),
+        (409, &json!("already_graded"))
+    );
+    let (status, trust, _) = send("GET", &format!("{base}/v1/trust"), None, None).await;
+    assert_eq!(status, 200);
+    assert!(trust.to_string().contains("a1"), "{trust}");
+    // The same idempotency key gives the same decision, once.
+    let ext = json!({"options": ["buy", "hold", "sell"], "idempotency_key": "k-1"});
+    let (_, first, _) = send(
+        "POST",
+        &url,
+        None,
+        Some(chat("desk", "Trade?", ext.clone())),
+    )
+    .await;
+    let (_, second, _) = send("POST", &url, None, Some(chat("desk", "Trade?", ext))).await;
+    assert_eq!(
+        first["conclave"]["decision"],
+        second["conclave"]["decision"]
+    );
+    // The JSON API: a Decision in, a Verdict out, routed by domain and kind.
+    let d = json!({"id": "d-1", "question": "Trade?", "domain": "trading", "kind": "choice",
+                   "options": ["buy", "sell"], "seed": 1, "truth": "buy"});
+    let (status, verdict, _) = send(
+        "POST",
+        &format!("{base}/v1/decisions"),
+        None,
+        Some(d.to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{verdict}");
+    assert_eq!(verdict["policy"], "desk", "{verdict}");
+    let (status, p, _) = send("GET", &format!("{base}/v1/policies"), None, None).await;
+    assert_eq!((status, &p["policies"][0]["id"]), (200, &json!("desk")));
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_status_and_one_line_of_json() {
+    let base = serve(Some("s3cret")).await;
+    let url = format!("{base}/v1/chat/completions");
+    let ok = chat("desk", "Trade?", json!({"options": ["buy", "sell"]}));
+    let cases: Vec<(&str, Option<&str>, String, u16, &str)> = vec![
+        ("no token", None, ok.clone(), 401, "unauthorized"),
+        (
+            "a wrong token",
+            Some("guess"),
+            ok.clone(),
+            401,
+            "unauthorized",
+        ),
+        (
+            "an unknown policy",
+            Some("s3cret"),
+            chat("nope", "Trade?", json!({})),
+            404,
+            "unknown_policy",
+        ),
+        (
+            "malformed JSON",
+            Some("s3cret"),
+            "{\"model\": ".to_owned(),
+            400,
+            "malformed_json",
+        ),
+        (
+            "a body too large",
+            Some("s3cret"),
+            chat("desk", &"x".repeat(10_000), json!({})),
+            413,
+            "body_too_large",
+        ),
+        (
+            "no user message",
+            Some("s3cret"),
+            json!({"model": "desk", "messages": []}).to_string(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "an unknown extension field",
+            Some("s3cret"),
+            chat("desk", "Trade?", json!({"optoins": ["a"]})),
+            400,
+            "invalid_request",
+        ),
+    ];
+    for (what, token, body, status, code) in cases {
+        let (got, v, _) = send("POST", &url, token, Some(body)).await;
+        assert_eq!(got, status, "{what}: {v}");
+        assert_eq!(v["error"]["code"], code, "{what}: {v}");
+        assert!(!v.to_string().contains('\n'), "{what}: one line");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+    }
+    // With the token, it answers; /healthz needs none.
+    let (status, v, _) = send("POST", &url, Some("s3cret"), Some(ok)).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v, _) = send("GET", &format!("{base}/healthz"), None, None).await;
+    assert_eq!((status, &v["status"]), (200, &json!("ok")));
+    let (status, v, _) = send(
+        "GET",
+        &format!("{base}/v1/decisions/missing"),
+        Some("s3cret"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &v["error"]["code"]),
+        (404, &json!("unknown_decision"))
+    );
+}
+
+/// The binary refuses to listen beyond loopback without a token.
+#[test]
+fn serve_refuses_an_open_address_without_a_token() {
+    let out = crate::support::conclave(&["serve", "--addr", "0.0.0.0:0"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("without authentication"), "{err}");
+}
+
+/// A Python venv with the official `openai` package (made once under target/, from PyPI).
+fn python_openai() -> std::path::PathBuf {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/py-openai");
+    let python = venv.join("bin/python");
+    let ready = |p: &std::path::Path| {
+        std::process::Command::new(p)
+            .args(["-c", "import openai"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !ready(&python) {
+        let ok = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && std::process::Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", "openai>=1.40"])
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(
+            ok && ready(&python),
+            "cannot make a venv with the openai package (python3 -m venv, pip install openai)"
+        );
+    }
+    python
+}
+
+/// The official Python `openai` client calls the binary's `/v1/chat/completions` with a
+/// policy as `model` and the options in `extra_body`, and gets the governed answer; SIGTERM
+/// stops the server cleanly.
+#[test]
+fn the_python_openai_client_gets_a_governed_answer() {
+    use std::io::{BufRead, BufReader};
+    let python = python_openai();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (agents, policies) = (dir.path().join("agents.toml"), dir.path().join("policies"));
+    std::fs::write(&agents, AGENTS).expect("write");
+    std::fs::create_dir_all(&policies).expect("dir");
+    std::fs::write(policies.join("desk.toml"), POLICY).expect("write");
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .arg("--store")
+        .arg(dir.path().join("store"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--token-env",
+            "DESK_TOKEN",
+        ])
+        .arg("--agents")
+        .arg(&agents)
+        .arg("--policies")
+        .arg(&policies)
+        .env("DESK_TOKEN", "s3cret")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let mut lines = BufReader::new(server.stderr.take().expect("stderr")).lines();
+    let first = lines.next().expect("a line").expect("utf-8");
+    let base = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in: {first}"))
+        .to_owned();
+    let script = r#"
+import json, sys, openai
+client = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="s3cret")
+r = client.chat.completions.create(
+    model="desk",
+    messages=[{"role": "user", "content": "Buy, hold or sell?"}],
+    extra_body={"conclave": {"options": ["buy", "hold", "sell"], "truth": "hold", "seed": 4}},
+)
+out = {"content": r.choices[0].message.content, "model": r.model, "total": r.usage.total_tokens,
+       "outcome": r.model_extra["conclave"]["outcome"]["outcome"]}
+try:
+    openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="wrong").chat.completions.create(
+        model="desk", messages=[{"role": "user", "content": "x"}])
+except openai.AuthenticationError as e:
+    out["bad_token"] = e.status_code
+try:
+    client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+except openai.NotFoundError as e:
+    out["unknown_policy"] = e.status_code
+print(json.dumps(out))
+"#;
+    let out = std::process::Command::new(&python)
+        .args(["-c", script, &base])
+        .output()
+        .expect("python");
+    // Stop the server the way an orchestrator does, then judge.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let status = server.wait().expect("wait");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.trim()).expect("json");
+    assert!(
+        ["buy", "hold", "sell"].contains(&v["content"].as_str().unwrap_or("")),
+        "{v}"
+    );
+    assert_eq!(v["model"], "desk", "{v}");
+    assert_eq!(
+        (v["bad_token"].as_u64(), v["unknown_policy"].as_u64()),
+        (Some(401), Some(404)),
+        "{v}"
+    );
+    assert!(status.success(), "{status:?}: {rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("conclave stopped")),
+        "{rest:?}"
+    );
+}
