@@ -36,6 +36,7 @@ use crate::aggregate::Kind;
 use crate::audit::{AuditLog, OutcomeError};
 use crate::decision::{Decision, Outcome, Truth, Verdict};
 use crate::governor::Governor;
+use crate::governor::director::{Directives, Director};
 use crate::policy::Catalog;
 use crate::trust::ledger::LedgerParams;
 use crate::trust::store::TrustStore;
@@ -76,6 +77,18 @@ pub struct ServeState {
     seen: Mutex<Remembered>,
     config: ServeConfig,
     next: AtomicU64,
+    /// The Cognitive Director's standing orders, shared by every Governor, and how a change
+    /// is kept (with the orders last kept).
+    director: Option<Orders>,
+}
+
+/// Keeps the Director's orders (the store's `set_directives`).
+pub type KeepOrders = Box<dyn Fn(&Directives) -> Result<(), String> + Send + Sync>;
+
+struct Orders {
+    director: Director,
+    keep: KeepOrders,
+    kept: Mutex<Arc<Directives>>,
 }
 
 impl std::fmt::Debug for ServeState {
@@ -143,9 +156,51 @@ impl ServeState {
             seen: Mutex::new((HashMap::new(), VecDeque::new())),
             config,
             next: AtomicU64::new(0),
+            director: None,
         };
         state.rebuild()?;
         Ok(state)
+    }
+
+    /// Decisions follow the Director's orders (suspensions, reweights); a change a decision
+    /// makes (a hand-over that trips the ratchet) is recorded in the audit log and kept with
+    /// `keep`.
+    ///
+    /// # Errors
+    /// As [`ServeState::new`].
+    pub fn with_director(mut self, director: Director, keep: KeepOrders) -> Result<Self, String> {
+        let kept = Mutex::new(director.current());
+        self.director = Some(Orders {
+            director,
+            keep,
+            kept,
+        });
+        self.rebuild()?;
+        Ok(self)
+    }
+
+    /// Records and keeps what the decision in `domain` changed in the orders.
+    fn keep_orders(&self, domain: &str) -> Result<(), ApiError> {
+        let Some(o) = &self.director else {
+            return Ok(());
+        };
+        let mut kept = o
+            .kept
+            .lock()
+            .map_err(|_| ApiError::internal("the orders' lock is poisoned"))?;
+        let now = o.director.current();
+        if now.version == kept.version {
+            return Ok(());
+        }
+        if let Some(entry) = crate::governor::director::ratchet_entry(&kept, &now, domain) {
+            tracing::warn!(domain, reason = %entry.detail, "autonomy suspended by the ratchet");
+            self.log
+                .append(&crate::audit::Entry::Directive(entry))
+                .map_err(ApiError::internal)?;
+        }
+        (o.keep)(&now).map_err(ApiError::internal)?;
+        *kept = now;
+        Ok(())
     }
 
     /// Builds every policy's Governor on the store's current trust and ledgers.
@@ -163,9 +218,12 @@ impl ServeState {
                     ledger.independence(&LedgerParams::default()),
                 );
             }
-            let g = Governor::new(policy.clone(), services, snapshot.clone())
+            let mut g = Governor::new(policy.clone(), services, snapshot.clone())
                 .with_independence(independence)
                 .with_audit(self.log.clone());
+            if let Some(o) = &self.director {
+                g = g.with_director(o.director.clone());
+            }
             governors.insert(policy.id().to_owned(), g);
         }
         *self
@@ -213,9 +271,11 @@ impl ServeState {
             return Ok(v);
         }
         let governor = self.governor(policy)?;
+        let domain = decision.domain.clone();
         let verdict = governor.decide(decision).await.map_err(|e| {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", e.to_string())
         })?;
+        self.keep_orders(&domain)?;
         let v = Arc::new(verdict);
         if let Some(k) = key {
             self.remember(k, &v)?;

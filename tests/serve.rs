@@ -263,6 +263,59 @@ async fn bad_requests_get_a_status_and_one_line_of_json() {
     );
 }
 
+/// The Director's orders hold over HTTP: a suspended domain's decisions go to a human, and
+/// hand-overs that trip the ratchet are recorded and kept.
+#[tokio::test]
+async fn a_suspended_domain_escalates_and_the_ratchet_is_kept() {
+    use conclave::{Directives, Director};
+    let catalog = crate::support::catalog(AGENTS, POLICY);
+    let trust = Arc::new(MemoryTrustStore::new(TrustParams::default()).expect("store"));
+    let log = Arc::new(MemoryAuditLog::default());
+    let kept: Arc<std::sync::Mutex<Vec<u64>>> = Arc::default();
+    let k = kept.clone();
+    let mut orders = Directives::default();
+    orders.suspend("trading", "alice", "flash crash", conclave::audit::now());
+    let state = ServeState::new(catalog, trust, log.clone(), ServeConfig::default())
+        .and_then(|s| {
+            s.with_director(
+                Director::new(orders),
+                Box::new(move |d: &Directives| {
+                    k.lock().expect("lock").push(d.version);
+                    Ok(())
+                }),
+            )
+        })
+        .expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        axum::serve(listener, router(Arc::new(state)))
+            .await
+            .expect("serve");
+    });
+    let url = format!("{base}/v1/chat/completions");
+    let ext = json!({"options": ["buy", "sell"]});
+    let (status, v, headers) = send("POST", &url, None, Some(chat("desk", "Trade?", ext))).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        headers
+            .get("x-conclave-outcome")
+            .and_then(|h| h.to_str().ok()),
+        Some("human"),
+        "{v}"
+    );
+    let content = v["choices"][0]["message"]["content"].as_str().unwrap_or("");
+    assert!(content.starts_with("escalated:"), "{content}");
+    // Each hand-over changed the orders (the ratchet's count): kept, newest last.
+    let versions = kept.lock().expect("lock").clone();
+    assert!(
+        !versions.is_empty() && versions.windows(2).all(|w| w[0] < w[1]),
+        "{versions:?}"
+    );
+}
+
 /// The binary refuses to listen beyond loopback without a token.
 #[test]
 fn serve_refuses_an_open_address_without_a_token() {

@@ -190,22 +190,13 @@ fn keep_orders(
 ) -> Result<(), CliError> {
     if after.version != orders.version {
         // A hand-over to a human counts towards the ratchet; one that trips it is an order.
-        if let (None, Some(s)) = (orders.suspension(domain), after.suspension(domain)) {
-            log.append(&conclave::audit::Entry::Directive(
-                conclave::audit::DirectiveRecord {
-                    action: "ratchet".to_owned(),
-                    domain: domain.to_owned(),
-                    agent: None,
-                    detail: s.reason.clone(),
-                    by: s.by.clone(),
-                    at: s.since,
-                },
-            ))
-            .map_err(CliError::input)?;
+        if let Some(entry) = conclave::governor::director::ratchet_entry(orders, after, domain) {
             eprintln!(
                 "warning: autonomy in domain \"{domain}\" is now suspended: {}",
-                s.reason
+                entry.detail
             );
+            log.append(&conclave::audit::Entry::Directive(entry))
+                .map_err(CliError::input)?;
         }
         store.set_directives(after).map_err(CliError::input)?;
     }

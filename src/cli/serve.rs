@@ -69,7 +69,18 @@ pub(super) fn run(a: &ServeArgs, store_dir: &Path) -> Result<(), CliError> {
         token,
         body_limit: a.body_limit,
     };
-    let state = ServeState::new(catalog, trust, log, config).map_err(CliError::input)?;
+    // The Director's standing orders: suspensions and reweights hold here too, and a
+    // hand-over that trips the ratchet is kept in the store.
+    let orders = store.directives().map_err(CliError::input)?;
+    let keeper = store;
+    let state = ServeState::new(catalog, trust, log, config)
+        .and_then(|s| {
+            s.with_director(
+                conclave::Director::new(orders),
+                Box::new(move |d| keeper.set_directives(d).map_err(|e| e.to_string())),
+            )
+        })
+        .map_err(CliError::input)?;
     let app = router(Arc::new(state));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

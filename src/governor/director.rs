@@ -225,3 +225,23 @@ impl Director {
         out
     }
 }
+
+/// The audit entry for what a decision did to the orders, if anything: a hand-over that
+/// tripped the ratchet in `domain` suspended it, and that suspension is an order.
+pub fn ratchet_entry(
+    before: &Directives,
+    after: &Directives,
+    domain: &str,
+) -> Option<crate::audit::DirectiveRecord> {
+    match (before.suspension(domain), after.suspension(domain)) {
+        (None, Some(s)) => Some(crate::audit::DirectiveRecord {
+            action: "ratchet".to_owned(),
+            domain: domain.to_owned(),
+            agent: None,
+            detail: s.reason.clone(),
+            by: s.by.clone(),
+            at: s.since,
+        }),
+        _ => None,
+    }
+}
