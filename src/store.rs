@@ -102,6 +102,9 @@ pub struct Store {
     db: sled::Db,
     /// Our exclusive lock on the marker file, held while any handle is alive.
     _lock: std::sync::Arc<fs::File>,
+    /// Serialises [`Store::commit`] between the handles of this process (one temporary file,
+    /// renamed over the record; two writers at once would rename each other's away).
+    committing: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 /// The store directory to use: `explicit` if given, else `$CONCLAVE_STORE`, else `.conclave`.
@@ -227,6 +230,7 @@ impl Store {
             path: dir.to_path_buf(),
             db,
             _lock: std::sync::Arc::new(lock),
+            committing: std::sync::Arc::default(),
         };
         store.check_committed()?;
         if fresh || !manifest {
@@ -262,6 +266,11 @@ impl Store {
     /// Records, after a durable write, what the store holds now (atomically: a temporary
     /// file renamed over the old one).
     pub(crate) fn commit(&self) -> Result<(), StoreError> {
+        // A poisoned lock only means another commit panicked: the file is still whole.
+        let _one_at_a_time = self
+            .committing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = self.holds()?;
         let io_err = |source| StoreError::Io {
             path: self.path.clone(),
