@@ -57,15 +57,7 @@ pub(super) struct DecideArgs {
 }
 
 pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
-    let catalog = Catalog::load_dirs(&a.agents, &a.policies).map_err(|d| {
-        for x in &d {
-            eprintln!("{}", x.render());
-        }
-        CliError::input(format!(
-            "the policy files have {} problem(s); run `conclave policy check`",
-            d.len()
-        ))
-    })?;
+    let catalog = load_catalog(&a.agents, &a.policies)?;
     let policy = catalog.policy(&a.policy).ok_or_else(|| {
         let ids: Vec<&str> = catalog.policies.iter().map(|p| p.id()).collect();
         CliError::input(format!(
@@ -177,6 +169,19 @@ fn conclave_now_nanos() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
+}
+
+/// The agents and policies, or every diagnostic on stderr and one line naming how many.
+pub(super) fn load_catalog(agents: &Path, policies: &Path) -> Result<Catalog, CliError> {
+    Catalog::load_dirs(agents, policies).map_err(|d| {
+        for x in &d {
+            eprintln!("{}", x.render());
+        }
+        CliError::input(format!(
+            "the policy files have {} problem(s); run `conclave policy check`",
+            d.len()
+        ))
+    })
 }
 
 /// Keeps what the decision changed in the Director's orders (a hand-over counts towards the

@@ -8,7 +8,6 @@ use clap::Args;
 
 use super::CliError;
 use conclave::audit::SledAuditLog;
-use conclave::policy::Catalog;
 use conclave::serve::{ServeConfig, ServeState, router};
 use conclave::store::Store;
 use conclave::trust::TrustParams;
@@ -52,15 +51,7 @@ pub(super) fn run(a: &ServeArgs, store_dir: &Path) -> Result<(), CliError> {
             a.addr
         )));
     }
-    let catalog = Catalog::load_dirs(&a.agents, &a.policies).map_err(|d| {
-        for x in &d {
-            eprintln!("{}", x.render());
-        }
-        CliError::input(format!(
-            "the policy files have {} problem(s); run `conclave policy check`",
-            d.len()
-        ))
-    })?;
+    let catalog = super::decide::load_catalog(&a.agents, &a.policies)?;
     let store = Store::open(store_dir).map_err(CliError::input)?;
     let trust =
         Arc::new(SledTrustStore::new(&store, TrustParams::default()).map_err(CliError::input)?);
