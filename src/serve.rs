@@ -148,17 +148,25 @@ impl ServeState {
         log: Arc<dyn AuditLog + Send + Sync>,
         config: ServeConfig,
     ) -> Result<Self, String> {
+        let snapshot = trust.snapshot().map_err(|e| e.to_string())?;
+        let mut governors = BTreeMap::new();
+        for policy in &catalog.policies {
+            let services = crate::agent::build_for(policy, &catalog).map_err(|e| e.to_string())?;
+            let g =
+                Governor::new(policy.clone(), services, snapshot.clone()).with_audit(log.clone());
+            governors.insert(policy.id().to_owned(), g);
+        }
         let state = Self {
             catalog,
             trust,
             log,
-            governors: RwLock::new(BTreeMap::new()),
+            governors: RwLock::new(governors),
             seen: Mutex::new((HashMap::new(), VecDeque::new())),
             config,
             next: AtomicU64::new(0),
             director: None,
         };
-        state.rebuild()?;
+        state.refresh(|g| g)?;
         Ok(state)
     }
 
@@ -170,12 +178,13 @@ impl ServeState {
     /// As [`ServeState::new`].
     pub fn with_director(mut self, director: Director, keep: KeepOrders) -> Result<Self, String> {
         let kept = Mutex::new(director.current());
+        let shared = director.clone();
         self.director = Some(Orders {
             director,
             keep,
             kept,
         });
-        self.rebuild()?;
+        self.refresh(|g| g.with_director(shared.clone()))?;
         Ok(self)
     }
 
@@ -203,33 +212,29 @@ impl ServeState {
         Ok(())
     }
 
-    /// Builds every policy's Governor on the store's current trust and ledgers.
-    fn rebuild(&self) -> Result<(), String> {
+    /// Puts every policy's Governor on the store's current trust and ledgers (the agents'
+    /// services are built once, in [`ServeState::new`]), after `also`.
+    fn refresh(&self, also: impl Fn(Governor) -> Governor) -> Result<(), String> {
         let snapshot = self.trust.snapshot().map_err(|e| e.to_string())?;
-        let mut governors = BTreeMap::new();
-        for policy in &self.catalog.policies {
-            let services =
-                crate::agent::build_for(policy, &self.catalog).map_err(|e| e.to_string())?;
-            let mut independence = BTreeMap::new();
-            for domain in policy.domains() {
+        let mut ledgers = BTreeMap::new();
+        for domain in self.catalog.policies.iter().flat_map(|p| p.domains()) {
+            if !ledgers.contains_key(domain) {
                 let ledger = self.trust.ledger(domain).map_err(|e| e.to_string())?;
-                independence.insert(
+                ledgers.insert(
                     domain.clone(),
                     ledger.independence(&LedgerParams::default()),
                 );
             }
-            let mut g = Governor::new(policy.clone(), services, snapshot.clone())
-                .with_independence(independence)
-                .with_audit(self.log.clone());
-            if let Some(o) = &self.director {
-                g = g.with_director(o.director.clone());
-            }
-            governors.insert(policy.id().to_owned(), g);
         }
-        *self
+        let mut governors = self
             .governors
             .write()
-            .map_err(|_| "the governors' lock is poisoned".to_owned())? = governors;
+            .map_err(|_| "the governors' lock is poisoned".to_owned())?;
+        for g in governors.values_mut() {
+            *g = also(g.clone())
+                .with_trust(snapshot.clone())
+                .with_independence(ledgers.clone());
+        }
         Ok(())
     }
 
@@ -615,7 +620,7 @@ async fn outcome(
         _ => ApiError::bad(e.to_string()),
     })?;
     // Later decisions weigh the agents by what this outcome taught.
-    state.rebuild().map_err(ApiError::internal)?;
+    state.refresh(|g| g).map_err(ApiError::internal)?;
     Ok(axum::Json(json!({
         "decision": receipt.decision.seq,
         "outcome": receipt.outcome.seq,

@@ -909,30 +909,41 @@ fn a_store_that_lost_its_database_or_manifest_is_never_read_as_empty() {
     );
 }
 
-#[test]
-fn audit_show_gives_an_arbitrated_decision_in_full_and_replay_matches() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = dir.path().join("store");
-    let agents = dir.path().join("agents");
-    let policies = dir.path().join("policies");
-    fs::create_dir_all(&agents).expect("dir");
-    fs::create_dir_all(&policies).expect("dir");
-    let (pool, policy) = crate::support::arbitration_files("honest");
-    fs::write(agents.join("a.toml"), pool).expect("write");
-    fs::write(policies.join("arb.toml"), policy).expect("write");
-    let (a, p) = (
-        agents.to_str().expect("utf-8"),
-        policies.to_str().expect("utf-8"),
-    );
-    let mut arbitrated = None;
-    for seed in 0..30 {
-        let seed = seed.to_string();
+/// A store with one agent file and one policy file, and `conclave decide` on them (options
+/// buy, hold, sell; the truth hold).
+struct Desk {
+    dir: tempfile::TempDir,
+    store: std::path::PathBuf,
+}
+
+impl Desk {
+    fn new(pool: &str, policy: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        for (sub, text) in [("agents", pool), ("policies", policy)] {
+            fs::create_dir_all(dir.path().join(sub)).expect("dir");
+            fs::write(dir.path().join(sub).join("file.toml"), text).expect("write");
+        }
+        let store = dir.path().join("store");
+        Self { dir, store }
+    }
+
+    /// The verdict of one decision under `policy` at `seed`, as JSON.
+    fn decide(&self, policy: &str, seed: u64) -> serde_json::Value {
+        let path = |sub: &str| {
+            self.dir
+                .path()
+                .join(sub)
+                .to_str()
+                .expect("utf-8")
+                .to_owned()
+        };
+        let (a, p, seed) = (path("agents"), path("policies"), seed.to_string());
         let (code, out, err) = run(
-            &store,
+            &self.store,
             &[
                 "decide",
                 "--policy",
-                "arb",
+                policy,
                 "--options",
                 "buy,hold,sell",
                 "--truth",
@@ -940,15 +951,26 @@ fn audit_show_gives_an_arbitrated_decision_in_full_and_replay_matches() {
                 "--seed",
                 &seed,
                 "--agents",
-                a,
+                &a,
                 "--policies",
-                p,
+                &p,
                 "--json",
                 "Trade?",
             ],
         );
         assert_eq!(code, 0, "{err}");
-        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        serde_json::from_str(&out).expect("json")
+    }
+}
+
+#[test]
+fn audit_show_gives_an_arbitrated_decision_in_full_and_replay_matches() {
+    let (pool, policy) = crate::support::arbitration_files("honest");
+    let desk = Desk::new(&pool, policy);
+    let store = desk.store.clone();
+    let mut arbitrated = None;
+    for seed in 0..30 {
+        let v = desk.decide("arb", seed);
         if v["outcome"]["outcome"] == "arbitrated" {
             arbitrated = Some(v);
             break;
@@ -973,12 +995,6 @@ fn audit_show_gives_an_arbitrated_decision_in_full_and_replay_matches() {
 
 #[test]
 fn audit_show_gives_a_deliberated_decision_round_by_round_and_replay_matches() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = dir.path().join("store");
-    let agents = dir.path().join("agents");
-    let policies = dir.path().join("policies");
-    fs::create_dir_all(&agents).expect("dir");
-    fs::create_dir_all(&policies).expect("dir");
     // Four agents moved by evidence, one that follows the most confident voice, and a
     // persuasive liar. A cold pool's deliberation is not trusted to overturn its own vote
     // (flagged); graded outcomes show its overturns are right, and later ones stand.
@@ -995,9 +1011,8 @@ fn audit_show_gives_a_deliberated_decision_round_by_round_and_replay_matches() {
     pool += &format!(
         "[[agent]]\nid = \"liar\"\nkind = \"scripted\"\nscripted = {{ competence = {{ default = 0.6 }}, confidence = {{ model = \"constant\", value = 0.99 }}, behaviour = {{ kind = \"always-wrong\" }}, {fast} }}\n"
     );
-    fs::write(agents.join("a.toml"), pool).expect("write");
-    fs::write(
-        policies.join("d.toml"),
+    let desk = Desk::new(
+        &pool,
         r#"id = "d"
 description = "Deliberating desk."
 applies = { domains = ["trading"], kinds = ["choice"] }
@@ -1008,37 +1023,11 @@ early_stop = { enabled = false }
 thresholds = { accept = 0.0, arbitrate = 0.0, human = 0.0 }
 deliberation = { rounds = 3, tau = 0.95 }
 "#,
-    )
-    .expect("write");
-    let (a, p) = (
-        agents.to_str().expect("utf-8"),
-        policies.to_str().expect("utf-8"),
     );
+    let store = desk.store.clone();
     let (mut moved, mut flagged) = (None, None);
     for seed in 0..120 {
-        let seed = seed.to_string();
-        let (code, out, err) = run(
-            &store,
-            &[
-                "decide",
-                "--policy",
-                "d",
-                "--options",
-                "buy,hold,sell",
-                "--truth",
-                "hold",
-                "--seed",
-                &seed,
-                "--agents",
-                a,
-                "--policies",
-                p,
-                "--json",
-                "Trade?",
-            ],
-        );
-        assert_eq!(code, 0, "{err}");
-        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        let v = desk.decide("d", seed);
         let id = v["decision"].as_str().expect("id").to_owned();
         let rounds = v["rounds"].as_array().cloned().unwrap_or_default();
         if let Some(last) = rounds.last() {

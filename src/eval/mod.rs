@@ -132,9 +132,8 @@ pub struct DeliberationSummary {
 }
 
 impl DeliberationSummary {
-    fn of(records: &[ItemRecord]) -> Option<Self> {
-        let d: Vec<run::DeliberationRecord> =
-            records.iter().filter_map(|r| r.deliberation).collect();
+    /// What these deliberated items show (`None`: none).
+    fn of(d: &[run::DeliberationRecord]) -> Option<Self> {
         if d.is_empty() {
             return None;
         }
@@ -164,6 +163,24 @@ impl DeliberationSummary {
             debate_lead: metrics::paired_delta(&debated, &independent),
             kept_lead: metrics::paired_delta(&kept, &independent),
         })
+    }
+
+    /// One line: the three accuracies and the detector's record.
+    pub(crate) fn line(&self) -> String {
+        let pct = |r: &Rate| format!("{}%", crate::ballot::fixed(100.0 * r.value, 1));
+        format!(
+            "{} deliberated ({:.1} rounds): right {} independently, {} after the rounds, {} kept with the acquiescence detector; cascades onto a wrong answer flagged {}/{} ({} onto an adversary's), honest deliberations flagged {}/{}",
+            self.deliberated,
+            self.mean_rounds,
+            pct(&self.independent),
+            pct(&self.debated),
+            pct(&self.kept),
+            self.cascades_flagged,
+            self.cascades,
+            self.cascades_onto_adversary,
+            self.honest_flagged,
+            self.honest,
+        )
     }
 }
 
@@ -1165,7 +1182,9 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
         clusters,
         windows,
         resilience: None,
-        deliberation: DeliberationSummary::of(r),
+        deliberation: DeliberationSummary::of(
+            &r.iter().filter_map(|x| x.deliberation).collect::<Vec<_>>(),
+        ),
         failure_rate: wrong_answers as f64 / all_answers.max(1) as f64,
         trajectories: run.trajectories,
         records: run.records,

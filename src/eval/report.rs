@@ -276,84 +276,7 @@ pub struct ScenarioSummary {
     pub failures: Vec<FailureCount>,
     /// What deliberation did, pooled over seeds, when any item was deliberated.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub deliberation: Option<DeliberationPooled>,
-}
-
-/// Deliberation in one scenario, pooled over seeds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DeliberationPooled {
-    /// Items deliberated.
-    pub deliberated: usize,
-    /// Rounds held after the independent vote, on average.
-    pub mean_rounds: f64,
-    /// Items the acquiescence detector flagged.
-    pub flagged: usize,
-    /// Cascades: the rounds moved the pool from the independent answer onto a wrong one.
-    pub cascades: usize,
-    /// Of which onto an adversary's answer.
-    pub cascades_onto_adversary: usize,
-    /// Of which flagged.
-    pub cascades_flagged: usize,
-    /// Deliberations without an adversary.
-    pub honest: usize,
-    /// Of which flagged.
-    pub honest_flagged: usize,
-    /// Accuracy on the deliberated items: the independent vote, the last round (no
-    /// detector), the answers kept (with the detector).
-    pub independent: f64,
-    /// The last round.
-    pub debated: f64,
-    /// The answers kept.
-    pub kept: f64,
-}
-
-impl DeliberationPooled {
-    fn of(runs: &[&ScenarioReport]) -> Option<Self> {
-        let d: Vec<&super::DeliberationSummary> = runs
-            .iter()
-            .filter_map(|s| s.deliberation.as_ref())
-            .collect();
-        let n: usize = d.iter().map(|x| x.deliberated).sum();
-        if n == 0 {
-            return None;
-        }
-        let sum = |f: &dyn Fn(&super::DeliberationSummary) -> usize| d.iter().map(|x| f(x)).sum();
-        let acc = |f: &dyn Fn(&super::DeliberationSummary) -> usize| sum(f) as f64 / n as f64;
-        Some(Self {
-            deliberated: n,
-            mean_rounds: d
-                .iter()
-                .map(|x| x.mean_rounds * x.deliberated as f64)
-                .sum::<f64>()
-                / n as f64,
-            flagged: sum(&|x| x.flagged),
-            cascades: sum(&|x| x.cascades),
-            cascades_onto_adversary: sum(&|x| x.cascades_onto_adversary),
-            cascades_flagged: sum(&|x| x.cascades_flagged),
-            honest: sum(&|x| x.honest),
-            honest_flagged: sum(&|x| x.honest_flagged),
-            independent: acc(&|x| x.independent.k),
-            debated: acc(&|x| x.debated.k),
-            kept: acc(&|x| x.kept.k),
-        })
-    }
-
-    /// One line: the three accuracies and the detector's record.
-    fn line(&self) -> String {
-        format!(
-            "{} deliberated ({:.1} rounds): right {} independently, {} after the rounds, {} kept with the acquiescence detector; cascades onto a wrong answer flagged {}/{} ({} onto an adversary's), honest deliberations flagged {}/{}",
-            self.deliberated,
-            self.mean_rounds,
-            pct(self.independent),
-            pct(self.debated),
-            pct(self.kept),
-            self.cascades_flagged,
-            self.cascades,
-            self.cascades_onto_adversary,
-            self.honest_flagged,
-            self.honest,
-        )
-    }
+    pub deliberation: Option<super::DeliberationSummary>,
 }
 
 fn dist(runs: &[&ScenarioReport], f: impl Fn(&ScenarioReport) -> f64) -> Dist {
@@ -459,7 +382,13 @@ impl ScenarioSummary {
                 .count(),
             calls,
             failures: failures.into_values().collect(),
-            deliberation: DeliberationPooled::of(runs),
+            deliberation: super::DeliberationSummary::of(
+                &runs
+                    .iter()
+                    .flat_map(|s| s.records.iter())
+                    .filter_map(|r| r.deliberation)
+                    .collect::<Vec<_>>(),
+            ),
         })
     }
 }

@@ -114,6 +114,9 @@ pub struct DeliberationRecord {
     pub kept: bool,
     /// The acquiescence detector fired.
     pub flagged: bool,
+    /// The rounds moved the pool off the independent vote's answer (`debated` says whether
+    /// onto a right one).
+    pub overturned: bool,
     /// A cascade: the rounds moved the pool away from the independent vote's answer onto a
     /// wrong one (debate lowered accuracy on this item).
     pub cascade: bool,
@@ -140,20 +143,16 @@ impl DeliberationRecord {
                 .is_ok_and(|x| (x - v).abs() <= tolerance),
             _ => false,
         };
-        let right = |words: Option<&str>| match (words, &item.truth) {
-            (Some(w), Truth::Option(t)) => w == t,
-            (Some(w), Truth::Value(t)) => {
-                w.parse::<f64>().is_ok_and(|x| (x - t).abs() <= tolerance)
-            }
-            (None, _) => false,
-        };
+        let right =
+            |words: Option<&str>| words.is_some_and(|w| item.truth.is_right_words(w, tolerance));
         let adversarial: Vec<&Ballot> = first
             .ballots
             .iter()
             .filter(|b| pool.adversarial_at(&b.agent, i))
             .collect();
-        let moved = crate::governor::overturned(&verdict.rounds, item.kind, tolerance).is_some();
-        let cascade = moved && !right(last.answer.as_deref());
+        let overturned =
+            crate::governor::overturned(&verdict.rounds, item.kind, tolerance).is_some();
+        let cascade = overturned && !right(last.answer.as_deref());
         let onto_adversary = cascade
             && last
                 .answer
@@ -165,6 +164,7 @@ impl DeliberationRecord {
             debated: right(last.answer.as_deref()),
             kept: tally_right(verdict, item, tolerance).unwrap_or(false),
             flagged: verdict.rounds.iter().any(|r| r.acquiescence.is_some()),
+            overturned,
             cascade,
             onto_adversary,
             honest: adversarial.is_empty() && !cascade,
@@ -1095,8 +1095,8 @@ impl ItemsRun {
         }
         // Deliberation's own record: when the rounds moved the pool off the independent
         // vote's answer, was the new answer right?
-        let overturn = crate::governor::overturned(&verdict.rounds, item.kind, tolerance)
-            .map(|words| item.truth.is_right_words(words, tolerance));
+        let deliberation = DeliberationRecord::of(&verdict, pool, item, i, tolerance);
+        let overturn = deliberation.filter(|d| d.overturned).map(|d| d.debated);
         if let Some(right) = overturn {
             ledger.pool.record_overturn(right, ledger_params);
         }
@@ -1112,7 +1112,6 @@ impl ItemsRun {
         let majority = baseline_majority(item, answers, tolerance);
         let (oracle, oracle_confidence) = baseline_oracle(item, answers, p_true, tolerance);
         let record = Box::new(verdict.record(&decision_for(item, seed, rep)));
-        let deliberation = DeliberationRecord::of(&verdict, pool, item, i, tolerance);
         run.records.push(ItemRecord {
             seed,
             rep,
