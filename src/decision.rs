@@ -26,6 +26,11 @@ pub struct Decision {
     /// with their competence. It is never shown to a real agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truth: Option<Truth>,
+    /// A key naming this decision across retries: a log that enforces it (the PostgreSQL
+    /// one) records at most one decision per key, and `conclave serve` answers a retried
+    /// key with the decision already recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// The right answer of an evaluation item.
@@ -115,6 +120,7 @@ impl Decision {
             options: options.into_iter().map(Into::into).collect(),
             seed: 0,
             truth: None,
+            idempotency_key: None,
         }
     }
 
@@ -162,6 +168,7 @@ impl Decision {
             options: Vec::new(),
             seed: 0,
             truth: None,
+            idempotency_key: None,
         }
     }
 
@@ -342,6 +349,45 @@ impl Verdict {
         }
     }
 
+    /// The verdict a governed decision's record holds, as far as the record keeps it: the
+    /// ballots' latencies, tokens and costs are not kept one by one (they read 0; the
+    /// totals are kept). `None` for a plain tally's record (no outcome or course).
+    pub fn from_record(r: &crate::audit::DecisionRecord) -> Option<Self> {
+        let course = r.course.as_ref()?;
+        let policy = r.policy.as_ref();
+        Some(Self {
+            decision: r.id.clone(),
+            policy: policy.map(|p| p.id.clone()).unwrap_or_default(),
+            policy_hash: policy.map(|p| p.hash.clone()).unwrap_or_default(),
+            trust_version: r.trust_version,
+            outcome: r.outcome.clone()?,
+            rule: r.rule,
+            // The tally is recomputed from the recorded input: a replay gives it bit for bit.
+            tally: crate::aggregate::tally(&r.input, &r.rule).ok(),
+            consensus: course.consensus,
+            confidence: r.confidence.unwrap_or(0.0),
+            ballots: r
+                .independent_ballots()
+                .iter()
+                .map(|b| Cast {
+                    weight: r.input.weights.get(&b.agent).copied().unwrap_or(1.0),
+                    ballot: b.clone(),
+                    latency_ms: 0,
+                    tokens: 0,
+                    cost_usd: 0.0,
+                    wave: 1,
+                })
+                .collect(),
+            calls: course.calls,
+            waves: course.waves,
+            stop: course.stop,
+            tokens: course.tokens,
+            cost_usd: course.cost_usd,
+            ruling: r.ruling.clone(),
+            rounds: r.rounds.clone(),
+        })
+    }
+
     /// The decision record of this verdict (what `conclave audit replay` re-tallies): the
     /// tally's input, the rule and its parameters, the seed, the policy and its hash, the
     /// trust version, and the verdict as the voting engine produced it.
@@ -375,6 +421,7 @@ impl Verdict {
             }),
             ruling: self.ruling.clone(),
             rounds: self.rounds.clone(),
+            idempotency_key: decision.idempotency_key.clone(),
             at: crate::audit::now(),
         }
     }

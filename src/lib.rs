@@ -11,6 +11,8 @@ pub mod eval;
 pub mod governor;
 pub mod layer;
 pub mod policy;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "serve")]
 pub mod serve;
 #[cfg(feature = "sled")]

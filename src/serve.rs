@@ -77,6 +77,8 @@ pub struct ServeState {
     seen: Mutex<Remembered>,
     config: ServeConfig,
     next: AtomicU64,
+    /// The trust version the Governors were last put on.
+    trust_version: AtomicU64,
     /// The Cognitive Director's standing orders, shared by every Governor, and how a change
     /// is kept (with the orders last kept).
     director: Option<Orders>,
@@ -85,9 +87,13 @@ pub struct ServeState {
 /// Keeps the Director's orders (the store's `set_directives`).
 pub type KeepOrders = Box<dyn Fn(&Directives) -> Result<(), String> + Send + Sync>;
 
+/// Reads the orders as another replica kept them.
+pub type LoadOrders = Box<dyn Fn() -> Result<Directives, String> + Send + Sync>;
+
 struct Orders {
     director: Director,
     keep: KeepOrders,
+    load: Option<LoadOrders>,
     kept: Mutex<Arc<Directives>>,
 }
 
@@ -164,6 +170,7 @@ impl ServeState {
             seen: Mutex::new((HashMap::new(), VecDeque::new())),
             config,
             next: AtomicU64::new(0),
+            trust_version: AtomicU64::new(snapshot.version),
             director: None,
         };
         state.refresh(|g| g)?;
@@ -182,10 +189,54 @@ impl ServeState {
         self.director = Some(Orders {
             director,
             keep,
+            load: None,
             kept,
         });
         self.refresh(|g| g.with_director(shared.clone()))?;
         Ok(self)
+    }
+
+    /// Keeps every policy's `[budget.total]` in `account` (replicas on one database share
+    /// `PgSpend`).
+    ///
+    /// # Errors
+    /// As [`ServeState::new`].
+    pub fn with_spend(
+        self,
+        account: Arc<dyn crate::governor::spend::SpendAccount>,
+    ) -> Result<Self, String> {
+        self.refresh(|g| g.with_spend(account.clone()))?;
+        Ok(self)
+    }
+
+    /// Reads the orders other replicas keep with `load` (see [`follow`]).
+    #[must_use]
+    pub fn with_orders_from(mut self, load: LoadOrders) -> Self {
+        if let Some(o) = &mut self.director {
+            o.load = Some(load);
+        }
+        self
+    }
+
+    /// Puts the Governors on the store's trust if another process changed it, and takes
+    /// up orders another replica kept.
+    fn catch_up(&self) -> Result<(), String> {
+        let version = self.trust.version().map_err(|e| e.to_string())?;
+        if version != self.trust_version.load(Ordering::Relaxed) {
+            self.refresh(|g| g)?;
+        }
+        if let Some(o) = &self.director
+            && let Some(load) = &o.load
+        {
+            let theirs = load()?;
+            let mut kept = o.kept.lock().map_err(|_| "the orders' lock is poisoned")?;
+            if theirs.version > kept.version {
+                let theirs = Arc::new(theirs);
+                o.director.change(|d| *d = (*theirs).clone());
+                *kept = theirs;
+            }
+        }
+        Ok(())
     }
 
     /// Records and keeps what the decision in `domain` changed in the orders.
@@ -216,6 +267,8 @@ impl ServeState {
     /// services are built once, in [`ServeState::new`]), after `also`.
     fn refresh(&self, also: impl Fn(Governor) -> Governor) -> Result<(), String> {
         let snapshot = self.trust.snapshot().map_err(|e| e.to_string())?;
+        self.trust_version
+            .store(snapshot.version, Ordering::Relaxed);
         let mut ledgers = BTreeMap::new();
         for domain in self.catalog.policies.iter().flat_map(|p| p.domains()) {
             if !ledgers.contains_key(domain) {
@@ -263,29 +316,68 @@ impl ServeState {
         format!("srv-{nanos}-{n}")
     }
 
-    /// Governs `decision` under `policy`, once per idempotency key.
-    async fn decide(
-        &self,
-        policy: &str,
-        decision: Decision,
-        key: Option<&str>,
-    ) -> Result<Arc<Verdict>, ApiError> {
-        if let Some(k) = key
-            && let Some(v) = self.remembered(k)?
-        {
-            return Ok(v);
+    /// Governs `decision` under `policy`, once per idempotency key: a key this replica
+    /// answered is answered from memory, a key any replica recorded from the audit log.
+    async fn decide(&self, policy: &str, decision: Decision) -> Result<Arc<Verdict>, ApiError> {
+        let key = decision.idempotency_key.clone();
+        if let Some(k) = &key {
+            if let Some(v) = self.remembered(k)? {
+                return Ok(v);
+            }
+            if let Some(v) = self.recorded(k).await? {
+                return Ok(v);
+            }
         }
         let governor = self.governor(policy)?;
         let domain = decision.domain.clone();
-        let verdict = governor.decide(decision).await.map_err(|e| {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", e.to_string())
-        })?;
+        let verdict = match governor.decide(decision).await {
+            Ok(v) => v,
+            // Another replica recorded this key while this one was deciding: its decision is
+            // the one that stands.
+            Err(crate::GovernorError::Audit(crate::AuditError::DuplicateKey(k))) => {
+                return self.recorded(&k).await?.ok_or_else(|| {
+                    ApiError::internal(format!("key \"{k}\" is recorded but cannot be found"))
+                });
+            }
+            Err(e) => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "refused",
+                    e.to_string(),
+                ));
+            }
+        };
         self.keep_orders(&domain)?;
         let v = Arc::new(verdict);
-        if let Some(k) = key {
+        if let Some(k) = &key {
             self.remember(k, &v)?;
         }
         Ok(v)
+    }
+
+    /// The verdict recorded in the audit log under idempotency key `key` (remembered here
+    /// from then on).
+    async fn recorded(&self, key: &str) -> Result<Option<Arc<Verdict>>, ApiError> {
+        let log = self.log.clone();
+        let k = key.to_owned();
+        let found = tokio::task::spawn_blocking(move || log.find_key(&k))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+        let Some(record) = found else {
+            return Ok(None);
+        };
+        let crate::audit::Entry::Decision(d) = &record.entry else {
+            return Ok(None);
+        };
+        let v = Arc::new(Verdict::from_record(d).ok_or_else(|| {
+            ApiError::internal(format!(
+                "record {} of key \"{key}\" is not a governed decision",
+                record.seq
+            ))
+        })?);
+        self.remember(key, &v)?;
+        Ok(Some(v))
     }
 
     fn remembered(&self, key: &str) -> Result<Option<Arc<Verdict>>, ApiError> {
@@ -310,6 +402,24 @@ impl ServeState {
             }
         }
         Ok(())
+    }
+}
+
+/// Follows what other processes sharing the store do: every `every`, when trust changed
+/// (a grading on another replica, a recalibration) the Governors are put on the new trust,
+/// and orders another replica kept are taken up. A change is seen within `every` plus one
+/// round trip. Returns when the state is dropped.
+pub async fn follow(state: std::sync::Weak<ServeState>, every: std::time::Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(s) = state.upgrade() else {
+            return;
+        };
+        match tokio::task::spawn_blocking(move || s.catch_up()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not catch up with the store"),
+            Err(e) => tracing::warn!(error = %e, "could not catch up with the store"),
+        }
     }
 }
 
@@ -464,6 +574,7 @@ async fn chat(
         options: ext.options,
         seed: ext.seed,
         truth: None,
+        idempotency_key: ext.idempotency_key,
     };
     if let Some(t) = ext.truth {
         decision.truth = Some(match kind {
@@ -474,9 +585,7 @@ async fn chat(
             _ => Truth::Option(t),
         });
     }
-    let v = state
-        .decide(policy.id(), decision, ext.idempotency_key.as_deref())
-        .await?;
+    let v = state.decide(policy.id(), decision).await?;
     Ok(completion(policy.id(), &v))
 }
 
@@ -534,7 +643,6 @@ struct DecisionRequest {
     decision: Decision,
     /// The policy (default: the one routed by domain and kind).
     policy: Option<String>,
-    idempotency_key: Option<String>,
 }
 
 async fn decisions(
@@ -551,9 +659,7 @@ async fn decisions(
             .id()
             .to_owned(),
     };
-    let v = state
-        .decide(&policy, req.decision, req.idempotency_key.as_deref())
-        .await?;
+    let v = state.decide(&policy, req.decision).await?;
     Ok(axum::Json(
         serde_json::to_value(&*v).map_err(ApiError::internal)?,
     ))

@@ -91,3 +91,139 @@ escalation = { arbiter = "judge", human = true }
 "#,
     )
 }
+
+/// A real PostgreSQL server for one test, from the distribution's packages, in a temporary
+/// directory on 127.0.0.1 (stopped when dropped, and when the test process exits). When the
+/// tests run as root, the server runs as the `postgres` user (PostgreSQL refuses root).
+pub(crate) struct TempPostgres {
+    pub(crate) url: String,
+    server: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("CONCLAVE_PG_BIN") {
+        return PathBuf::from(dir).join(name);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin").join(name))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    found.pop().unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/{name}): `apt-get install postgresql` (.ci/run does), or set CONCLAVE_PG_BIN"
+        )
+    })
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// `program args` as the `postgres` user when this process is root.
+fn as_pg_user(program: &std::path::Path) -> std::process::Command {
+    if is_root() {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        std::process::Command::new(program)
+    }
+}
+
+impl TempPostgres {
+    pub(crate) fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("conclave-pg")
+            .tempdir()
+            .unwrap();
+        if is_root() {
+            let ok = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(
+                ok.success(),
+                "cannot hand the directory to the postgres user"
+            );
+        }
+        let data = dir.path().join("data");
+        let init = as_pg_user(&pg_bin("initdb"))
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "conclave",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            init.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // The server's stdin is this process's pipe: when the test process ends, however it
+        // ends, the shell reads EOF and stops the server.
+        let script = format!(
+            "{} -D '{}' -p {port} -k '{}' -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=32MB & pid=$!; read _; kill -INT $pid; wait $pid",
+            pg_bin("postgres").display(),
+            data.display(),
+            dir.path().display(),
+        );
+        let mut cmd = as_pg_user(std::path::Path::new("/bin/sh"));
+        let server = cmd
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("postgres://conclave@127.0.0.1:{port}/postgres");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let ready = std::process::Command::new(pg_bin("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "conclave"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ready {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "PostgreSQL did not start within 30 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Self {
+            url,
+            server,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TempPostgres {
+    fn drop(&mut self) {
+        // Closing stdin stops the server (see `start`); wait for it to be gone.
+        drop(self.server.stdin.take());
+        let _ = self.server.wait();
+    }
+}

@@ -20,6 +20,8 @@ mod layers;
 mod openai;
 /// Policies and agent definitions: checks, diagnostics, explanations, routing, fuzzing.
 mod policy;
+/// The PostgreSQL backend against a real PostgreSQL server.
+mod postgres;
 /// Property tests (proptest) of the voting invariants.
 mod properties;
 /// The Cognitive Director: review queue, overrides, reweights, suspensions, the ratchet.

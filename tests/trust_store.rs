@@ -6,7 +6,7 @@ use conclave::trust::store::{
 };
 use conclave::trust::{Status, TrustParams, TrustState};
 
-fn graded(provenance: &str, items: &[(&str, &[(&str, bool)])]) -> TrustBatch {
+pub(crate) fn graded(provenance: &str, items: &[(&str, &[(&str, bool)])]) -> TrustBatch {
     TrustBatch {
         provenance: provenance.to_owned(),
         changes: items
@@ -27,7 +27,7 @@ fn graded(provenance: &str, items: &[(&str, &[(&str, bool)])]) -> TrustBatch {
 }
 
 /// The behaviour every store must have.
-fn contract(store: &dyn TrustStore) {
+pub(crate) fn contract(store: &dyn TrustStore) {
     let empty = store.snapshot().unwrap();
     assert_eq!(empty.version, 0);
     assert!(empty.states.is_empty());

@@ -24,7 +24,11 @@ mod outcome;
 
 #[cfg(feature = "sled")]
 pub use on_disk::SledAuditLog;
+#[cfg(feature = "postgres")]
+mod postgres;
 pub use outcome::{OutcomeError, OutcomeReceipt, record_outcome};
+#[cfg(feature = "postgres")]
+pub use postgres::PgAuditLog;
 
 /// A SHA-256 hash.
 pub type Hash = [u8; 32];
@@ -78,6 +82,9 @@ pub struct DecisionRecord {
     /// Deliberation rounds, the independent vote first (the input above is the last round's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rounds: Vec<crate::governor::RoundRecord>,
+    /// The decision's idempotency key, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
     /// When, in seconds since the Unix epoch.
     pub at: u64,
 }
@@ -157,6 +164,7 @@ impl DecisionRecord {
             course: None,
             ruling: None,
             rounds: Vec::new(),
+            idempotency_key: None,
             at: now(),
         })
     }
@@ -263,6 +271,13 @@ pub enum AuditError {
     #[cfg(feature = "sled")]
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The database failed.
+    #[cfg(feature = "postgres")]
+    #[error(transparent)]
+    Database(#[from] crate::postgres::DbError),
+    /// A decision with this idempotency key is in the log already.
+    #[error("a decision with idempotency key \"{0}\" is recorded already")]
+    DuplicateKey(String),
     /// No record has this id.
     #[error("no audit record \"{0}\"")]
     NotFound(String),
@@ -365,6 +380,17 @@ pub trait AuditLog {
             .into_iter()
             .find(|r| matches!(&r.entry, Entry::Decision(d) if d.id == id))
             .ok_or_else(|| AuditError::NotFound(id.to_owned()))
+    }
+
+    /// The decision recorded with idempotency key `key`, if any. Logs that index keys (sled,
+    /// PostgreSQL) look it up; the default walks the records.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn find_key(&self, key: &str) -> Result<Option<AuditRecord>, AuditError> {
+        Ok(self.records()?.into_iter().rev().find(
+            |r| matches!(&r.entry, Entry::Decision(d) if d.idempotency_key.as_deref() == Some(key)),
+        ))
     }
 }
 
@@ -697,6 +723,15 @@ impl AuditLog for MemoryAuditLog {
 
     fn append(&self, entry: &Entry) -> Result<AuditRecord, AuditError> {
         let mut m = self.lock();
+        if let Entry::Decision(d) = entry
+            && let Some(k) = &d.idempotency_key
+            && m.iter().any(|(&seq, v)| {
+                matches!(decode(seq, v), Ok(AuditRecord { entry: Entry::Decision(r), .. })
+                    if r.idempotency_key.as_ref() == Some(k))
+            })
+        {
+            return Err(AuditError::DuplicateKey(k.clone()));
+        }
         let (seq, prev) = match m.iter().next_back() {
             Some((s, v)) => {
                 let mut h = [0u8; 32];

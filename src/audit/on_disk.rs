@@ -15,6 +15,8 @@ pub struct SledAuditLog {
     store: Store,
     records: sled::Tree,
     meta: sled::Tree,
+    /// Idempotency key → the sequence number of its decision.
+    keys: sled::Tree,
 }
 
 impl SledAuditLog {
@@ -27,6 +29,7 @@ impl SledAuditLog {
             store: store.clone(),
             records: store.tree("audit")?,
             meta: store.tree("audit_meta")?,
+            keys: store.tree("audit_keys")?,
         })
     }
 
@@ -90,41 +93,52 @@ impl AuditLog for SledAuditLog {
     }
 
     fn append_all(&self, entries: &[Entry]) -> Result<Vec<AuditRecord>, AuditError> {
-        let result = (&self.records, &self.meta).transaction(|(records, meta)| {
-            let (mut seq, mut prev) = match meta.get(b"head")? {
-                Some(v) => match parse_head(&v) {
-                    Some((s, h)) => (s, h),
-                    None => {
-                        return Err(ConflictableTransactionError::Abort(
-                            AuditError::Unreadable {
-                                seq: 0,
-                                detail: "the head is damaged; run `conclave audit verify`"
-                                    .to_owned(),
-                            },
-                        ));
+        let result =
+            (&self.records, &self.meta, &self.keys).transaction(|(records, meta, keys)| {
+                let (mut seq, mut prev) = match meta.get(b"head")? {
+                    Some(v) => match parse_head(&v) {
+                        Some((s, h)) => (s, h),
+                        None => {
+                            return Err(ConflictableTransactionError::Abort(
+                                AuditError::Unreadable {
+                                    seq: 0,
+                                    detail: "the head is damaged; run `conclave audit verify`"
+                                        .to_owned(),
+                                },
+                            ));
+                        }
+                    },
+                    None => (0, [0u8; 32]),
+                };
+                let mut out = Vec::with_capacity(entries.len());
+                for entry in entries {
+                    seq += 1;
+                    if let Entry::Decision(d) = entry
+                        && let Some(k) = &d.idempotency_key
+                    {
+                        if keys.get(k.as_bytes())?.is_some() {
+                            return Err(ConflictableTransactionError::Abort(
+                                AuditError::DuplicateKey(k.clone()),
+                            ));
+                        }
+                        keys.insert(k.as_bytes(), &seq.to_be_bytes())?;
                     }
-                },
-                None => (0, [0u8; 32]),
-            };
-            let mut out = Vec::with_capacity(entries.len());
-            for entry in entries {
-                seq += 1;
-                let (hash, value) = encode(seq, &prev, entry);
-                records.insert(&seq.to_be_bytes(), value)?;
-                out.push(AuditRecord {
-                    seq,
-                    prev,
-                    hash,
-                    entry: entry.clone(),
-                });
-                prev = hash;
-            }
-            let mut head = Vec::with_capacity(40);
-            head.extend_from_slice(&seq.to_be_bytes());
-            head.extend_from_slice(&prev);
-            meta.insert(b"head", head)?;
-            Ok(out)
-        });
+                    let (hash, value) = encode(seq, &prev, entry);
+                    records.insert(&seq.to_be_bytes(), value)?;
+                    out.push(AuditRecord {
+                        seq,
+                        prev,
+                        hash,
+                        entry: entry.clone(),
+                    });
+                    prev = hash;
+                }
+                let mut head = Vec::with_capacity(40);
+                head.extend_from_slice(&seq.to_be_bytes());
+                head.extend_from_slice(&prev);
+                meta.insert(b"head", head)?;
+                Ok(out)
+            });
         let records = match result {
             Ok(r) => r,
             Err(TransactionError::Abort(e)) => return Err(e),
@@ -158,6 +172,23 @@ impl AuditLog for SledAuditLog {
             }
         }
         Ok(out)
+    }
+
+    fn find_key(&self, key: &str) -> Result<Option<AuditRecord>, AuditError> {
+        match self
+            .keys
+            .get(key.as_bytes())
+            .map_err(|e| self.store.sled_err(e))?
+        {
+            Some(seq) => match seq_of(&seq) {
+                Some(seq) => self.get(seq),
+                None => Err(AuditError::Unreadable {
+                    seq: 0,
+                    detail: format!("the index entry of key \"{key}\" is damaged"),
+                }),
+            },
+            None => Ok(None),
+        }
     }
 
     fn verify(&self) -> Result<Verification, AuditError> {

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use clap::{Args, Subcommand};
 
-use super::{CliError, ballot_text, date, print_json, print_text, table};
+use super::{CliError, Place, ballot_text, date, print_json, print_text, table};
 use conclave::audit::{AuditLog, AuditRecord, Entry, SledAuditLog, hex, replay};
 use conclave::store::Store;
 use conclave::trust::TrustParams;
@@ -171,23 +171,35 @@ fn replay_items(path: &Path, line: Option<&str>, json: bool) -> Result<(), CliEr
     }
 }
 
-fn open_read(dir: &Path) -> Result<Option<SledAuditLog>, CliError> {
-    match Store::open_existing(dir).map_err(CliError::input)? {
-        None => Ok(None),
-        Some(store) => SledAuditLog::new(&store).map(Some).map_err(CliError::input),
+type Log = Box<dyn AuditLog + Send + Sync>;
+
+/// The audit log at `place`, if there is one (a store directory that does not exist has
+/// none; a database always has one).
+fn open_read(place: &Place) -> Result<Option<Log>, CliError> {
+    match place {
+        Place::Database(url) => {
+            let db = Place::connect(url, 1)?;
+            Ok(Some(Box::new(conclave::audit::PgAuditLog::new(&db))))
+        }
+        Place::Store(dir) => match Store::open_existing(dir).map_err(CliError::input)? {
+            None => Ok(None),
+            Some(store) => Ok(Some(Box::new(
+                SledAuditLog::new(&store).map_err(CliError::input)?,
+            ))),
+        },
     }
 }
 
-fn require(dir: &Path, id: &str) -> Result<SledAuditLog, CliError> {
-    open_read(dir)?.ok_or_else(|| {
+fn require(place: &Place, id: &str) -> Result<Log, CliError> {
+    open_read(place)?.ok_or_else(|| {
         CliError::input(format!(
             "no audit record \"{id}\": there is no store in {}",
-            dir.display()
+            place.describe()
         ))
     })
 }
 
-pub(super) fn run(cmd: AuditCommand, dir: &Path) -> Result<(), CliError> {
+pub(super) fn run(cmd: AuditCommand, dir: &Place) -> Result<(), CliError> {
     match cmd {
         AuditCommand::List(a) => list(dir, a.json),
         AuditCommand::Show(a) => {
@@ -328,7 +340,7 @@ fn at(record: &AuditRecord) -> u64 {
     }
 }
 
-fn list(dir: &Path, json: bool) -> Result<(), CliError> {
+fn list(dir: &Place, json: bool) -> Result<(), CliError> {
     let records = match open_read(dir)? {
         Some(log) => log.records().map_err(CliError::input)?,
         None => Vec::new(),
@@ -337,7 +349,7 @@ fn list(dir: &Path, json: bool) -> Result<(), CliError> {
         return print_json(&records);
     }
     if records.is_empty() {
-        return print_text(&format!("no audit records in {}\n", dir.display()));
+        return print_text(&format!("no audit records in {}\n", dir.describe()));
     }
     let mut t = table(&["seq", "kind", "decision", "rule / source", "result", "when"]);
     for r in &records {
@@ -495,24 +507,39 @@ pub(super) fn describe(record: &AuditRecord) -> String {
     out
 }
 
-fn outcome(dir: &Path, a: &OutcomeArgs) -> Result<(), CliError> {
+fn outcome(place: &Place, a: &OutcomeArgs) -> Result<(), CliError> {
     if !(a.tolerance.is_finite() && a.tolerance >= 0.0) {
         return Err(CliError::input("--tolerance must be a finite number ≥ 0"));
     }
-    let store = match Store::open_existing(dir).map_err(CliError::input)? {
-        Some(s) => s,
-        None => {
-            return Err(CliError::input(format!(
-                "no audit record \"{}\": there is no store in {}",
-                a.id,
-                dir.display()
-            )));
+    let (log, trust): (Log, Box<dyn conclave::TrustStore>) = match place {
+        Place::Database(url) => {
+            let db = Place::connect(url, 1)?;
+            (
+                Box::new(conclave::audit::PgAuditLog::new(&db)),
+                Box::new(
+                    conclave::trust::store::PgTrustStore::new(&db, TrustParams::default())
+                        .map_err(CliError::input)?,
+                ),
+            )
+        }
+        Place::Store(dir) => {
+            let Some(store) = Store::open_existing(dir).map_err(CliError::input)? else {
+                return Err(CliError::input(format!(
+                    "no audit record \"{}\": there is no store in {}",
+                    a.id,
+                    dir.display()
+                )));
+            };
+            (
+                Box::new(SledAuditLog::new(&store).map_err(CliError::input)?),
+                Box::new(
+                    SledTrustStore::new(&store, TrustParams::default()).map_err(CliError::input)?,
+                ),
+            )
         }
     };
-    let log = SledAuditLog::new(&store).map_err(CliError::input)?;
-    let trust = SledTrustStore::new(&store, TrustParams::default()).map_err(CliError::input)?;
     let receipt =
-        conclave::audit::record_outcome(&log, &trust, &a.id, &a.correct, &a.source, a.tolerance)
+        conclave::audit::record_outcome(&*log, &*trust, &a.id, &a.correct, &a.source, a.tolerance)
             .map_err(CliError::input)?;
     let (record, appended, graded, provenance, applied) = (
         &receipt.decision,

@@ -241,6 +241,7 @@ fn decision_of(a: &DecideArgs, policy: &conclave::Policy) -> Result<Decision, Cl
             .collect(),
         seed: a.seed,
         truth: None,
+        idempotency_key: None,
     };
     if let Some(t) = &a.truth {
         decision.truth = Some(match kind {

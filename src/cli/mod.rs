@@ -27,6 +27,17 @@ pub(crate) struct Cli {
     /// The store directory (trust and audit records). Default: .conclave
     #[arg(long, global = true, env = "CONCLAVE_STORE", value_name = "DIR")]
     store: Option<PathBuf>,
+    /// A PostgreSQL database holding trust and the audit chain instead of the store
+    /// directory (`serve` and `audit` read it; several replicas share one). Prefer the
+    /// environment variable: a URL with a password on the command line is visible to others.
+    #[arg(
+        long,
+        global = true,
+        env = "CONCLAVE_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database: Option<String>,
     /// Log what happens on stderr: -v warnings and decisions, -vv every agent call, -vvv
     /// everything (RUST_LOG, when set, takes precedence; by default only errors).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -99,6 +110,31 @@ impl fmt::Display for CliError {
     }
 }
 
+/// Where trust and the audit log are: a store directory or a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub(crate) enum Place {
+    Store(PathBuf),
+    Database(String),
+}
+
+impl Place {
+    /// The store directory, or the database's host and name (never its password).
+    fn describe(&self) -> String {
+        match self {
+            Self::Store(dir) => dir.display().to_string(),
+            Self::Database(url) => conclave::postgres::describe_url(url).map_or_else(
+                || "the database".to_owned(),
+                |d| format!("the database {d}"),
+            ),
+        }
+    }
+
+    /// Connects to the database with `connections` connections.
+    fn connect(url: &str, connections: usize) -> Result<conclave::postgres::Database, CliError> {
+        conclave::postgres::Database::connect(url, connections).map_err(CliError::input)
+    }
+}
+
 /// Runs the parsed command line.
 ///
 /// # Errors
@@ -106,17 +142,37 @@ impl fmt::Display for CliError {
 pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
     install_logging(cli.verbose);
     let store = conclave::store::resolve_dir(cli.store.as_deref());
+    let database = cli.database.as_deref().filter(|u| !u.trim().is_empty());
+    if database.is_some()
+        && !matches!(
+            cli.command,
+            Command::Audit(_)
+                | Command::Serve(_)
+                | Command::Tally(_)
+                | Command::Policy(_)
+                | Command::Agents(_)
+                | Command::Record(_)
+        )
+    {
+        return Err(CliError::input(
+            "--database: only `serve` and `audit` use a database so far; the other commands use the store directory (--store)",
+        ));
+    }
+    let place = match database {
+        Some(url) => Place::Database(url.to_owned()),
+        None => Place::Store(store.clone()),
+    };
     match cli.command {
         Command::Tally(args) => tally::run(&args),
         Command::Decide(args) => decide::run(&args, &store),
         Command::Eval(args) => eval::run(&args, &store),
         Command::Trust(cmd) => trust::run(cmd, &store),
-        Command::Audit(cmd) => audit::run(cmd, &store),
+        Command::Audit(cmd) => audit::run(cmd, &place),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Agents(cmd) => agents::run(cmd),
         Command::Record(args) => record::run(&args),
         Command::Review(cmd) => review::run(cmd, &store),
-        Command::Serve(args) => serve::run(&args, &store),
+        Command::Serve(args) => serve::run(&args, &place),
     }
 }
 

@@ -108,6 +108,7 @@ pub(super) fn run(a: &RecordArgs) -> Result<(), CliError> {
                 options: item.options.clone(),
                 seed: 0,
                 truth: None,
+                idempotency_key: None,
             });
             for sample in 0..a.samples {
                 for (spec, _, service) in &mut agents {

@@ -1,17 +1,18 @@
 //! `conclave serve`: governed decisions over HTTP, on the store's trust and audit log.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
 
-use super::CliError;
-use conclave::audit::SledAuditLog;
+use super::{CliError, Place};
+use conclave::audit::{PgAuditLog, SledAuditLog};
+use conclave::postgres::PgSpend;
 use conclave::serve::{ServeConfig, ServeState, router};
 use conclave::store::Store;
 use conclave::trust::TrustParams;
-use conclave::trust::store::SledTrustStore;
+use conclave::trust::store::{PgTrustStore, SledTrustStore};
 
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
@@ -31,9 +32,16 @@ pub(super) struct ServeArgs {
     /// The largest request body, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     body_limit: usize,
+    /// Connections to the database (with --database).
+    #[arg(long, default_value_t = conclave::postgres::DEFAULT_CONNECTIONS)]
+    db_connections: usize,
+    /// How often to look for trust and orders changed by other replicas, in ms (with
+    /// --database).
+    #[arg(long, default_value_t = 1000)]
+    follow_ms: u64,
 }
 
-pub(super) fn run(a: &ServeArgs, store_dir: &Path) -> Result<(), CliError> {
+pub(super) fn run(a: &ServeArgs, place: &Place) -> Result<(), CliError> {
     let token = match &a.token_env {
         Some(name) => Some(
             std::env::var(name)
@@ -52,27 +60,57 @@ pub(super) fn run(a: &ServeArgs, store_dir: &Path) -> Result<(), CliError> {
         )));
     }
     let catalog = super::decide::load_catalog(&a.agents, &a.policies)?;
-    let store = Store::open(store_dir).map_err(CliError::input)?;
-    let trust =
-        Arc::new(SledTrustStore::new(&store, TrustParams::default()).map_err(CliError::input)?);
-    let log = Arc::new(SledAuditLog::new(&store).map_err(CliError::input)?);
     let config = ServeConfig {
         token,
         body_limit: a.body_limit,
     };
-    // The Director's standing orders: suspensions and reweights hold here too, and a
-    // hand-over that trips the ratchet is kept in the store.
-    let orders = store.directives().map_err(CliError::input)?;
-    let keeper = store;
-    let state = ServeState::new(catalog, trust, log, config)
-        .and_then(|s| {
-            s.with_director(
-                conclave::Director::new(orders),
-                Box::new(move |d| keeper.set_directives(d).map_err(|e| e.to_string())),
-            )
-        })
-        .map_err(CliError::input)?;
-    let app = router(Arc::new(state));
+    let (state, follow, place) = match place {
+        Place::Store(dir) => {
+            let store = Store::open(dir).map_err(CliError::input)?;
+            let trust = Arc::new(
+                SledTrustStore::new(&store, TrustParams::default()).map_err(CliError::input)?,
+            );
+            let log = Arc::new(SledAuditLog::new(&store).map_err(CliError::input)?);
+            // The Director's standing orders: suspensions and reweights hold here too, and a
+            // hand-over that trips the ratchet is kept in the store.
+            let orders = store.directives().map_err(CliError::input)?;
+            let keeper = store;
+            let state = ServeState::new(catalog, trust, log, config)
+                .and_then(|s| {
+                    s.with_director(
+                        conclave::Director::new(orders),
+                        Box::new(move |d| keeper.set_directives(d).map_err(|e| e.to_string())),
+                    )
+                })
+                .map_err(CliError::input)?;
+            (state, false, format!("store {}", dir.display()))
+        }
+        Place::Database(url) => {
+            let db = conclave::postgres::Database::connect(url, a.db_connections)
+                .map_err(CliError::input)?;
+            let trust =
+                Arc::new(PgTrustStore::new(&db, TrustParams::default()).map_err(CliError::input)?);
+            let log = Arc::new(PgAuditLog::new(&db));
+            let orders = db.directives().map_err(CliError::input)?;
+            let (keeper, loader) = (db.clone(), db.clone());
+            let state = ServeState::new(catalog, trust, log, config)
+                .and_then(|s| {
+                    s.with_director(
+                        conclave::Director::new(orders),
+                        Box::new(move |d| keeper.set_directives(d).map_err(|e| e.to_string())),
+                    )
+                })
+                .and_then(|s| s.with_spend(Arc::new(PgSpend::new(&db))))
+                .map_err(CliError::input)?
+                .with_orders_from(Box::new(move || {
+                    loader.directives().map_err(|e| e.to_string())
+                }));
+            (state, true, format!("database {}", db.describe()))
+        }
+    };
+    let state = Arc::new(state);
+    let watched = Arc::downgrade(&state);
+    let app = router(state);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -84,10 +122,13 @@ pub(super) fn run(a: &ServeArgs, store_dir: &Path) -> Result<(), CliError> {
         let bound = listener
             .local_addr()
             .map_err(|e| CliError::failed(format!("cannot read the bound address: {e}")))?;
-        eprintln!(
-            "conclave serving on http://{bound} (store {})",
-            store_dir.display()
-        );
+        if follow {
+            tokio::spawn(conclave::serve::follow(
+                watched,
+                std::time::Duration::from_millis(a.follow_ms.max(10)),
+            ));
+        }
+        eprintln!("conclave serving on http://{bound} ({place})");
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown())
             .await

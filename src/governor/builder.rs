@@ -56,6 +56,7 @@ pub struct GovernorBuilder {
     wave_size: Option<usize>,
     supervisor: Option<Supervisor>,
     director: Option<Director>,
+    spend: Option<Arc<dyn super::spend::SpendAccount>>,
 }
 
 impl std::fmt::Debug for GovernorBuilder {
@@ -84,6 +85,7 @@ impl Governor {
             wave_size: None,
             supervisor: None,
             director: None,
+            spend: None,
         }
     }
 }
@@ -166,6 +168,13 @@ impl GovernorBuilder {
         self
     }
 
+    /// Keeps the policy's `[budget.total]` in `account` (default: an account of this
+    /// Governor's own; replicas share one, such as `PgSpend`).
+    pub fn spend(mut self, account: Arc<dyn super::spend::SpendAccount>) -> Self {
+        self.spend = Some(account);
+        self
+    }
+
     /// When the supervisor halts a failing decision (default: [`Supervisor::default`]).
     pub fn supervisor(mut self, supervisor: Supervisor) -> Self {
         self.supervisor = Some(supervisor);
@@ -218,6 +227,9 @@ impl GovernorBuilder {
         }
         if let Some(d) = self.director {
             g = g.with_director(d);
+        }
+        if let Some(a) = self.spend {
+            g = g.with_spend(a);
         }
         Ok(g)
     }

@@ -252,6 +252,7 @@ impl Inner {
             let request = AgentRequest::deliberation(decision.clone(), Arc::new(round));
             async move {
                 let member = member?;
+                let hold = self.hold(&member.spec, self.prompt_tokens()).ok()?;
                 let started = Instant::now();
                 let limit = Duration::from_millis(member.spec.timeout_ms.max(1));
                 let reply = tokio::time::timeout(limit, member.service.clone().oneshot(request))
@@ -259,6 +260,12 @@ impl Inner {
                     .ok()?
                     .ok()?;
                 let t = u64::from(reply.tokens_in) + u64::from(reply.tokens_out);
+                if let Some(hold) = hold {
+                    hold.settle(super::spend::Charge {
+                        tokens: t,
+                        usd: reply.cost_usd,
+                    });
+                }
                 let ballot = sanitize(&member.spec, decision, reply.ballot);
                 Some((
                     ballot,

@@ -34,6 +34,7 @@ mod confidence;
 mod deliberate;
 pub mod director;
 mod router;
+pub mod spend;
 
 pub use builder::{GovernorBuildError, GovernorBuilder};
 pub use deliberate::{RoundRecord, overturned};
@@ -174,6 +175,8 @@ struct Inner {
     supervisor: Supervisor,
     /// The human Director's orders (reweights, suspensions), if any.
     director: Option<Director>,
+    /// The accounts of `[budget.total]`.
+    spend: Arc<dyn spend::SpendAccount>,
     /// Latencies of recent answered calls (all agents), for the hedging delay.
     recent: std::sync::Mutex<std::collections::VecDeque<Duration>>,
     /// The usual latency (their 90th percentile), refreshed every 128 calls: (calls counted
@@ -326,6 +329,7 @@ impl Governor {
                 wave_size: 2,
                 supervisor: Supervisor::default(),
                 director: None,
+                spend: Arc::new(spend::MemorySpend::new()),
                 recent: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
                 usual: std::sync::Mutex::new((0, None)),
                 recorded: std::sync::atomic::AtomicU64::new(0),
@@ -333,6 +337,13 @@ impl Governor {
                 lateness,
             }),
         }
+    }
+
+    /// Keeps the policy's `[budget.total]` in `account` (default: an account of this
+    /// Governor's own; give replicas one they share, such as `PgSpend`).
+    #[must_use]
+    pub fn with_spend(self, account: Arc<dyn spend::SpendAccount>) -> Self {
+        self.configure(|inner| inner.spend = account)
     }
 
     /// Records every verdict in `log`.
@@ -451,6 +462,7 @@ impl Inner {
             wave_size: self.wave_size,
             supervisor: self.supervisor,
             director: self.director.clone(),
+            spend: self.spend.clone(),
             recent: std::sync::Mutex::new(self.recent_latencies().into()),
             usual: std::sync::Mutex::new((0, None)),
             recorded: std::sync::atomic::AtomicU64::new(0),
@@ -903,7 +915,7 @@ impl Inner {
                 .decision_ms
                 .map(|ms| started + Duration::from_millis(ms)),
             started,
-            prompt_tokens: p.budget.prompt_tokens.unwrap_or(DEFAULT_PROMPT_TOKENS),
+            prompt_tokens: self.prompt_tokens(),
             set: FuturesUnordered::new(),
             in_flight: BTreeMap::new(),
             next: 0,
@@ -1330,10 +1342,17 @@ impl Inner {
             verdict.confidence,
         );
         let request = AgentRequest::arbitration(decision.clone(), Arc::new(case));
+        let hold = self.hold(&arbiter.spec, self.prompt_tokens()).ok()?;
         let reply = tokio::time::timeout(budget, arbiter.service.clone().oneshot(request))
             .await
             .ok()?
             .ok()?;
+        if let Some(hold) = hold {
+            hold.settle(spend::Charge {
+                tokens: u64::from(reply.tokens_in) + u64::from(reply.tokens_out),
+                usd: reply.cost_usd,
+            });
+        }
         let mut ruling = sanitize(&arbiter.spec, decision, reply.ballot);
         match &mut ruling.answer {
             Answer::Choice(_) | Answer::Ranking(_) => Some(ruling),
@@ -1357,6 +1376,30 @@ impl Inner {
             }
             _ => None,
         }
+    }
+
+    /// The projected prompt size of a call, tokens.
+    fn prompt_tokens(&self) -> u32 {
+        self.policy
+            .budget
+            .prompt_tokens
+            .unwrap_or(DEFAULT_PROMPT_TOKENS)
+    }
+
+    /// Reserves one call of `spec` in the policy's `[budget.total]`: `Ok(None)` when the
+    /// policy has none, `Err` when the call does not fit (or the account failed).
+    fn hold(&self, spec: &AgentSpec, prompt_tokens: u32) -> Result<Option<spend::Hold>, ()> {
+        let Some(total) = self.policy.budget.total else {
+            return Ok(None);
+        };
+        let charge = spend::Charge {
+            tokens: u64::from(prompt_tokens) + u64::from(spec.max_tokens),
+            usd: spec.call_cost(prompt_tokens),
+        };
+        let scope = spend::scope(self.policy.id(), total.window_s, crate::audit::now());
+        spend::Hold::take(&self.spend, scope, charge, spend::cap(&total))
+            .map(Some)
+            .ok_or(())
     }
 
     /// Launches up to `n` more seats as one wave, projecting the budget (`spent` so far plus
@@ -1388,6 +1431,10 @@ impl Inner {
                 f.budget_blocked = true;
                 break;
             }
+            let Ok(hold) = self.hold(spec, f.prompt_tokens) else {
+                f.budget_blocked = true;
+                break;
+            };
             if !wave_started {
                 f.waves += 1;
                 wave_started = true;
@@ -1408,7 +1455,7 @@ impl Inner {
                 },
             );
             f.set
-                .push(self.call(f.next, seat, &f.decision, f.deadline, now));
+                .push(self.call(f.next, seat, &f.decision, f.deadline, now, hold));
             f.next += 1;
             launched += usize::from(waited);
         }
@@ -1424,6 +1471,7 @@ impl Inner {
         decision: &Arc<Decision>,
         deadline: Option<Instant>,
         now: Instant,
+        hold: Option<spend::Hold>,
     ) -> Call {
         let member = &self.members[seat.member];
         let mut until = now + Duration::from_millis(member.spec.timeout_ms.max(1));
@@ -1455,6 +1503,12 @@ impl Inner {
                     }),
                 };
                 let latency = now.elapsed();
+                if let (Some(hold), Ok(r)) = (hold, &reply) {
+                    hold.settle(spend::Charge {
+                        tokens: u64::from(r.tokens_in) + u64::from(r.tokens_out),
+                        usd: r.cost_usd,
+                    });
+                }
                 let span = tracing::Span::current();
                 if !span.is_disabled() {
                     span.record("latency_ms", latency.as_millis() as u64);

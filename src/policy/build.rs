@@ -435,6 +435,32 @@ impl Draft {
                 }
             }
         }
+        if let Some(total) = budget.total {
+            if total.tokens.is_none() && total.money_usd.is_none() {
+                problems.push(Problem::new(
+                    "policy::budget",
+                    Section::Budget,
+                    "budget.total sets no limit: give `tokens`, `money_usd` or both",
+                ));
+            }
+            if total
+                .money_usd
+                .is_some_and(|m| !(m.is_finite() && m >= 0.0))
+            {
+                problems.push(Problem::new(
+                    "policy::budget",
+                    Section::Budget,
+                    "budget.total.money_usd must be a non-negative number",
+                ));
+            }
+            if total.window_s == Some(0) {
+                problems.push(Problem::new(
+                    "policy::budget",
+                    Section::Budget,
+                    "budget.total.window_s must be at least 1 second",
+                ));
+            }
+        }
         if let Some(limit) = budget.money_usd {
             let mut costs: Vec<f64> = members().map(|a| a.call_cost(prompt)).collect();
             costs.sort_by(f64::total_cmp);

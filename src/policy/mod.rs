@@ -47,7 +47,7 @@ use toml::Spanned;
 use crate::aggregate::{Kind, Rule};
 pub use raw::{
     AgentKind, AuditLevel, Behaviour, Budget, Confidence, Deliberation, Latency, Price,
-    Provisional, Stakes, Stance, StructuredOutput, Thresholds,
+    Provisional, Stakes, Stance, StructuredOutput, Thresholds, TotalBudget,
 };
 
 /// The largest reply an OpenAI-compatible agent reads by default (1 MiB).

@@ -531,6 +531,23 @@ pub struct Budget {
     pub arbitration_ms: Option<u64>,
     /// Expected prompt size per call, tokens (for cost projection; default 1,000).
     pub prompt_tokens: Option<u32>,
+    /// Spending limits of every decision under this policy together (across replicas when
+    /// they share a database): each call reserves its projected cost before it is made and
+    /// settles what it spent after.
+    pub total: Option<TotalBudget>,
+}
+
+/// Spending limits of all the decisions of a policy together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotalBudget {
+    /// Tokens, prompt and completion together.
+    pub tokens: Option<u64>,
+    /// US dollars.
+    pub money_usd: Option<f64>,
+    /// The limits start again every this many seconds (aligned on the Unix epoch, so `86400`
+    /// is a UTC day); without it they hold for the policy's lifetime.
+    pub window_s: Option<u64>,
 }
 
 /// How provisional agents count.

@@ -11,6 +11,8 @@ pub mod ledger;
 pub mod model;
 #[cfg(feature = "sled")]
 mod on_disk;
+#[cfg(feature = "postgres")]
+mod postgres;
 pub mod store;
 
 pub use model::{Status, Suspicion, TrustParams, TrustState, WeightScheme, standing};

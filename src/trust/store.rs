@@ -19,6 +19,8 @@ use crate::store::StoreError;
 
 #[cfg(feature = "sled")]
 pub use super::on_disk::SledTrustStore;
+#[cfg(feature = "postgres")]
+pub use super::postgres::PgTrustStore;
 
 /// Trust in one agent for one domain, keyed `(agent, domain)`.
 pub type Key = (String, String);
@@ -218,6 +220,10 @@ pub enum TrustError {
     #[cfg(feature = "sled")]
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The database failed.
+    #[cfg(feature = "postgres")]
+    #[error(transparent)]
+    Database(#[from] crate::postgres::DbError),
     /// The agent has no state in the store.
     #[error("unknown agent \"{0}\": it has no trust record in this store")]
     UnknownAgent(String),
@@ -282,6 +288,15 @@ pub trait TrustStore {
     /// # Errors
     /// The store cannot be read.
     fn snapshot(&self) -> Result<TrustSnapshot, TrustError>;
+
+    /// The store version (what [`TrustStore::snapshot`] would carry): a cheap way to see
+    /// whether another process changed trust.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn version(&self) -> Result<u64, TrustError> {
+        Ok(self.snapshot()?.version)
+    }
 
     /// Applies a batch atomically (all of it or nothing) and makes it durable before
     /// returning.

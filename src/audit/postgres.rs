@@ -1,0 +1,204 @@
+//! The audit log in PostgreSQL (feature `postgres`): one hash chain that every replica on the
+//! database appends to. An append locks the head row (`SELECT … FOR UPDATE`), links its
+//! records to the head and moves it, in one transaction: appends from many replicas are
+//! serialised on that row, and the chain stays one chain. A decision's idempotency key is
+//! unique in the table, so a key is recorded once whichever replica decides it.
+//!
+//! Records are stored as the sled log stores them (previous hash, hash, JSON body), so
+//! `conclave audit verify` checks both the same way.
+
+use postgres::IsolationLevel::ReadCommitted;
+
+use super::{
+    AuditError, AuditLog, AuditRecord, Entry, Hash, Verification, decode, encode, verify_chain,
+};
+use crate::postgres::{Database, DbError, Tx, unique_violation};
+
+/// The audit log in a PostgreSQL [`Database`].
+#[derive(Debug, Clone)]
+pub struct PgAuditLog {
+    db: Database,
+}
+
+impl PgAuditLog {
+    /// The audit log in `db`.
+    pub fn new(db: &Database) -> Self {
+        Self { db: db.clone() }
+    }
+
+    fn read_rows(
+        &self,
+        sql: &'static str,
+        param: Option<String>,
+    ) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
+        Ok(self.db.run(move |c| {
+            let rows = match &param {
+                Some(p) => c.query(sql, &[p])?,
+                None => c.query(sql, &[])?,
+            };
+            Ok(rows
+                .iter()
+                .map(|r| (u64::try_from(r.get::<_, i64>(0)).unwrap_or(0), r.get(1)))
+                .collect())
+        })?)
+    }
+
+    fn one(&self, sql: &'static str, param: String) -> Result<Option<AuditRecord>, AuditError> {
+        match self.read_rows(sql, Some(param))?.into_iter().next() {
+            None => Ok(None),
+            Some((seq, value)) => decode(seq, &value)
+                .map(Some)
+                .map_err(|detail| AuditError::Unreadable { seq, detail }),
+        }
+    }
+}
+
+fn hash_of(bytes: &[u8]) -> Option<Hash> {
+    bytes.try_into().ok()
+}
+
+/// The idempotency key of a decision entry.
+fn key_of(entry: &Entry) -> Option<&str> {
+    match entry {
+        Entry::Decision(d) => d.idempotency_key.as_deref(),
+        _ => None,
+    }
+}
+
+impl AuditLog for PgAuditLog {
+    fn append(&self, entry: &Entry) -> Result<AuditRecord, AuditError> {
+        let mut records = self.append_all(std::slice::from_ref(entry))?;
+        records.pop().ok_or_else(|| AuditError::Unreadable {
+            seq: 0,
+            detail: "nothing was appended".to_owned(),
+        })
+    }
+
+    fn append_all(&self, entries: &[Entry]) -> Result<Vec<AuditRecord>, AuditError> {
+        let entries = entries.to_vec();
+        self.db.transact(ReadCommitted, move |tx| {
+            let head = tx.query_one(
+                "SELECT seq, hash FROM conclave.audit_head WHERE id = 1 FOR UPDATE",
+                &[],
+            )?;
+            let mut seq = u64::try_from(head.get::<_, i64>(0)).unwrap_or(0);
+            let mut prev = hash_of(head.get(1)).ok_or_else(|| {
+                Tx::Abort(AuditError::Unreadable {
+                    seq,
+                    detail: "the head of the chain is damaged; run `conclave audit verify`"
+                        .to_owned(),
+                })
+            })?;
+            let mut out = Vec::with_capacity(entries.len());
+            for entry in &entries {
+                seq += 1;
+                let (hash, value) = encode(seq, &prev, entry);
+                let decision = match entry {
+                    Entry::Decision(d) => Some(d.id.as_str()),
+                    _ => None,
+                };
+                let key = key_of(entry);
+                let n = i64::try_from(seq).unwrap_or(i64::MAX);
+                tx.execute(
+                    "INSERT INTO conclave.audit (seq, record, decision, idempotency_key)
+                     VALUES ($1, $2, $3, $4)",
+                    &[&n, &value, &decision, &key],
+                )
+                .map_err(|e| match key {
+                    Some(k) if unique_violation(&e) => {
+                        Tx::Abort(AuditError::DuplicateKey(k.to_owned()))
+                    }
+                    _ => Tx::Db(e),
+                })?;
+                out.push(AuditRecord {
+                    seq,
+                    prev,
+                    hash,
+                    entry: entry.clone(),
+                });
+                prev = hash;
+            }
+            let n = i64::try_from(seq).unwrap_or(i64::MAX);
+            tx.execute(
+                "UPDATE conclave.audit_head SET seq = $1, hash = $2 WHERE id = 1",
+                &[&n, &prev.as_slice()],
+            )?;
+            Ok(out)
+        })
+    }
+
+    fn get(&self, seq: u64) -> Result<Option<AuditRecord>, AuditError> {
+        self.one(
+            "SELECT seq, record FROM conclave.audit WHERE seq = $1::text::bigint",
+            seq.to_string(),
+        )
+    }
+
+    fn records(&self) -> Result<Vec<AuditRecord>, AuditError> {
+        Ok(self
+            .read_rows("SELECT seq, record FROM conclave.audit ORDER BY seq", None)?
+            .into_iter()
+            .filter_map(|(seq, v)| decode(seq, &v).ok())
+            .collect())
+    }
+
+    fn verify(&self) -> Result<Verification, AuditError> {
+        // The head and the records in one snapshot: appends going on meanwhile are not seen
+        // half.
+        let (head, rows) = self
+            .db
+            .transact(postgres::IsolationLevel::RepeatableRead, |tx| {
+                let head = tx.query_one(
+                    "SELECT seq, hash FROM conclave.audit_head WHERE id = 1",
+                    &[],
+                )?;
+                let seq = u64::try_from(head.get::<_, i64>(0)).unwrap_or(0);
+                let hash = hash_of(head.get(1));
+                let rows: Vec<(u64, Vec<u8>)> = tx
+                    .query("SELECT seq, record FROM conclave.audit ORDER BY seq", &[])?
+                    .iter()
+                    .map(|r| (u64::try_from(r.get::<_, i64>(0)).unwrap_or(0), r.get(1)))
+                    .collect();
+                Ok::<_, Tx<AuditError>>((hash.map(|h| (seq, h)), rows))
+            })?;
+        let head = match head {
+            Some(h) => h,
+            None => {
+                return Ok(Verification {
+                    records: rows.len() as u64,
+                    first_broken: Some(super::Broken {
+                        seq: 0,
+                        reason: "the head of the chain is damaged".to_owned(),
+                    }),
+                });
+            }
+        };
+        Ok(verify_chain(rows.into_iter(), Some(head)))
+    }
+
+    fn find(&self, id: &str) -> Result<AuditRecord, AuditError> {
+        if let Ok(seq) = id.parse::<u64>()
+            && let Some(r) = self.get(seq)?
+        {
+            return Ok(r);
+        }
+        self.one(
+            "SELECT seq, record FROM conclave.audit WHERE decision = $1 ORDER BY seq LIMIT 1",
+            id.to_owned(),
+        )?
+        .ok_or_else(|| AuditError::NotFound(id.to_owned()))
+    }
+
+    fn find_key(&self, key: &str) -> Result<Option<AuditRecord>, AuditError> {
+        self.one(
+            "SELECT seq, record FROM conclave.audit WHERE idempotency_key = $1",
+            key.to_owned(),
+        )
+    }
+}
+
+impl From<DbError> for Tx<AuditError> {
+    fn from(e: DbError) -> Self {
+        Self::Abort(AuditError::Database(e))
+    }
+}

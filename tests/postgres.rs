@@ -1,0 +1,252 @@
+//! The PostgreSQL backend against a real PostgreSQL server (from the distribution's packages,
+//! started in a temporary directory): the trust store's contract, one audit chain appended
+//! by many connections, idempotency keys, tampering, budget reservations across handles,
+//! migrations and bad URLs.
+
+use std::sync::{Arc, OnceLock};
+
+use conclave::aggregate::{Kind, Rule, TallyInput};
+use conclave::audit::{AuditError, AuditLog, DecisionRecord, Entry, PgAuditLog};
+use conclave::ballot::Ballot;
+use conclave::governor::spend::{Charge, SpendAccount};
+use conclave::postgres::{Database, DbError, PgSpend};
+use conclave::trust::TrustParams;
+use conclave::trust::store::{PgTrustStore, TrustStore};
+
+use crate::support::TempPostgres;
+use crate::trust_store::{contract, graded};
+
+/// One server for the module's tests; each test has a database of its own.
+fn server() -> &'static TempPostgres {
+    static SERVER: OnceLock<TempPostgres> = OnceLock::new();
+    SERVER.get_or_init(TempPostgres::start)
+}
+
+/// A fresh, empty database on the shared server; its URL.
+pub(crate) fn fresh_database(name: &str) -> String {
+    let base = &server().url;
+    let mut c = postgres::Client::connect(base, postgres::NoTls).unwrap();
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .unwrap();
+    c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    base.replace("/postgres", &format!("/{name}"))
+}
+
+fn decision(i: u64, key: Option<&str>) -> Entry {
+    let input = TallyInput::new(
+        Kind::Choice,
+        ["buy", "hold"],
+        vec![
+            Ballot::choice("econ", "hold"),
+            Ballot::choice("news", if i % 3 == 0 { "buy" } else { "hold" }),
+        ],
+    );
+    let mut d = DecisionRecord::tallied(
+        format!("d{i}"),
+        "Buy or hold?",
+        "finance",
+        input,
+        Rule::Plurality,
+    )
+    .unwrap();
+    d.idempotency_key = key.map(str::to_owned);
+    Entry::Decision(Box::new(d))
+}
+
+#[test]
+fn the_trust_store_keeps_the_contract_and_is_shared_by_every_handle() {
+    let url = fresh_database("trust_contract");
+    let db = Database::connect(&url, 2).unwrap();
+    contract(&PgTrustStore::new(&db, TrustParams::default()).unwrap());
+    // Another handle (another replica) sees what this one writes.
+    let one = PgTrustStore::new(&db, TrustParams::default()).unwrap();
+    one.apply(&graded("after-reset", &[("i9", &[("econ", true)])]))
+        .unwrap();
+    let other_db = Database::connect(&url, 1).unwrap();
+    let other = PgTrustStore::new(&other_db, TrustParams::default()).unwrap();
+    let snap = other.snapshot().unwrap();
+    assert_eq!(snap.get("econ", "finance").unwrap().n, 1);
+    assert_eq!(other.version().unwrap(), snap.version);
+    assert_eq!(other.batches().unwrap().len(), 1);
+}
+
+#[test]
+fn concurrent_trust_batches_from_several_replicas_all_land_once() {
+    let url = fresh_database("trust_concurrent");
+    let handles: Vec<Database> = (0..3)
+        .map(|_| Database::connect(&url, 4).unwrap())
+        .collect();
+    std::thread::scope(|s| {
+        for t in 0..9 {
+            let db = &handles[t % 3];
+            s.spawn(move || {
+                let store = PgTrustStore::new(db, TrustParams::default()).unwrap();
+                for b in 0..6 {
+                    let agent = ["econ", "news", "gen"][b % 3];
+                    store
+                        .apply(&graded(
+                            &format!("t{t}-b{b}"),
+                            &[(&format!("i{t}-{b}"), &[(agent, b % 2 == 0)])],
+                        ))
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let store = PgTrustStore::new(&handles[0], TrustParams::default()).unwrap();
+    let snap = store.snapshot().unwrap();
+    // 54 batches, each one graded item: serializable transactions lost none, doubled none.
+    assert_eq!(snap.version, 54);
+    assert_eq!(store.batches().unwrap().len(), 54);
+    let graded_items: u64 = ["econ", "news", "gen"]
+        .iter()
+        .map(|a| snap.get(a, "finance").unwrap().n)
+        .sum();
+    assert_eq!(graded_items, 54);
+    // The history is one gap-free sequence.
+    let mut seqs: Vec<u64> = ["econ", "news", "gen"]
+        .iter()
+        .flat_map(|a| store.history(a).unwrap())
+        .map(|e| e.seq)
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=54).collect::<Vec<_>>());
+}
+
+#[test]
+fn many_appenders_on_several_handles_make_one_verifiable_chain() {
+    let url = fresh_database("audit_chain");
+    let handles: Vec<Database> = (0..3)
+        .map(|_| Database::connect(&url, 4).unwrap())
+        .collect();
+    std::thread::scope(|s| {
+        for t in 0..6u64 {
+            let log = PgAuditLog::new(&handles[(t % 3) as usize]);
+            s.spawn(move || {
+                for i in 0..40 {
+                    let n = t * 1000 + i;
+                    log.append(&decision(n, Some(&format!("key-{n}")))).unwrap();
+                }
+            });
+        }
+    });
+    let log = PgAuditLog::new(&handles[1]);
+    let v = log.verify().unwrap();
+    assert_eq!((v.records, v.first_broken.is_none()), (240, true), "{v:?}");
+    let records = log.records().unwrap();
+    assert_eq!(
+        records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (1..=240).collect::<Vec<_>>()
+    );
+    // A key is recorded once: a second decision with it is refused, the chain unchanged.
+    let err = log.append(&decision(5, Some("key-2005"))).unwrap_err();
+    assert!(
+        matches!(err, AuditError::DuplicateKey(ref k) if k == "key-2005"),
+        "{err}"
+    );
+    let found = log.find_key("key-2005").unwrap().unwrap();
+    assert!(matches!(&found.entry, Entry::Decision(d) if d.id == "d2005"));
+    assert!(log.find_key("no-such-key").unwrap().is_none());
+    assert_eq!(
+        log.find("d3007").unwrap().seq,
+        log.find_key("key-3007").unwrap().unwrap().seq
+    );
+    assert_eq!(log.verify().unwrap().records, 240);
+
+    // Rewriting a record in the database is caught, at that record.
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    c.execute(
+        "UPDATE conclave.audit SET record = overlay(record placing '\\x20'::bytea from 80 for 1) WHERE seq = 17",
+        &[],
+    )
+    .unwrap();
+    let v = log.verify().unwrap();
+    assert_eq!(v.first_broken.as_ref().map(|b| b.seq), Some(17), "{v:?}");
+    // So is a record removed at the end (the head still names it).
+    let url2 = fresh_database("audit_truncated");
+    let log2 = PgAuditLog::new(&Database::connect(&url2, 1).unwrap());
+    for i in 0..3 {
+        log2.append(&decision(i, None)).unwrap();
+    }
+    let mut c2 = postgres::Client::connect(&url2, postgres::NoTls).unwrap();
+    c2.execute("DELETE FROM conclave.audit WHERE seq = 3", &[])
+        .unwrap();
+    assert!(log2.verify().unwrap().first_broken.is_some());
+}
+
+#[test]
+fn budget_reservations_from_several_replicas_never_pass_the_cap() {
+    let url = fresh_database("spend");
+    let accounts: Vec<Arc<PgSpend>> = (0..3)
+        .map(|_| Arc::new(PgSpend::new(&Database::connect(&url, 4).unwrap())))
+        .collect();
+    let cap = Charge {
+        tokens: 10_000,
+        usd: f64::INFINITY,
+    };
+    let call = Charge {
+        tokens: 300,
+        usd: 0.0,
+    };
+    let granted = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for t in 0..12 {
+            let account = accounts[t % 3].clone();
+            let granted = &granted;
+            s.spawn(move || {
+                for _ in 0..20 {
+                    if account.reserve("p", call, cap).unwrap() {
+                        granted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let (r, sp) = account.totals("p").unwrap();
+                        assert!(r.tokens + sp.tokens <= cap.tokens);
+                        // Each call spends all it reserved.
+                        account.settle("p", call, call).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let (reserved, spent) = accounts[0].totals("p").unwrap();
+    assert_eq!(reserved.tokens, 0);
+    // 240 asked, each 300 tokens: exactly ⌊10,000 / 300⌋ = 33 fit, whichever replica asked.
+    assert_eq!(granted.into_inner(), 33);
+    assert_eq!(spent.tokens, 33 * 300);
+}
+
+#[test]
+fn migrations_are_versioned_and_a_newer_schema_is_refused() {
+    let url = fresh_database("migrations");
+    // Replicas starting together apply the schema once.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| Database::connect(&url, 1).unwrap());
+        }
+    });
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let versions: i64 = c
+        .query_one("SELECT count(*) FROM conclave.migrations", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(versions, 1);
+    c.execute(
+        "INSERT INTO conclave.migrations (version) VALUES (999)",
+        &[],
+    )
+    .unwrap();
+    let err = Database::connect(&url, 1).unwrap_err();
+    assert!(
+        matches!(err, DbError::NewerSchema { found: 999, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_urls_and_unreachable_servers_fail_clearly_without_the_password() {
+    let err = Database::connect("postgres://u:hunter2@127.0.0.1:1/x", 1).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, DbError::Connect { .. }), "{text}");
+    assert!(text.contains("127.0.0.1:1/x"), "{text}");
+    assert!(!text.contains("hunter2"), "the password leaked: {text}");
+    let err = Database::connect("postgres://[not a url", 1).unwrap_err();
+    assert!(matches!(err, DbError::Url(_)), "{err}");
+}
