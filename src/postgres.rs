@@ -208,12 +208,20 @@ impl Database {
             config.application_name("conclave");
         }
         let at: Arc<str> = describe(&config).into();
-        // The first connection is made here, so that a bad URL fails now and clearly.
-        let mut first = config.connect(NoTls).map_err(|e| DbError::Connect {
-            at: at.to_string(),
-            detail: connect_detail(&e),
+        // The first connection is made here, so that a bad URL fails now and clearly; on a
+        // thread of its own, since the client must not block an async worker.
+        let first = std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut first = config.connect(NoTls).map_err(|e| DbError::Connect {
+                    at: at.to_string(),
+                    detail: connect_detail(&e),
+                })?;
+                migrate(&mut first)?;
+                Ok::<_, DbError>(first)
+            })
+            .join()
+            .map_err(|_| DbError::Query("the connection thread panicked".to_owned()))?
         })?;
-        migrate(&mut first)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let mut first = Some(first);

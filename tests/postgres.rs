@@ -38,7 +38,7 @@ fn decision(i: u64, key: Option<&str>) -> Entry {
         ["buy", "hold"],
         vec![
             Ballot::choice("econ", "hold"),
-            Ballot::choice("news", if i % 3 == 0 { "buy" } else { "hold" }),
+            Ballot::choice("news", if i.is_multiple_of(3) { "buy" } else { "hold" }),
         ],
     );
     let mut d = DecisionRecord::tallied(
@@ -249,4 +249,224 @@ fn bad_urls_and_unreachable_servers_fail_clearly_without_the_password() {
     assert!(!text.contains("hunter2"), "the password leaked: {text}");
     let err = Database::connect("postgres://[not a url", 1).unwrap_err();
     assert!(matches!(err, DbError::Url(_)), "{err}");
+}
+
+const REPLICA_AGENTS: &str = r#"
+[[agent]]
+id = "a1"
+kind = "scripted"
+scripted = { competence = { default = 0.9 }, latency = { median_ms = 3, p99_ms = 8 } }
+
+[[agent]]
+id = "a2"
+kind = "scripted"
+scripted = { competence = { default = 0.8 }, latency = { median_ms = 3, p99_ms = 8 } }
+
+[[agent]]
+id = "a3"
+kind = "scripted"
+scripted = { competence = { default = 0.7 }, latency = { median_ms = 3, p99_ms = 8 } }
+"#;
+
+/// The cap of the policy's `[budget.total]`: each call reserves 1,000 + 512 tokens and
+/// spends 680, three calls a decision, so it runs out after about 630 of the 1,000.
+const CAP: u64 = 1_300_000;
+
+fn replica_policy() -> String {
+    format!(
+        r#"id = "desk"
+description = "Trading calls by three agents, with a budget shared by every replica."
+applies = {{ domains = ["trading"], kinds = ["choice"] }}
+pool = {{ agents = ["a1", "a2", "a3"] }}
+rule = {{ name = "weighted-plurality" }}
+quorum = {{ ballots = 3 }}
+early_stop = {{ enabled = false }}
+thresholds = {{ accept = 0.0, arbitrate = 0.0, human = 0.0 }}
+budget = {{ total = {{ tokens = {CAP} }} }}
+"#
+    )
+}
+
+/// A `conclave serve` replica on the database: the child and its base URL.
+fn replica(
+    url: &str,
+    agents: &std::path::Path,
+    policies: &std::path::Path,
+) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--follow-ms", "200"])
+        .arg("--agents")
+        .arg(agents)
+        .arg("--policies")
+        .arg(policies)
+        .env("CONCLAVE_DATABASE_URL", url)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in: {first}"))
+        .to_owned();
+    // Keep draining stderr so that the replica never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    (child, base)
+}
+
+/// Issue 15's acceptance: three replicas on one real PostgreSQL, 1,000 decisions sent
+/// concurrently, one replica SIGKILLed mid-run (its clients retry on another replica with
+/// the same idempotency key).
+#[test]
+fn three_replicas_share_one_chain_one_budget_and_idempotency_through_a_sigkill() {
+    use futures_util::StreamExt;
+    let url = fresh_database("replicas");
+    let dir = tempfile::tempdir().unwrap();
+    let (agents, policies) = (dir.path().join("agents.toml"), dir.path().join("policies"));
+    std::fs::write(&agents, REPLICA_AGENTS).unwrap();
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join("desk.toml"), replica_policy()).unwrap();
+    let mut children = Vec::new();
+    let mut bases = Vec::new();
+    for _ in 0..3 {
+        let (c, b) = replica(&url, &agents, &policies);
+        children.push(c);
+        bases.push(b);
+    }
+    let client = reqwest::Client::new();
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let killed = Arc::new(std::sync::Mutex::new(Some(children.remove(2))));
+    // Request i carries key k{i mod 900}: the last 100 repeat a key, on another replica.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let results: Vec<(String, Option<String>, usize)> = runtime.block_on(futures_util::stream::iter(0..1000usize)
+        .map(|i| {
+            let (client, bases, done, killed) =
+                (client.clone(), bases.clone(), done.clone(), killed.clone());
+            async move {
+                let key = format!("k{}", i % 900);
+                let body = serde_json::json!({
+                    "model": "desk",
+                    "messages": [{"role": "user", "content": format!("Buy, hold or sell #{}?", i % 900)}],
+                    "conclave": {"options": ["buy", "hold", "sell"], "truth": "hold",
+                                 "seed": i % 900, "idempotency_key": key},
+                })
+                .to_string();
+                let mut answer = None;
+                for attempt in 0..3 {
+                    let base = &bases[(i + attempt) % 3];
+                    let sent = client
+                        .post(format!("{base}/v1/chat/completions"))
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status() == 200 => {
+                            let id = r.headers()["x-conclave-decision"].to_str().unwrap().to_owned();
+                            answer = Some(id);
+                            break;
+                        }
+                        Ok(r) => panic!("request {i}: {} {}", r.status(), r.text().await.unwrap()),
+                        // The killed replica: retry on the next one, same key.
+                        Err(_) => continue,
+                    }
+                }
+                if done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 300
+                    && let Some(mut c) = killed.lock().unwrap().take()
+                {
+                    c.kill().unwrap(); // SIGKILL
+                    c.wait().unwrap();
+                }
+                (key, answer, i)
+            }
+        })
+        .buffer_unordered(48)
+        .collect());
+    assert!(
+        killed.lock().unwrap().is_none(),
+        "the replica was not killed"
+    );
+    for mut c in children {
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    // Every answer is recorded; a key has one decision, and every answer for it names it.
+    let db = Database::connect(&url, 1).unwrap();
+    let log = PgAuditLog::new(&db);
+    let records = log.records().unwrap();
+    let mut by_key: std::collections::BTreeMap<String, String> = Default::default();
+    let mut tokens = 0;
+    let mut budget_stops = 0;
+    for r in &records {
+        if let Entry::Decision(d) = &r.entry {
+            let key = d
+                .idempotency_key
+                .clone()
+                .expect("every decision here has a key");
+            assert!(
+                by_key.insert(key.clone(), d.id.clone()).is_none(),
+                "key {key} is recorded twice"
+            );
+            let course = d.course.as_ref().unwrap();
+            tokens += course.tokens;
+            budget_stops += usize::from(course.stop == conclave::decision::Stop::Budget);
+        }
+    }
+    let answered: Vec<_> = results.iter().filter(|r| r.1.is_some()).collect();
+    assert!(
+        answered.len() >= 990,
+        "only {} of 1,000 answered",
+        answered.len()
+    );
+    for (key, id, i) in &answered {
+        assert_eq!(
+            by_key.get(key),
+            id.as_ref(),
+            "request {i} (key {key}) got a decision the chain does not hold for its key"
+        );
+    }
+    assert!(by_key.len() <= 900);
+
+    // The chain verifies, through the CLI as an operator runs it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args(["audit", "verify"])
+        .env("CONCLAVE_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains(&format!("{} records verified", records.len())),
+        "{said}"
+    );
+
+    eprintln!(
+        "replicas: {} answered, {} decisions recorded for {} keys, {budget_stops} stopped by the budget, {tokens} tokens spent",
+        answered.len(),
+        records.len(),
+        by_key.len()
+    );
+    // The budget: what was spent and what is still reserved (by the killed replica) stay
+    // within the cap, and the cap did bind (so the check is not vacuous).
+    let (reserved, spent) = PgSpend::new(&db).totals("desk").unwrap();
+    assert!(
+        spent.tokens + reserved.tokens <= CAP,
+        "{spent:?} + {reserved:?} > {CAP}"
+    );
+    assert!(tokens <= CAP, "the records spent {tokens} > {CAP}");
+    assert!(
+        budget_stops > 0 && tokens > CAP / 2,
+        "the cap never bound: {tokens} spent, {budget_stops} stops"
+    );
 }

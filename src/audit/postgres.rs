@@ -12,7 +12,7 @@ use postgres::IsolationLevel::ReadCommitted;
 use super::{
     AuditError, AuditLog, AuditRecord, Entry, Hash, Verification, decode, encode, verify_chain,
 };
-use crate::postgres::{Database, DbError, Tx, unique_violation};
+use crate::postgres::{Database, Tx, unique_violation};
 
 /// The audit log in a PostgreSQL [`Database`].
 #[derive(Debug, Clone)]
@@ -194,11 +194,5 @@ impl AuditLog for PgAuditLog {
             "SELECT seq, record FROM conclave.audit WHERE idempotency_key = $1",
             key.to_owned(),
         )
-    }
-}
-
-impl From<DbError> for Tx<AuditError> {
-    fn from(e: DbError) -> Self {
-        Self::Abort(AuditError::Database(e))
     }
 }
