@@ -198,10 +198,22 @@ impl Store {
         };
         // Our own lock first, so that nothing writes while the store is checked.
         let lock = fs::File::open(dir.join(MARKER)).map_err(io_err)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Locked(dir.to_path_buf())),
-            Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
+        // A child this process is starting holds a copy of the lock's descriptor from its
+        // fork until its exec closes it: a lock held that briefly is waited for (up to 2 s)
+        // before the store is reported in use.
+        let mut tries = 0;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) if tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(StoreError::Locked(dir.to_path_buf()));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
+            }
         }
         // Under our lock nobody else uses the store: what a killed process left is cleared.
         // An incomplete snapshot (sled writes `snap.*.generating`, then renames it) would make

@@ -37,9 +37,17 @@ thresholds = { accept = 0.0, arbitrate = 0.0, human = 0.0 }
 
 /// A server on an ephemeral loopback port: its base URL.
 async fn serve(token: Option<&str>) -> String {
-    let catalog = crate::support::catalog(AGENTS, POLICY);
     let trust = Arc::new(MemoryTrustStore::new(TrustParams::default()).expect("store"));
-    let log = Arc::new(MemoryAuditLog::default());
+    serve_on(token, trust, Arc::new(MemoryAuditLog::default())).await
+}
+
+/// A server on these stores (two servers on the same stores are two replicas).
+async fn serve_on(
+    token: Option<&str>,
+    trust: Arc<MemoryTrustStore>,
+    log: Arc<MemoryAuditLog>,
+) -> String {
+    let catalog = crate::support::catalog(AGENTS, POLICY);
     let config = ServeConfig {
         token: token.map(str::to_owned),
         body_limit: 4096,
@@ -443,4 +451,170 @@ print(json.dumps(out))
         rest.iter().any(|l| l.contains("conclave stopped")),
         "{rest:?}"
     );
+}
+
+async fn text(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.expect("get");
+    (r.status().as_u16(), r.text().await.expect("text"))
+}
+
+/// The value of the first exposition line starting with `series`.
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Two replicas on one audit log: a key decided on one is answered by the other from the
+/// log, and recorded once.
+#[tokio::test]
+async fn a_key_decided_by_one_replica_is_answered_by_another_from_the_log() {
+    let trust = Arc::new(MemoryTrustStore::new(TrustParams::default()).expect("store"));
+    let log = Arc::new(MemoryAuditLog::default());
+    let one = serve_on(None, trust.clone(), log.clone()).await;
+    let two = serve_on(None, trust, log.clone()).await;
+    let ext = json!({"options": ["buy", "hold", "sell"], "idempotency_key": "order-77"});
+    let body = chat("desk", "Trade?", ext);
+    let (s1, first, _) = send(
+        "POST",
+        &format!("{one}/v1/chat/completions"),
+        None,
+        Some(body.clone()),
+    )
+    .await;
+    let (s2, second, h2) = send(
+        "POST",
+        &format!("{two}/v1/chat/completions"),
+        None,
+        Some(body),
+    )
+    .await;
+    assert_eq!((s1, s2), (200, 200), "{first} {second}");
+    assert_eq!(
+        first["conclave"]["decision"],
+        second["conclave"]["decision"]
+    );
+    assert_eq!(
+        first["choices"][0]["message"]["content"],
+        second["choices"][0]["message"]["content"]
+    );
+    assert_eq!(
+        h2.get("x-conclave-outcome").and_then(|h| h.to_str().ok()),
+        first["conclave"]["outcome"]["outcome"].as_str()
+    );
+    let decisions = conclave::AuditLog::records(&*log)
+        .expect("records")
+        .into_iter()
+        .filter(|r| matches!(r.entry, conclave::audit::Entry::Decision(_)))
+        .count();
+    assert_eq!(decisions, 1, "the key was recorded more than once");
+}
+
+/// `POST /v1/checks` routes and explains with no agent called; `/metrics` counts what was
+/// governed.
+#[tokio::test]
+async fn checks_call_no_agent_and_metrics_count_what_was_governed() {
+    let base = serve(None).await;
+    let check = json!({"id": "c-1", "question": "Trade?", "domain": "trading", "kind": "choice",
+                       "options": ["buy", "sell"]});
+    let (status, c, _) = send(
+        "POST",
+        &format!("{base}/v1/checks"),
+        None,
+        Some(check.to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(
+        (c["policy"].as_str(), c["admissible"].as_bool()),
+        (Some("desk"), Some(true)),
+        "{c}"
+    );
+    assert_eq!(c["pool"].as_array().map(Vec::len), Some(3), "{c}");
+    assert_eq!(c["pool"][0]["standing"], "provisional", "{c}");
+    assert!(
+        c["explanation"].as_str().is_some_and(|e| e.contains("a1")),
+        "{c}"
+    );
+    let bad = json!({"id": "c-2", "question": "Trade?", "domain": "trading", "kind": "choice",
+                     "options": ["buy"], "policy": "desk"});
+    let (status, c, _) = send(
+        "POST",
+        &format!("{base}/v1/checks"),
+        None,
+        Some(bad.to_string()),
+    )
+    .await;
+    assert_eq!(
+        (status, c["admissible"].as_bool()),
+        (200, Some(false)),
+        "{c}"
+    );
+    let (status, c, _) = send(
+        "POST",
+        &format!("{base}/v1/checks"),
+        None,
+        Some(
+            json!({"id": "c-3", "question": "Rate?", "domain": "weather", "kind": "score"})
+                .to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, c["error"]["code"].as_str()),
+        (404, Some("no_policy")),
+        "{c}"
+    );
+    // Checks called nobody.
+    let (status, m) = text(&format!("{base}/metrics")).await;
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(sample(&m, "conclave_decisions_total{"), None, "{m}");
+    for i in 0..3 {
+        let ext = json!({"options": ["buy", "hold", "sell"], "truth": "hold", "seed": i});
+        let (status, v, _) = send(
+            "POST",
+            &format!("{base}/v1/chat/completions"),
+            None,
+            Some(chat("desk", "Trade?", ext)),
+        )
+        .await;
+        assert_eq!(status, 200, "{v}");
+    }
+    let (_, m) = text(&format!("{base}/metrics")).await;
+    assert_eq!(
+        sample(
+            &m,
+            "conclave_decisions_total{policy=\"desk\",outcome=\"decided\"}"
+        ),
+        Some(3.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "conclave_agent_calls_total{agent=\"a1\",cause=\"answered\"}"
+        ),
+        Some(3.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "conclave_decision_duration_seconds_count{policy=\"desk\"}"
+        ),
+        Some(3.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "conclave_tokens_total{policy=\"desk\"}"),
+        Some(3.0 * 3.0 * 680.0),
+        "{m}"
+    );
+    assert!(
+        m.contains("conclave_agents{standing=\"quarantined\"} 0"),
+        "{m}"
+    );
+    assert!(m.trim_end().ends_with("# EOF"), "{m}");
 }

@@ -17,6 +17,8 @@
 //! limited (1 MiB by default). Trust and the audit log are the store's traits, so the same
 //! router serves any backend.
 
+mod metrics;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -38,6 +40,7 @@ use crate::decision::{Decision, Outcome, Truth, Verdict};
 use crate::governor::Governor;
 use crate::governor::director::{Directives, Director};
 use crate::policy::Catalog;
+use crate::trust::TrustState;
 use crate::trust::ledger::LedgerParams;
 use crate::trust::store::TrustStore;
 
@@ -79,6 +82,7 @@ pub struct ServeState {
     next: AtomicU64,
     /// The trust version the Governors were last put on.
     trust_version: AtomicU64,
+    metrics: metrics::Metrics,
     /// The Cognitive Director's standing orders, shared by every Governor, and how a change
     /// is kept (with the orders last kept).
     director: Option<Orders>,
@@ -171,6 +175,7 @@ impl ServeState {
             config,
             next: AtomicU64::new(0),
             trust_version: AtomicU64::new(snapshot.version),
+            metrics: metrics::Metrics::new(),
             director: None,
         };
         state.refresh(|g| g)?;
@@ -330,8 +335,12 @@ impl ServeState {
         }
         let governor = self.governor(policy)?;
         let domain = decision.domain.clone();
+        let started = std::time::Instant::now();
         let verdict = match governor.decide(decision).await {
-            Ok(v) => v,
+            Ok(v) => {
+                self.metrics.decided(&v, started.elapsed().as_secs_f64());
+                v
+            }
             // Another replica recorded this key while this one was deciding: its decision is
             // the one that stands.
             Err(crate::GovernorError::Audit(crate::AuditError::DuplicateKey(k))) => {
@@ -433,6 +442,8 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/v1/decisions/{id}/outcome", post(outcome))
         .route("/v1/trust", get(trust))
         .route("/v1/policies", get(policies))
+        .route("/v1/checks", post(checks))
+        .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
         .route(
@@ -757,4 +768,97 @@ async fn policies(State(state): State<Arc<ServeState>>) -> axum::Json<Value> {
         })
         .collect();
     axum::Json(json!({"policies": list}))
+}
+
+async fn metrics(State(state): State<Arc<ServeState>>) -> Result<Response, ApiError> {
+    let s = state.clone();
+    let snapshot = tokio::task::spawn_blocking(move || s.trust.snapshot())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let text = state
+        .metrics
+        .render(&snapshot)
+        .map_err(ApiError::internal)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// `POST /v1/checks`: which policy a decision would go to and what would happen to it, with
+/// no agent called: the policy (routed by domain and kind unless named), whether it covers
+/// the decision, the problems that would refuse it, each pool member's standing in the
+/// domain, whether the domain is suspended, and the policy's explanation.
+async fn checks(
+    State(state): State<Arc<ServeState>>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let req: DecisionRequest = body(raw)?;
+    let d = &req.decision;
+    let policy = match &req.policy {
+        Some(id) => state.catalog.policy(id).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_policy",
+                format!("no policy \"{id}\""),
+            )
+        })?,
+        None => state
+            .catalog
+            .route(&d.domain, d.kind)
+            .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "no_policy", e.to_string()))?,
+    };
+    let mut problems = Vec::new();
+    if !policy.covers(&d.domain, d.kind) {
+        problems.push(format!(
+            "policy \"{}\" does not cover {} decisions in domain \"{}\"",
+            policy.id(),
+            d.kind.as_str(),
+            d.domain
+        ));
+    }
+    if matches!(d.kind, Kind::Choice | Kind::Ranking) && d.options.len() < 2 {
+        problems.push(format!(
+            "a {} decision needs at least two options",
+            d.kind.as_str()
+        ));
+    }
+    if d.question.trim().is_empty() {
+        problems.push("the question is empty".to_owned());
+    }
+    let s = state.clone();
+    let snapshot = tokio::task::spawn_blocking(move || s.trust.snapshot())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let pool: Vec<Value> = policy
+        .pool()
+        .iter()
+        .map(|agent| {
+            json!({
+                "agent": agent,
+                "standing": snapshot.standing(agent, &d.domain).as_str(),
+                "trust": snapshot.get(agent, &d.domain).map(TrustState::trust),
+            })
+        })
+        .collect();
+    let suspended = state
+        .director
+        .as_ref()
+        .and_then(|o| o.director.current().suspension(&d.domain).cloned());
+    Ok(axum::Json(json!({
+        "policy": policy.id(),
+        "policy_hash": policy.hash(),
+        "admissible": problems.is_empty(),
+        "problems": problems,
+        "pool": pool,
+        "suspended": suspended,
+        "trust_version": snapshot.version,
+        "explanation": policy.explain(&state.catalog.agents),
+    })))
 }
