@@ -24,7 +24,7 @@
 //! recovery shows), but it does not count towards its wave and is not waited for. With nobody
 //! left to ask and the quorum in, the decision does not wait for stragglers or late agents.
 //!
-//! Every agent call runs in a `tracing` span `agent_call` (agent, model, latency, tokens,
+//! Every agent call runs in a `tracing` span `chat` (GenAI conventions; agent, model, latency, tokens,
 //! outcome); every decision ends with an event `decision governed` (outcome, stop, calls,
 //! waves, tokens, cost, consensus, latency) for a metrics layer to count.
 
@@ -442,7 +442,43 @@ impl Governor {
     /// # Errors
     /// A decision the policy does not cover, a malformed decision, or an audit failure.
     pub async fn decide(&self, decision: Decision) -> Result<Verdict, GovernorError> {
-        self.inner.decide(decision).await
+        // OpenTelemetry GenAI conventions: the decision is an `invoke_workflow` span; its
+        // agent calls are `chat` spans under it; the verdict's confidence is an evaluation
+        // result event.
+        let policy = self.inner.policy.id();
+        let span = tracing::info_span!(
+            "invoke_workflow",
+            otel.name = %format_args!("invoke_workflow {policy}"),
+            gen_ai.operation.name = "invoke_workflow",
+            gen_ai.workflow.name = policy,
+            conclave.decision.id = %decision.id,
+            conclave.domain = %decision.domain,
+            conclave.outcome = tracing::field::Empty,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let result =
+            tracing::Instrument::instrument(self.inner.decide(decision), span.clone()).await;
+        if !span.is_disabled() {
+            match &result {
+                Ok(v) => {
+                    span.record("conclave.outcome", v.outcome.as_str());
+                    span.in_scope(|| {
+                        tracing::info!(
+                            event.name = "gen_ai.evaluation.result",
+                            gen_ai.evaluation.name = "conclave.confidence",
+                            gen_ai.evaluation.score.value = v.confidence,
+                            gen_ai.evaluation.score.label = v.outcome.as_str(),
+                            gen_ai.evaluation.explanation = %format_args!("consensus {:.3}, {} calls", v.consensus, v.calls),
+                        );
+                    });
+                }
+                Err(e) => {
+                    span.record("error.type", e.to_string().as_str());
+                }
+            }
+        }
+        result
     }
 }
 
@@ -1481,10 +1517,22 @@ impl Inner {
         let service = member.service.clone();
         let request = AgentRequest::new(decision.clone());
         // One span per call: agent, model, and once it ends, latency, tokens and outcome.
+        // OpenTelemetry GenAI conventions: a `chat {model}` span (`otel.name`) with `gen_ai.*`
+        // attributes, under the decision's `invoke_workflow` span.
+        let model = member.spec.model.as_deref().unwrap_or("-");
         let span = tracing::info_span!(
-            "agent_call",
+            "chat",
+            otel.name = %format_args!("chat {model}"),
+            otel.kind = "client",
+            gen_ai.operation.name = "chat",
+            gen_ai.request.model = model,
+            gen_ai.request.max_tokens = member.spec.max_tokens,
+            gen_ai.agent.id = %member.spec.id,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            error.type = tracing::field::Empty,
             agent = %member.spec.id,
-            model = member.spec.model.as_deref().unwrap_or("-"),
+            model,
             latency_ms = tracing::field::Empty,
             tokens = tracing::field::Empty,
             outcome = tracing::field::Empty,
@@ -1515,10 +1563,13 @@ impl Inner {
                     match &reply {
                         Ok(r) => {
                             span.record("tokens", u64::from(r.tokens_in) + u64::from(r.tokens_out));
+                            span.record("gen_ai.usage.input_tokens", r.tokens_in);
+                            span.record("gen_ai.usage.output_tokens", r.tokens_out);
                             span.record("outcome", "answered");
                         }
                         Err(failed) => {
                             span.record("outcome", failed.reason.as_str());
+                            span.record("error.type", failed.reason.as_str());
                             if let Some(cause) = &failed.cause {
                                 tracing::debug!(cause = %cause, "agent call failed");
                             }
