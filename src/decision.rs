@@ -31,6 +31,11 @@ pub struct Decision {
     /// key with the decision already recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// This decision's stakes, when the caller knows them: `high` switches to the policy's
+    /// robust rule (if it has one), as a policy with high stakes does; a decision cannot
+    /// lower its policy's stakes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stakes: Option<crate::policy::Stakes>,
 }
 
 /// The right answer of an evaluation item.
@@ -121,6 +126,7 @@ impl Decision {
             seed: 0,
             truth: None,
             idempotency_key: None,
+            stakes: None,
         }
     }
 
@@ -169,6 +175,7 @@ impl Decision {
             seed: 0,
             truth: None,
             idempotency_key: None,
+            stakes: None,
         }
     }
 
@@ -300,6 +307,8 @@ pub struct Verdict {
     pub stop: Stop,
     /// Tokens spent.
     pub tokens: u64,
+    /// Of `tokens`, prompt tokens (the rest are completion tokens).
+    pub prompt_tokens: u64,
     /// Dollars spent.
     pub cost_usd: f64,
     /// The arbiter's ruling as a ballot of the decision's kind, beside the tally (arbitrated
@@ -382,6 +391,7 @@ impl Verdict {
             waves: course.waves,
             stop: course.stop,
             tokens: course.tokens,
+            prompt_tokens: course.prompt_tokens,
             cost_usd: course.cost_usd,
             ruling: r.ruling.clone(),
             rounds: r.rounds.clone(),
@@ -417,6 +427,7 @@ impl Verdict {
                 calls: self.calls,
                 waves: self.waves,
                 tokens: self.tokens,
+                prompt_tokens: self.prompt_tokens,
                 cost_usd: self.cost_usd,
             }),
             ruling: self.ruling.clone(),

@@ -258,7 +258,17 @@ impl Database {
             let _ = reply.send(result);
         });
         self.jobs.send(job).map_err(|_| DbError::Closed)?;
-        answer.recv().map_err(|_| DbError::Closed)?
+        let wait = || answer.recv().map_err(|_| DbError::Closed);
+        // Called from an async worker of a multi-threaded runtime (a budget reservation in
+        // the middle of a decision), the wait hands the worker's other tasks to another
+        // thread first, so that one round trip does not stall them.
+        let on_worker = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if on_worker {
+            tokio::task::block_in_place(wait)?
+        } else {
+            wait()?
+        }
     }
 
     /// Runs `f` in a transaction at `isolation`, again from the start when it conflicts with

@@ -470,3 +470,39 @@ fn three_replicas_share_one_chain_one_budget_and_idempotency_through_a_sigkill()
         "the cap never bound: {tokens} spent, {budget_stops} stops"
     );
 }
+
+/// Appends from many threads of one replica are written in groups; a duplicate key in a
+/// group fails that append only.
+#[test]
+fn group_commit_keeps_one_chain_and_fails_only_the_duplicate_key() {
+    let url = fresh_database("group_commit");
+    let log = PgAuditLog::new(&Database::connect(&url, 8).unwrap());
+    let (ok, dup) = (
+        std::sync::atomic::AtomicU64::new(0),
+        std::sync::atomic::AtomicU64::new(0),
+    );
+    std::thread::scope(|s| {
+        for t in 0..8u64 {
+            let (log, ok, dup) = (log.clone(), &ok, &dup);
+            s.spawn(move || {
+                for i in 0..30u64 {
+                    // Keys k0..k59: every key is tried by four threads.
+                    let key = format!("k{}", (t * 30 + i) % 60);
+                    match log.append(&decision(t * 100 + i, Some(&key))) {
+                        Ok(_) => ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                        Err(AuditError::DuplicateKey(k)) => {
+                            assert_eq!(k, key);
+                            dup.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        }
+                        Err(e) => panic!("{e}"),
+                    };
+                    // Unkeyed entries interleave.
+                    log.append(&decision(t * 100 + i, None)).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!((ok.into_inner(), dup.into_inner()), (60, 180));
+    let v = log.verify().unwrap();
+    assert_eq!((v.records, v.first_broken), (60 + 240, None));
+}

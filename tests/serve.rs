@@ -116,6 +116,16 @@ async fn a_chat_completion_is_a_governed_decision() {
         .expect("content");
     assert!(["buy", "hold", "sell"].contains(&answer), "{v}");
     assert_eq!(v["conclave"]["ballots"], 3, "{v}");
+    // Usage is summed over the panel: three scripted calls of 600 + 80 tokens.
+    assert_eq!(
+        (
+            v["usage"]["prompt_tokens"].as_u64(),
+            v["usage"]["completion_tokens"].as_u64(),
+            v["usage"]["total_tokens"].as_u64()
+        ),
+        (Some(1800), Some(240), Some(2040)),
+        "{v}"
+    );
     let id = v["conclave"]["decision"].as_str().expect("id").to_owned();
     assert_eq!(
         headers
@@ -617,4 +627,60 @@ async fn checks_call_no_agent_and_metrics_count_what_was_governed() {
         "{m}"
     );
     assert!(m.trim_end().ends_with("# EOF"), "{m}");
+}
+
+/// A grading on one replica reaches the other's Governors when it catches up with the
+/// store (what `serve::follow` does every `--follow-ms`).
+#[tokio::test]
+async fn a_replica_catches_up_with_trust_changed_by_another() {
+    let trust = Arc::new(MemoryTrustStore::new(TrustParams::default()).expect("store"));
+    let log = Arc::new(MemoryAuditLog::default());
+    let state = |trust: Arc<MemoryTrustStore>, log: Arc<MemoryAuditLog>| {
+        Arc::new(
+            ServeState::new(
+                crate::support::catalog(AGENTS, POLICY),
+                trust,
+                log,
+                ServeConfig::default(),
+            )
+            .expect("state"),
+        )
+    };
+    let (one, two) = (state(trust.clone(), log.clone()), state(trust, log));
+    let start = |s: Arc<ServeState>| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, router(s)).await.expect("serve") });
+        format!("http://{addr}")
+    };
+    let (a, b) = (start(one).await, start(two.clone()).await);
+    let ext = json!({"options": ["buy", "hold", "sell"], "truth": "hold"});
+    let body = chat("desk", "Trade?", ext);
+    let (_, first, _) = send(
+        "POST",
+        &format!("{a}/v1/chat/completions"),
+        None,
+        Some(body),
+    )
+    .await;
+    let id = first["conclave"]["decision"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (status, graded, _) = send(
+        "POST",
+        &format!("{a}/v1/decisions/{id}/outcome"),
+        None,
+        Some(json!({"correct": "hold"}).to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{graded}");
+    // Before catching up, the other replica still decides on the trust it started with.
+    let before = send("POST", &format!("{b}/v1/decisions"), None, Some(json!({"id": "x1", "question": "Trade?", "domain": "trading", "kind": "choice", "options": ["buy", "hold", "sell"], "truth": "hold"}).to_string())).await.1;
+    assert_eq!(before["trust_version"], 0, "{before}");
+    two.catch_up().expect("catch up");
+    let after = send("POST", &format!("{b}/v1/decisions"), None, Some(json!({"id": "x2", "question": "Trade?", "domain": "trading", "kind": "choice", "options": ["buy", "hold", "sell"], "truth": "hold"}).to_string())).await.1;
+    assert_eq!(after["trust_version"], 1, "{after}");
 }

@@ -89,6 +89,10 @@ pub struct DecisionRecord {
     pub at: u64,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// The course of a governed decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +107,9 @@ pub struct Course {
     pub waves: u32,
     /// Tokens spent.
     pub tokens: u64,
+    /// Of `tokens`, prompt tokens (absent in older records).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub prompt_tokens: u64,
     /// Dollars spent.
     pub cost_usd: f64,
 }

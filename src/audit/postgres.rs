@@ -4,8 +4,13 @@
 //! serialised on that row, and the chain stays one chain. A decision's idempotency key is
 //! unique in the table, so a key is recorded once whichever replica decides it.
 //!
+//! Appends that arrive together are written together (group commit): while one transaction
+//! writes, the others wait, and the next writer takes them all in one transaction.
+//!
 //! Records are stored as the sled log stores them (previous hash, hash, JSON body), so
 //! `conclave audit verify` checks both the same way.
+
+use std::sync::{Arc, Condvar, Mutex};
 
 use postgres::IsolationLevel::ReadCommitted;
 
@@ -14,16 +19,74 @@ use super::{
 };
 use crate::postgres::{Database, Tx, unique_violation};
 
-/// The audit log in a PostgreSQL [`Database`].
+/// The audit log in a PostgreSQL [`Database`]. Clones share one group commit.
 #[derive(Debug, Clone)]
 pub struct PgAuditLog {
     db: Database,
+    group: Arc<Group>,
+}
+
+/// One append waiting in the group: its entries, and where its result goes.
+type Slot = Arc<Mutex<Option<Result<Vec<AuditRecord>, AuditError>>>>;
+
+/// Group commit: appends that arrive while one transaction is writing wait, and the next
+/// writer takes all of them in one transaction (one lock of the head, one flush).
+#[derive(Debug, Default)]
+struct Group {
+    state: Mutex<Waiting>,
+    done: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
+    queue: Vec<(Vec<Entry>, Slot)>,
+    writing: bool,
 }
 
 impl PgAuditLog {
     /// The audit log in `db`.
     pub fn new(db: &Database) -> Self {
-        Self { db: db.clone() }
+        Self {
+            db: db.clone(),
+            group: Arc::default(),
+        }
+    }
+
+    /// Appends `entries` in one transaction of their own.
+    fn append_alone(&self, entries: Vec<Entry>) -> Result<Vec<AuditRecord>, AuditError> {
+        self.db
+            .transact(ReadCommitted, move |tx| append_in(tx, &entries))
+    }
+
+    /// Writes a group: all in one transaction; if that fails (a duplicate key among them),
+    /// each append alone, so that only the one at fault fails.
+    fn write(&self, batch: Vec<(Vec<Entry>, Slot)>) {
+        let all: Vec<Entry> = batch.iter().flat_map(|(e, _)| e.iter().cloned()).collect();
+        let results: Vec<Result<Vec<AuditRecord>, AuditError>> =
+            match (batch.len() > 1).then(|| self.append_alone(all)) {
+                Some(Ok(mut records)) => batch
+                    .iter()
+                    .map(|(e, _)| Ok(records.drain(..e.len()).collect()))
+                    .collect(),
+                // Any other failure is every append's (nothing of the group was written).
+                Some(Err(e)) if !matches!(e, AuditError::DuplicateKey(_)) => batch
+                    .iter()
+                    .map(|_| {
+                        Err(AuditError::Database(crate::postgres::DbError::Query(
+                            e.to_string(),
+                        )))
+                    })
+                    .collect(),
+                _ => batch
+                    .iter()
+                    .map(|(e, _)| self.append_alone(e.clone()))
+                    .collect(),
+            };
+        for ((_, slot), result) in batch.into_iter().zip(results) {
+            if let Ok(mut s) = slot.lock() {
+                *s = Some(result);
+            }
+        }
     }
 
     fn read_rows(
@@ -65,6 +128,57 @@ fn key_of(entry: &Entry) -> Option<&str> {
     }
 }
 
+/// Appends `entries` after the chain's head, inside `tx` (the head row is locked first).
+fn append_in(
+    tx: &mut postgres::Transaction<'_>,
+    entries: &[Entry],
+) -> Result<Vec<AuditRecord>, Tx<AuditError>> {
+    let head = tx.query_one(
+        "SELECT seq, hash FROM conclave.audit_head WHERE id = 1 FOR UPDATE",
+        &[],
+    )?;
+    let mut seq = u64::try_from(head.get::<_, i64>(0)).unwrap_or(0);
+    let mut prev = hash_of(head.get(1)).ok_or_else(|| {
+        Tx::Abort(AuditError::Unreadable {
+            seq,
+            detail: "the head of the chain is damaged; run `conclave audit verify`".to_owned(),
+        })
+    })?;
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        seq += 1;
+        let (hash, value) = encode(seq, &prev, entry);
+        let decision = match entry {
+            Entry::Decision(d) => Some(d.id.as_str()),
+            _ => None,
+        };
+        let key = key_of(entry);
+        let n = i64::try_from(seq).unwrap_or(i64::MAX);
+        tx.execute(
+            "INSERT INTO conclave.audit (seq, record, decision, idempotency_key)
+             VALUES ($1, $2, $3, $4)",
+            &[&n, &value, &decision, &key],
+        )
+        .map_err(|e| match key {
+            Some(k) if unique_violation(&e) => Tx::Abort(AuditError::DuplicateKey(k.to_owned())),
+            _ => Tx::Db(e),
+        })?;
+        out.push(AuditRecord {
+            seq,
+            prev,
+            hash,
+            entry: entry.clone(),
+        });
+        prev = hash;
+    }
+    let n = i64::try_from(seq).unwrap_or(i64::MAX);
+    tx.execute(
+        "UPDATE conclave.audit_head SET seq = $1, hash = $2 WHERE id = 1",
+        &[&n, &prev.as_slice()],
+    )?;
+    Ok(out)
+}
+
 impl AuditLog for PgAuditLog {
     fn append(&self, entry: &Entry) -> Result<AuditRecord, AuditError> {
         let mut records = self.append_all(std::slice::from_ref(entry))?;
@@ -75,56 +189,30 @@ impl AuditLog for PgAuditLog {
     }
 
     fn append_all(&self, entries: &[Entry]) -> Result<Vec<AuditRecord>, AuditError> {
-        let entries = entries.to_vec();
-        self.db.transact(ReadCommitted, move |tx| {
-            let head = tx.query_one(
-                "SELECT seq, hash FROM conclave.audit_head WHERE id = 1 FOR UPDATE",
-                &[],
-            )?;
-            let mut seq = u64::try_from(head.get::<_, i64>(0)).unwrap_or(0);
-            let mut prev = hash_of(head.get(1)).ok_or_else(|| {
-                Tx::Abort(AuditError::Unreadable {
-                    seq,
-                    detail: "the head of the chain is damaged; run `conclave audit verify`"
-                        .to_owned(),
-                })
-            })?;
-            let mut out = Vec::with_capacity(entries.len());
-            for entry in &entries {
-                seq += 1;
-                let (hash, value) = encode(seq, &prev, entry);
-                let decision = match entry {
-                    Entry::Decision(d) => Some(d.id.as_str()),
-                    _ => None,
-                };
-                let key = key_of(entry);
-                let n = i64::try_from(seq).unwrap_or(i64::MAX);
-                tx.execute(
-                    "INSERT INTO conclave.audit (seq, record, decision, idempotency_key)
-                     VALUES ($1, $2, $3, $4)",
-                    &[&n, &value, &decision, &key],
-                )
-                .map_err(|e| match key {
-                    Some(k) if unique_violation(&e) => {
-                        Tx::Abort(AuditError::DuplicateKey(k.to_owned()))
-                    }
-                    _ => Tx::Db(e),
-                })?;
-                out.push(AuditRecord {
-                    seq,
-                    prev,
-                    hash,
-                    entry: entry.clone(),
-                });
-                prev = hash;
+        let poisoned = || AuditError::Unreadable {
+            seq: 0,
+            detail: "the group commit's lock is poisoned".to_owned(),
+        };
+        let slot: Slot = Arc::default();
+        let mut state = self.group.state.lock().map_err(|_| poisoned())?;
+        state.queue.push((entries.to_vec(), slot.clone()));
+        loop {
+            if let Some(result) = slot.lock().map_err(|_| poisoned())?.take() {
+                return result;
             }
-            let n = i64::try_from(seq).unwrap_or(i64::MAX);
-            tx.execute(
-                "UPDATE conclave.audit_head SET seq = $1, hash = $2 WHERE id = 1",
-                &[&n, &prev.as_slice()],
-            )?;
-            Ok(out)
-        })
+            if state.writing {
+                state = self.group.done.wait(state).map_err(|_| poisoned())?;
+                continue;
+            }
+            // Nobody is writing: this append writes everything waiting, its own included.
+            state.writing = true;
+            let batch = std::mem::take(&mut state.queue);
+            drop(state);
+            self.write(batch);
+            state = self.group.state.lock().map_err(|_| poisoned())?;
+            state.writing = false;
+            self.group.done.notify_all();
+        }
     }
 
     fn get(&self, seq: u64) -> Result<Option<AuditRecord>, AuditError> {

@@ -242,6 +242,7 @@ fn decision_of(a: &DecideArgs, policy: &conclave::Policy) -> Result<Decision, Cl
         seed: a.seed,
         truth: None,
         idempotency_key: None,
+        stakes: None,
     };
     if let Some(t) = &a.truth {
         decision.truth = Some(match kind {

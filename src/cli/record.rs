@@ -109,6 +109,7 @@ pub(super) fn run(a: &RecordArgs) -> Result<(), CliError> {
                 seed: 0,
                 truth: None,
                 idempotency_key: None,
+                stakes: None,
             });
             for sample in 0..a.samples {
                 for (spec, _, service) in &mut agents {

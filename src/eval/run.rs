@@ -697,6 +697,7 @@ fn decision_for(item: &Item, seed: u64, rep: u32) -> Decision {
         seed: seed ^ u64::from(rep).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         truth: Some(item.truth.clone()),
         idempotency_key: None,
+        stakes: None,
     }
 }
 

@@ -65,6 +65,7 @@ pub(super) struct Deliberated {
     pub(super) rounds: Vec<RoundRecord>,
     pub(super) counted: Counted,
     pub(super) tokens: u64,
+    pub(super) tokens_in: u64,
     pub(super) cost: f64,
 }
 
@@ -144,7 +145,7 @@ impl Inner {
         counted: Counted,
         deadline: Option<Instant>,
     ) -> Deliberated {
-        let rule = self.rule_for(decision.kind);
+        let rule = self.rule_for(decision);
         let agreement = self
             .pools
             .get(&decision.domain)
@@ -163,7 +164,7 @@ impl Inner {
         let mut counted = counted;
         let mut consensus = round_consensus(decision.kind, &counted, &casts, d.epsilon);
         let mut rounds = vec![record(1, &casts, &counted, consensus)];
-        let (mut tokens, mut cost) = (0u64, 0.0f64);
+        let (mut tokens, mut tokens_in, mut cost) = (0u64, 0u64, 0.0f64);
         // Rounds share the decision's own deadline: none starts after it.
         for k in 2..=d.rounds {
             if consensus >= d.tau || deadline.is_some_and(|t| Instant::now() >= t) {
@@ -174,12 +175,13 @@ impl Inner {
                 .await;
             let mut next = Vec::with_capacity(casts.len());
             for ((prev, base), reply) in casts.iter().zip(&independent).zip(asked) {
-                let (ballot, t, c, latency) = match reply {
+                let (ballot, (t, t_in), c, latency) = match reply {
                     Some(r) if !r.0.is_abstention() => r,
                     // An agent that cannot answer keeps its position.
-                    _ => (prev.ballot.clone(), 0, 0.0, 0),
+                    _ => (prev.ballot.clone(), (0, 0), 0.0, 0),
                 };
                 tokens += t;
+                tokens_in += t_in;
                 cost += c;
                 let held = consistency(&prev.ballot.answer, &ballot.answer, tolerance);
                 next.push(Cast {
@@ -218,6 +220,7 @@ impl Inner {
             rounds,
             counted,
             tokens,
+            tokens_in,
             cost,
         }
     }
@@ -231,7 +234,7 @@ impl Inner {
         casts: &[Cast],
         counted: &Counted,
         consensus: f64,
-    ) -> Vec<Option<(Ballot, u64, f64, u64)>> {
+    ) -> Vec<Option<(Ballot, (u64, u64), f64, u64)>> {
         let words = answer_words(counted);
         let calls = casts.iter().map(|own| {
             let member = self.members.iter().find(|m| m.spec.id == own.ballot.agent);
@@ -269,7 +272,7 @@ impl Inner {
                 let ballot = sanitize(&member.spec, decision, reply.ballot);
                 Some((
                     ballot,
-                    t,
+                    (t, u64::from(reply.tokens_in)),
                     reply.cost_usd,
                     started.elapsed().as_millis() as u64,
                 ))

@@ -801,9 +801,10 @@ impl Inner {
 
     /// The rule for this decision: the robust one when the policy's switch is on and it
     /// can count this kind.
-    fn rule_for(&self, kind: Kind) -> Rule {
+    fn rule_for(&self, decision: &Decision) -> Rule {
+        let high = decision.stakes == Some(crate::policy::Stakes::High);
         match &self.policy.robust {
-            Some(r) if r.active() && r.rule.counts(kind) => r.rule,
+            Some(r) if (r.active() || high) && r.rule.counts(decision.kind) => r.rule,
             _ => self.policy.rule,
         }
     }
@@ -830,7 +831,7 @@ impl Inner {
     async fn decide(&self, decision: Decision) -> Result<Verdict, GovernorError> {
         self.admit(&decision)?;
         let p = &self.policy;
-        let rule = self.rule_for(decision.kind);
+        let rule = self.rule_for(&decision);
         let seating = self.seating(&decision.domain);
         // What graded decisions say about this domain's pool.
         let pool = self.pools.get(&decision.domain);
@@ -858,6 +859,7 @@ impl Inner {
                 .deliberate(&decision, &seating, d, &casts, counted, f.deadline)
                 .await;
             f.tokens += done.tokens;
+            f.tokens_in += done.tokens_in;
             f.cost += done.cost;
             counted = done.counted;
             rounds = done.rounds;
@@ -896,6 +898,7 @@ impl Inner {
             waves: f.waves,
             stop,
             tokens: f.tokens,
+            prompt_tokens: f.tokens_in,
             cost_usd: f.cost,
             ruling: None,
             rounds,
@@ -962,6 +965,7 @@ impl Inner {
             out_of_time: false,
             casts: Vec::new(),
             tokens: 0,
+            tokens_in: 0,
             cost: 0.0,
             latencies: Vec::new(),
             recent_usual,
@@ -1082,6 +1086,7 @@ impl Inner {
                 }
                 self.record_latency(latency);
                 let t = u64::from(r.tokens_in) + u64::from(r.tokens_out);
+                f.tokens_in += u64::from(r.tokens_in);
                 (sanitize(spec, &f.decision, r.ballot), t, r.cost_usd)
             }
             Err(Failed { reason, cause }) => {
@@ -1655,6 +1660,8 @@ struct Flight {
     casts: Vec<Cast>,
     /// Tokens and dollars spent so far.
     tokens: u64,
+    /// Of `tokens`, prompt tokens.
+    tokens_in: u64,
     cost: f64,
     /// This decision's latencies, while the usual latency is not yet known.
     latencies: Vec<Duration>,

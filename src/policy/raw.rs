@@ -416,7 +416,7 @@ pub struct RuleSpec {
 }
 
 /// Stakes of the decisions a policy governs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Stakes {
     /// Mistakes are cheap.

@@ -224,8 +224,11 @@ impl ServeState {
     }
 
     /// Puts the Governors on the store's trust if another process changed it, and takes
-    /// up orders another replica kept.
-    fn catch_up(&self) -> Result<(), String> {
+    /// up orders another replica kept ([`follow`] calls it periodically).
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub fn catch_up(&self) -> Result<(), String> {
         let version = self.trust.version().map_err(|e| e.to_string())?;
         if version != self.trust_version.load(Ordering::Relaxed) {
             self.refresh(|g| g)?;
@@ -512,6 +515,8 @@ struct Extension {
     domain: Option<String>,
     seed: u64,
     idempotency_key: Option<String>,
+    /// `low`, `medium` or `high`: high stakes switch to the policy's robust rule.
+    stakes: Option<crate::policy::Stakes>,
     /// Simulated agents only: the right answer.
     truth: Option<String>,
 }
@@ -586,6 +591,7 @@ async fn chat(
         seed: ext.seed,
         truth: None,
         idempotency_key: ext.idempotency_key,
+        stakes: ext.stakes,
     };
     if let Some(t) = ext.truth {
         decision.truth = Some(match kind {
@@ -623,8 +629,12 @@ fn completion(policy: &str, v: &Verdict) -> Response {
             "message": {"role": "assistant", "content": content},
             "finish_reason": "stop",
         }],
-        // The panel's tokens are kept as one sum per call.
-        "usage": {"prompt_tokens": 0, "completion_tokens": v.tokens, "total_tokens": v.tokens},
+        // Summed over the panel's calls.
+        "usage": {
+            "prompt_tokens": v.prompt_tokens,
+            "completion_tokens": v.tokens.saturating_sub(v.prompt_tokens),
+            "total_tokens": v.tokens,
+        },
         "conclave": {
             "decision": v.decision,
             "outcome": v.outcome,
