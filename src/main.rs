@@ -6,7 +6,9 @@ use clap::Parser;
 
 fn main() {
     let args = cli::Cli::parse();
-    if let Err(e) = cli::run(args) {
+    let result = cli::run(args);
+    cli::flush_traces();
+    if let Err(e) = result {
         // Messages may echo input (an id, a file's text): bounded, control characters escaped.
         eprintln!(
             "error: {}",

@@ -684,3 +684,64 @@ async fn a_replica_catches_up_with_trust_changed_by_another() {
     let after = send("POST", &format!("{b}/v1/decisions"), None, Some(json!({"id": "x2", "question": "Trade?", "domain": "trading", "kind": "choice", "options": ["buy", "hold", "sell"], "truth": "hold"}).to_string())).await.1;
     assert_eq!(after["trust_version"], 1, "{after}");
 }
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, a decision's spans (`invoke_workflow` and its
+/// `chat` calls, with GenAI attributes) reach the OTLP/HTTP endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_otlp_when_configured() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let collector = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/traces"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&collector)
+        .await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (agents, policies) = (dir.path().join("agents.toml"), dir.path().join("policies"));
+    std::fs::write(&agents, AGENTS).expect("write");
+    std::fs::create_dir_all(&policies).expect("dir");
+    std::fs::write(policies.join("desk.toml"), POLICY).expect("write");
+    let endpoint = collector.uri();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .arg("--store")
+            .arg(dir.path().join("store"))
+            .args([
+                "decide",
+                "--policy",
+                "desk",
+                "--options",
+                "buy,hold,sell",
+                "Trade?",
+            ])
+            .arg("--agents")
+            .arg(&agents)
+            .arg("--policies")
+            .arg(&policies)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run")
+    })
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let received = collector.received_requests().await.expect("recorded");
+    let body: Vec<u8> = received.iter().flat_map(|r| r.body.clone()).collect();
+    let has = |s: &str| body.windows(s.len()).any(|w| w == s.as_bytes());
+    assert!(!received.is_empty(), "nothing was exported");
+    for s in [
+        "invoke_workflow desk",
+        "chat",
+        "gen_ai.operation.name",
+        "gen_ai.usage.input_tokens",
+        "conclave",
+    ] {
+        assert!(has(s), "{s} is not in the exported spans");
+    }
+}

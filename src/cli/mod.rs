@@ -195,9 +195,10 @@ fn install_logging(verbose: u8) {
         eprintln!("warning: RUST_LOG ignored: {e}");
         EnvFilter::new("warn")
     });
-    // A subscriber already installed (a test harness) is kept.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
@@ -207,7 +208,76 @@ fn install_logging(verbose: u8) {
         } else {
             tracing_subscriber::fmt::format::FmtSpan::NONE
         })
+        .with_filter(filter);
+    // A subscriber already installed (a test harness) is kept.
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(otlp_layer())
         .try_init();
+}
+
+/// The tracer provider exporting over OTLP, kept to flush it at exit.
+static TRACES: std::sync::OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> =
+    std::sync::OnceLock::new();
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set, a layer
+/// exporting conclave's spans (the `invoke_workflow` decisions and their `chat` calls, with
+/// the GenAI attributes) over OTLP/HTTP in protobuf, batched on a thread of its own. The
+/// exporter reads the standard `OTEL_*` variables (headers, timeout); `OTEL_SERVICE_NAME`
+/// names the service (default `conclave`).
+fn otlp_layer<S>() -> Option<impl tracing_subscriber::Layer<S>>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::Layer as _;
+    let configured = [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|v| std::env::var(v).is_ok_and(|e| !e.trim().is_empty()));
+    if !configured {
+        return None;
+    }
+    let exporter = match opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("warning: no OTLP export: {e}");
+            return None;
+        }
+    };
+    let service = std::env::var("OTEL_SERVICE_NAME")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "conclave".to_owned());
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(service)
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer("conclave");
+    let _ = TRACES.set(provider);
+    Some(
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+    )
+}
+
+/// Sends the spans still waiting to the OTLP endpoint (at exit).
+pub(crate) fn flush_traces() {
+    if let Some(p) = TRACES.get()
+        && let Err(e) = p.shutdown()
+    {
+        eprintln!("warning: OTLP export: {e}");
+    }
 }
 
 /// Reads a whole file, or standard input for `-`.
