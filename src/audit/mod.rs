@@ -332,6 +332,15 @@ pub struct Replay {
     pub recomputed: serde_json::Value,
 }
 
+/// The one record of a one-entry `append_all` (logs whose single append is a batch of one).
+#[cfg(any(feature = "sled", feature = "postgres"))]
+fn only_record(mut records: Vec<AuditRecord>) -> Result<AuditRecord, AuditError> {
+    records.pop().ok_or_else(|| AuditError::Unreadable {
+        seq: 0,
+        detail: "nothing was appended".to_owned(),
+    })
+}
+
 /// An append-only, hash-chained log of decisions and outcomes.
 pub trait AuditLog {
     /// Appends an entry and makes it durable before returning.

@@ -85,11 +85,7 @@ fn seq_of(key: &[u8]) -> Option<u64> {
 
 impl AuditLog for SledAuditLog {
     fn append(&self, entry: &Entry) -> Result<AuditRecord, AuditError> {
-        let mut records = self.append_all(std::slice::from_ref(entry))?;
-        records.pop().ok_or_else(|| AuditError::Unreadable {
-            seq: 0,
-            detail: "nothing was appended".to_owned(),
-        })
+        super::only_record(self.append_all(std::slice::from_ref(entry))?)
     }
 
     fn append_all(&self, entries: &[Entry]) -> Result<Vec<AuditRecord>, AuditError> {
