@@ -16,7 +16,8 @@
 //!   the posterior is integrated exactly. The confidence is the posterior mass within the
 //!   tolerance of the verdict. Competing clusters of answers take their share of the mass (a
 //!   pair of weak voters that agree is no certificate when the other answers could as well
-//!   have agreed), and one voter alone gives about its competence.
+//!   have agreed), and one voter alone gives about its competence. Without a positive
+//!   tolerance there is no window to integrate over, and numbers are measured as vectors are.
 //! - **Vectors**: a voter *agrees* with the verdict when its answer lies within the policy's
 //!   tolerance of it; agreeing adds `ln(q/((1 − q)ρ))` to the log-odds that the verdict is
 //!   right and disagreeing `ln((1 − q)/(1 − (1 − q)ρ))`.
