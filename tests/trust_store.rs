@@ -1,6 +1,7 @@
 //! The trust stores: the same behaviour in memory and in sled; persistence; bad input.
 
 use conclave::store::Store;
+use conclave::trust::model::ALL_DOMAINS;
 use conclave::trust::store::{
     Change, MemoryTrustStore, SledTrustStore, TrustBatch, TrustError, TrustStore,
 };
@@ -42,7 +43,17 @@ pub(crate) fn contract(store: &dyn TrustStore) {
         ))
         .unwrap();
     assert_eq!(a.version, 1);
-    assert_eq!(a.changed, 2);
+    // Two agents, each in its domain and across domains.
+    assert_eq!(a.changed, 4);
+    assert_eq!(
+        store
+            .snapshot()
+            .unwrap()
+            .get("econ", ALL_DOMAINS)
+            .unwrap()
+            .n,
+        2
+    );
     let s1 = store.snapshot().unwrap();
     assert_eq!(s1.version, 1);
     assert_eq!(s1.get("econ", "finance").unwrap().n, 2);
@@ -89,7 +100,11 @@ pub(crate) fn contract(store: &dyn TrustStore) {
         .apply(&graded("run-3", &[("i4", &[("econ", true)])]))
         .unwrap();
     let h = store.history("econ").unwrap();
-    let provenances: Vec<&str> = h.iter().map(|e| e.provenance.as_str()).collect();
+    let provenances: Vec<&str> = h
+        .iter()
+        .filter(|e| e.domain == "finance")
+        .map(|e| e.provenance.as_str())
+        .collect();
     assert_eq!(
         provenances,
         [
@@ -154,6 +169,36 @@ pub(crate) fn contract(store: &dyn TrustStore) {
             .get("bad", "finance")
             .unwrap()
             .status(&p),
+        Status::Provisional
+    );
+
+    // Re-admission in one domain also restarts the record across domains, which would
+    // otherwise keep the agent out of that domain.
+    let mut across = TrustState::new(&p);
+    across.ejected = true;
+    store
+        .apply(&TrustBatch {
+            provenance: "import-across".into(),
+            changes: vec![Change::Set {
+                agent: "bad".into(),
+                domain: ALL_DOMAINS.into(),
+                state: across,
+            }],
+        })
+        .unwrap();
+    let snap = store.snapshot().unwrap();
+    assert_eq!(snap.standing("bad", "finance"), Status::Ejected);
+    store
+        .apply(&TrustBatch {
+            provenance: "admit-bad-finance".into(),
+            changes: vec![Change::Readmit {
+                agent: "bad".into(),
+                domain: Some("finance".into()),
+            }],
+        })
+        .unwrap();
+    assert_eq!(
+        store.snapshot().unwrap().standing("bad", "finance"),
         Status::Provisional
     );
 

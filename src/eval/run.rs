@@ -1175,14 +1175,12 @@ impl ItemsRun {
         let run = self;
         let (pool, params, honest) = (cx.pool, cx.params, cx.honest);
         let r = &r;
-        let key = (agent.clone(), item.domain.clone());
         let before = crate::trust::model::standing(&run.states, &params, agent, &item.domain);
-        let state = run
+        crate::trust::model::record_graded(&mut run.states, &params, agent, &item.domain, *r);
+        let (n, trust) = run
             .states
-            .entry(key)
-            .or_insert_with(|| TrustState::new(&params));
-        state.record(&params, *r);
-        let (n, trust) = (state.n, state.trust());
+            .get(&(agent.clone(), item.domain.clone()))
+            .map_or((0, 0.0), |s| (s.n, s.trust()));
         let after = crate::trust::model::standing(&run.states, &params, agent, &item.domain);
         if honest.contains(agent) {
             run.honest_graded += 1;

@@ -205,6 +205,18 @@ impl Draft {
                 "a policy must apply to at least one domain and one kind",
             ));
         }
+        if self
+            .policy
+            .domains
+            .iter()
+            .any(|d| d == crate::trust::model::ALL_DOMAINS)
+        {
+            problems.push(Problem::new(
+                "policy::applies",
+                Section::Applies,
+                "domain \"*\" is reserved: trust keeps each agent's record across every domain under it",
+            ));
+        }
         if let Some(k) = self
             .policy
             .kinds

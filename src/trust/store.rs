@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::ledger::{ErrorLedger, LedgerParams};
-use super::model::{Status, TrustParams, TrustState};
+use super::model::{ALL_DOMAINS, Status, TrustParams, TrustState};
 #[cfg(feature = "sled")]
 use crate::store::StoreError;
 
@@ -133,7 +133,8 @@ pub enum Change {
         state: TrustState,
     },
     /// Re-admits an agent (clears ejection and suspicion, restarts as provisional), in one
-    /// domain or in all of its domains.
+    /// domain (and its record across domains, [`ALL_DOMAINS`], which would otherwise keep it
+    /// out) or in all of its domains.
     Readmit {
         /// The agent.
         agent: String,
@@ -446,11 +447,17 @@ pub(super) fn apply_changes<T: Tables>(
                     ..
                 } => {
                     for (agent, right) in outcomes {
-                        let key = (agent.clone(), domain.clone());
-                        let mut s =
-                            current(t, plan, &key)?.unwrap_or_else(|| TrustState::new(params));
-                        s.record(params, *right);
-                        set(t, plan, key, Some(s))?;
+                        // Its state here and across every domain (`record_graded`).
+                        let mut keys = vec![(agent.clone(), domain.clone())];
+                        if domain != ALL_DOMAINS {
+                            keys.push((agent.clone(), ALL_DOMAINS.to_owned()));
+                        }
+                        for key in keys {
+                            let mut s =
+                                current(t, plan, &key)?.unwrap_or_else(|| TrustState::new(params));
+                            s.record(params, *right);
+                            set(t, plan, key, Some(s))?;
+                        }
                     }
                     if !ledgers.contains_key(domain) {
                         let l = t.ledger(domain)?.unwrap_or_default();
@@ -492,8 +499,13 @@ pub(super) fn apply_changes<T: Tables>(
                     )?;
                 }
                 Change::Readmit { agent, domain } => {
+                    // In one domain, the agent's record across domains restarts too: a
+                    // quarantine there would keep the agent out of this domain.
                     let keys = match domain {
-                        Some(d) => vec![(agent.clone(), d.clone())],
+                        Some(d) => vec![
+                            (agent.clone(), d.clone()),
+                            (agent.clone(), ALL_DOMAINS.to_owned()),
+                        ],
                         None => t.agent_keys(agent)?,
                     };
                     let mut any = false;
