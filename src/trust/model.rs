@@ -462,16 +462,20 @@ impl TrustState {
     }
 
     /// Whether the evidence is turning against the agent: its trust is below the honest floor,
-    /// or a quarantine test is past a quarter of its limit. Such an agent should be asked
-    /// until the test decides (a test without samples never decides, and an adversary the
-    /// vote has stopped asking would stay uncaught). Asking changes no false-alarm rate: the
-    /// tests' error rates are per graded outcome.
+    /// a quarantine test is past a quarter of its limit, or a turn is plausible (probability
+    /// at least [`ASK_TURN_PROBABILITY`]: two wrong answers in a row from an agent trusted
+    /// at 0.65 or more, three from one at 0.55). Such an agent should be
+    /// asked until the test decides (a test without samples never decides, and an adversary
+    /// the vote has stopped asking would stay uncaught: a trusted agent that turns falls
+    /// down the seating order, and early stopping then skips it). Asking changes no
+    /// false-alarm rate: the tests' error rates are per graded outcome.
     pub fn under_test(&self, params: &TrustParams) -> bool {
         !self.suspect
             && !self.ejected
             && (self.trust() < params.honest_floor
                 || self.suspicion >= params.deliberate_limit / 4.0
-                || self.suspicion_low >= params.low_limit / 4.0)
+                || self.suspicion_low >= params.low_limit / 4.0
+                || self.turn_probability(params) >= ASK_TURN_PROBABILITY)
     }
 
     /// Whether any evidence stands against the agent since its tests last reset (either
@@ -585,6 +589,12 @@ pub fn standing(
     }
 }
 
+/// The turn probability ([`TrustState::turn_probability`]) from which an agent is asked on
+/// every decision until the evidence decides ([`TrustState::under_test`]). Low, because
+/// asking is cheap next to an adversary left unasked: on the attacks suite it costs 0.02
+/// calls per decision.
+pub const ASK_TURN_PROBABILITY: f64 = 0.02;
+
 /// The domain under which an agent's record across **every** domain is kept: each graded
 /// outcome updates the agent's state in its own domain and this one
 /// ([`record_graded`]). Its tests see all of the agent's evidence, so an agent that falls
@@ -639,6 +649,32 @@ pub enum WeightScheme {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_agent_that_may_have_turned_is_asked_until_the_test_decides() {
+        let p = TrustParams::default();
+        for every in [3, 4, 5, 10] {
+            // A record right on all but one answer in `every`: trust 0.65–0.9.
+            let mut s = TrustState::new(&p);
+            for i in 0..40 {
+                s.record(&p, i % every != 1);
+            }
+            assert!(!s.under_test(&p), "1 in {every}: {s:?}");
+            let mut wrongs = 0;
+            while !s.under_test(&p) {
+                s.record(&p, false);
+                wrongs += 1;
+            }
+            // Two wrong answers in a row are enough (a weaker agent is less surprising:
+            // three), long before either quarantine test could decide.
+            assert!(wrongs <= 3, "1 in {every}: {wrongs} wrongs, {s:?}");
+            assert_eq!(s.status(&p), Status::Trusted);
+            // One right answer is evidence against the turn; the test still sees the agent
+            // while it leans wrong.
+            s.record(&p, true);
+            assert!(s.turn_probability(&p) < ASK_TURN_PROBABILITY);
+        }
+    }
 
     #[test]
     fn provisional_until_warmup_then_trusted() {
