@@ -103,7 +103,8 @@ pub(super) struct RollbackArgs {
 pub(super) struct AdmitArgs {
     /// The agent.
     agent: String,
-    /// Only this domain (default: every domain of the agent).
+    /// Only this domain and the agent's record across domains (default: every domain of
+    /// the agent).
     #[arg(long)]
     domain: Option<String>,
     /// Print JSON.

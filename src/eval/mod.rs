@@ -1192,8 +1192,8 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
 }
 
 /// Writes the graded outcomes of the recalibrating scenarios into trust, at most
-/// `max_outcomes` per agent and domain and per agent across domains (the safe envelope: an
-/// outcome the across-domain record has no room for is left out), as one batch named
+/// `max_outcomes` per agent and domain (the safe envelope; the agent's record across
+/// domains, [`ALL_DOMAINS`], gets what its domains get), as one batch named
 /// `eval:RUN_ID` (undo with `conclave trust rollback eval:RUN_ID`).
 ///
 /// The outcomes come from the first seed's run (every seed replicates the same items; the
@@ -1244,21 +1244,9 @@ pub fn recalibrate<S: TrustStore + ?Sized>(
         let kept: Vec<(String, bool)> = outcomes
             .iter()
             .filter(|(agent, _)| {
-                // The envelope bounds every record the outcome moves: the domain's and the
-                // agent's record across domains.
-                let mut keys = vec![(agent.clone(), domain.clone())];
-                if domain != ALL_DOMAINS {
-                    keys.push((agent.clone(), ALL_DOMAINS.to_owned()));
-                }
-                let room = keys
-                    .iter()
-                    .all(|k| used.get(k).copied().unwrap_or(0) < max_outcomes);
-                if room {
-                    for k in keys {
-                        *used.entry(k).or_default() += 1;
-                    }
-                }
-                room
+                let n = used.entry((agent.clone(), domain.clone())).or_default();
+                *n += 1;
+                *n <= max_outcomes
             })
             .cloned()
             .collect();
