@@ -675,6 +675,11 @@ pub struct GeneratedRates {
     pub not_below_majority: f64,
     /// Of those, the share where it is ≥ the best single agent's.
     pub not_below_best_single: f64,
+    /// Of those, the share where the oracle (every agent asked, weighted by its true
+    /// competence) is ≥ the majority: what the best-informed weighting attains on the same
+    /// scenarios, the reference for `not_below_majority` (a vote weighted by competence
+    /// loses to the plain majority on some runs of 40–80 items by chance alone).
+    pub oracle_not_below_majority: f64,
     /// With more than half corrupted.
     pub over_half: usize,
     /// Of those, the share with wrong decisions ≤ 5 % of items (escalating instead).
@@ -753,6 +758,7 @@ impl GeneratedSet {
             at_most_half: low.len(),
             not_below_majority: share(&low, &|o| o.accuracy >= o.majority - 1e-12),
             not_below_best_single: share(&low, &|o| o.accuracy >= o.best_single - 1e-12),
+            oracle_not_below_majority: share(&low, &|o| o.oracle >= o.majority - 1e-12),
             over_half: high.len(),
             safe_over_half: share(&high, &|o| o.wrong <= 0.05 + 1e-12),
             detection: Dist::of(&delays),

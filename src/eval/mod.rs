@@ -36,7 +36,7 @@ pub use report::Report;
 pub use run::{Caught, Progress, RunOptions};
 pub use suite::{Suite, SuiteError};
 
-use crate::trust::model::{ALL_DOMAINS, Status, standing};
+use crate::trust::model::{Status, standing};
 use crate::trust::store::{Change, TrustBatch, TrustSnapshot, TrustStore};
 use metrics::{Calibration, Delta, Rate};
 use report::{Recalibration, TrustMove};
@@ -1193,8 +1193,8 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
 
 /// Writes the graded outcomes of the recalibrating scenarios into trust, at most
 /// `max_outcomes` per agent and domain (the safe envelope; the agent's record across
-/// domains, [`ALL_DOMAINS`], gets what its domains get), as one batch named
-/// `eval:RUN_ID` (undo with `conclave trust rollback eval:RUN_ID`).
+/// domains, [`ALL_DOMAINS`](crate::trust::model::ALL_DOMAINS), gets what its domains get),
+/// as one batch named `eval:RUN_ID` (undo with `conclave trust rollback eval:RUN_ID`).
 ///
 /// The outcomes come from the first seed's run (every seed replicates the same items; the
 /// envelope keeps one run from moving trust far). Nothing is written for a partial

@@ -688,13 +688,14 @@ impl Report {
             let r = &g.rates;
             v += &format!(
                 "Over {} generated scenarios ({}): accuracy not below the majority's in {} of \
-                 the {} with at most half corrupted, not below the best single agent's in {}; \
-                 wrong decisions ≤ 5% of items in {} of the {} above half; detection median {}, \
+                 the {} with at most half corrupted (the oracle's: {}), not below the best \
+                 single agent's in {}; wrong decisions ≤ 5% of items in {} of the {} above half; detection median {}, \
                  95th percentile {}; an honest agent quarantined in {} of scenarios. ",
                 r.scenarios,
                 g.name,
                 pct(r.not_below_majority),
                 r.at_most_half,
+                pct(r.oracle_not_below_majority),
                 pct(r.not_below_best_single),
                 pct(r.safe_over_half),
                 r.over_half,
@@ -1059,14 +1060,16 @@ impl Report {
             let _ = writeln!(
                 m,
                 "{} scenarios (seed {}). With at most half of the weight corrupted ({}): \
-                 accuracy over all items not below the unweighted majority's in {}, not below \
-                 the best single agent's in {}. Above half ({}): wrong decisions ≤ 5% of items \
+                 accuracy over all items not below the unweighted majority's in {} (the \
+                 oracle's, weighting every agent by its true competence: {}), not below the best \
+                 single agent's in {}. Above half ({}): wrong decisions ≤ 5% of items \
                  in {}. Detection: {}{}. An honest agent quarantined in {} of scenarios. Mean \
                  coverage {}.\n",
                 r.scenarios,
                 g.seed,
                 r.at_most_half,
                 pct(r.not_below_majority),
+                pct(r.oracle_not_below_majority),
                 pct(r.not_below_best_single),
                 r.over_half,
                 pct(r.safe_over_half),

