@@ -441,6 +441,75 @@ async fn an_eval_runs_against_real_endpoints_without_leaking_the_key() {
     }
 }
 
+/// A real model that cannot do the task (wrong on every item) is quarantined, and since no
+/// file states its competence, its graded record decides: it is weak, not an honest agent
+/// falsely accused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_model_below_the_floor_is_weak_not_a_false_alarm() {
+    let s = server(vec![ok(r#"{"choice": "yes", "confidence": 0.9}"#)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("{}/v1", s.uri());
+    let mut agents = String::new();
+    for id in ["m1", "m2", "m3"] {
+        agents.push_str(&format!(
+            "[[agent]]\nid = \"{id}\"\nkind = \"openai\"\nmodel = \"test-model\"\nbase_url = \"{base}\"\napi_key_env = \"CONCLAVE_TEST_KEY\"\ndomains = [\"general\"]\nfamily = \"{id}\"\ntimeout_ms = 2000\n\n"
+        ));
+    }
+    std::fs::write(dir.path().join("agents.toml"), agents).unwrap();
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        "id = \"p\"\ndescription = \"Real endpoints.\"\napplies = { domains = [\"general\"], kinds = [\"choice\"] }\npool = { agents = [\"m1\", \"m2\", \"m3\"] }\nrule = { name = \"log-odds\" }\nquorum = { ballots = 2 }\n",
+    )
+    .unwrap();
+    let mut suite = String::from(
+        "[suite]\nname = \"weak\"\nagents = [\"agents.toml\"]\npolicies = [\"policy.toml\"]\nconcurrency = 1\n",
+    );
+    for k in 0..30 {
+        suite.push_str(&format!(
+            "\n[[item]]\nquestion = \"Question {k}?\"\nkind = \"choice\"\noptions = [\"yes\", \"no\"]\ntruth = \"no\"\ndomain = \"general\"\n"
+        ));
+    }
+    let suite_path = dir.path().join("suite.toml");
+    std::fs::write(&suite_path, suite).unwrap();
+    let (store, runs) = (dir.path().join("store"), dir.path().join("runs"));
+    let args: Vec<String> = vec![
+        "--store".into(),
+        store.display().to_string(),
+        "eval".into(),
+        suite_path.display().to_string(),
+        "--runs".into(),
+        runs.display().to_string(),
+        "--dry-run".into(),
+        "--json".into(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .args(&args)
+            .env("CONCLAVE_TEST_KEY", SECRET)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let scenario = &report["seeds"][0]["scenarios"][0];
+    // Wrong on every graded answer: the fast test quarantines each model.
+    let quarantined = scenario["trust"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["domain"] == "general" && t["status"] == "quarantined")
+        .count();
+    assert_eq!(quarantined, 3, "{}", scenario["trust"]);
+    // Their record, not a file, says what they are: weak, so no false alarm.
+    assert_eq!(scenario["weak"], serde_json::json!(["m1", "m2", "m3"]));
+    assert_eq!(scenario["honest"], serde_json::json!([]));
+    assert_eq!(scenario["honest_quarantined"], serde_json::json!([]));
+    assert_eq!(scenario["honest_graded"], 0);
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {

@@ -304,6 +304,8 @@ pub(crate) struct ItemsRun {
     pub false_alarms: Vec<FalseAlarm>,
     /// Graded outcomes of honest agents (the evidence behind "no false alarm").
     pub honest_graded: u64,
+    /// Graded outcomes in this run, per agent.
+    pub graded_by: BTreeMap<String, u64>,
     /// The honest agents of the pool: neither adversaries nor made faulty, and expected to be
     /// right at least as often as the honest floor.
     pub honest: std::collections::BTreeSet<String>,
@@ -864,6 +866,7 @@ pub(crate) async fn run_items(
         run.states_per_rep.push(run.states.clone());
     }
     run.report_unseen(pool, &params);
+    run.judge_unscripted(pool, &params);
     run
 }
 
@@ -972,6 +975,43 @@ impl ItemsRun {
 
     /// Adversaries never graded in this run are reported too, with the status they had
     /// (quarantined by an earlier run, or never seated).
+    /// Agents whose competence no file states (behind real endpoints) count as honest until
+    /// their graded record says otherwise: one whose accuracy is below the honest floor with
+    /// 95 % confidence (upper bound of Beta(1 + right, 1 + wrong) over at least
+    /// `probation` graded answers) is weak — a model that cannot do the task — and its
+    /// quarantine is the test working, not a false alarm.
+    fn judge_unscripted(&mut self, pool: &Pool, params: &crate::trust::model::TrustParams) {
+        use statrs::distribution::{Beta, ContinuousCDF};
+        let unscripted: Vec<String> = self
+            .honest
+            .iter()
+            .filter(|a| !pool.agents.contains_key(*a))
+            .cloned()
+            .collect();
+        for agent in unscripted {
+            let (n, wrong) = self
+                .states
+                .iter()
+                .filter(|((a, d), _)| *a == agent && d != crate::trust::model::ALL_DOMAINS)
+                .fold((0u64, 0u64), |(n, w), (_, s)| (n + s.n, w + s.errors));
+            if n < u64::from(params.probation) {
+                continue;
+            }
+            let right = n.saturating_sub(wrong);
+            let below = Beta::new(1.0 + right as f64, 1.0 + wrong as f64)
+                .ok()
+                .and_then(|b| b.try_inverse_cdf(0.95).ok())
+                .is_some_and(|hi| hi < params.honest_floor);
+            if below {
+                let graded = self.graded_by.get(&agent).copied().unwrap_or(0);
+                self.honest_graded = self.honest_graded.saturating_sub(graded);
+                self.honest.remove(&agent);
+                self.weak.insert(agent.clone());
+                self.false_alarms.retain(|f| f.agent != agent);
+            }
+        }
+    }
+
     fn report_unseen(&mut self, pool: &Pool, params: &crate::trust::model::TrustParams) {
         let run = self;
         let params = *params;
@@ -1182,6 +1222,7 @@ impl ItemsRun {
             .get(&(agent.clone(), item.domain.clone()))
             .map_or((0, 0.0), |s| (s.n, s.trust()));
         let after = crate::trust::model::standing(&run.states, &params, agent, &item.domain);
+        *run.graded_by.entry(agent.clone()).or_default() += 1;
         if honest.contains(agent) {
             run.honest_graded += 1;
             let alarm = matches!(after, Status::Quarantined | Status::Ejected)
