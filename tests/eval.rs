@@ -46,9 +46,12 @@ fn scenario<'a>(report: &'a Report, seed: usize, name: &str) -> &'a ScenarioRepo
 
 #[test]
 fn the_shipped_suites_run_at_every_seed_with_checks_fixed_by_the_suite() {
-    for (path, seeds) in [("evals/financenet.toml", 3), ("evals/attacks.toml", 2)] {
+    for (path, seeds, default) in [
+        ("evals/financenet.toml", 3, 20),
+        ("evals/attacks.toml", 2, 40),
+    ] {
         let mut suite = Suite::load(Path::new(path)).unwrap();
-        assert_eq!(suite.seeds.len(), 20, "{path}: twenty seeds by default");
+        assert_eq!(suite.seeds.len(), default, "{path}: the suite's seed count");
         suite.sweeps.clear();
         let first = suite.seed;
         suite
