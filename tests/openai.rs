@@ -364,49 +364,8 @@ async fn the_cli_reads_the_key_from_the_named_variable_only() {
 async fn an_eval_runs_against_real_endpoints_without_leaking_the_key() {
     let s = server(vec![ok(r#"{"choice": "yes", "confidence": 0.9}"#)]).await;
     let dir = tempfile::tempdir().unwrap();
-    let base = format!("{}/v1", s.uri());
-    let mut agents = String::new();
-    for id in ["m1", "m2", "m3"] {
-        agents.push_str(&format!(
-            "[[agent]]\nid = \"{id}\"\nkind = \"openai\"\nmodel = \"test-model\"\nbase_url = \"{base}\"\napi_key_env = \"CONCLAVE_TEST_KEY\"\ndomains = [\"general\"]\nfamily = \"{id}\"\ntimeout_ms = 2000\n\n"
-        ));
-    }
-    std::fs::write(dir.path().join("agents.toml"), agents).unwrap();
-    std::fs::write(
-        dir.path().join("policy.toml"),
-        "id = \"p\"\ndescription = \"Real endpoints.\"\napplies = { domains = [\"general\"], kinds = [\"choice\"] }\npool = { agents = [\"m1\", \"m2\", \"m3\"] }\nrule = { name = \"log-odds\" }\nquorum = { ballots = 2 }\n",
-    )
-    .unwrap();
-    let mut suite = String::from(
-        "[suite]\nname = \"real\"\nagents = [\"agents.toml\"]\npolicies = [\"policy.toml\"]\nconcurrency = 2\n",
-    );
-    for k in 0..6 {
-        suite.push_str(&format!(
-            "\n[[item]]\nquestion = \"Question {k}?\"\nkind = \"choice\"\noptions = [\"yes\", \"no\"]\ntruth = \"yes\"\ndomain = \"general\"\n"
-        ));
-    }
-    let suite_path = dir.path().join("suite.toml");
-    std::fs::write(&suite_path, suite).unwrap();
-    let (store, runs) = (dir.path().join("store"), dir.path().join("runs"));
-    let args: Vec<String> = vec![
-        "--store".into(),
-        store.display().to_string(),
-        "eval".into(),
-        suite_path.display().to_string(),
-        "--runs".into(),
-        runs.display().to_string(),
-        "--json".into(),
-    ];
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
-            .args(&args)
-            .env("CONCLAVE_TEST_KEY", SECRET)
-            .env("RUST_LOG", "trace")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let runs = dir.path().join("runs");
+    let out = eval_real_panel(&s, dir.path(), "real", 2, &["yes"; 6], &["--json"]).await;
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
@@ -448,49 +407,15 @@ async fn an_eval_runs_against_real_endpoints_without_leaking_the_key() {
 async fn a_real_model_below_the_floor_is_weak_not_a_false_alarm() {
     let s = server(vec![ok(r#"{"choice": "yes", "confidence": 0.9}"#)]).await;
     let dir = tempfile::tempdir().unwrap();
-    let base = format!("{}/v1", s.uri());
-    let mut agents = String::new();
-    for id in ["m1", "m2", "m3"] {
-        agents.push_str(&format!(
-            "[[agent]]\nid = \"{id}\"\nkind = \"openai\"\nmodel = \"test-model\"\nbase_url = \"{base}\"\napi_key_env = \"CONCLAVE_TEST_KEY\"\ndomains = [\"general\"]\nfamily = \"{id}\"\ntimeout_ms = 2000\n\n"
-        ));
-    }
-    std::fs::write(dir.path().join("agents.toml"), agents).unwrap();
-    std::fs::write(
-        dir.path().join("policy.toml"),
-        "id = \"p\"\ndescription = \"Real endpoints.\"\napplies = { domains = [\"general\"], kinds = [\"choice\"] }\npool = { agents = [\"m1\", \"m2\", \"m3\"] }\nrule = { name = \"log-odds\" }\nquorum = { ballots = 2 }\n",
+    let out = eval_real_panel(
+        &s,
+        dir.path(),
+        "weak",
+        1,
+        &["no"; 30],
+        &["--dry-run", "--json"],
     )
-    .unwrap();
-    let mut suite = String::from(
-        "[suite]\nname = \"weak\"\nagents = [\"agents.toml\"]\npolicies = [\"policy.toml\"]\nconcurrency = 1\n",
-    );
-    for k in 0..30 {
-        suite.push_str(&format!(
-            "\n[[item]]\nquestion = \"Question {k}?\"\nkind = \"choice\"\noptions = [\"yes\", \"no\"]\ntruth = \"no\"\ndomain = \"general\"\n"
-        ));
-    }
-    let suite_path = dir.path().join("suite.toml");
-    std::fs::write(&suite_path, suite).unwrap();
-    let (store, runs) = (dir.path().join("store"), dir.path().join("runs"));
-    let args: Vec<String> = vec![
-        "--store".into(),
-        store.display().to_string(),
-        "eval".into(),
-        suite_path.display().to_string(),
-        "--runs".into(),
-        runs.display().to_string(),
-        "--dry-run".into(),
-        "--json".into(),
-    ];
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
-            .args(&args)
-            .env("CONCLAVE_TEST_KEY", SECRET)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -508,6 +433,61 @@ async fn a_real_model_below_the_floor_is_weak_not_a_false_alarm() {
     assert_eq!(scenario["honest"], serde_json::json!([]));
     assert_eq!(scenario["honest_quarantined"], serde_json::json!([]));
     assert_eq!(scenario["honest_graded"], 0);
+}
+
+/// Runs `conclave eval` on a suite of two-option questions (`truths`: the right option of
+/// each) put to three models behind the mock server `s` under a log-odds policy, with the
+/// test key set; the process's output.
+async fn eval_real_panel(
+    s: &MockServer,
+    dir: &std::path::Path,
+    name: &str,
+    concurrency: u32,
+    truths: &[&str],
+    flags: &[&str],
+) -> std::process::Output {
+    let base = format!("{}/v1", s.uri());
+    let mut agents = String::new();
+    for id in ["m1", "m2", "m3"] {
+        agents.push_str(&format!(
+            "[[agent]]\nid = \"{id}\"\nkind = \"openai\"\nmodel = \"test-model\"\nbase_url = \"{base}\"\napi_key_env = \"CONCLAVE_TEST_KEY\"\ndomains = [\"general\"]\nfamily = \"{id}\"\ntimeout_ms = 2000\n\n"
+        ));
+    }
+    std::fs::write(dir.join("agents.toml"), agents).unwrap();
+    std::fs::write(
+        dir.join("policy.toml"),
+        "id = \"p\"\ndescription = \"Real endpoints.\"\napplies = { domains = [\"general\"], kinds = [\"choice\"] }\npool = { agents = [\"m1\", \"m2\", \"m3\"] }\nrule = { name = \"log-odds\" }\nquorum = { ballots = 2 }\n",
+    )
+    .unwrap();
+    let mut suite = format!(
+        "[suite]\nname = \"{name}\"\nagents = [\"agents.toml\"]\npolicies = [\"policy.toml\"]\nconcurrency = {concurrency}\n"
+    );
+    for (k, truth) in truths.iter().enumerate() {
+        suite.push_str(&format!(
+            "\n[[item]]\nquestion = \"Question {k}?\"\nkind = \"choice\"\noptions = [\"yes\", \"no\"]\ntruth = \"{truth}\"\ndomain = \"general\"\n"
+        ));
+    }
+    let suite_path = dir.join("suite.toml");
+    std::fs::write(&suite_path, suite).unwrap();
+    let mut args: Vec<String> = vec![
+        "--store".into(),
+        dir.join("store").display().to_string(),
+        "eval".into(),
+        suite_path.display().to_string(),
+        "--runs".into(),
+        dir.join("runs").display().to_string(),
+    ];
+    args.extend(flags.iter().map(|f| (*f).to_owned()));
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .args(&args)
+            .env("CONCLAVE_TEST_KEY", SECRET)
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
