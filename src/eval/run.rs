@@ -304,8 +304,6 @@ pub(crate) struct ItemsRun {
     pub false_alarms: Vec<FalseAlarm>,
     /// Graded outcomes of honest agents (the evidence behind "no false alarm").
     pub honest_graded: u64,
-    /// Graded outcomes in this run, per agent.
-    pub graded_by: BTreeMap<String, u64>,
     /// The honest agents of the pool: neither adversaries nor made faulty, and expected to be
     /// right at least as often as the honest floor.
     pub honest: std::collections::BTreeSet<String>,
@@ -688,6 +686,11 @@ impl Pool {
     }
 }
 
+/// The trajectory of `agent` in `domain` ([`ItemsRun::trajectories`]).
+fn trajectory_key(agent: &str, domain: &str) -> String {
+    format!("{agent} ({domain})")
+}
+
 /// The decision for an item in repetition `rep`.
 fn decision_for(item: &Item, seed: u64, rep: u32) -> Decision {
     Decision {
@@ -981,7 +984,6 @@ impl ItemsRun {
     /// `probation` graded answers) is weak — a model that cannot do the task — and its
     /// quarantine is the test working, not a false alarm.
     fn judge_unscripted(&mut self, pool: &Pool, params: &crate::trust::model::TrustParams) {
-        use statrs::distribution::{Beta, ContinuousCDF};
         let unscripted: Vec<String> = self
             .honest
             .iter()
@@ -989,22 +991,29 @@ impl ItemsRun {
             .cloned()
             .collect();
         for agent in unscripted {
-            let (n, wrong) = self
+            let domains: Vec<(&String, &TrustState)> = self
                 .states
                 .iter()
                 .filter(|((a, d), _)| *a == agent && d != crate::trust::model::ALL_DOMAINS)
+                .map(|((_, d), s)| (d, s))
+                .collect();
+            let (n, wrong) = domains
+                .iter()
                 .fold((0u64, 0u64), |(n, w), (_, s)| (n + s.n, w + s.errors));
             if n < u64::from(params.probation) {
                 continue;
             }
-            let right = n.saturating_sub(wrong);
-            let below = Beta::new(1.0 + right as f64, 1.0 + wrong as f64)
-                .ok()
-                .and_then(|b| b.try_inverse_cdf(0.95).ok())
-                .is_some_and(|hi| hi < params.honest_floor);
+            let below =
+                crate::trust::model::accuracy_quantile(n.saturating_sub(wrong), wrong, 0.95)
+                    .is_some_and(|hi| hi < params.honest_floor);
             if below {
-                let graded = self.graded_by.get(&agent).copied().unwrap_or(0);
-                self.honest_graded = self.honest_graded.saturating_sub(graded);
+                // Its graded outcomes in this run: one trajectory point each.
+                let graded: usize = domains
+                    .iter()
+                    .filter_map(|(d, _)| self.trajectories.get(&trajectory_key(&agent, d)))
+                    .map(Vec::len)
+                    .sum();
+                self.honest_graded = self.honest_graded.saturating_sub(graded as u64);
                 self.honest.remove(&agent);
                 self.weak.insert(agent.clone());
                 self.false_alarms.retain(|f| f.agent != agent);
@@ -1222,7 +1231,6 @@ impl ItemsRun {
             .get(&(agent.clone(), item.domain.clone()))
             .map_or((0, 0.0), |s| (s.n, s.trust()));
         let after = crate::trust::model::standing(&run.states, &params, agent, &item.domain);
-        *run.graded_by.entry(agent.clone()).or_default() += 1;
         if honest.contains(agent) {
             run.honest_graded += 1;
             let alarm = matches!(after, Status::Quarantined | Status::Ejected)
@@ -1242,7 +1250,7 @@ impl ItemsRun {
             }
         }
         run.trajectories
-            .entry(format!("{agent} ({})", item.domain))
+            .entry(trajectory_key(agent, &item.domain))
             .or_default()
             .push((decision_no, trust));
         if let Some(&from) = pool.adversaries.get(agent)

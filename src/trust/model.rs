@@ -476,9 +476,7 @@ impl TrustState {
         if n < params.probation {
             return false;
         }
-        Beta::new(1.0 + f64::from(k), 1.0 + f64::from(n - k))
-            .ok()
-            .and_then(|b| b.try_inverse_cdf(0.05).ok())
+        accuracy_quantile(u64::from(k), u64::from(n - k), 0.05)
             .is_some_and(|lo| lo >= params.honest_floor)
     }
 
@@ -630,8 +628,19 @@ pub const ASK_TURN_PROBABILITY: f64 = 0.03;
 /// name.
 pub const ALL_DOMAINS: &str = "*";
 
-/// Folds one graded outcome of `agent` in `domain` into its state there and into its state
-/// across every domain ([`ALL_DOMAINS`]).
+/// The records one graded outcome in `domain` moves, each with the parameters its tests run
+/// at: the domain's own, and the agent's record across every domain ([`ALL_DOMAINS`], with
+/// [`TrustParams::across_domains`]); once when `domain` is that record.
+pub fn graded_records<'a>(
+    domain: &'a str,
+    params: &TrustParams,
+) -> impl Iterator<Item = (&'a str, TrustParams)> {
+    std::iter::once((domain, *params))
+        .chain((domain != ALL_DOMAINS).then(|| (ALL_DOMAINS, params.across_domains())))
+}
+
+/// Folds one graded outcome of `agent` in `domain` into every record it moves
+/// ([`graded_records`]).
 pub fn record_graded(
     states: &mut BTreeMap<(String, String), TrustState>,
     params: &TrustParams,
@@ -639,17 +648,20 @@ pub fn record_graded(
     domain: &str,
     correct: bool,
 ) {
-    let across = params.across_domains();
-    let mut records = vec![(domain, params)];
-    if domain != ALL_DOMAINS {
-        records.push((ALL_DOMAINS, &across));
-    }
-    for (d, p) in records {
+    for (d, p) in graded_records(domain, params) {
         states
             .entry((agent.to_owned(), d.to_owned()))
             .or_insert_with(|| TrustState::new(params))
-            .record(p, correct);
+            .record(&p, correct);
     }
+}
+
+/// The `p` quantile of Beta(1 + right, 1 + wrong): the uniform prior's posterior over an
+/// accuracy after `right` right and `wrong` wrong answers.
+pub(crate) fn accuracy_quantile(right: u64, wrong: u64, p: f64) -> Option<f64> {
+    Beta::new(1.0 + right as f64, 1.0 + wrong as f64)
+        .ok()
+        .and_then(|b| b.try_inverse_cdf(p).ok())
 }
 
 /// How trust becomes a vote weight.

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::ledger::{ErrorLedger, LedgerParams};
-use super::model::{ALL_DOMAINS, Status, TrustParams, TrustState};
+use super::model::{ALL_DOMAINS, Status, TrustParams, TrustState, graded_records};
 #[cfg(feature = "sled")]
 use crate::store::StoreError;
 
@@ -447,16 +447,11 @@ pub(super) fn apply_changes<T: Tables>(
                     ..
                 } => {
                     for (agent, right) in outcomes {
-                        // Its state here and across every domain (`record_graded`).
-                        let across = params.across_domains();
-                        let mut keys = vec![((agent.clone(), domain.clone()), params)];
-                        if domain != ALL_DOMAINS {
-                            keys.push(((agent.clone(), ALL_DOMAINS.to_owned()), &across));
-                        }
-                        for (key, p) in keys {
+                        for (d, p) in graded_records(domain, params) {
+                            let key = (agent.clone(), d.to_owned());
                             let mut s =
                                 current(t, plan, &key)?.unwrap_or_else(|| TrustState::new(params));
-                            s.record(p, *right);
+                            s.record(&p, *right);
                             set(t, plan, key, Some(s))?;
                         }
                     }
