@@ -149,6 +149,7 @@ fn synthetic(name: &str, n: usize, decided: usize, right: usize) -> ScenarioRepo
                     ..lead(0.0)
                 },
                 lead_all: lead(0.0),
+                discordant: [0, 0],
             })
             .collect(),
         ..ScenarioReport::default()
@@ -997,6 +998,32 @@ fn a_generated_sweep_of_two_hundred_random_scenarios() {
     ] {
         assert!((0.0..=1.0).contains(&x));
     }
+    // The items where the governed system and the majority differ account for the whole
+    // difference in accuracy, scenario by scenario; the pooled counts are their sums; a
+    // scenario below the majority beyond chance is one below it.
+    let mut pooled = [0, 0];
+    let mut beyond = 0;
+    for o in &g.outcomes {
+        let [won, lost] = o.versus_majority;
+        let gap = (won as f64 - lost as f64) / o.items as f64;
+        assert!(
+            (gap - (o.accuracy - o.majority)).abs() < 1e-9,
+            "{}: {won} won, {lost} lost, accuracy {} vs {}",
+            o.name,
+            o.accuracy,
+            o.majority
+        );
+        if o.corrupted <= 0.5 {
+            pooled = [pooled[0] + won, pooled[1] + lost];
+            if conclave::eval::metrics::sign_test(won, lost) <= 0.05 {
+                assert!(o.accuracy < o.majority, "{}", o.name);
+                beyond += 1;
+            }
+        }
+    }
+    assert_eq!(pooled, r.versus_majority);
+    assert!((r.below_majority_beyond_chance - beyond as f64 / r.at_most_half as f64).abs() < 1e-12);
+    assert!(r.below_majority_beyond_chance <= 1.0 - r.not_below_majority + 1e-12);
     // Its default checks are judged over the set.
     assert!(
         report
@@ -1005,12 +1032,15 @@ fn a_generated_sweep_of_two_hundred_random_scenarios() {
             .any(|c| c.scenario.starts_with("generated: random"))
     );
     println!(
-        "generated: {} scenarios in {:.1} s; ≥ majority {:.1}% of {} (≤ half), safe {:.1}% of {} (> half), \
-         detection median {:?}, false alarms {:.1}%",
+        "generated: {} scenarios in {:.1} s; ≥ majority {:.1}% of {} (≤ half; below it beyond chance {:.1}%, items {} won / {} lost), \
+         safe {:.1}% of {} (> half), detection median {:?}, false alarms {:.1}%",
         r.scenarios,
         started.elapsed().as_secs_f64(),
         100.0 * r.not_below_majority,
         r.at_most_half,
+        100.0 * r.below_majority_beyond_chance,
+        r.versus_majority[0],
+        r.versus_majority[1],
         100.0 * r.safe_over_half,
         r.over_half,
         r.detection.map(|d| d.median),

@@ -658,6 +658,9 @@ pub struct GeneratedOutcome {
     pub best_single: f64,
     /// Oracle.
     pub oracle: f64,
+    /// Items on which the governed system and the unweighted majority differ: `[governed
+    /// right and the majority wrong, the reverse]` (escalations count as misses).
+    pub versus_majority: [usize; 2],
     /// Per adversary: graded decisions until quarantine (absent: not caught), and graded.
     pub detection: Vec<(String, Option<u64>, u64)>,
     /// Honest agents quarantined.
@@ -669,7 +672,7 @@ pub struct GeneratedOutcome {
 pub struct GeneratedRates {
     /// Scenarios run.
     pub scenarios: usize,
-    /// With at most half of the weight corrupted.
+    /// With at most half of the agents corrupted (the classes count agents).
     pub at_most_half: usize,
     /// Of those, the share where governed accuracy over all items ≥ the majority's.
     pub not_below_majority: f64,
@@ -680,6 +683,14 @@ pub struct GeneratedRates {
     /// scenarios, the reference for `not_below_majority` (a vote weighted by competence
     /// loses to the plain majority on some runs of 40–80 items by chance alone).
     pub oracle_not_below_majority: f64,
+    /// Of those, the share where the governed system is below the majority beyond chance:
+    /// the exact sign test on the items where the two differ rejects "not worse" at 5 %
+    /// (a per-scenario "not below" counts one item lost of 40 as a failure; this asks
+    /// whether the scenario's evidence says the governed system is worse).
+    pub below_majority_beyond_chance: f64,
+    /// Over all of those scenarios' items: `[governed right and the majority wrong, the
+    /// reverse]`.
+    pub versus_majority: [usize; 2],
     /// With more than half corrupted.
     pub over_half: usize,
     /// Of those, the share with wrong decisions ≤ 5 % of items (escalating instead).
@@ -728,6 +739,7 @@ impl GeneratedSet {
                 majority: s.baselines.first().map_or(0.0, |b| b.accuracy.value),
                 best_single: s.baselines.get(1).map_or(0.0, |b| b.accuracy.value),
                 oracle: s.baselines.get(2).map_or(0.0, |b| b.accuracy.value),
+                versus_majority: s.baselines.first().map_or([0, 0], |b| b.discordant),
                 detection: s
                     .adversaries
                     .iter()
@@ -759,6 +771,13 @@ impl GeneratedSet {
             not_below_majority: share(&low, &|o| o.accuracy >= o.majority - 1e-12),
             not_below_best_single: share(&low, &|o| o.accuracy >= o.best_single - 1e-12),
             oracle_not_below_majority: share(&low, &|o| o.oracle >= o.majority - 1e-12),
+            below_majority_beyond_chance: share(&low, &|o| {
+                let [won, lost] = o.versus_majority;
+                super::metrics::sign_test(won, lost) <= 0.05
+            }),
+            versus_majority: low.iter().fold([0, 0], |[w, l], o| {
+                [w + o.versus_majority[0], l + o.versus_majority[1]]
+            }),
             over_half: high.len(),
             safe_over_half: share(&high, &|o| o.wrong <= 0.05 + 1e-12),
             detection: Dist::of(&delays),

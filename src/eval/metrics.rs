@@ -59,6 +59,18 @@ pub struct Delta {
     pub n: usize,
 }
 
+/// The one-sided exact sign test on paired outcomes: the probability, if neither side were
+/// better, of at least `losses` losses among `wins + losses` items on which the two differ
+/// (1 when they never differ).
+pub fn sign_test(wins: usize, losses: usize) -> f64 {
+    use statrs::distribution::{Binomial, DiscreteCDF};
+    let n = wins + losses;
+    if losses == 0 {
+        return 1.0;
+    }
+    Binomial::new(0.5, n as u64).map_or(1.0, |b| b.sf(losses as u64 - 1).clamp(0.0, 1.0))
+}
+
 /// The mean of paired differences `a − b` (each 0 or 1) with a normal 95 % interval.
 pub fn paired_delta(a: &[bool], b: &[bool]) -> Delta {
     let n = a.len().min(b.len());
@@ -322,6 +334,24 @@ mod tests {
             (r.lo - 0.4902).abs() < 1e-3 && (r.hi - 0.9433).abs() < 1e-3,
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn the_sign_test_is_the_exact_binomial_tail() {
+        // Σ_{i ≥ losses} C(n, i) / 2ⁿ, in exact fractions (as scipy.stats.binomtest with
+        // alternative="greater").
+        for (wins, losses, p) in [
+            (0, 3, 0.125),
+            (0, 5, 0.03125),
+            (2, 8, 0.0546875),
+            (10, 10, 0.588_098_526_000_976_6),
+            (30, 10, 0.999_660_225_872_503_4),
+        ] {
+            let x = sign_test(wins, losses);
+            assert!((x - p).abs() < 1e-9, "{wins}/{losses}: {x} vs {p}");
+        }
+        assert_eq!(sign_test(7, 0), 1.0);
+        assert_eq!(sign_test(0, 0), 1.0);
     }
 
     #[test]

@@ -95,6 +95,9 @@ pub struct Baseline {
     pub lead: Delta,
     /// Governed minus baseline on every item, escalations counted as misses.
     pub lead_all: Delta,
+    /// The items on which the two differ (escalations counted as misses): `[governed right
+    /// and the baseline wrong, the baseline right and the governed not]`.
+    pub discordant: [usize; 2],
 }
 
 /// What deliberation rounds did in one scenario at one seed, on the items deliberated
@@ -1062,6 +1065,10 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
             on_decided: Rate::wilson(on.iter().filter(|b| **b).count(), on.len()),
             lead: metrics::paired_delta(&governed_decided, &on),
             lead_all: metrics::paired_delta(&governed, v),
+            discordant: [
+                governed.iter().zip(v).filter(|(g, b)| **g && !**b).count(),
+                governed.iter().zip(v).filter(|(g, b)| !**g && **b).count(),
+            ],
         }
     };
     let baselines = vec![

@@ -688,14 +688,15 @@ impl Report {
             let r = &g.rates;
             v += &format!(
                 "Over {} generated scenarios ({}): accuracy not below the majority's in {} of \
-                 the {} with at most half corrupted (the oracle's: {}), not below the best \
-                 single agent's in {}; wrong decisions ≤ 5% of items in {} of the {} above half; detection median {}, \
+                 the {} with at most half corrupted (the oracle's: {}; below it beyond chance: \
+                 {}), not below the best single agent's in {}; wrong decisions ≤ 5% of items in {} of the {} above half; detection median {}, \
                  95th percentile {}; an honest agent quarantined in {} of scenarios. ",
                 r.scenarios,
                 g.name,
                 pct(r.not_below_majority),
                 r.at_most_half,
                 pct(r.oracle_not_below_majority),
+                pct(r.below_majority_beyond_chance),
                 pct(r.not_below_best_single),
                 pct(r.safe_over_half),
                 r.over_half,
@@ -775,11 +776,12 @@ impl Report {
             let r = &g.rates;
             let _ = writeln!(
                 out,
-                "generated {}: {} scenarios; ≥ majority in {} of {} (≤ half corrupted); safe in {} of {} (> half); detection median {}, p95 {}; false alarms in {}",
+                "generated {}: {} scenarios; ≥ majority in {} of {} (≤ half corrupted; below it beyond chance in {}); safe in {} of {} (> half); detection median {}, p95 {}; false alarms in {}",
                 g.name,
                 r.scenarios,
                 pct(r.not_below_majority),
                 r.at_most_half,
+                pct(r.below_majority_beyond_chance),
                 pct(r.safe_over_half),
                 r.over_half,
                 r.detection
@@ -1059,17 +1061,22 @@ impl Report {
             let _ = writeln!(m, "\n## Generated scenarios: {}\n\n{}\n", g.name, g.about);
             let _ = writeln!(
                 m,
-                "{} scenarios (seed {}). With at most half of the weight corrupted ({}): \
+                "{} scenarios (seed {}). With at most half of the agents corrupted ({}): \
                  accuracy over all items not below the unweighted majority's in {} (the \
-                 oracle's, weighting every agent by its true competence: {}), not below the best \
-                 single agent's in {}. Above half ({}): wrong decisions ≤ 5% of items \
-                 in {}. Detection: {}{}. An honest agent quarantined in {} of scenarios. Mean \
-                 coverage {}.\n",
+                 oracle's, weighting every agent by its true competence: {}); below it beyond \
+                 chance (exact sign test at 5% on the items where they differ) in {}; over \
+                 their items, right where the majority was wrong on {} and the reverse on {}; \
+                 not below the best single agent's in {}. Above half ({}): wrong decisions ≤ \
+                 5% of items in {}. Detection: {}{}. An honest agent quarantined in {} of \
+                 scenarios. Mean coverage {}.\n",
                 r.scenarios,
                 g.seed,
                 r.at_most_half,
                 pct(r.not_below_majority),
                 pct(r.oracle_not_below_majority),
+                pct(r.below_majority_beyond_chance),
+                r.versus_majority[0],
+                r.versus_majority[1],
                 pct(r.not_below_best_single),
                 r.over_half,
                 pct(r.safe_over_half),
