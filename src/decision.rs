@@ -245,7 +245,8 @@ impl Outcome {
 pub enum Stop {
     /// The remaining agents could not change the winner.
     Certified,
-    /// The winner of the full pool is the leader with probability at least 1 − δ.
+    /// The winner of the full pool is the leader with probability at least 1 − δ (for
+    /// numbers: the quorum's median is right with probability at least 1 − δ).
     Confident,
     /// Every selected agent was asked.
     Exhausted,

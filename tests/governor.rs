@@ -136,6 +136,74 @@ early_stop = { risk = 0.01 }
     assert!(saving >= 0.40, "saving {saving}");
 }
 
+/// Numbers stop early at the policy's risk too: the fan-out stops only once the quorum's
+/// median is right with probability 1 − δ, so an early stop rarely turns a verdict the full
+/// pool would have got right into a wrong one. (It once stopped at the acceptance threshold,
+/// 0.75, whatever δ said.)
+#[tokio::test(start_paused = true)]
+async fn numbers_stop_early_only_at_the_policys_risk() {
+    let competences = [0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.6, 0.55];
+    let c = catalog(
+        &agents_toml(&competences, ""),
+        r#"id = "n"
+description = "Early stopping on numbers."
+applies = { domains = ["trading"], kinds = ["score"] }
+pool = { agents = ["a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8"] }
+rule = { name = "weighted-median" }
+quorum = { ballots = 3 }
+early_stop = { risk = 0.01 }
+thresholds = { accept = 0.75, arbitrate = 0.55, human = 0.3, tolerance = 0.25 }
+"#,
+    );
+    let trust = learned_trust(&c, 60);
+    let policy = c.policy("n").expect("policy").clone();
+    let governor = Governor::new(policy.clone(), services(&c), trust.clone());
+    let full = Governor::new(
+        policy
+            .to_builder()
+            .early_stop(None)
+            .quorum(9)
+            .build(&c.agents)
+            .expect("a valid variant"),
+        services(&c),
+        trust,
+    );
+    let mut rng = Rng(7);
+    let n = 1000;
+    let (mut early_stops, mut spoiled, mut calls) = (0usize, 0usize, 0usize);
+    for i in 0..n {
+        let truth = rng.unit() * 1.6 - 0.8;
+        let d = Decision::score(format!("n{i}"), "trading", "Sentiment?")
+            .with_seed(i)
+            .with_truth(Truth::Value(truth));
+        let early = governor.decide(d.clone()).await.expect("decide");
+        let all = full.decide(d).await.expect("decide");
+        let right =
+            |v: &conclave::decision::Verdict| v.value().is_some_and(|x| (x - truth).abs() <= 0.25);
+        calls += early.calls;
+        if early.stop == conclave::decision::Stop::Confident && early.calls < 9 {
+            early_stops += 1;
+            spoiled += usize::from(right(&all) && !right(&early));
+        }
+    }
+    let saving = 1.0 - calls as f64 / (9 * n) as f64;
+    println!(
+        "numbers: {early_stops} early stops of {n}, {spoiled} wrong where the full pool was right, {:.1}% fewer calls",
+        100.0 * saving
+    );
+    assert!(
+        early_stops >= n as usize / 4,
+        "early stopping still saves: {early_stops}"
+    );
+    // δ = 1 %: at most 1 % of the early stops spoiled, with room for chance (the one-sided
+    // 95 % normal bound of a binomial at 1 %).
+    let mean = 0.01 * early_stops as f64;
+    assert!(
+        (spoiled as f64) <= mean + 1.645 * (mean * 0.99).sqrt(),
+        "{spoiled} of {early_stops} early stops spoiled a verdict"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn budgets_are_never_exceeded() {
     let mut rng = Rng(7);

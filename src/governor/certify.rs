@@ -100,9 +100,12 @@ pub(super) fn check(vote: &Vote<'_>, casts: &[Cast], unasked: &[&Seat]) -> Optio
             (p >= 1.0 - delta).then_some(Stop::Confident)
         }
         Kind::Score => {
-            // Numbers have no winner to certify: stop once the quorum is confident enough that
-            // its median is right (the verdict's own confidence measure, around the median).
-            policy.early_stop_risk?;
+            // Numbers have no winner to certify: stop once the quorum's median is right with
+            // probability at least 1 − δ (the verdict's own confidence measure, around the
+            // median), as for choices; never below the acceptance threshold. (The stop once
+            // asked only for the acceptance threshold: at 0.75 a quarter of early stops could
+            // be wrong where the full pool was right, against the policy's stated δ.)
+            let delta = policy.early_stop_risk?;
             let mut values: Vec<f64> = casts
                 .iter()
                 .filter_map(|c| match c.ballot.answer {
@@ -128,7 +131,7 @@ pub(super) fn check(vote: &Vote<'_>, casts: &[Cast], unasked: &[&Seat]) -> Optio
                 agreement,
                 temper,
             );
-            (c >= policy.thresholds.accept).then_some(Stop::Confident)
+            (c >= (1.0 - delta).max(policy.thresholds.accept)).then_some(Stop::Confident)
         }
         Kind::Vector => None,
     }
