@@ -77,6 +77,25 @@ fn learned_trust(c: &Catalog, n: usize) -> conclave::trust::store::TrustSnapshot
     store.snapshot().expect("snapshot")
 }
 
+/// The policy `id` of a nine-agent pool with trust learned from 60 graded outcomes, as written
+/// (early stopping) and with every agent asked.
+fn early_and_full(c: &Catalog, id: &str) -> (Governor, Governor) {
+    let trust = learned_trust(c, 60);
+    let policy = c.policy(id).expect("policy").clone();
+    let governor = Governor::new(policy.clone(), services(c), trust.clone());
+    let full = Governor::new(
+        policy
+            .to_builder()
+            .early_stop(None)
+            .quorum(9)
+            .build(&c.agents)
+            .expect("a valid variant"),
+        services(c),
+        trust,
+    );
+    (governor, full)
+}
+
 fn decision(i: u64, rng: &mut Rng) -> Decision {
     let truth = OPTIONS[(rng.unit() * 3.0) as usize % 3];
     Decision::choice(format!("d{i}"), "trading", "Trade?", OPTIONS)
@@ -98,19 +117,7 @@ quorum = { ballots = 3 }
 early_stop = { risk = 0.01 }
 "#,
     );
-    let trust = learned_trust(&c, 60);
-    let policy = c.policy("t").expect("policy").clone();
-    let governor = Governor::new(policy.clone(), services(&c), trust.clone());
-    let full = Governor::new(
-        policy
-            .to_builder()
-            .early_stop(None)
-            .quorum(9)
-            .build(&c.agents)
-            .expect("a valid variant"),
-        services(&c),
-        trust,
-    );
+    let (governor, full) = early_and_full(&c, "t");
     let mut rng = Rng(2026);
     let (mut same, mut calls, mut full_calls) = (0usize, 0usize, 0usize);
     let n = 1000;
@@ -155,19 +162,7 @@ early_stop = { risk = 0.01 }
 thresholds = { accept = 0.75, arbitrate = 0.55, human = 0.3, tolerance = 0.25 }
 "#,
     );
-    let trust = learned_trust(&c, 60);
-    let policy = c.policy("n").expect("policy").clone();
-    let governor = Governor::new(policy.clone(), services(&c), trust.clone());
-    let full = Governor::new(
-        policy
-            .to_builder()
-            .early_stop(None)
-            .quorum(9)
-            .build(&c.agents)
-            .expect("a valid variant"),
-        services(&c),
-        trust,
-    );
+    let (governor, full) = early_and_full(&c, "n");
     let mut rng = Rng(7);
     let n = 1000;
     let (mut early_stops, mut spoiled, mut calls) = (0usize, 0usize, 0usize);
