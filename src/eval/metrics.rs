@@ -64,11 +64,11 @@ pub struct Delta {
 /// (1 when they never differ).
 pub fn sign_test(wins: usize, losses: usize) -> f64 {
     use statrs::distribution::{Binomial, DiscreteCDF};
-    let n = wins + losses;
     if losses == 0 {
         return 1.0;
     }
-    Binomial::new(0.5, n as u64).map_or(1.0, |b| b.sf(losses as u64 - 1).clamp(0.0, 1.0))
+    Binomial::new(0.5, (wins + losses) as u64)
+        .map_or(1.0, |b| b.sf(losses as u64 - 1).clamp(0.0, 1.0))
 }
 
 /// The mean of paired differences `a − b` (each 0 or 1) with a normal 95 % interval.

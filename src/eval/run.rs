@@ -976,8 +976,6 @@ impl ItemsRun {
         honest
     }
 
-    /// Adversaries never graded in this run are reported too, with the status they had
-    /// (quarantined by an earlier run, or never seated).
     /// Agents whose competence no file states (behind real endpoints) count as honest until
     /// their graded record says otherwise: one whose accuracy is below the honest floor with
     /// 95 % confidence (upper bound of Beta(1 + right, 1 + wrong) over at least
@@ -1021,6 +1019,8 @@ impl ItemsRun {
         }
     }
 
+    /// Adversaries never graded in this run are reported too, with the status they had
+    /// (quarantined by an earlier run, or never seated).
     fn report_unseen(&mut self, pool: &Pool, params: &crate::trust::model::TrustParams) {
         let run = self;
         let params = *params;
