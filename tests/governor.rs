@@ -841,6 +841,70 @@ escalation = {{ human = true{alarm} }}
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_agent_that_turned_in_one_domain_has_no_say_in_another() {
+    let policy = r#"id = "v"
+description = "Travelling turn evidence."
+applies = { domains = ["trading"], kinds = ["choice"] }
+pool = { agents = ["a0", "a1", "a2"] }
+rule = { name = "weighted-plurality" }
+quorum = { ballots = 3 }
+"#;
+    let c = catalog(&agents_toml(&[0.95, 0.95, 0.95], ""), policy);
+    // Forty right answers each in "trading" and in "allocation"; then `wrongs` wrong answers
+    // from a0 in "allocation" alone.
+    let weights = |wrongs: usize| {
+        let store = MemoryTrustStore::new(TrustParams::default()).expect("store");
+        let graded = |domain: &str, item: String, a0: bool| Change::Graded {
+            domain: domain.into(),
+            item,
+            outcomes: [("a0", a0), ("a1", true), ("a2", true)]
+                .into_iter()
+                .map(|(a, r)| (a.to_owned(), r))
+                .collect(),
+            verdict: None,
+            agreement: None,
+            overturn: None,
+        };
+        let changes = (0..40)
+            .flat_map(|i| {
+                [
+                    graded("trading", format!("t{i}"), true),
+                    graded("allocation", format!("a{i}"), true),
+                ]
+            })
+            .chain((0..wrongs).map(|i| graded("allocation", format!("w{i}"), false)))
+            .collect();
+        store
+            .apply(&TrustBatch {
+                provenance: "test".into(),
+                changes,
+            })
+            .expect("apply");
+        let trust = store.snapshot().expect("snapshot");
+        let g = Governor::new(c.policy("v").expect("policy").clone(), services(&c), trust);
+        async move {
+            let v = g.decide(decision(0, &mut Rng(5))).await.expect("decide");
+            let w = |a: &str| {
+                v.ballots
+                    .iter()
+                    .find(|b| b.ballot.agent == a)
+                    .map_or(f64::NAN, |b| b.weight)
+            };
+            (w("a0"), w("a1"))
+        }
+    };
+    // Its trading record is spotless either way; four wrongs in a row elsewhere are a streak
+    // against a record right 40 times of 40: it has likely turned, here too.
+    let (clean, other) = weights(0).await;
+    assert!(
+        clean > 0.5 && (clean - other).abs() < 1e-9,
+        "{clean} {other}"
+    );
+    let (turned, other) = weights(4).await;
+    assert!(turned == 0.0 && other > 0.5, "{turned} {other}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failed_tally_is_reported_as_such_not_as_a_missing_quorum() {
     // Multi-Krum with f = 1 needs at least four ballots; three answer.
     let c = catalog(

@@ -3,7 +3,7 @@
 //!
 //! A run covers every seed of the suite (and its generated scenarios); the summary gives each
 //! figure's distribution over seeds, and the checks are judged over all of them (see
-//! [`check`](super::check)).
+//! [`check`]).
 //!
 //! `report.json` is byte-identical for the same suite, seeds and starting trust; everything
 //! that depends on the clock or on earlier runs lives in its `volatile` section.

@@ -576,10 +576,13 @@ impl Inner {
         let mut scored: Vec<(f64, Seat)> = Vec::new();
         let mut lost = 0;
         for (i, m) in self.members.iter().enumerate() {
+            // Evidence that the agent has turned travels: a streak against its record in any
+            // domain turns it here too (see `TrustState::travelled`).
             let state = trust
                 .get(&m.spec.id, domain)
                 .cloned()
-                .unwrap_or_else(|| TrustState::new(params));
+                .unwrap_or_else(|| TrustState::new(params))
+                .travelled(trust.get(&m.spec.id, crate::trust::model::ALL_DOMAINS));
             let status = trust.standing(&m.spec.id, domain);
             if matches!(status, Status::Quarantined | Status::Ejected) {
                 lost += 1;

@@ -7,7 +7,7 @@
 //!   chat completion whose content is the governed answer (or the escalation), with `usage`
 //!   summed over the panel and a `conclave` object; headers `x-conclave-decision` and
 //!   `x-conclave-outcome`. The panel's agents never appear as `model`.
-//! - `POST /v1/decisions` (a [`Decision`] → its [`Verdict`](crate::decision::Verdict)),
+//! - `POST /v1/decisions` (a [`Decision`] → its [`Verdict`]),
 //!   `GET /v1/decisions/{id}` (its audit record), `POST /v1/decisions/{id}/outcome`
 //!   (`{"correct": …}`: grading back-fill; trust learns, and later decisions use it),
 //!   `GET /v1/trust`, `GET /v1/policies`, `GET /healthz`.

@@ -33,7 +33,12 @@
 //! as `(1 − π)·trust + π·deliberate_accuracy` ([`TrustState::effective_competence`]); an
 //! agent more likely turned than not keeps being asked (its answers are evidence) but has no
 //! say. Right answers bring `π` back down within a few outcomes; honest agents' occasional
-//! errors move it little (one wrong answer from a 0.9 agent: about 2 %).
+//! errors move it little (one wrong answer from a 0.9 agent: about 2 %). The statistic runs
+//! on the agent's record across every domain too, and the vote in each domain reads the
+//! larger of the two ([`TrustState::travelled`]): an agent that turns is wrong on purpose
+//! wherever it answers next, so a streak in one domain takes its say in all of them (its
+//! trust in each stays the domain's own). An honest agent strong in one domain and weak in
+//! another is counted as turned in under 0.5 % of its outcomes (`tests` below).
 //!
 //! A quarantined agent is on probation: it leaves quarantine when its graded outcomes since
 //! (at least `probation` of them) put the lower 95 % bound of its accuracy at or above the
@@ -518,6 +523,21 @@ impl TrustState {
         (1.0 - p) * self.trust() + p * params.deliberate_accuracy
     }
 
+    /// This state as the vote reads it in one domain, given the agent's record across every
+    /// domain ([`ALL_DOMAINS`]): a streak of wrong answers against the agent's record
+    /// anywhere is evidence that it has turned everywhere, so its turn statistic is the
+    /// larger of the two. (Its trust stays the domain's own: honest differences of
+    /// competence between domains do not travel.)
+    #[must_use]
+    pub fn travelled(mut self, across: Option<&TrustState>) -> Self {
+        if let Some(a) = across
+            && a.turned.is_finite()
+        {
+            self.turned = self.turned.max(a.turned);
+        }
+        self
+    }
+
     /// Whether the agent is more likely turned than not: it keeps being asked, but has no say.
     pub fn turned(&self, params: &TrustParams) -> bool {
         self.turn_probability(params) > 0.5
@@ -891,6 +911,57 @@ mod tests {
             }
             let share = f64::from(turned) / f64::from(n);
             assert!(share < 0.005, "competence {competence}: turned {share}");
+        }
+    }
+
+    #[test]
+    fn turning_travels_between_domains_and_honest_differences_do_not() {
+        let p = TrustParams::default();
+        let view = |states: &BTreeMap<(String, String), TrustState>, domain: &str| {
+            states
+                .get(&("x".to_owned(), domain.to_owned()))
+                .cloned()
+                .unwrap_or_else(|| TrustState::new(&p))
+                .travelled(states.get(&("x".to_owned(), ALL_DOMAINS.to_owned())))
+        };
+        // An agent right nine times in ten in both domains turns in "b": its say in "a" goes
+        // within as many wrong answers as in "b" itself, though "a" never saw one.
+        let mut states = BTreeMap::new();
+        let mut rng = 11u64;
+        for i in 0..120 {
+            let domain = if i % 2 == 0 { "a" } else { "b" };
+            record_graded(&mut states, &p, "x", domain, lcg(&mut rng) < 0.9);
+        }
+        assert!(!view(&states, "a").turned(&p) && !view(&states, "b").turned(&p));
+        let k = (1..=20).find(|_| {
+            record_graded(&mut states, &p, "x", "b", false);
+            view(&states, "a").turned(&p)
+        });
+        assert!(k.is_some_and(|k| (2..=4).contains(&k)), "{k:?}");
+        let own = &states[&("x".to_owned(), "a".to_owned())];
+        assert!(!own.turned(&p), "the domain's own record saw nothing");
+        assert!(view(&states, "a").effective_competence(&p) < 0.5);
+        // An honest agent strong in one domain and weak in another is rarely counted as
+        // turned in either: its weak domain's errors are no streak against its record.
+        for (i, (ca, cb)) in [(0.95, 0.5), (0.9, 0.55), (0.8, 0.6)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut states = BTreeMap::new();
+            let mut rng = 300 + i as u64;
+            let (mut turned, n) = (0u32, 20_000u32);
+            for _ in 0..n {
+                let (domain, c) = if lcg(&mut rng) < 0.5 {
+                    ("a", ca)
+                } else {
+                    ("b", cb)
+                };
+                record_graded(&mut states, &p, "x", domain, lcg(&mut rng) < c);
+                turned += u32::from(view(&states, "a").turned(&p));
+                turned += u32::from(view(&states, "b").turned(&p));
+            }
+            let share = f64::from(turned) / f64::from(2 * n);
+            assert!(share < 0.005, "competences {ca}/{cb}: turned {share}");
         }
     }
 
