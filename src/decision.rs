@@ -36,6 +36,11 @@ pub struct Decision {
     /// lower its policy's stakes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stakes: Option<crate::policy::Stakes>,
+    /// The scale of a numeric answer, `[low, high]` (e.g. `[-1, 1]` for a sentiment): agents
+    /// are asked for a number on it, and a number outside it is a malformed answer, as an
+    /// unknown option is for a choice. None: any finite number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<[f64; 2]>,
 }
 
 /// The right answer of an evaluation item.
@@ -127,6 +132,7 @@ impl Decision {
             truth: None,
             idempotency_key: None,
             stakes: None,
+            scale: None,
         }
     }
 
@@ -176,6 +182,7 @@ impl Decision {
             truth: None,
             idempotency_key: None,
             stakes: None,
+            scale: None,
         }
     }
 
@@ -184,6 +191,37 @@ impl Decision {
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
+    }
+
+    /// The same decision with a numeric scale (see [`Decision::scale`]).
+    #[must_use]
+    pub fn with_scale(mut self, low: f64, high: f64) -> Self {
+        self.scale = Some([low, high]);
+        self
+    }
+
+    /// Whether a numeric answer lies on the decision's scale (any finite number without one).
+    pub fn on_scale(&self, value: f64) -> bool {
+        value.is_finite() && self.scale.is_none_or(|[lo, hi]| (lo..=hi).contains(&value))
+    }
+
+    /// What is wrong with the decision's scale, if anything: it must be two finite numbers,
+    /// low below high, on a numeric decision.
+    ///
+    /// # Errors
+    /// The problem, in words.
+    pub fn check_scale(&self) -> Result<(), String> {
+        match self.scale {
+            None => Ok(()),
+            Some(_) if self.kind != Kind::Score => Err(format!(
+                "a scale is for numeric decisions; this one is a {} decision",
+                self.kind.as_str()
+            )),
+            Some([lo, hi]) if lo.is_finite() && hi.is_finite() && lo < hi => Ok(()),
+            Some([lo, hi]) => Err(format!(
+                "the scale [{lo}, {hi}] must be two finite numbers, the low one first"
+            )),
+        }
     }
 
     /// The same decision with its right answer (evaluation only).
@@ -436,5 +474,34 @@ impl Verdict {
             idempotency_key: decision.idempotency_key.clone(),
             at: crate::audit::now(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scale_bounds_numeric_answers_and_must_make_sense() {
+        let d = Decision::score("s", "trading", "Sentiment?").with_scale(-1.0, 1.0);
+        assert!(d.check_scale().is_ok());
+        assert!(d.on_scale(-1.0) && d.on_scale(0.3) && d.on_scale(1.0));
+        assert!(!d.on_scale(1.000_001) && !d.on_scale(-3.0) && !d.on_scale(f64::NAN));
+        let free = Decision::score("s", "trading", "How many?");
+        assert!(free.on_scale(1e12) && !free.on_scale(f64::INFINITY));
+        for bad in [
+            Decision::score("s", "t", "q").with_scale(1.0, 1.0),
+            Decision::score("s", "t", "q").with_scale(2.0, -2.0),
+            Decision::score("s", "t", "q").with_scale(f64::NEG_INFINITY, 0.0),
+            Decision::choice("c", "t", "q", ["a", "b"]).with_scale(0.0, 1.0),
+        ] {
+            assert!(bad.check_scale().is_err(), "{:?}", bad.scale);
+        }
+        // Decisions without a scale serialise as before (records keep their hashes).
+        let json = serde_json::to_value(&free).expect("json");
+        assert!(json.get("scale").is_none());
+        let back: Decision =
+            serde_json::from_value(serde_json::to_value(&d).expect("json")).expect("round trip");
+        assert_eq!(back.scale, Some([-1.0, 1.0]));
     }
 }

@@ -905,6 +905,60 @@ quorum = { ballots = 3 }
 }
 
 #[tokio::test(start_paused = true)]
+async fn numbers_off_the_decisions_scale_are_malformed_and_a_bad_scale_is_refused() {
+    let policy = r#"id = "s"
+description = "Scale test."
+applies = { domains = ["trading"], kinds = ["score"] }
+pool = { agents = ["a0", "a1", "a2", "out"] }
+rule = { name = "weighted-mean" }
+quorum = { ballots = 4 }
+early_stop = { enabled = false }
+"#;
+    let outlier = "[[agent]]\nid = \"out\"\nkind = \"scripted\"\ndomains = [\"trading\"]\nprice = { input_per_1k = 0.001, output_per_1k = 0.002 }\nscripted = { competence = { default = 0.9 }, behaviour = { kind = \"constant-outlier\", value = 5.0 } }\n";
+    let c = catalog(&agents_toml(&[0.9, 0.9, 0.9], outlier), policy);
+    let g = Governor::new(
+        c.policy("s").expect("policy").clone(),
+        services(&c),
+        learned_trust(&c, 30),
+    );
+    let sentiment = |i: u64| {
+        Decision::score(format!("s{i}"), "trading", "Sentiment (-1 to +1)?")
+            .with_seed(i)
+            .with_truth(Truth::Value(0.9))
+    };
+    for i in 0..20 {
+        let v = g
+            .decide(sentiment(i).with_scale(-1.0, 1.0))
+            .await
+            .expect("decide");
+        let out = v.ballots.iter().find(|b| b.ballot.agent == "out");
+        assert!(
+            out.is_some_and(
+                |b| b.ballot.answer == conclave::ballot::Answer::Abstain(Abstention::Malformed)
+            ),
+            "{:?}",
+            v.ballots
+        );
+        let x = v.value().expect("a number");
+        assert!((-1.0..=1.0).contains(&x), "{x}");
+        // Without a scale, 5 is an answer like any other, and pulls the mean off the scale.
+        let v = g.decide(sentiment(i)).await.expect("decide");
+        assert!(v.value().is_some_and(|x| x > 1.0), "{:?}", v.value());
+    }
+    for bad in [
+        sentiment(0).with_scale(1.0, -1.0),
+        sentiment(0).with_scale(0.0, f64::INFINITY),
+        sentiment(0).with_scale(f64::NAN, 1.0),
+    ] {
+        let e = g.decide(bad).await.expect_err("refused");
+        assert!(
+            matches!(&e, GovernorError::Invalid(m) if m.contains("scale")),
+            "{e}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failed_tally_is_reported_as_such_not_as_a_missing_quorum() {
     // Multi-Krum with f = 1 needs at least four ballots; three answer.
     let c = catalog(

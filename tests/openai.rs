@@ -1163,3 +1163,59 @@ async fn an_arbiter_behind_an_endpoint_is_shown_the_panel_and_answers_a_typed_ba
     // The panel's names are not shown: the arbiter weighs arguments.
     assert!(!user.contains("econ") && !user.contains("news"), "{user}");
 }
+
+#[tokio::test]
+async fn a_number_off_the_decisions_scale_gets_one_repair_then_counts_as_malformed() {
+    // Asked for a sentiment on -1..1: one answers 0.4; one answers 3, then 0.5 when told
+    // what was wrong; one insists on 3.
+    let good = server(vec![ok(
+        r#"{"rationale":"r","value":0.4,"confidence":0.8}"#,
+    )])
+    .await;
+    let repaired = server(vec![
+        ok(r#"{"rationale":"r","value":3,"confidence":0.8}"#),
+        ok(r#"{"rationale":"r","value":0.5,"confidence":0.7}"#),
+    ])
+    .await;
+    let off = server(vec![ok(r#"{"rationale":"r","value":3,"confidence":0.9}"#)]).await;
+    let entries = vec![
+        ("good", format!("{}/v1", good.uri())),
+        ("repaired", format!("{}/v1", repaired.uri())),
+        ("off", format!("{}/v1", off.uri())),
+    ];
+    let g = governor_for(&entries, 3, "score", "median", "");
+    let d =
+        Decision::score("s1", "trading", "Sentiment for Stark (-1 to +1)?").with_scale(-1.0, 1.0);
+    let v = g.decide(d).await.expect("decide");
+    let value = |id: &str| {
+        v.ballots
+            .iter()
+            .find(|c| c.ballot.agent == id)
+            .map(|c| c.ballot.answer.clone())
+    };
+    assert_eq!(value("good"), Some(Answer::Score(0.4)));
+    assert_eq!(value("repaired"), Some(Answer::Score(0.5)));
+    assert_eq!(reason(&v, "off"), Some(Abstention::Malformed));
+    // The request states the scale, in words and in the schema; the repair says what was
+    // wrong.
+    let first: Value =
+        serde_json::from_slice(&good.received_requests().await.expect("requests")[0].body)
+            .expect("json");
+    assert!(
+        first["messages"][1]["content"]
+            .as_str()
+            .is_some_and(|p| p.contains("a number from -1 to 1")),
+        "{first}"
+    );
+    let answer = &first["response_format"]["json_schema"]["schema"]["properties"]["value"];
+    assert_eq!(
+        (answer["minimum"].as_f64(), answer["maximum"].as_f64()),
+        (Some(-1.0), Some(1.0))
+    );
+    let requests = repaired.received_requests().await.expect("requests");
+    assert_eq!(requests.len(), 2);
+    let repair = String::from_utf8_lossy(&requests[1].body).into_owned();
+    assert!(repair.contains("off the scale"), "{repair}");
+    // The verdict is the median of the two numbers on the scale.
+    assert_eq!(v.value(), Some(0.45));
+}

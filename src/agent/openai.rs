@@ -661,8 +661,9 @@ fn prompt(decision: &Decision) -> String {
             decision.options.join(", ")
         ),
         Kind::Score => format!(
-            "{}\n{reason}, then your answer as a number, then your confidence in [0, 1] that it is right.",
-            decision.question
+            "{}\n{reason}, then your answer as a number{}, then your confidence in [0, 1] that it is right.",
+            decision.question,
+            scale_words(decision)
         ),
         Kind::Vector => format!(
             "{}\n{reason}, then your answer in a few words or one sentence, then your confidence in [0, 1] that it is right.",
@@ -678,13 +679,21 @@ fn template(decision: &Decision) -> String {
             "\"ranking\": [every option, best first, from: {}]",
             quoted(&decision.options)
         ),
-        Kind::Score => "\"value\": <a number>".to_owned(),
+        Kind::Score => format!("\"value\": <a number{}>", scale_words(decision)),
         Kind::Vector => "\"answer\": \"<your answer>\"".to_owned(),
         _ => format!("\"choice\": <one of {}>", quoted(&decision.options)),
     };
     format!(
         "{{\"rationale\": \"<one or two sentences>\", {answer}, \"confidence\": <a number from 0 to 1>}}"
     )
+}
+
+/// " from LOW to HIGH" for a numeric decision with a scale, else nothing.
+fn scale_words(decision: &Decision) -> String {
+    decision
+        .scale
+        .map(|[lo, hi]| format!(" from {lo} to {hi}"))
+        .unwrap_or_default()
 }
 
 fn quoted(options: &[String]) -> String {
@@ -745,7 +754,13 @@ pub fn ballot_schema(decision: &Decision) -> Ordered {
             "ranking",
             json!({"type": "array", "items": {"type": "string", "enum": decision.options}, "minItems": 1, "maxItems": decision.options.len(), "uniqueItems": true}),
         ),
-        Kind::Score => ("value", json!({"type": "number"})),
+        Kind::Score => (
+            "value",
+            match decision.scale {
+                Some([lo, hi]) => json!({"type": "number", "minimum": lo, "maximum": hi}),
+                None => json!({"type": "number"}),
+            },
+        ),
         Kind::Vector => ("answer", json!({"type": "string", "maxLength": 1000})),
         Kind::Choice => (
             "choice",
@@ -954,6 +969,12 @@ fn parse_ballot(
                 .and_then(|v| v.as_f64().or_else(|| v.as_str()?.trim().parse().ok()))
                 .filter(|x: &f64| x.is_finite())
                 .ok_or("\"value\" must be a finite number")?;
+            if !decision.on_scale(x) {
+                return Err(format!(
+                    "\"value\" {x} is off the scale: give a number{}",
+                    scale_words(decision)
+                ));
+            }
             Answer::Score(x)
         }
         Kind::Vector => {

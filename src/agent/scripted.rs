@@ -198,22 +198,29 @@ impl ScriptedAgent {
                 // Competence is the probability of a right answer here as for options: a right
                 // number lies close to the truth (noise 0.04), a wrong one 0.3 to 1.0 away, so
                 // that any tolerance from 0.12 to 0.3 grades it as the competence says.
+                // Every answer but a constant outlier's stays on the decision's scale, if it
+                // has one, as a model asked for a number on it answers.
+                let (lo, hi) = decision.scale.map_or((-1.0, 1.0), |[lo, hi]| (lo, hi));
+                let onto = |x: f64| decision.scale.map_or(x, |_| x.clamp(lo, hi));
                 let honest = if rng.unit() < p {
-                    truth + 0.04 * rng.normal()
+                    onto(truth + 0.04 * rng.normal())
                 } else {
                     let off = 0.3 + 0.7 * rng.unit();
-                    truth + if rng.unit() < 0.5 { off } else { -off }
+                    away(decision, truth, off, rng.unit() < 0.5)
                 };
                 let v = match behaviour {
                     Behaviour::ConstantOutlier { value } => *value,
-                    Behaviour::ThresholdHugger { margin } => truth + margin,
-                    Behaviour::Inverted => -honest,
-                    Behaviour::Random => rng.unit() * 2.0 - 1.0,
+                    Behaviour::ThresholdHugger { margin } => {
+                        away(decision, truth, margin.abs(), *margin >= 0.0)
+                    }
+                    // Mirrored about the scale's middle (0 without a scale).
+                    Behaviour::Inverted => onto(decision.scale.map_or(0.0, |_| lo + hi) - honest),
+                    Behaviour::Random => lo + rng.unit() * (hi - lo),
                     Behaviour::Colluder { group } => {
                         let mut g = Rng::new(&[decision.id.as_bytes(), group.as_bytes()]);
-                        truth + if g.unit() < 0.5 { 0.8 } else { -0.8 }
+                        away(decision, truth, 0.8, g.unit() < 0.5)
                     }
-                    _ if wrong => -truth + if truth >= 0.0 { -0.5 } else { 0.5 },
+                    _ if wrong => onto(-truth + if truth >= 0.0 { -0.5 } else { 0.5 }),
                     _ => honest,
                 };
                 Answer::Score(v.clamp(-1e6, 1e6))
@@ -230,6 +237,23 @@ impl ScriptedAgent {
             ballot = ballot.with_rationale(text.clone());
         }
         Ok(ballot)
+    }
+}
+
+/// `truth` moved `off` up (or down), or the other way when that would leave the decision's
+/// scale; onto the scale's nearer end when neither way fits. A wrong number stays wrong and
+/// on the scale a model is asked to answer on.
+pub(crate) fn away(decision: &Decision, truth: f64, off: f64, up: bool) -> f64 {
+    let (first, second) = if up {
+        (truth + off, truth - off)
+    } else {
+        (truth - off, truth + off)
+    };
+    match decision.scale {
+        None => first,
+        Some(_) if decision.on_scale(first) => first,
+        Some(_) if decision.on_scale(second) => second,
+        Some([lo, hi]) => first.clamp(lo, hi),
     }
 }
 

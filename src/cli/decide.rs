@@ -29,6 +29,10 @@ pub(super) struct DecideArgs {
     /// A numeric decision (a score).
     #[arg(long, conflicts_with = "text")]
     numeric: bool,
+    /// The scale of a numeric answer, `LOW,HIGH` (e.g. `--scale=-1,1`): agents are asked for
+    /// a number on it, and one outside it is a malformed answer.
+    #[arg(long, requires = "numeric", value_parser = parse_scale, allow_hyphen_values = true)]
+    scale: Option<(f64, f64)>,
     /// A free-text decision: agents answer in words, embedded into vectors (agents need an
     /// `embedding_model`), and the policy's rule combines the vectors.
     #[arg(long, conflicts_with = "options")]
@@ -208,6 +212,23 @@ fn keep_orders(
     Ok(())
 }
 
+/// `LOW,HIGH`, two finite numbers, the low one first.
+fn parse_scale(s: &str) -> Result<(f64, f64), String> {
+    let bad = || format!("\"{s}\": give the scale as LOW,HIGH, e.g. -1,1");
+    let (lo, hi) = s.split_once(',').ok_or_else(bad)?;
+    let (lo, hi): (f64, f64) = (
+        lo.trim().parse().map_err(|_| bad())?,
+        hi.trim().parse().map_err(|_| bad())?,
+    );
+    if lo.is_finite() && hi.is_finite() && lo < hi {
+        Ok((lo, hi))
+    } else {
+        Err(format!(
+            "\"{s}\": the low end must be below the high end, both finite"
+        ))
+    }
+}
+
 /// The decision the arguments describe (its domain by default the policy's first).
 fn decision_of(a: &DecideArgs, policy: &conclave::Policy) -> Result<Decision, CliError> {
     let kind = if a.numeric {
@@ -243,6 +264,7 @@ fn decision_of(a: &DecideArgs, policy: &conclave::Policy) -> Result<Decision, Cl
         truth: None,
         idempotency_key: None,
         stakes: None,
+        scale: a.scale.map(|(lo, hi)| [lo, hi]),
     };
     if let Some(t) = &a.truth {
         decision.truth = Some(match kind {

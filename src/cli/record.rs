@@ -110,6 +110,7 @@ pub(super) fn run(a: &RecordArgs) -> Result<(), CliError> {
                 truth: None,
                 idempotency_key: None,
                 stakes: None,
+                scale: item.scale,
             });
             for sample in 0..a.samples {
                 for (spec, _, service) in &mut agents {

@@ -393,9 +393,12 @@ fn trap(decision: &Decision, mut honest: Ballot) -> Ballot {
                 Answer::Choice(pick)
             }
         }
-        (Some(Truth::Value(v)), Kind::Score) => {
-            Answer::Score(v + if rng.unit() < 0.5 { 0.7 } else { -0.7 })
-        }
+        (Some(Truth::Value(v)), Kind::Score) => Answer::Score(crate::agent::scripted::away(
+            decision,
+            *v,
+            0.7,
+            rng.unit() < 0.5,
+        )),
         _ => honest.answer,
     };
     honest

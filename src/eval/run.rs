@@ -703,6 +703,7 @@ fn decision_for(item: &Item, seed: u64, rep: u32) -> Decision {
         truth: Some(item.truth.clone()),
         idempotency_key: None,
         stakes: None,
+        scale: item.scale,
     }
 }
 
@@ -1431,6 +1432,7 @@ pub(crate) fn sweep_items(sweep: &Sweep, seed: u64) -> Vec<Item> {
                 truth,
                 domain: sweep.domain.clone(),
                 stakes: None,
+                scale: None,
             }
         })
         .collect()

@@ -170,6 +170,9 @@ pub struct RawItem {
     pub domain: String,
     /// Stakes, for the report (`low`, `normal`, `high`).
     pub stakes: Option<String>,
+    /// The scale of a score item's answers, `[low, high]`: the truth lies on it, agents are
+    /// asked for a number on it, and one outside it is a malformed answer.
+    pub scale: Option<[f64; 2]>,
 }
 
 /// A named attack.
@@ -332,6 +335,8 @@ pub struct Item {
     pub domain: String,
     /// Stakes.
     pub stakes: Option<String>,
+    /// The scale of a score item's answers.
+    pub scale: Option<[f64; 2]>,
 }
 
 /// One scenario.
@@ -951,6 +956,31 @@ fn read_items(p: &Path, text: &str) -> Result<Vec<(RawItem, String)>, SuiteError
                         truth,
                         domain: get("domain").unwrap_or_default().to_owned(),
                         stakes: get("stakes").map(str::to_owned),
+                        scale: match (get("scale_low"), get("scale_high")) {
+                            (None, None) => None,
+                            (Some(lo), Some(hi)) => Some([
+                                lo.parse().map_err(|_| {
+                                    SuiteError::new(
+                                        p,
+                                        format!("{site}: scale_low \"{lo}\" is not a number"),
+                                    )
+                                })?,
+                                hi.parse().map_err(|_| {
+                                    SuiteError::new(
+                                        p,
+                                        format!("{site}: scale_high \"{hi}\" is not a number"),
+                                    )
+                                })?,
+                            ]),
+                            _ => {
+                                return Err(SuiteError::new(
+                                    p,
+                                    format!(
+                                        "{site}: give both scale_low and scale_high, or neither"
+                                    ),
+                                ));
+                            }
+                        },
                     },
                     site,
                 ));
@@ -983,6 +1013,12 @@ fn check_item(it: RawItem, n: usize, site: &str) -> Result<Item, String> {
             "{at} has no ground truth: an evaluation item needs `truth` (an option or a number)"
         ));
     };
+    if it.scale.is_some() && it.kind != Kind::Score {
+        return Err(format!(
+            "{at}: a scale is for score items; this one is a {} item",
+            it.kind.as_str()
+        ));
+    }
     match (it.kind, &truth) {
         (Kind::Choice | Kind::Ranking, Truth::Option(t)) => {
             if it.options.len() < 2 {
@@ -1005,6 +1041,18 @@ fn check_item(it: RawItem, n: usize, site: &str) -> Result<Item, String> {
         (Kind::Score, Truth::Value(v)) => {
             if !v.is_finite() {
                 return Err(format!("{at}: truth must be a finite number"));
+            }
+            if let Some(scale @ [lo, hi]) = it.scale {
+                if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+                    return Err(format!(
+                        "{at}: the scale [{lo}, {hi}] must be two finite numbers, the low one first"
+                    ));
+                }
+                if !(lo..=hi).contains(v) {
+                    return Err(format!(
+                        "{at}: truth {v} is outside the item's scale {scale:?}"
+                    ));
+                }
             }
         }
         (Kind::Score, Truth::Option(t)) => {
@@ -1031,6 +1079,7 @@ fn check_item(it: RawItem, n: usize, site: &str) -> Result<Item, String> {
         truth,
         domain: it.domain,
         stakes: it.stakes,
+        scale: it.scale,
     })
 }
 
@@ -1303,4 +1352,40 @@ fn check_sweep(s: &RawSweep, catalog: &Catalog) -> Result<Sweep, String> {
         rules,
         policy,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(line: &str) -> Result<Item, String> {
+        let raw: RawItem = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        check_item(raw, 0, "data.jsonl:1")
+    }
+
+    #[test]
+    fn a_score_items_scale_holds_its_truth_and_is_for_numbers_only() {
+        let ok = item(
+            r#"{"question": "Sentiment?", "kind": "score", "truth": 0.3, "scale": [-1, 1], "domain": "trading"}"#,
+        )
+        .expect("a valid item");
+        assert_eq!(ok.scale, Some([-1.0, 1.0]));
+        for (line, says) in [
+            (
+                r#"{"question": "Sentiment?", "kind": "score", "truth": 1.3, "scale": [-1, 1], "domain": "trading"}"#,
+                "outside the item's scale",
+            ),
+            (
+                r#"{"question": "Sentiment?", "kind": "score", "truth": 0.3, "scale": [1, -1], "domain": "trading"}"#,
+                "the low one first",
+            ),
+            (
+                r#"{"question": "Trade?", "kind": "choice", "options": ["buy", "sell"], "truth": "buy", "scale": [-1, 1], "domain": "trading"}"#,
+                "a scale is for score items",
+            ),
+        ] {
+            let e = item(line).expect_err(line);
+            assert!(e.contains(says) && e.contains("data.jsonl:1"), "{e}");
+        }
+    }
 }

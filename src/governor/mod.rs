@@ -827,7 +827,7 @@ impl Inner {
                 "a choice or ranking decision needs options".to_owned(),
             ));
         }
-        Ok(())
+        decision.check_scale().map_err(GovernorError::Invalid)
     }
 
     /// Governs one decision: seat the agents, fly the calls, count, classify, conclude.
@@ -1991,7 +1991,7 @@ fn sanitize(spec: &AgentSpec, decision: &Decision, mut ballot: Ballot) -> Ballot
                 && r.iter().all(|o| decision.options.contains(o))
                 && r.iter().collect::<std::collections::BTreeSet<_>>().len() == r.len()
         }
-        (Answer::Score(v), Kind::Score) => v.is_finite(),
+        (Answer::Score(v), Kind::Score) => decision.on_scale(*v),
         (Answer::Vector(v), Kind::Vector) => !v.is_empty() && v.iter().all(|x| x.is_finite()),
         _ => false,
     };

@@ -517,6 +517,8 @@ struct Extension {
     idempotency_key: Option<String>,
     /// `low`, `medium` or `high`: high stakes switch to the policy's robust rule.
     stakes: Option<crate::policy::Stakes>,
+    /// The scale of a numeric answer, `[low, high]`.
+    scale: Option<[f64; 2]>,
     /// Simulated agents only: the right answer.
     truth: Option<String>,
 }
@@ -592,6 +594,7 @@ async fn chat(
         truth: None,
         idempotency_key: ext.idempotency_key,
         stakes: ext.stakes,
+        scale: ext.scale,
     };
     if let Some(t) = ext.truth {
         decision.truth = Some(match kind {
