@@ -112,6 +112,19 @@ fn the_shipped_suites_run_at_every_seed_with_checks_fixed_by_the_suite() {
             "{:?}",
             defined.baselines[0].lead
         );
+        // Coverage once MaliciousAgent is out: the decisions from 30 after its quarantine on.
+        let at = catch.caught.quarantined_at.expect("caught");
+        let tail = &defined.records[at + 1 + conclave::eval::RECOVERY_AFTER..];
+        let decided = tail.iter().filter(|r| r.correct.is_some()).count();
+        let recovered = defined.recovered.as_ref().expect("every adversary caught");
+        assert_eq!(
+            (recovered.n, decided),
+            (
+                tail.len(),
+                (recovered.value * tail.len() as f64).round() as usize
+            )
+        );
+        assert!(recovered.value >= 0.9, "{recovered:?}");
     }
     // Graded outcomes only from the scenario that shows the pool as it is, and only the
     // first seed's.
@@ -198,6 +211,7 @@ fn no_check_passes_without_evidence() {
             graded: 5,
             right: 0,
             quarantined_after: None,
+            quarantined_at: None,
             status: Status::Trusted,
         },
     }];
@@ -258,6 +272,16 @@ fn no_check_passes_without_evidence() {
                 Metric::HonestQuarantined,
                 Class::All,
                 Op::AtMost,
+                0.0,
+                Statistic::Share,
+            ),
+        ),
+        (
+            &never_graded,
+            spec(
+                Metric::Recovery,
+                Class::Attacked,
+                Op::AtLeast,
                 0.0,
                 Statistic::Share,
             ),
@@ -324,6 +348,7 @@ fn no_check_passes_without_evidence() {
         Metric::LeadOracle,
         Metric::LeadOracleDecided,
         Metric::LossVsClean,
+        Metric::Recovery,
         Metric::Detection,
         Metric::Spearman,
         Metric::HonestQuarantined,
@@ -371,6 +396,7 @@ fn the_checks_reported_do_not_depend_on_the_outcome() {
             graded: 40,
             right: 0,
             quarantined_after: Some(6),
+            quarantined_at: Some(6),
             status: Status::Quarantined,
         },
     }];
@@ -383,6 +409,7 @@ fn the_checks_reported_do_not_depend_on_the_outcome() {
             graded: 0,
             right: 0,
             quarantined_after: None,
+            quarantined_at: None,
             status: Status::Provisional,
         },
         ..good.adversaries[0].clone()
@@ -405,6 +432,43 @@ fn the_checks_reported_do_not_depend_on_the_outcome() {
     };
     assert_eq!(names(&a), names(&b));
     assert!(a.iter().filter(|c| c.3).count() > b.iter().filter(|c| c.3).count());
+}
+
+#[test]
+fn recovery_is_coverage_after_the_last_catch_against_the_clean_run() {
+    let clean = synthetic("clean", 200, 190, 170);
+    let attacked = |recovered: Option<Rate>| {
+        let mut s = synthetic("attacked", 200, 180, 160);
+        s.corrupted = 0.25;
+        s.adversarial_only = true;
+        s.recovered = recovered;
+        s
+    };
+    let judge = |s: ScenarioReport| {
+        let c = spec(
+            Metric::Recovery,
+            Class::Attacked,
+            Op::AtLeast,
+            0.9,
+            Statistic::Share,
+        );
+        let seeds: Vec<Vec<ScenarioReport>> =
+            (0..20).map(|_| vec![clean.clone(), s.clone()]).collect();
+        let views: Vec<&[ScenarioReport]> = seeds.iter().map(Vec::as_slice).collect();
+        let r = check::judge(&[c], &views);
+        assert_eq!(r.len(), 1);
+        r[0].outcome
+    };
+    // 90 of 100 decided after the last catch, against 95 % in the clean run: 94.7 %.
+    assert_eq!(judge(attacked(Some(Rate::wilson(90, 100)))), Outcome::Holds);
+    // 80 of 100: 84 %.
+    assert_eq!(judge(attacked(Some(Rate::wilson(80, 100)))), Outcome::Fails);
+    // Too few decisions after the last catch, or an adversary never caught: no evidence.
+    assert_eq!(
+        judge(attacked(Some(Rate::wilson(9, 10)))),
+        Outcome::NotEnoughEvidence
+    );
+    assert_eq!(judge(attacked(None)), Outcome::NotEnoughEvidence);
 }
 
 #[test]

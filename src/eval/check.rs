@@ -59,6 +59,11 @@ pub enum Metric {
     /// Accuracy over all items lost against the same run's clean scenario, beyond what the
     /// oracle itself loses there: `(clean − this) − max(0, oracle clean − oracle this)`.
     LossVsClean,
+    /// Coverage once every adversary is caught — over the decisions from 30 after the last
+    /// quarantine to the end of the run — as a share of the same run's clean scenario's
+    /// coverage (the issue's "coverage recovers to 90 % of the clean run's within 30
+    /// decisions of the last adversary caught"). No evidence while an adversary is not caught.
+    Recovery,
     /// Per adversary: graded decisions from the start of its attack until quarantine (0 when
     /// it was quarantined before the run). Compared with the threshold, or, for an adversary
     /// right often enough that no test at conclave's false-alarm rate could catch it that
@@ -136,7 +141,8 @@ impl Metric {
             | Self::Escalated
             | Self::InfraFailures
             | Self::CascadesFlagged
-            | Self::HonestFlagged => Unit::Share,
+            | Self::HonestFlagged
+            | Self::Recovery => Unit::Share,
             Self::LeadMajority
             | Self::LeadMajorityDecided
             | Self::LeadBest
@@ -176,6 +182,7 @@ impl Metric {
         !matches!(
             self,
             Self::Detection
+                | Self::Recovery
                 | Self::Spearman
                 | Self::Concordance
                 | Self::HonestQuarantined
@@ -198,6 +205,7 @@ impl Metric {
             Self::LeadOracle => "lead-oracle",
             Self::LeadOracleDecided => "lead-oracle-decided",
             Self::LossVsClean => "loss-vs-clean",
+            Self::Recovery => "recovery",
             Self::Detection => "detection",
             Self::Spearman => "spearman",
             Self::Concordance => "concordance",
@@ -838,6 +846,23 @@ fn sample(
             let se = (var(&c0.accuracy) + var(&s.accuracy)).sqrt();
             Sample::of(loss, Some(se), s.decisions.min(c0.decisions), need, basis)
         }
+        M::Recovery => {
+            let Some(c0) = clean.filter(|c0| c0.name != s.name) else {
+                return Sample::missing("no clean scenario to compare with");
+            };
+            let Some(rec) = &s.recovered else {
+                return Sample::missing(if s.adversaries.is_empty() {
+                    "no adversary"
+                } else {
+                    "an adversary was never caught"
+                });
+            };
+            if c0.coverage <= 0.0 {
+                return Sample::missing("the clean scenario decided nothing");
+            }
+            let se = (rec.value * (1.0 - rec.value) / rec.n.max(1) as f64).sqrt() / c0.coverage;
+            Sample::of(rec.value / c0.coverage, Some(se), rec.n, need, basis)
+        }
         M::Detection => {
             let Some(a) = s
                 .adversaries
@@ -1042,6 +1067,7 @@ fn pooled(c: &CheckSpec, runs: &[&ScenarioReport]) -> Option<(f64, f64, usize)> 
         M::DeliberationLead => paired(&|s| s.deliberation.as_ref().map(|d| &d.kept_lead)),
         M::DebateLead => paired(&|s| s.deliberation.as_ref().map(|d| &d.debate_lead)),
         M::LossVsClean
+        | M::Recovery
         | M::Detection
         | M::Spearman
         | M::Concordance

@@ -439,6 +439,10 @@ pub struct ScenarioReport {
     pub trust: Vec<AgentTrust>,
     /// Adversaries and when they were quarantined.
     pub adversaries: Vec<Adversary>,
+    /// Coverage once the pool is rid of its adversaries: over the decisions from
+    /// [`RECOVERY_AFTER`] after the last adversary's quarantine to the end of the run. None
+    /// without adversaries, or while one of them is not caught.
+    pub recovered: Option<Rate>,
     /// Honest agents: neither adversaries nor made faulty, expected to be right at least as
     /// often as the honest floor.
     pub honest: Vec<String>,
@@ -1044,6 +1048,24 @@ fn independence_of(run: &ItemsRun) -> (BTreeMap<String, f64>, BTreeMap<String, V
     (n_eff, clusters)
 }
 
+/// Decisions after the last adversary's quarantine before coverage is expected back (the
+/// issue's "within 30 decisions").
+pub const RECOVERY_AFTER: usize = 30;
+
+/// Coverage from [`RECOVERY_AFTER`] decisions after the last adversary's quarantine to the end
+/// of the run (see [`ScenarioReport::recovered`]).
+fn recovered(caught: &BTreeMap<String, run::Caught>, records: &[ItemRecord]) -> Option<Rate> {
+    let last = caught
+        .values()
+        .map(|c| c.quarantined_at)
+        .collect::<Option<Vec<usize>>>()?
+        .into_iter()
+        .max()?;
+    let tail = records.get(last + 1 + RECOVERY_AFTER..).unwrap_or_default();
+    let decided = tail.iter().filter(|x| x.correct.is_some()).count();
+    Some(Rate::wilson(decided, tail.len()))
+}
+
 fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport {
     let r = &run.records;
     let n = r.len();
@@ -1106,6 +1128,7 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
         })
         .collect();
     let attack_of = |agent: &str| attack_of(scenario, agent);
+    let recovered = recovered(&run.caught, r);
     let adversaries = run
         .caught
         .iter()
@@ -1162,6 +1185,7 @@ fn scenario_report(scenario: &suite::Scenario, run: ItemsRun) -> ScenarioReport 
         calibration_error,
         trust,
         adversaries,
+        recovered,
         honest: run.honest.into_iter().collect(),
         weak: run.weak.into_iter().collect(),
         honest_quarantined: run.false_alarms,

@@ -377,6 +377,9 @@ pub struct Caught {
     pub right: u64,
     /// Graded decisions until it was quarantined, if it was.
     pub quarantined_after: Option<u64>,
+    /// The decision of the run (0-based, in order) whose grading quarantined it, if any (0
+    /// when it was quarantined before the run).
+    pub quarantined_at: Option<usize>,
     /// Status at the end.
     pub status: Status,
 }
@@ -1044,6 +1047,8 @@ impl ItemsRun {
                 right: 0,
                 quarantined_after: matches!(status, Status::Quarantined | Status::Ejected)
                     .then_some(0),
+                quarantined_at: matches!(status, Status::Quarantined | Status::Ejected)
+                    .then_some(0),
                 status,
             });
         }
@@ -1264,6 +1269,7 @@ impl ItemsRun {
                 graded: 0,
                 right: 0,
                 quarantined_after: None,
+                quarantined_at: None,
                 status: after,
             });
             entry.graded = *g;
@@ -1273,6 +1279,7 @@ impl ItemsRun {
                 && entry.quarantined_after.is_none()
             {
                 entry.quarantined_after = Some(*g);
+                entry.quarantined_at = Some(decision_no);
             }
         }
     }
