@@ -244,6 +244,20 @@ async fn bad_requests_get_a_status_and_one_line_of_json() {
             "invalid_request",
         ),
         (
+            "a scale that is not two numbers",
+            Some("s3cret"),
+            chat("desk", "Sentiment?", json!({"kind": "score", "scale": [1]})),
+            400,
+            "invalid_request",
+        ),
+        (
+            "a scale on a choice",
+            Some("s3cret"),
+            chat("desk", "Trade?", json!({"options": ["buy", "sell"], "scale": [-1, 1]})),
+            422,
+            "refused",
+        ),
+        (
             "an unknown extension field",
             Some("s3cret"),
             chat("desk", "Trade?", json!({"optoins": ["a"]})),
