@@ -933,9 +933,12 @@ early_stop = { enabled = false }
             .expect("decide");
         let out = v.ballots.iter().find(|b| b.ballot.agent == "out");
         assert!(
-            out.is_some_and(
-                |b| b.ballot.answer == conclave::ballot::Answer::Abstain(Abstention::Malformed)
-            ),
+            out.is_some_and(|b| b.ballot.answer
+                == conclave::ballot::Answer::Abstain(Abstention::Malformed)
+                && b.ballot
+                    .cause
+                    .as_ref()
+                    .is_some_and(|c| c.detail == "5 is off the decision's scale [-1, 1]")),
             "{:?}",
             v.ballots
         );

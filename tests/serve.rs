@@ -253,7 +253,11 @@ async fn bad_requests_get_a_status_and_one_line_of_json() {
         (
             "a scale on a choice",
             Some("s3cret"),
-            chat("desk", "Trade?", json!({"options": ["buy", "sell"], "scale": [-1, 1]})),
+            chat(
+                "desk",
+                "Trade?",
+                json!({"options": ["buy", "sell"], "scale": [-1, 1]}),
+            ),
             422,
             "refused",
         ),

@@ -1996,9 +1996,19 @@ fn sanitize(spec: &AgentSpec, decision: &Decision, mut ballot: Ballot) -> Ballot
         _ => false,
     };
     if fits {
-        ballot
-    } else {
-        Ballot::abstain(spec.id.clone(), Abstention::Malformed)
+        return ballot;
+    }
+    let malformed = Ballot::abstain(spec.id.clone(), Abstention::Malformed);
+    match (&ballot.answer, decision.scale) {
+        // Said in the record: the number was fine but for the decision's scale.
+        (Answer::Score(v), Some([lo, hi])) if v.is_finite() => {
+            malformed.with_cause(crate::ballot::Cause {
+                kind: crate::ballot::CauseKind::Unparsable,
+                status: None,
+                detail: format!("{v} is off the decision's scale [{lo}, {hi}]"),
+            })
+        }
+        _ => malformed,
     }
 }
 
