@@ -61,8 +61,8 @@ pub enum Metric {
     LossVsClean,
     /// Coverage once every adversary is caught — over the decisions from 30 after the last
     /// quarantine to the end of the run — as a share of the same run's clean scenario's
-    /// coverage (the issue's "coverage recovers to 90 % of the clean run's within 30
-    /// decisions of the last adversary caught"). No evidence while an adversary is not caught.
+    /// coverage: whether the pool, once rid of its adversaries, decides as much as the pool
+    /// that was never attacked. No evidence while an adversary is not caught.
     Recovery,
     /// Per adversary: graded decisions from the start of its attack until quarantine (0 when
     /// it was quarantined before the run). Compared with the threshold, or, for an adversary

@@ -1048,8 +1048,7 @@ fn independence_of(run: &ItemsRun) -> (BTreeMap<String, f64>, BTreeMap<String, V
     (n_eff, clusters)
 }
 
-/// Decisions after the last adversary's quarantine before coverage is expected back (the
-/// issue's "within 30 decisions").
+/// Decisions after the last adversary's quarantine before coverage is expected back.
 pub const RECOVERY_AFTER: usize = 30;
 
 /// Coverage from [`RECOVERY_AFTER`] decisions after the last adversary's quarantine to the end
