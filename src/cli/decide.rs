@@ -29,9 +29,9 @@ pub(super) struct DecideArgs {
     /// A numeric decision (a score).
     #[arg(long, conflicts_with = "text")]
     numeric: bool,
-    /// The scale of a numeric answer, `LOW,HIGH` (e.g. `--scale=-1,1`): agents are asked for
-    /// a number on it, and one outside it is a malformed answer.
-    #[arg(long, requires = "numeric", value_parser = parse_scale, allow_hyphen_values = true)]
+    /// The scale of a numeric answer, `LOW,HIGH` (e.g. `--scale=-1,1`; with --numeric): agents
+    /// are asked for a number on it, and one outside it is a malformed answer.
+    #[arg(long, value_parser = parse_scale, allow_hyphen_values = true)]
     scale: Option<(f64, f64)>,
     /// A free-text decision: agents answer in words, embedded into vectors (agents need an
     /// `embedding_model`), and the policy's rule combines the vectors.
