@@ -217,10 +217,7 @@ impl Decision {
                 "a scale is for numeric decisions; this one is a {} decision",
                 self.kind.as_str()
             )),
-            Some([lo, hi]) if lo.is_finite() && hi.is_finite() && lo < hi => Ok(()),
-            Some([lo, hi]) => Err(format!(
-                "the scale [{lo}, {hi}] must be two finite numbers, the low one first"
-            )),
+            Some(scale) => check_scale_bounds(scale),
         }
     }
 
@@ -229,6 +226,20 @@ impl Decision {
     pub fn with_truth(mut self, truth: Truth) -> Self {
         self.truth = Some(truth);
         self
+    }
+}
+
+/// Whether `[low, high]` can be a numeric scale: two finite numbers, the low one first.
+///
+/// # Errors
+/// What is wrong, in words.
+pub fn check_scale_bounds([lo, hi]: [f64; 2]) -> Result<(), String> {
+    if lo.is_finite() && hi.is_finite() && lo < hi {
+        Ok(())
+    } else {
+        Err(format!(
+            "the scale [{lo}, {hi}] must be two finite numbers, the low one first"
+        ))
     }
 }
 

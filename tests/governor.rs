@@ -77,10 +77,33 @@ fn learned_trust(c: &Catalog, n: usize) -> conclave::trust::store::TrustSnapshot
     store.snapshot().expect("snapshot")
 }
 
-/// The policy `id` of a nine-agent pool with trust learned from 60 graded outcomes, as written
-/// (early stopping) and with every agent asked.
-fn early_and_full(c: &Catalog, id: &str) -> (Governor, Governor) {
-    let trust = learned_trust(c, 60);
+/// The nine agents of the early-stopping tests (competence 0.55–0.9) and a policy `id` over
+/// all of them in "trading": `kind` decisions, `rule`, a quorum of 3, early stopping at 1 %
+/// risk, and the `extra` lines.
+fn nine_agents(id: &str, kind: &str, rule: &str, extra: &str) -> Catalog {
+    let competences = [0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.6, 0.55];
+    catalog(
+        &agents_toml(&competences, ""),
+        &format!(
+            r#"id = "{id}"
+description = "Early-stopping test."
+applies = {{ domains = ["trading"], kinds = ["{kind}"] }}
+pool = {{ agents = ["a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8"] }}
+rule = {{ name = "{rule}" }}
+quorum = {{ ballots = 3 }}
+early_stop = {{ risk = 0.01 }}
+{extra}"#
+        ),
+    )
+}
+
+/// The policy `id` of the catalog's pool with `trust`, as written (early stopping) and with
+/// every agent asked.
+fn early_and_full(
+    c: &Catalog,
+    id: &str,
+    trust: conclave::trust::store::TrustSnapshot,
+) -> (Governor, Governor) {
     let policy = c.policy(id).expect("policy").clone();
     let governor = Governor::new(policy.clone(), services(c), trust.clone());
     let full = Governor::new(
@@ -105,25 +128,14 @@ fn decision(i: u64, rng: &mut Rng) -> Decision {
 
 #[tokio::test(start_paused = true)]
 async fn early_stopping_keeps_the_verdict_and_saves_calls() {
-    let competences = [0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.6, 0.55];
-    let c = catalog(
-        &agents_toml(&competences, ""),
-        r#"id = "t"
-description = "Early-stopping test."
-applies = { domains = ["trading"], kinds = ["choice"] }
-pool = { agents = ["a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8"] }
-rule = { name = "weighted-plurality" }
-quorum = { ballots = 3 }
-early_stop = { risk = 0.01 }
-"#,
-    );
+    let c = nine_agents("t", "choice", "weighted-plurality", "");
     // The saving depends on how many agents the learned trust puts under test: those are
     // asked on every decision, so that their quarantine test can decide. With none or one
     // (this fixture: one) early stopping saves 40.8–44.6 % across learned pools; with two,
     // 29.0–32.5 % (BENCHMARKS.md). The fixture says which case it measures.
     let params = TrustParams::default();
     let trust = learned_trust(&c, 60);
-    let under_test = (0..competences.len())
+    let under_test = (0..c.agents.len())
         .filter(|i| {
             trust
                 .get(&format!("a{i}"), "trading")
@@ -131,7 +143,7 @@ early_stop = { risk = 0.01 }
         })
         .count();
     assert!(under_test <= 1, "{under_test} agents under test");
-    let (governor, full) = early_and_full(&c, "t");
+    let (governor, full) = early_and_full(&c, "t", trust);
     let mut rng = Rng(2026);
     let (mut same, mut calls, mut full_calls) = (0usize, 0usize, 0usize);
     let n = 1000;
@@ -163,20 +175,13 @@ early_stop = { risk = 0.01 }
 /// 0.75, whatever δ said.)
 #[tokio::test(start_paused = true)]
 async fn numbers_stop_early_only_at_the_policys_risk() {
-    let competences = [0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.6, 0.55];
-    let c = catalog(
-        &agents_toml(&competences, ""),
-        r#"id = "n"
-description = "Early stopping on numbers."
-applies = { domains = ["trading"], kinds = ["score"] }
-pool = { agents = ["a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8"] }
-rule = { name = "weighted-median" }
-quorum = { ballots = 3 }
-early_stop = { risk = 0.01 }
-thresholds = { accept = 0.75, arbitrate = 0.55, human = 0.3, tolerance = 0.25 }
-"#,
+    let c = nine_agents(
+        "n",
+        "score",
+        "weighted-median",
+        "thresholds = { accept = 0.75, arbitrate = 0.55, human = 0.3, tolerance = 0.25 }\n",
     );
-    let (governor, full) = early_and_full(&c, "n");
+    let (governor, full) = early_and_full(&c, "n", learned_trust(&c, 60));
     let mut rng = Rng(7);
     let n = 1000;
     let (mut early_stops, mut spoiled, mut calls) = (0usize, 0usize, 0usize);

@@ -220,13 +220,8 @@ fn parse_scale(s: &str) -> Result<(f64, f64), String> {
         lo.trim().parse().map_err(|_| bad())?,
         hi.trim().parse().map_err(|_| bad())?,
     );
-    if lo.is_finite() && hi.is_finite() && lo < hi {
-        Ok((lo, hi))
-    } else {
-        Err(format!(
-            "\"{s}\": the low end must be below the high end, both finite"
-        ))
-    }
+    conclave::decision::check_scale_bounds([lo, hi]).map_err(|e| format!("\"{s}\": {e}"))?;
+    Ok((lo, hi))
 }
 
 /// The decision the arguments describe (its domain by default the policy's first).

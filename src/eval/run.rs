@@ -1041,14 +1041,13 @@ impl ItemsRun {
                     Status::Provisional => 0,
                 })
                 .unwrap_or(Status::Provisional);
+            let before = matches!(status, Status::Quarantined | Status::Ejected);
             run.caught.entry(agent.clone()).or_insert(Caught {
                 from,
                 graded: 0,
                 right: 0,
-                quarantined_after: matches!(status, Status::Quarantined | Status::Ejected)
-                    .then_some(0),
-                quarantined_at: matches!(status, Status::Quarantined | Status::Ejected)
-                    .then_some(0),
+                quarantined_after: before.then_some(0),
+                quarantined_at: before.then_some(0),
                 status,
             });
         }

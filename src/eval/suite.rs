@@ -1043,11 +1043,7 @@ fn check_item(it: RawItem, n: usize, site: &str) -> Result<Item, String> {
                 return Err(format!("{at}: truth must be a finite number"));
             }
             if let Some(scale @ [lo, hi]) = it.scale {
-                if !(lo.is_finite() && hi.is_finite() && lo < hi) {
-                    return Err(format!(
-                        "{at}: the scale [{lo}, {hi}] must be two finite numbers, the low one first"
-                    ));
-                }
+                crate::decision::check_scale_bounds(scale).map_err(|e| format!("{at}: {e}"))?;
                 if !(lo..=hi).contains(v) {
                     return Err(format!(
                         "{at}: truth {v} is outside the item's scale {scale:?}"
