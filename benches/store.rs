@@ -32,6 +32,7 @@ fn graded_batch(provenance: &str, agents: usize, items: usize) -> TrustBatch {
                 verdict: None,
                 agreement: None,
                 overturn: None,
+                overturn_odds: None,
             })
             .collect(),
     }

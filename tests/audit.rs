@@ -302,6 +302,7 @@ fn export_import_round_trip() {
                 verdict: None,
                 agreement: None,
                 overturn: None,
+                overturn_odds: None,
             }],
         })
         .expect("apply");
@@ -635,6 +636,7 @@ fn ledger_reports_clusters_from_graded_outcomes() {
                     verdict: None,
                     agreement: None,
                     overturn: None,
+                    overturn_odds: None,
                 }
             })
             .collect();
@@ -712,6 +714,7 @@ fn grading_skips_failures_and_grades_the_verdict_against_its_confidence() {
                 verdict: pool.verdict,
                 agreement: pool.agreement,
                 overturn: pool.overturn,
+                overturn_odds: pool.overturn_odds,
             }],
         })
         .expect("apply");

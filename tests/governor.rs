@@ -66,6 +66,7 @@ fn learned_trust(c: &Catalog, n: usize) -> conclave::trust::store::TrustSnapshot
             verdict: None,
             agreement: None,
             overturn: None,
+            overturn_odds: None,
         })
         .collect();
     store
@@ -883,6 +884,7 @@ quorum = { ballots = 3 }
             verdict: None,
             agreement: None,
             overturn: None,
+            overturn_odds: None,
         };
         let changes = (0..40)
             .flat_map(|i| {

@@ -22,6 +22,7 @@ pub(crate) fn graded(provenance: &str, items: &[(&str, &[(&str, bool)])]) -> Tru
                 verdict: None,
                 agreement: None,
                 overturn: None,
+                overturn_odds: None,
             })
             .collect(),
     }

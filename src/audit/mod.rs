@@ -621,6 +621,9 @@ pub struct PoolGrade {
     /// When deliberation moved the pool away from the independent vote's answer, whether the
     /// answer it moved to was right.
     pub overturn: Option<bool>,
+    /// With `overturn`: the independent vote's odds of the answer deliberation moved to,
+    /// against its own (the last round's [`RoundRecord::odds`](crate::governor::RoundRecord)).
+    pub overturn_odds: Option<f64>,
 }
 
 /// Grades `record`'s verdict and, for numbers, the agreement of its wrong answers, given the
@@ -663,10 +666,12 @@ pub fn grade_pool(
     };
     let overturn = crate::governor::overturned(&record.rounds, record.input.kind, tolerance)
         .map(|words| truth.is_right_words(words, tolerance));
+    let overturn_odds = overturn.and(record.rounds.last()).and_then(|r| r.odds);
     Ok(PoolGrade {
         verdict,
         agreement,
         overturn,
+        overturn_odds,
     })
 }
 

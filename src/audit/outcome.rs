@@ -129,6 +129,7 @@ pub fn record_outcome(
             verdict: pool.verdict,
             agreement: pool.agreement,
             overturn: pool.overturn,
+            overturn_odds: pool.overturn_odds,
         }],
     })?;
     Ok(OutcomeReceipt {

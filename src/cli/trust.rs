@@ -355,8 +355,9 @@ fn ledger(dir: &Path, domain: &str, json: bool) -> Result<(), CliError> {
     }
     if pool.overturns != conclave::trust::ledger::PoolRecord::default().overturns {
         text += &format!(
-            "deliberation overturned the independent vote rightly with chance {:.2} (the acquiescence detector reads it)\n",
-            pool.overturn_reliability()
+            "deliberation overturned the independent vote rightly with chance {:.2}; a move off the independent vote counts as a likelihood ratio of {:.2} for its answer (the acquiescence detector reads it)\n",
+            pool.overturn_reliability(),
+            pool.overturn_ratio()
         );
     }
     print_text(&text)

@@ -1267,6 +1267,7 @@ pub fn recalibrate<S: TrustStore + ?Sized>(
             verdict,
             agreement,
             overturn,
+            overturn_odds,
         } = c
         else {
             continue;
@@ -1288,6 +1289,7 @@ pub fn recalibrate<S: TrustStore + ?Sized>(
                 verdict: *verdict,
                 agreement: *agreement,
                 overturn: *overturn,
+                overturn_odds: *overturn_odds,
             });
         }
     }

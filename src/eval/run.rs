@@ -1153,8 +1153,11 @@ impl ItemsRun {
         // vote's answer, was the new answer right?
         let deliberation = DeliberationRecord::of(&verdict, pool, item, i, tolerance);
         let overturn = deliberation.filter(|d| d.overturned).map(|d| d.debated);
+        let overturn_odds = overturn.and(verdict.rounds.last()).and_then(|r| r.odds);
         if let Some(right) = overturn {
-            ledger.pool.record_overturn(right, ledger_params);
+            ledger
+                .pool
+                .record_overturn(right, overturn_odds, ledger_params);
         }
         run.changes.push(Change::Graded {
             domain: item.domain.clone(),
@@ -1163,6 +1166,7 @@ impl ItemsRun {
             verdict: graded_verdict,
             agreement,
             overturn,
+            overturn_odds,
         });
         // Baselines on the whole pool's ballots.
         let majority = baseline_majority(item, answers, tolerance);

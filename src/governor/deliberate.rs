@@ -45,6 +45,11 @@ pub struct RoundRecord {
     /// choose. The independent vote then stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acquiescence: Option<String>,
+    /// When the round's answer differs from the independent vote's: the independent vote's
+    /// odds of it against its own answer (what the acquiescence detector weighs, and what the
+    /// pool's overturn record learns from once the decision is graded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub odds: Option<f64>,
 }
 
 /// The answer (in words) the rounds of a decision of `kind` moved the pool to, away from the
@@ -197,7 +202,7 @@ impl Inner {
             counted = self.count(decision, &mut casts, rule, competence, agreement);
             consensus = round_consensus(decision.kind, &counted, &casts, d.epsilon);
             let mut this = record(k, &casts, &counted, consensus);
-            this.acquiescence = self.acquiescence(
+            (this.acquiescence, this.odds) = self.acquiescence(
                 decision,
                 &independent,
                 &first_count,
@@ -294,6 +299,7 @@ fn record(round: u32, casts: &[Cast], counted: &Counted, consensus: f64) -> Roun
         consensus,
         confidence: counted.confidence,
         acquiescence: None,
+        odds: None,
     }
 }
 
@@ -318,33 +324,40 @@ impl Inner {
         before: &Counted,
         now: &Counted,
         (competence, agreement): (&std::collections::BTreeMap<String, f64>, f64),
-    ) -> Option<String> {
-        let converged = tally_answer(now, decision.kind)?;
-        let chosen = tally_answer(before, decision.kind)?;
+    ) -> (Option<String>, Option<f64>) {
+        let (Some(converged), Some(chosen)) = (
+            tally_answer(now, decision.kind),
+            tally_answer(before, decision.kind),
+        ) else {
+            return (None, None);
+        };
         let tolerance = self.policy.thresholds.tolerance;
         let moved_away = match (&converged, &chosen) {
             (Answer::Score(a), Answer::Score(b)) => (a - b).abs() > tolerance,
             (a, b) => a != b,
         };
         if !moved_away {
-            return None;
+            return (None, None);
         }
-        // The independent vote's odds of the new answer against its own, times the odds that
-        // this pool's deliberation, when it overturns the independent vote, is right (its
-        // graded record; even before any evidence).
-        let reliability = self
-            .pools
-            .get(&decision.domain)
-            .map_or(0.5, crate::trust::ledger::PoolRecord::overturn_reliability);
+        // The independent vote's odds of the new answer against its own, times the likelihood
+        // ratio this pool's overturns have earned (learned from its graded overturns; 1
+        // before any evidence, so that the independent vote then stands).
         let p_new = self.posterior(decision, first, competence, agreement, &converged);
         let p_old = before.confidence;
-        (reliability * p_new <= (1.0 - reliability) * p_old).then(|| {
+        let odds = p_new / p_old.max(f64::MIN_POSITIVE);
+        let record = self
+            .pools
+            .get(&decision.domain)
+            .copied()
+            .unwrap_or_default();
+        let ratio = record.overturn_ratio();
+        let why = (ratio * odds <= 1.0).then(|| {
             format!(
-                "the pool moved to an answer the independent vote gave {:.1}% against {:.1}% for its own, and this pool's deliberation has been right on {:.0}% of its overturns: acquiescence, not evidence; the independent vote stands",
+                "the pool moved to an answer the independent vote gave {:.1}% against {:.1}% for its own, and this pool's graded overturns make a move like this one {ratio:.1} times likelier when it is right than when it is wrong: acquiescence, not evidence; the independent vote stands",
                 100.0 * p_new,
                 100.0 * p_old,
-                100.0 * reliability
             )
-        })
+        });
+        (why, odds.is_finite().then_some(odds))
     }
 }

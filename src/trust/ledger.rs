@@ -28,6 +28,19 @@
 //!   trust). Wrong answers that scatter make agreement strong evidence; wrong answers that
 //!   coincide (colluders, a shared misconception) make it weak. The verdict's confidence for
 //!   numbers reads it (see the Governor's confidence model).
+//! - **How far deliberation can be trusted to overturn the vote.** When deliberation rounds
+//!   move the pool off the independent vote's answer, the independent ballots still gave the
+//!   new answer odds `o = p_new / p_old` against their own. The move itself is evidence with
+//!   a likelihood ratio `Λ` (how much likelier such a move is when the new answer is right):
+//!   the new answer is the better bet when `Λ·o > 1`, and the acquiescence detector keeps the
+//!   independent vote otherwise. `Λ` is learned from the pool's graded overturns as a
+//!   one-parameter logistic regression, `P(right | o) = σ(ln Λ + ln o)`, fitted online (one
+//!   Newton step per graded overturn, its information forgotten like trust, a normal prior
+//!   on `ln Λ` with mean 0 and standard deviation 2, `ln Λ` kept within ±10). Deliberation
+//!   moved by evidence earns a large `Λ` (its overturns are right even against long odds);
+//!   a pool that cascades onto confident voices earns `Λ` below 1. Counting the share of
+//!   overturns that were right would count the independent odds twice: overturns happen
+//!   against the independent vote, so even a reliable pool's would look improbable.
 
 use std::collections::BTreeMap;
 
@@ -61,6 +74,13 @@ impl Default for LedgerParams {
     }
 }
 
+/// The information of the prior on `ln Λ` (a standard deviation of 2: before any
+/// evidence, Λ between 1/50 and 50 is plausible).
+const OVERTURN_PRIOR_INFO: f64 = 0.25;
+/// `ln Λ` stays within ± this (a pool whose overturns were always right still cannot
+/// overturn a vote that gave its answer no chance).
+const OVERTURN_MAX_LOG_LR: f64 = 10.0;
+
 /// Confidences are read inside this range (no verdict is certain).
 const MAX_CONFIDENCE: f64 = 0.999;
 
@@ -78,6 +98,10 @@ pub struct PoolRecord {
     /// Deliberation rounds that moved the pool away from the independent vote's answer:
     /// Beta pseudo-counts `[the new answer right, wrong]` (the prior included).
     pub overturns: [f64; 2],
+    /// `ln Λ`: the log likelihood ratio of deliberation's overturns (see the module docs).
+    pub overturn_log_lr: f64,
+    /// The Fisher information behind `overturn_log_lr`, the prior's included.
+    pub overturn_info: f64,
 }
 
 impl Default for PoolRecord {
@@ -87,6 +111,8 @@ impl Default for PoolRecord {
             verdicts: 0,
             agreement: [1.0, 1.0],
             overturns: [1.0, 1.0],
+            overturn_log_lr: 0.0,
+            overturn_info: OVERTURN_PRIOR_INFO,
         }
     }
 }
@@ -122,14 +148,41 @@ impl PoolRecord {
     }
 
     /// Folds in one graded overturn: deliberation moved the pool away from the independent
-    /// vote's answer, and the answer it moved to was `right` (or not).
-    pub fn record_overturn(&mut self, right: bool, params: &LedgerParams) {
+    /// vote's answer, and the answer it moved to was `right` (or not); `odds` are the
+    /// independent vote's odds of that answer against its own (records written before they
+    /// were kept have none: they count only towards the share of right overturns).
+    pub fn record_overturn(&mut self, right: bool, odds: Option<f64>, params: &LedgerParams) {
         let g = params.forgetting.clamp(0.0, 1.0);
+        if let Some(o) = odds.filter(|o| o.is_finite() && *o > 0.0) {
+            let x = (self.overturn_log_lr + o.ln()).clamp(-30.0, 30.0);
+            let p = 1.0 / (1.0 + (-x).exp());
+            self.overturn_info = (OVERTURN_PRIOR_INFO
+                + g * (self.overturn_info - OVERTURN_PRIOR_INFO))
+                + p * (1.0 - p);
+            let y = f64::from(u8::from(right));
+            self.overturn_log_lr = (self.overturn_log_lr + (y - p) / self.overturn_info)
+                .clamp(-OVERTURN_MAX_LOG_LR, OVERTURN_MAX_LOG_LR);
+        }
         let [a, b] = self.overturns;
         self.overturns = [
             1.0 + g * (a - 1.0) + f64::from(u8::from(right)),
             1.0 + g * (b - 1.0) + f64::from(u8::from(!right)),
         ];
+    }
+
+    /// How much likelier the pool's deliberation is to move off the independent vote's answer
+    /// when the answer it moves to is right than when it is wrong: the likelihood ratio `Λ`
+    /// its graded overturns have earned (1 before any evidence). The acquiescence detector
+    /// lets an overturn stand when `Λ` times the independent vote's odds of the new answer
+    /// exceeds 1.
+    pub fn overturn_ratio(&self) -> f64 {
+        if self.overturn_log_lr.is_finite() {
+            self.overturn_log_lr
+                .clamp(-OVERTURN_MAX_LOG_LR, OVERTURN_MAX_LOG_LR)
+                .exp()
+        } else {
+            1.0
+        }
     }
 
     /// How often the pool's deliberation, when it overturns the independent vote, moves to
@@ -459,6 +512,68 @@ mod tests {
             over < 20,
             "{over} of 20000 verdicts over ln 1000 (peak {peak})"
         );
+    }
+
+    #[test]
+    fn overturns_earn_the_likelihood_ratio_their_outcomes_show() {
+        let params = LedgerParams::default();
+        // Simulated overturns against independent odds spread over 1:50 … 1:1.5, right with
+        // probability σ(ln Λ + ln o) for a true Λ: the fitted ratio lands near it.
+        for truth in [0.2f64, 1.0, 8.0, 40.0] {
+            let mut pool = PoolRecord::default();
+            let mut state = 0x2545_f491_4f6c_dd1du64;
+            let mut uniform = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 11) as f64 / (1u64 << 53) as f64
+            };
+            for _ in 0..400 {
+                let odds = (-(uniform() * (50f64.ln() - 1.5f64.ln()) + 1.5f64.ln())).exp();
+                let p = truth * odds / (1.0 + truth * odds);
+                pool.record_overturn(uniform() < p, Some(odds), &params);
+            }
+            let fitted = pool.overturn_ratio();
+            assert!(
+                (fitted.ln() - truth.ln()).abs() < 0.7,
+                "true ratio {truth}, fitted {fitted}"
+            );
+        }
+        // A store written before the ratio was kept reads as no evidence for it.
+        let old: PoolRecord = serde_json::from_str(
+            r#"{"alarm": 0.0, "verdicts": 3, "agreement": [1.0, 1.0], "overturns": [3.0, 1.0]}"#,
+        )
+        .expect("an older pool record");
+        assert_eq!(
+            (old.overturn_ratio(), old.overturn_reliability()),
+            (1.0, 0.75)
+        );
+        // Before any evidence the ratio is 1; outcomes without odds (older records) count
+        // towards the share of right overturns only.
+        let mut pool = PoolRecord::default();
+        assert_eq!(pool.overturn_ratio(), 1.0);
+        pool.record_overturn(true, None, &params);
+        assert_eq!(pool.overturn_ratio(), 1.0);
+        assert!(pool.overturn_reliability() > 0.5);
+        // Right overturns against long odds earn more than the share of right ones says:
+        // after ten right overturns at 1:9, a move at 1:9 stands (the share, 11/12, times
+        // the odds 1/9 would not).
+        for _ in 0..10 {
+            pool.record_overturn(true, Some(1.0 / 9.0), &params);
+        }
+        assert!(pool.overturn_ratio() / 9.0 > 1.0, "{pool:?}");
+        let share = pool.overturn_reliability();
+        assert!(share / (1.0 - share) / 9.0 < 1.5, "{pool:?}");
+        // Wrong ones bring it down, below 1 once they outnumber the right ones.
+        let earned = pool.overturn_ratio();
+        for _ in 0..10 {
+            pool.record_overturn(false, Some(0.5), &params);
+        }
+        assert!(pool.overturn_ratio() < earned / 5.0, "{pool:?}");
+        for _ in 0..10 {
+            pool.record_overturn(false, Some(0.5), &params);
+        }
+        assert!(pool.overturn_ratio() < 1.0, "{pool:?}");
     }
 
     #[test]

@@ -122,6 +122,11 @@ pub enum Change {
         /// acquiescence detector reads.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         overturn: Option<bool>,
+        /// With `overturn`: the independent vote's odds of the answer deliberation moved to,
+        /// against its own answer ([`RoundRecord::odds`](crate::governor::RoundRecord)).
+        /// The overturn record learns how far deliberation's evidence outweighs them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        overturn_odds: Option<f64>,
     },
     /// Sets a state outright (imports, `trust estimate --apply`).
     Set {
@@ -158,6 +163,7 @@ impl Change {
             verdict: None,
             agreement: None,
             overturn: None,
+            overturn_odds: None,
         }
     }
 }
@@ -444,6 +450,7 @@ pub(super) fn apply_changes<T: Tables>(
                     verdict,
                     agreement,
                     overturn,
+                    overturn_odds,
                     ..
                 } => {
                     for (agent, right) in outcomes {
@@ -471,7 +478,8 @@ pub(super) fn apply_changes<T: Tables>(
                             l.pool.record_agreement(*share, ledger_params);
                         }
                         if let Some(right) = overturn {
-                            l.pool.record_overturn(*right, ledger_params);
+                            l.pool
+                                .record_overturn(*right, *overturn_odds, ledger_params);
                         }
                     }
                 }
