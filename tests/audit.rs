@@ -1057,6 +1057,19 @@ deliberation = { rounds = 3, tau = 0.95 }
     );
     assert_eq!(code, 0, "{err}");
     assert!(ledger.contains("overturns"), "{ledger}");
+    // The graded overturns carried the independent vote's odds: the pool's likelihood ratio
+    // for its overturns has moved off 1.
+    let _ = run(&store, &["audit", "outcome", &moved, "--correct", "hold"]);
+    let (code, ledger, err) = run(
+        &store,
+        &["trust", "ledger", "--domain", "trading", "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&ledger).expect("ledger JSON");
+    let log_lr = json
+        .pointer("/independence/pool/overturn_log_lr")
+        .and_then(serde_json::Value::as_f64);
+    assert!(log_lr.is_some_and(|l| l != 0.0), "{ledger}");
     let (code, ledger, err) = run(&store, &["trust", "ledger", "--domain", "trading"]);
     assert_eq!(code, 0, "{err}");
     assert!(

@@ -206,6 +206,31 @@ pub(crate) fn contract(store: &dyn TrustStore) {
     // The ledger sees graded items.
     assert!(!store.ledger("finance").unwrap().is_empty());
 
+    // Graded overturns teach the pool how far its deliberation outweighs the independent
+    // vote: right ones against odds of 1:9 raise the ratio past 9, so that such a move
+    // would stand; an overturn without odds (an older record) moves only the share.
+    let overturns = |right: bool, odds: Option<f64>, n: usize| TrustBatch {
+        provenance: format!("desk-{}", odds.is_some()),
+        changes: (0..n)
+            .map(|i| Change::Graded {
+                domain: "desk".into(),
+                item: format!("o{i}"),
+                outcomes: vec![("econ".into(), right)],
+                verdict: None,
+                agreement: None,
+                overturn: Some(right),
+                overturn_odds: odds,
+            })
+            .collect(),
+    };
+    store.apply(&overturns(true, None, 3)).unwrap();
+    let pool = store.ledger("desk").unwrap().pool;
+    assert_eq!(pool.overturn_ratio(), 1.0);
+    assert!(pool.overturn_reliability() > 0.75, "{pool:?}");
+    store.apply(&overturns(true, Some(1.0 / 9.0), 10)).unwrap();
+    let pool = store.ledger("desk").unwrap().pool;
+    assert!(pool.overturn_ratio() > 9.0, "{pool:?}");
+
     store.reset().unwrap();
     assert!(store.snapshot().unwrap().states.is_empty());
     assert!(store.batches().unwrap().is_empty());
