@@ -521,17 +521,11 @@ mod tests {
         // probability σ(ln Λ + ln o) for a true Λ: the fitted ratio lands near it.
         for truth in [0.2f64, 1.0, 8.0, 40.0] {
             let mut pool = PoolRecord::default();
-            let mut state = 0x2545_f491_4f6c_dd1du64;
-            let mut uniform = || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 11) as f64 / (1u64 << 53) as f64
-            };
+            let mut rng = crate::agent::Rng::new(&[b"overturns"]);
             for _ in 0..400 {
-                let odds = (-(uniform() * (50f64.ln() - 1.5f64.ln()) + 1.5f64.ln())).exp();
+                let odds = (-(rng.unit() * (50f64.ln() - 1.5f64.ln()) + 1.5f64.ln())).exp();
                 let p = truth * odds / (1.0 + truth * odds);
-                pool.record_overturn(uniform() < p, Some(odds), &params);
+                pool.record_overturn(rng.unit() < p, Some(odds), &params);
             }
             let fitted = pool.overturn_ratio();
             assert!(
