@@ -370,6 +370,20 @@ pub struct Verdict {
     /// independent ones: what trust learns from).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rounds: Vec<crate::governor::RoundRecord>,
+    /// Pool members left out of the vote, and why: not seated (quarantined, ejected, below
+    /// the trust floor, over the pool's size or its family limit) or asked without a say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<LeftOut>,
+}
+
+/// A pool member left out of a decision's vote, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeftOut {
+    /// The agent.
+    pub agent: String,
+    /// Why, in words (`quarantined`, `below the trust floor (trust 0.21 < 0.30)`, …).
+    pub reason: String,
 }
 
 impl Verdict {
@@ -445,6 +459,7 @@ impl Verdict {
             cost_usd: course.cost_usd,
             ruling: r.ruling.clone(),
             rounds: r.rounds.clone(),
+            left_out: r.left_out.clone(),
         })
     }
 
@@ -482,6 +497,7 @@ impl Verdict {
             }),
             ruling: self.ruling.clone(),
             rounds: self.rounds.clone(),
+            left_out: self.left_out.clone(),
             idempotency_key: decision.idempotency_key.clone(),
             at: crate::audit::now(),
         }

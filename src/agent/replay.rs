@@ -57,7 +57,7 @@ pub struct Header {
 }
 
 /// One recorded agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordedAgent {
     /// The model asked for.
@@ -67,6 +67,18 @@ pub struct RecordedAgent {
     /// The structured-output mode its answers came in (when known).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub structured_output: Option<String>,
+    /// The system prompt it was asked under (when it had one of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    /// The sampling temperature of its first sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// The sampling temperature of its later samples, when it differed from the first's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub later_temperature: Option<f64>,
+    /// The completion-token limit of each call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
 }
 
 /// One recorded answer.

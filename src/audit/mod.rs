@@ -82,6 +82,9 @@ pub struct DecisionRecord {
     /// Deliberation rounds, the independent vote first (the input above is the last round's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rounds: Vec<crate::governor::RoundRecord>,
+    /// Pool members left out of the vote, and why (absent when none was, and in older records).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<crate::decision::LeftOut>,
     /// The decision's idempotency key, if it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
@@ -171,6 +174,7 @@ impl DecisionRecord {
             course: None,
             ruling: None,
             rounds: Vec::new(),
+            left_out: Vec::new(),
             idempotency_key: None,
             at: now(),
         })

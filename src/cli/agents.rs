@@ -22,9 +22,10 @@ pub(super) enum AgentsCommand {
 pub(super) struct CheckArgs {
     /// The agents to probe (default: every OpenAI-compatible agent).
     agents: Vec<String>,
-    /// The agent definitions: a folder of .toml files, or one file.
-    #[arg(long = "agents", default_value = "agents")]
-    dir: PathBuf,
+    /// The agent definitions: a folder of .toml files, or one file (default: from
+    /// conclave.toml, else ./agents).
+    #[arg(long = "agents", env = "CONCLAVE_AGENTS", value_name = "PATH")]
+    dir: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -37,7 +38,9 @@ pub(super) fn run(cmd: AgentsCommand) -> Result<(), CliError> {
 }
 
 fn check(a: &CheckArgs) -> Result<(), CliError> {
-    let (mut files, diags) = read_dir_toml(&a.dir);
+    let located = super::config::Project::find()?.agents(a.dir.as_deref());
+    let dir = located.existing("agents")?.to_path_buf();
+    let (mut files, diags) = read_dir_toml(&dir);
     if let Some(d) = diags.first() {
         return Err(CliError::input(d.one_line()));
     }
@@ -52,7 +55,7 @@ fn check(a: &CheckArgs) -> Result<(), CliError> {
         if !catalog.agents.contains_key(id) {
             return Err(CliError::input(format!(
                 "no agent \"{id}\" in {} (agents: {})",
-                a.dir.display(),
+                dir.display(),
                 catalog
                     .agents
                     .keys()

@@ -388,12 +388,13 @@ pub(super) fn describe(record: &AuditRecord) -> String {
                     .input
                     .weights
                     .get(&b.agent)
-                    .map_or_else(|| "1".to_owned(), |w| format!("{w}"));
+                    .map_or_else(|| "1".to_owned(), |w| super::num(*w));
                 t.add_row(vec![b.agent.clone(), answer, w]);
             }
             out += &format!(
-                "{t}\nverdict: {}\n",
-                serde_json::to_string(&d.verdict).unwrap_or_default()
+                "{t}\n{}verdict: {}\n",
+                super::left_out_text(&d.left_out),
+                super::verdict_text(&d.verdict)
             );
             if let Some(c) = d.confidence {
                 out += &format!("confidence: {}\n", conclave::ballot::fixed(c, 3));
@@ -405,7 +406,7 @@ pub(super) fn describe(record: &AuditRecord) -> String {
                         conclave::Outcome::Decided { weak: true } => "decided (weak)".to_owned(),
                         conclave::Outcome::Decided { .. } => "decided".to_owned(),
                         conclave::Outcome::Arbitrated { arbiter, ruling } =>
-                            format!("arbitrated by {arbiter}: {ruling}"),
+                            format!("arbitrated by {arbiter}: {}", super::tidy(ruling)),
                         conclave::Outcome::Human { reason } => format!("to a human: {reason}"),
                         conclave::Outcome::Refused { reason } => format!("refused: {reason}"),
                         other => other.as_str().to_owned(),
@@ -452,11 +453,14 @@ pub(super) fn describe(record: &AuditRecord) -> String {
             }
             if let Some(c) = &d.course {
                 out += &format!(
-                    "course: stopped {:?}; consensus {}; {} calls in {} waves; {} tokens; ${}\n",
-                    c.stop,
+                    "course: stopped ({}); consensus {}; {} in {}; {} tokens; ${}\n",
+                    serde_json::to_value(c.stop)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
                     conclave::ballot::fixed(c.consensus, 3),
-                    c.calls,
-                    c.waves,
+                    super::count(c.calls as u64, "call"),
+                    super::count(u64::from(c.waves), "wave"),
                     c.tokens,
                     conclave::ballot::fixed(c.cost_usd, 4)
                 );

@@ -1,6 +1,6 @@
 //! `conclave decide`: one governed decision from the command line.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use clap::Args;
@@ -10,7 +10,6 @@ use conclave::aggregate::Kind;
 use conclave::audit::{AuditLog, SledAuditLog};
 use conclave::decision::{Decision, Outcome, Truth};
 use conclave::governor::Governor;
-use conclave::policy::Catalog;
 use conclave::store::Store;
 use conclave::trust::TrustParams;
 use conclave::trust::store::{SledTrustStore, TrustSnapshot, TrustStore};
@@ -49,19 +48,15 @@ pub(super) struct DecideArgs {
     /// The right answer, for simulated agents only (an option, or a number).
     #[arg(long)]
     truth: Option<String>,
-    /// The agent definitions: a folder of .toml files, or one file.
-    #[arg(long, default_value = "agents")]
-    agents: PathBuf,
-    /// The policies: a folder of .toml files, or one file.
-    #[arg(long, default_value = "policies")]
-    policies: PathBuf,
+    #[command(flatten)]
+    dirs: super::config::Dirs,
     /// Print the full verdict as JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
-    let catalog = load_catalog(&a.agents, &a.policies)?;
+    let catalog = a.dirs.load()?;
     let policy = catalog.policy(&a.policy).ok_or_else(|| {
         let ids: Vec<&str> = catalog.policies.iter().map(|p| p.id()).collect();
         CliError::input(format!(
@@ -116,7 +111,7 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
     let result = verdict
         .winner()
         .map(str::to_owned)
-        .or_else(|| verdict.value().map(|v| format!("{v:.4}")))
+        .or_else(|| verdict.value().map(super::num))
         .or_else(|| {
             verdict
                 .tally
@@ -147,20 +142,21 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
             }
         ),
         Outcome::Arbitrated { arbiter, ruling } => {
-            format!("arbitrated by {arbiter}: {ruling}{tallied}")
+            format!("arbitrated by {arbiter}: {}{tallied}", super::tidy(ruling))
         }
         Outcome::Human { reason } => format!("escalated to a human: {reason}{tallied}"),
         Outcome::Refused { reason } => format!("refused: {reason}{tallied}"),
         other => format!("{}{tallied}", other.as_str()),
     };
     let seq = log.records().map(|r| r.len()).unwrap_or(0);
+    let left_out = super::left_out_text(&verdict.left_out);
     print_text(&format!(
-        "{t}\n{outcome}\nconsensus {:.2} · rule {} · policy {} · {} calls in {} waves (stop: {}) · ${:.4} · trust version {} · audit record {seq}\n",
+        "{t}\n{left_out}{outcome}\nconsensus {:.2} · rule {} · policy {} · {} in {} (stop: {}) · ${:.4} · trust version {} · audit record {seq}\n",
         verdict.consensus,
         verdict.tally.as_ref().map_or("—", |t| t.rule),
         verdict.policy,
-        verdict.calls,
-        verdict.waves,
+        super::count(verdict.calls as u64, "call"),
+        super::count(u64::from(verdict.waves), "wave"),
         serde_json::to_value(verdict.stop)
             .map(|v| v.as_str().unwrap_or_default().to_owned())
             .unwrap_or_default(),
@@ -173,19 +169,6 @@ fn conclave_now_nanos() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
-}
-
-/// The agents and policies, or every diagnostic on stderr and one line naming how many.
-pub(super) fn load_catalog(agents: &Path, policies: &Path) -> Result<Catalog, CliError> {
-    Catalog::load_dirs(agents, policies).map_err(|d| {
-        for x in &d {
-            eprintln!("{}", x.render());
-        }
-        CliError::input(format!(
-            "the policy files have {} problem(s); run `conclave policy check`",
-            d.len()
-        ))
-    })
 }
 
 /// Keeps what the decision changed in the Director's orders (a hand-over counts towards the

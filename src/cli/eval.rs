@@ -225,8 +225,10 @@ fn summary_text(
     text
 }
 
-/// Sets `flag` on the first Ctrl-C; a second one ends the process.
+/// Sets `flag` on the first Ctrl-C; a second one ends the process. Returns once the handler
+/// is in place (so that a Ctrl-C from the moment the run starts is the run's to handle).
 fn watch_ctrl_c(flag: Arc<AtomicBool>) {
+    let (ready, installed) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -235,7 +237,19 @@ fn watch_ctrl_c(flag: Arc<AtomicBool>) {
             return;
         };
         rt.block_on(async {
-            if tokio::signal::ctrl_c().await.is_ok() {
+            // The first poll registers the handler.
+            let mut first = std::pin::pin!(tokio::signal::ctrl_c());
+            let early = tokio::select! {
+                biased;
+                got = &mut first => Some(got),
+                () = std::future::ready(()) => None,
+            };
+            let _ = ready.send(());
+            let got = match early {
+                Some(got) => got,
+                None => first.await,
+            };
+            if got.is_ok() {
                 flag.store(true, Ordering::Relaxed);
                 eprintln!(
                     "\ninterrupted: finishing the decisions in flight (Ctrl-C again to quit now)"
@@ -246,6 +260,7 @@ fn watch_ctrl_c(flag: Arc<AtomicBool>) {
             }
         });
     });
+    let _ = installed.recv_timeout(std::time::Duration::from_secs(10));
 }
 
 /// A progress bar on a terminal; none under CI, when piped, or when asked.

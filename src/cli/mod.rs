@@ -5,6 +5,7 @@
 
 mod agents;
 mod audit;
+mod config;
 mod decide;
 mod eval;
 mod policy;
@@ -24,7 +25,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "conclave", version, about, long_about = None)]
 pub(crate) struct Cli {
-    /// The store directory (trust and audit records). Default: .conclave
+    /// The store directory (trust and audit records). Default: from conclave.toml, else
+    /// .conclave
     #[arg(long, global = true, env = "CONCLAVE_STORE", value_name = "DIR")]
     store: Option<PathBuf>,
     /// A PostgreSQL database holding trust and the audit chain instead of the store
@@ -141,7 +143,7 @@ impl Place {
 /// A [`CliError`] with the exit code to use.
 pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
     install_logging(cli.verbose);
-    let store = conclave::store::resolve_dir(cli.store.as_deref());
+    let store = config::Project::find()?.store(cli.store.as_deref());
     let database = cli.database.as_deref().filter(|u| !u.trim().is_empty());
     if database.is_some()
         && !matches!(
@@ -338,6 +340,7 @@ fn table(header: &[&str]) -> comfy_table::Table {
 fn ballot_text(b: &conclave::ballot::Ballot) -> String {
     use conclave::ballot::Answer;
     let mut s = match (&b.answer, b.answer.words()) {
+        (Answer::Score(v), _) => num(*v),
         (_, Some(words)) => words,
         (Answer::Abstain(a), None) => format!("abstained ({})", a.as_str()),
         _ => "?".to_owned(),
@@ -349,6 +352,92 @@ fn ballot_text(b: &conclave::ballot::Ballot) -> String {
         s += &format!(": {cause}");
     }
     s
+}
+
+/// A number for people: at most four decimals, trailing zeros dropped (`0.2838`, `0.95`,
+/// `12`). JSON output keeps every digit.
+fn num(x: f64) -> String {
+    if !x.is_finite() {
+        return x.to_string();
+    }
+    let s = conclave::ballot::fixed(x, 4);
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
+/// An answer in words for people: a number through [`num`], anything else as it is.
+fn tidy(answer: &str) -> String {
+    answer
+        .parse::<f64>()
+        .map_or_else(|_| answer.to_owned(), num)
+}
+
+/// `1 wave`, `2 waves`.
+fn count(n: u64, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+/// The voting engine's verdict (as recorded) in one line: the winner and the scores, or the
+/// value and its consensus quality; what was counted.
+fn verdict_text(v: &serde_json::Value) -> String {
+    let mut s = match (v.get("winner"), v.get("value"), v.get("vector")) {
+        (Some(serde_json::Value::String(w)), _, _) => {
+            let mut s = format!("{w} wins");
+            if let Some(scores) = v.get("scores").and_then(serde_json::Value::as_object) {
+                let parts: Vec<String> = scores
+                    .iter()
+                    .map(|(o, x)| format!("{o} {}", x.as_f64().map_or_else(|| x.to_string(), num)))
+                    .collect();
+                s += &format!(" (scores {}", parts.join(", "));
+                if let Some(m) = v.get("margin").and_then(serde_json::Value::as_f64) {
+                    s += &format!("; margin {}", num(m));
+                }
+                s += ")";
+            }
+            s
+        }
+        (_, Some(x), _) if x.is_number() => format!(
+            "value {}{}",
+            x.as_f64().map_or_else(|| x.to_string(), num),
+            v.get("consensus_quality")
+                .and_then(serde_json::Value::as_f64)
+                .map_or_else(String::new, |q| format!(" (consensus quality {})", num(q)))
+        ),
+        (_, _, Some(serde_json::Value::Array(xs))) => format!("a vector of {} values", xs.len()),
+        _ => "no winner".to_owned(),
+    };
+    let counted = v
+        .get("counted")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    let abstained = v
+        .get("abstained")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    s += &format!(
+        "; {} counted, {abstained} abstained",
+        count(counted, "ballot")
+    );
+    if let Some(rule) = v.get("rule").and_then(serde_json::Value::as_str) {
+        s += &format!("; rule {rule}");
+    }
+    s
+}
+
+/// `left out: A (quarantined); B (below the trust floor …)` and a line feed, or nothing.
+fn left_out_text(left: &[conclave::decision::LeftOut]) -> String {
+    if left.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = left
+        .iter()
+        .map(|l| format!("{} ({})", l.agent, l.reason))
+        .collect();
+    format!("left out: {}\n", parts.join("; "))
 }
 
 /// A Unix time as an RFC 3339 date.

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use super::config::Dirs;
 use super::{CliError, print_json, print_text};
 use conclave::aggregate::Kind;
 use conclave::policy::{Catalog, PolicyDiagnostic, SourceFile, read_dir_toml};
@@ -19,16 +20,6 @@ pub(super) enum PolicyCommand {
     Schema(SchemaArgs),
     /// Which policy would govern a decision of this domain and kind.
     Which(WhichArgs),
-}
-
-#[derive(Debug, Args)]
-pub(super) struct Dirs {
-    /// The agent definitions: a folder of .toml files, or one file.
-    #[arg(long, default_value = "agents")]
-    agents: PathBuf,
-    /// The policies: a folder of .toml files, or one file.
-    #[arg(long, default_value = "policies")]
-    policies: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -85,7 +76,8 @@ pub(super) struct WhichArgs {
 }
 
 fn load(dirs: &Dirs) -> Result<Catalog, CliError> {
-    Catalog::load_dirs(&dirs.agents, &dirs.policies).map_err(|d| report(&d, false))
+    let (agents, policies) = dirs.resolve()?;
+    Catalog::load_dirs(&agents, &policies).map_err(|d| report(&d, false))
 }
 
 /// Renders diagnostics on stderr and returns the exit-1 error.
@@ -157,12 +149,13 @@ pub(super) fn run(cmd: PolicyCommand) -> Result<(), CliError> {
 }
 
 fn check(a: &CheckArgs) -> Result<(), CliError> {
-    let (mut agent_files, mut diags) = read_dir_toml(&a.dirs.agents);
+    let (agents, policies) = a.dirs.resolve()?;
+    let (mut agent_files, mut diags) = read_dir_toml(&agents);
     // One folder may hold both kinds: agent files are told apart by their [[agent]] tables.
     agent_files.retain(SourceFile::is_agent_file);
     let mut policy_files = Vec::new();
     if a.files.is_empty() {
-        let (p, d) = read_dir_toml(&a.dirs.policies);
+        let (p, d) = read_dir_toml(&policies);
         policy_files = p.into_iter().filter(|f| !f.is_agent_file()).collect();
         diags.extend(d);
     } else {
@@ -183,6 +176,13 @@ fn check(a: &CheckArgs) -> Result<(), CliError> {
     }
     if !diags.is_empty() {
         return Err(report(&diags, a.json));
+    }
+    if agent_files.is_empty() && policy_files.is_empty() {
+        return Err(CliError::failed(format!(
+            "nothing to check: no .toml files in {} or {}",
+            agents.display(),
+            policies.display()
+        )));
     }
     if a.json {
         print_json(

@@ -1,7 +1,6 @@
 //! `conclave serve`: governed decisions over HTTP, on the store's trust and audit log.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
@@ -19,12 +18,8 @@ pub(super) struct ServeArgs {
     /// The address to listen on (a non-loopback address needs --token-env).
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// The agent definitions: a folder of .toml files, or one file.
-    #[arg(long, default_value = "agents")]
-    agents: PathBuf,
-    /// The policies: a folder of .toml files, or one file.
-    #[arg(long, default_value = "policies")]
-    policies: PathBuf,
+    #[command(flatten)]
+    dirs: super::config::Dirs,
     /// The name of the environment variable holding the bearer token clients must send
     /// (the token itself never goes on the command line).
     #[arg(long)]
@@ -59,7 +54,7 @@ pub(super) fn run(a: &ServeArgs, place: &Place) -> Result<(), CliError> {
             a.addr
         )));
     }
-    let catalog = super::decide::load_catalog(&a.agents, &a.policies)?;
+    let catalog = a.dirs.load()?;
     let config = ServeConfig {
         token,
         body_limit: a.body_limit,

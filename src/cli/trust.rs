@@ -238,6 +238,18 @@ fn show(dir: &Path, domain: Option<&str>, json: bool) -> Result<(), CliError> {
         },
     };
     let rows = snapshot.rows(domain);
+    if let Some(d) = domain
+        && rows.is_empty()
+        && !snapshot.states.is_empty()
+    {
+        let mut known: Vec<&str> = snapshot.states.keys().map(|(_, d)| d.as_str()).collect();
+        known.sort_unstable();
+        known.dedup();
+        return Err(CliError::input(format!(
+            "no trust records in domain \"{d}\" (domains: {})",
+            known.join(", ")
+        )));
+    }
     if json {
         return print_json(&serde_json::json!({"version": snapshot.version, "agents": rows}));
     }

@@ -20,6 +20,7 @@ use super::metrics::{Dist, calibration};
 use super::run::{CallHealth, FailureCount};
 use super::suite::Suite;
 use super::{ScenarioReport, SeedRun, SweepReport};
+use crate::aggregate::Kind;
 use crate::ballot::AbstentionClass;
 use crate::trust::store::{Change, TrustSnapshot};
 
@@ -42,6 +43,10 @@ pub struct SuiteInfo {
     pub repetitions: u32,
     /// Numeric tolerance.
     pub tolerance: f64,
+    /// The share of the option items a uniform guess gets right (the mean of 1/options over
+    /// choice and ranking items; none when every item is numeric): accuracy at or below it
+    /// says the checks describe a pool that knows nothing.
+    pub chance: Option<f64>,
 }
 
 /// Whether the run measured the pool or the infrastructure.
@@ -426,6 +431,17 @@ pub struct Report {
     pub changes: Vec<Change>,
 }
 
+/// The share of the suite's option items a uniform guess gets right.
+fn chance(suite: &Suite) -> Option<f64> {
+    let guesses: Vec<f64> = suite
+        .items
+        .iter()
+        .filter(|i| matches!(i.kind, Kind::Choice | Kind::Ranking) && !i.options.is_empty())
+        .map(|i| 1.0 / i.options.len() as f64)
+        .collect();
+    (!guesses.is_empty()).then(|| guesses.iter().sum::<f64>() / guesses.len() as f64)
+}
+
 /// A markdown table: the header, its separator, one line per row.
 fn table(m: &mut String, head: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
     let _ = writeln!(m, "| {} |", head.join(" | "));
@@ -506,6 +522,7 @@ impl Report {
                 items: suite.items.len(),
                 repetitions: suite.repetitions,
                 tolerance: suite.tolerance,
+                chance: chance(suite),
             },
             partial,
             health,
@@ -581,7 +598,13 @@ impl Report {
             return "no checks: the suite declares none (default_checks = false)".to_owned();
         }
         if failed == 0 {
-            format!("all {} checks hold {over}", self.checks.len())
+            match self.no_better_than_chance() {
+                Some(why) => format!(
+                    "NO BETTER THAN CHANCE {over}: {why}; the {} checks hold, but say little about the pool",
+                    self.checks.len()
+                ),
+                None => format!("all {} checks hold {over}", self.checks.len()),
+            }
         } else if evidence > 0 {
             format!(
                 "{failed} of {} checks fail {over} ({evidence} for not enough evidence)",
@@ -590,6 +613,35 @@ impl Report {
         } else {
             format!("{failed} of {} checks fail {over}", self.checks.len())
         }
+    }
+
+    /// The scenarios with at most half of the pool corrupted whose accuracy over all items is
+    /// at or below chance, in words (`None` when there are none, or chance is not defined).
+    pub fn no_better_than_chance(&self) -> Option<String> {
+        let chance = self.suite.chance?;
+        let weak: Vec<&ScenarioSummary> = self
+            .scenarios
+            .iter()
+            .filter(|s| s.corrupted <= 0.5 && s.accuracy.mean <= chance)
+            .collect();
+        if weak.is_empty() {
+            return None;
+        }
+        let names: Vec<&str> = weak.iter().map(|s| s.name.as_str()).collect();
+        let lo = weak.iter().map(|s| s.accuracy.mean).fold(1.0, f64::min);
+        let hi = weak.iter().map(|s| s.accuracy.mean).fold(0.0, f64::max);
+        let decided = weak.iter().map(|s| s.coverage.mean).fold(0.0, f64::max);
+        let right = if hi - lo > 5e-4 {
+            format!("{}–{}", pct(lo), pct(hi))
+        } else {
+            pct(lo)
+        };
+        Some(format!(
+            "in {} the pool was right on {right} of all items, at or below chance ({}), and decided at most {} of them",
+            names.join(", "),
+            pct(chance),
+            pct(decided)
+        ))
     }
 
     /// One paragraph: did the governed vote hold up against the baselines over the seeds,

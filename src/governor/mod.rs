@@ -239,6 +239,8 @@ struct Seating {
     members: usize,
     /// Of those, quarantined, ejected or below the trust floor: not seated.
     lost: usize,
+    /// The members not seated or without a say, and why (for the verdict and its record).
+    left_out: Vec<crate::decision::LeftOut>,
     /// The trust version it was seated by.
     trust_version: u64,
     /// The Director's reweights active in the domain when it was seated.
@@ -575,6 +577,13 @@ impl Inner {
         let (w_expertise, w_trust) = p.selection;
         let mut scored: Vec<(f64, Seat)> = Vec::new();
         let mut lost = 0;
+        let mut left_out = Vec::new();
+        let leave = |out: &mut Vec<crate::decision::LeftOut>, id: &str, reason: String| {
+            out.push(crate::decision::LeftOut {
+                agent: id.to_owned(),
+                reason,
+            });
+        };
         for (i, m) in self.members.iter().enumerate() {
             // Evidence that the agent has turned travels: a streak against its record in any
             // domain turns it here too (see `TrustState::travelled`).
@@ -586,6 +595,7 @@ impl Inner {
             let status = trust.standing(&m.spec.id, domain);
             if matches!(status, Status::Quarantined | Status::Ejected) {
                 lost += 1;
+                leave(&mut left_out, &m.spec.id, status.as_str().to_owned());
                 continue;
             }
             // The floor applies once the evidence is in: two early misses must not shut an
@@ -594,6 +604,15 @@ impl Inner {
             let under_test = p.measure_provisional && state.under_test(params);
             if status != Status::Provisional && state.trust() < p.trust_floor && !under_test {
                 lost += 1;
+                leave(
+                    &mut left_out,
+                    &m.spec.id,
+                    format!(
+                        "below the trust floor (trust {:.2} < {:.2})",
+                        state.trust(),
+                        p.trust_floor
+                    ),
+                );
                 continue;
             }
             // What the vote counts on: trust, unless the agent has likely turned (see
@@ -608,6 +627,20 @@ impl Inner {
                 .as_ref()
                 .map_or(1.0, |o| o.factor(&m.spec.id, domain, now));
             let weight = self.seat_weight(&state, params, status, turned, factor);
+            if turned {
+                leave(
+                    &mut left_out,
+                    &m.spec.id,
+                    "asked, without a say: it has likely turned (a streak against its own record)"
+                        .to_owned(),
+                );
+            } else if factor == 0.0 {
+                leave(
+                    &mut left_out,
+                    &m.spec.id,
+                    "asked, without a say: reweighted to 0 by the Director".to_owned(),
+                );
+            }
             let expertise = if m.spec.domains.iter().any(|d| d == domain) {
                 1.0
             } else {
@@ -650,14 +683,24 @@ impl Inner {
         let mut per_family: BTreeMap<String, u32> = BTreeMap::new();
         let mut seats = Vec::new();
         for (_, seat) in scored {
-            if seats.len() >= p.pool_max as usize {
-                break;
-            }
             let spec = &self.members[seat.member].spec;
+            if seats.len() >= p.pool_max as usize {
+                leave(
+                    &mut left_out,
+                    &spec.id,
+                    format!("not seated: the pool takes at most {}", p.pool_max),
+                );
+                continue;
+            }
             if let Some(limit) = p.max_per_family {
                 let family = spec.family.clone().unwrap_or_else(|| spec.id.clone());
-                let n = per_family.entry(family).or_default();
+                let n = per_family.entry(family.clone()).or_default();
                 if *n >= limit {
+                    leave(
+                        &mut left_out,
+                        &spec.id,
+                        format!("not seated: at most {limit} of family {family}"),
+                    );
                     continue;
                 }
                 *n += 1;
@@ -675,6 +718,7 @@ impl Inner {
             competence,
             members: self.members.len(),
             lost,
+            left_out,
             trust_version: trust.version,
             reweights,
         });
@@ -905,6 +949,7 @@ impl Inner {
             cost_usd: f.cost,
             ruling: None,
             rounds,
+            left_out: seating.left_out.clone(),
         };
         let verdict = self.conclude(&decision, verdict).await;
         // The decision's metrics, one event (a metrics layer of `tracing` can count them).

@@ -761,8 +761,25 @@ pub fn read_dir_toml(dir: &Path) -> (Vec<SourceFile>, Vec<PolicyDiagnostic>) {
         }
         return (files, diags);
     }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return (files, diags);
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            let missing = e.kind() == std::io::ErrorKind::NotFound;
+            let file = SourceFile {
+                path: dir.to_path_buf(),
+                text: Arc::from(""),
+            };
+            let message = if missing {
+                format!("{} does not exist", dir.display())
+            } else {
+                format!("{} cannot be read: {e}", dir.display())
+            };
+            diags.push(
+                PolicyDiagnostic::new("policy::missing", &file, None, message)
+                    .with_help("give a folder of .toml files or one file (--agents, --policies, or conclave.toml)"),
+            );
+            return (files, diags);
+        }
     };
     let mut paths: Vec<PathBuf> = entries
         .flatten()
