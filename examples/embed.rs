@@ -102,14 +102,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_seed(i)
         .with_truth(Truth::Option(truth.to_owned()));
         let verdict = service.ready().await?.call(decision).await?;
+        // A verdict only where the pool decided; what went to a person says why.
+        let (answer, outcome) = match &verdict.outcome {
+            Outcome::Decided { weak } => (
+                verdict.winner().unwrap_or("-"),
+                if *weak {
+                    "decided (weak)".to_owned()
+                } else {
+                    "decided".to_owned()
+                },
+            ),
+            Outcome::Human { reason } => ("-", format!("to a person: {reason}")),
+            other => ("-", other.as_str().to_owned()),
+        };
         println!(
-            "{:<6} {:<6} {:<8} {:>5} {:>10.2}  {:?}",
-            i,
-            truth,
-            verdict.winner().unwrap_or("-"),
-            verdict.calls,
-            verdict.consensus,
-            verdict.outcome
+            "{:<6} {:<6} {:<8} {:>5} {:>10.2}  {outcome}",
+            i, truth, answer, verdict.calls, verdict.consensus
         );
     }
     println!("escalated: {}", escalations.load(Ordering::Relaxed));

@@ -48,3 +48,8 @@ pub use trust::store::SledTrustStore;
 /// Tower, whose `Service` and layers the Governor, the router and every agent are: re-exported
 /// so that an application composes them without a version of its own.
 pub use tower;
+
+/// The README's Rust snippets, compiled and run as doc tests (`cargo test --doc`).
+#[cfg(all(doctest, feature = "cli"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -48,6 +48,18 @@ pub enum StoreError {
         "{0} is in use by another conclave process (its lock is held); try again when it is done"
     )]
     Locked(PathBuf),
+    /// `conclave serve` has the store open: its address says where to read it meanwhile.
+    #[error(
+        "{path} is in use by `conclave serve` at {addr} (pid {pid}): read through it while it runs (GET {addr}/v1/trust, /v1/decisions/ID, /v1/policies, /metrics), or stop it to use this command (several processes share one store only on PostgreSQL: serve --database)"
+    )]
+    Served {
+        /// The store.
+        path: PathBuf,
+        /// The server's base URL.
+        addr: String,
+        /// The server's process id.
+        pid: u32,
+    },
     /// The marker or the database is damaged.
     #[error("{path} is damaged: {detail}")]
     Corrupt {
@@ -210,7 +222,14 @@ impl Store {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 Err(fs::TryLockError::WouldBlock) => {
-                    return Err(StoreError::Locked(dir.to_path_buf()));
+                    return Err(match read_serving(dir) {
+                        Some((addr, pid)) => StoreError::Served {
+                            path: dir.to_path_buf(),
+                            addr,
+                            pid,
+                        },
+                        None => StoreError::Locked(dir.to_path_buf()),
+                    });
                 }
                 Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
             }
@@ -364,6 +383,48 @@ impl Store {
     }
 }
 
+/// The file in which `conclave serve` says where it serves a store it holds.
+pub const SERVING: &str = "SERVING";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Serving {
+    addr: String,
+    pid: u32,
+}
+
+/// The server holding the store in `dir`, as it announced itself.
+fn read_serving(dir: &Path) -> Option<(String, u32)> {
+    let text = fs::read(dir.join(SERVING)).ok()?;
+    let s: Serving = serde_json::from_slice(&text).ok()?;
+    Some((s.addr, s.pid))
+}
+
+impl Store {
+    /// Announces that `conclave serve` serves this store at `addr` (base URL), so that a
+    /// command that finds the store in use can say where to read it. Removed with
+    /// [`Store::withdraw_server`]; a stale one (a killed server) is never read, since the
+    /// store's lock is free then.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn announce_server(&self, addr: &str) -> Result<(), StoreError> {
+        let text = serde_json::to_vec(&Serving {
+            addr: addr.to_owned(),
+            pid: std::process::id(),
+        })
+        .unwrap_or_default();
+        fs::write(self.path.join(SERVING), text).map_err(|source| StoreError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Withdraws the announcement of [`Store::announce_server`].
+    pub fn withdraw_server(&self) {
+        let _ = fs::remove_file(self.path.join(SERVING));
+    }
+}
+
 /// Opens sled under our lock. Nobody else can hold sled's own lock then, except this
 /// process's previous handle while sled's flusher thread winds down after the drop: that is
 /// waited for (up to 5 s), never reported as another process.
@@ -442,7 +503,11 @@ fn clear_leftovers(dir: &Path, sled_dir: &Path) -> io::Result<()> {
     if scratch.exists() {
         fs::remove_dir_all(scratch)?;
     }
-    Ok(())
+    // A server killed before it could withdraw its announcement.
+    match fs::remove_file(dir.join(SERVING)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Where the copy-check works, inside the store (cleared at the next open if a process is

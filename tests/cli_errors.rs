@@ -314,3 +314,143 @@ fn krum_refuses_more_ballots_than_it_can_compare_in_time() {
     assert!(err.contains("more than it compares pairwise"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
+
+/// Runs `conclave ARGS` in `dir`, with no configuration from the environment.
+fn conclave_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CONCLAVE_STORE")
+        .env_remove("CONCLAVE_AGENTS")
+        .env_remove("CONCLAVE_POLICIES")
+        .output()
+        .expect("run conclave")
+}
+
+/// Outside a project folder the commands say where they looked and that nothing was found
+/// (exit 2), a missing file is named as missing, and a conclave.toml in a parent folder is
+/// found from below it.
+#[test]
+fn outside_a_project_the_commands_say_where_they_looked() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    for args in [
+        &["policy", "check"][..],
+        &["decide", "--policy", "trading", "Sentiment?", "--numeric"],
+        &["policy", "explain", "trading"],
+    ] {
+        let out = conclave_in(&empty, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("no agents found")
+                && err.contains(&empty.join("agents").display().to_string())
+                && err.contains("conclave.toml"),
+            "{args:?}: {err}"
+        );
+    }
+    // A file that does not exist is named as missing (not sixteen unknown agents).
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = conclave_in(
+        &empty,
+        &[
+            "policy",
+            "check",
+            "--agents",
+            "nosuch.toml",
+            "--policies",
+            &format!("{root}/policies"),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("nosuch.toml") && err.contains("does not exist"),
+        "{err}"
+    );
+    assert!(!err.contains("unknown agent"), "{err}");
+    // A project file in a parent folder is found from a folder below it.
+    let project = dir.path().join("project");
+    let below = project.join("deep/er");
+    std::fs::create_dir_all(&below).expect("mkdir");
+    std::fs::write(
+        project.join("conclave.toml"),
+        format!("agents = \"{root}/agents\"\npolicies = \"{root}/policies\"\nstore = \"state\"\n"),
+    )
+    .expect("write");
+    let out = conclave_in(&below, &["policy", "check"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = conclave_in(
+        &below,
+        &[
+            "decide",
+            "--policy",
+            "trading",
+            "Sentiment?",
+            "--numeric",
+            "--truth",
+            "0.2",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        project.join("state/CONCLAVE-STORE").exists(),
+        "the store is the project's"
+    );
+    // A project file with an unknown key is refused with its path.
+    std::fs::write(project.join("conclave.toml"), "agent = \"x\"\n").expect("write");
+    let out = conclave_in(&below, &["policy", "check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("conclave.toml") && err.contains("agent"),
+        "{err}"
+    );
+}
+
+/// `trust show --domain` with a domain the store has no record of says so, naming the
+/// domains it has.
+#[test]
+fn trust_show_names_an_unknown_domain() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let store = dir.path().join("store");
+    let store = store.to_str().expect("path");
+    let out = conclave_in(
+        dir.path(),
+        &[
+            "--store",
+            store,
+            "trust",
+            "estimate",
+            "--apply",
+            "--domain",
+            "labels",
+            &format!("{root}/tests/fixtures/estimate/ds-002.csv"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = conclave_in(
+        dir.path(),
+        &["--store", store, "trust", "show", "--domain", "nosuch"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("\"nosuch\"") && err.contains("labels"),
+        "{err}"
+    );
+}

@@ -1695,4 +1695,24 @@ fn a_replayed_panel_reports_the_accuracy_it_was_recorded_with() {
         .find(|a| a.agent == "local-careful")
         .unwrap();
     assert!(defector.caught.quarantined_after.is_some(), "{defector:?}");
+    // A pool right less often than chance: its checks hold, and the headline says they say
+    // little instead of "all checks hold".
+    let line = report.checks_line();
+    assert!(
+        line.starts_with("NO BETTER THAN CHANCE") && line.contains("chance (25.0%)"),
+        "{line}"
+    );
+    assert!(!line.contains("all 5 checks hold"), "{line}");
+    // The quarantined adversary is left out of later decisions, and their records say so.
+    let left: usize = scenario(&report, 0, "as-defined")
+        .records
+        .iter()
+        .filter(|r| {
+            r.record
+                .left_out
+                .iter()
+                .any(|x| x.agent == "liar" && x.reason == "quarantined")
+        })
+        .count();
+    assert!(left > 0, "no record lists the quarantined liar as left out");
 }

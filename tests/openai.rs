@@ -934,7 +934,7 @@ async fn a_reply_cut_at_the_token_limit_is_asked_again_with_room_to_finish() {
     assert_eq!(reason(&v, "b"), Some(Abstention::Malformed));
 }
 
-/// The base URL of a real local model server (`../shared/tools/local-llm-server start`, or
+/// The base URL of a real local model server (`tools/local-llm start`, or
 /// `CONCLAVE_LOCAL_LLM`), if one answers `/models`.
 fn local_model_server() -> Option<String> {
     let base = std::env::var("CONCLAVE_LOCAL_LLM")
@@ -956,7 +956,7 @@ fn a_real_local_model_server_gives_real_ballots() {
     let Some(base) = local_model_server() else {
         println!(
             "SKIPPED: no local model server at CONCLAVE_LOCAL_LLM or http://127.0.0.1:8731/v1 \
-             (start one with ../shared/tools/local-llm-server start)"
+             (start one with tools/local-llm start)"
         );
         return;
     };

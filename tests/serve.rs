@@ -445,6 +445,25 @@ try:
     client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
 except openai.NotFoundError as e:
     out["unknown_policy"] = e.status_code
+# Streaming: the governed answer as chunks, the conclave object on the finishing chunk.
+chunks = list(client.chat.completions.create(
+    model="desk",
+    messages=[{"role": "user", "content": "Buy, hold or sell?"}],
+    stream=True,
+    stream_options={"include_usage": True},
+    extra_body={"conclave": {"options": ["buy", "hold", "sell"], "truth": "hold", "seed": 4}},
+))
+out["streamed"] = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+out["finish"] = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+out["streamed_outcome"] = [c.model_extra["conclave"]["outcome"]["outcome"] for c in chunks if (c.model_extra or {}).get("conclave")]
+out["streamed_usage"] = [c.usage.total_tokens for c in chunks if c.usage]
+# The policies are the models.
+out["models"] = [m.id for m in client.models.list()]
+# A choice policy asked without options says what to send.
+try:
+    client.chat.completions.create(model="desk", messages=[{"role": "user", "content": "Buy?"}])
+except openai.BadRequestError as e:
+    out["no_options"] = [e.status_code, str(e)]
 print(json.dumps(out))
 "#;
     let out = std::process::Command::new(&python)
@@ -472,6 +491,24 @@ print(json.dumps(out))
     assert_eq!(
         (v["bad_token"].as_u64(), v["unknown_policy"].as_u64()),
         (Some(401), Some(404)),
+        "{v}"
+    );
+    assert!(
+        ["buy", "hold", "sell"].contains(&v["streamed"].as_str().unwrap_or("")),
+        "{v}"
+    );
+    assert_eq!(v["finish"], serde_json::json!(["stop"]), "{v}");
+    assert_eq!(v["streamed_outcome"], serde_json::json!(["decided"]), "{v}");
+    assert!(
+        v["streamed_usage"][0].as_u64().is_some_and(|t| t > 0),
+        "{v}"
+    );
+    assert_eq!(v["models"], serde_json::json!(["desk"]), "{v}");
+    assert_eq!(v["no_options"][0], 400, "{v}");
+    assert!(
+        v["no_options"][1]
+            .as_str()
+            .is_some_and(|m| m.contains("options") && m.contains("extra_body")),
         "{v}"
     );
     assert!(status.success(), "{status:?}: {rest:?}");
@@ -762,4 +799,59 @@ async fn spans_are_exported_over_otlp_when_configured() {
     ] {
         assert!(has(s), "{s} is not in the exported spans");
     }
+}
+
+/// A store held by `conclave serve` is refused to other commands with the server's address,
+/// where its data can be read meanwhile; once the server stops, the command runs.
+#[test]
+fn a_store_held_by_serve_says_where_to_read_it() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tmp");
+    let (agents, policies) = (dir.path().join("agents.toml"), dir.path().join("desk.toml"));
+    std::fs::write(&agents, AGENTS).expect("write");
+    std::fs::write(&policies, POLICY).expect("write");
+    let store = dir.path().join("store");
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .arg("--store")
+        .arg(&store)
+        .args(["serve", "--addr", "127.0.0.1:0", "--agents"])
+        .arg(&agents)
+        .arg("--policies")
+        .arg(&policies)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let mut lines = BufReader::new(server.stderr.take().expect("stderr")).lines();
+    let first = lines.next().expect("a line").expect("utf-8");
+    let base = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in: {first}"))
+        .to_owned();
+    let show = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .arg("--store")
+            .arg(&store)
+            .args(["trust", "show"])
+            .output()
+            .expect("trust show")
+    };
+    let held = show();
+    let err = String::from_utf8_lossy(&held.stderr);
+    assert_eq!(held.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("in use by `conclave serve` at {base}")) && err.contains("/v1/trust"),
+        "{err}"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    assert!(server.wait().expect("wait").success());
+    let free = show();
+    assert!(
+        free.status.success(),
+        "{}",
+        String::from_utf8_lossy(&free.stderr)
+    );
+    assert!(!store.join("SERVING").exists());
 }

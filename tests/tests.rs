@@ -24,6 +24,8 @@ mod policy;
 mod postgres;
 /// Property tests (proptest) of the voting invariants.
 mod properties;
+/// The README's commands and examples, run as written.
+mod readme;
 /// The Cognitive Director: review queue, overrides, reweights, suspensions, the ratchet.
 mod review;
 /// `conclave serve`: the HTTP API and the OpenAI-compatible alias on 127.0.0.1.

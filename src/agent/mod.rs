@@ -317,6 +317,32 @@ pub enum BuildError {
     /// The policy names an agent the catalog does not define.
     #[error("the policy names agent \"{0}\", which no agent file defines")]
     Unknown(String),
+    /// An external agent: the application gives its service.
+    #[error(
+        "agent \"{0}\" is external: the application gives its service (GovernorBuilder::agent); this front end cannot build it"
+    )]
+    External(String),
+}
+
+/// An agent from an async function of the application's own: it receives the request (the
+/// decision, and the case or the round when there is one) and returns a reply, usually
+/// [`AgentReply::new`] with a [`Ballot`]. An error is an abstention with its cause, as a
+/// failed call of any agent is; the Governor adds its timeout, retry and circuit breaker.
+///
+/// ```
+/// use conclave::{AgentReply, Ballot};
+/// let agent = conclave::agent::from_fn(|req: conclave::AgentRequest| async move {
+///     let choice = if req.decision.question.contains("refund") { "approve" } else { "reject" };
+///     Ok(AgentReply::new(Ballot::choice("rules", choice).with_confidence(0.7)))
+/// });
+/// # let _ = agent;
+/// ```
+pub fn from_fn<F, Fut>(f: F) -> AgentService
+where
+    F: Fn(AgentRequest) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<AgentReply, BoxError>> + Send + 'static,
+{
+    BoxCloneSyncService::new(tower::service_fn(f))
 }
 
 /// The service for one agent definition: scripted and replayed agents are simulated,
@@ -336,6 +362,7 @@ pub fn build(spec: &AgentSpec) -> Result<AgentService, BuildError> {
         )?)),
         #[cfg(not(feature = "openai"))]
         AgentKind::Openai => Err(BuildError::NoOpenAi(spec.id.clone())),
+        AgentKind::External => Err(BuildError::External(spec.id.clone())),
     }
 }
 

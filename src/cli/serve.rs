@@ -59,9 +59,11 @@ pub(super) fn run(a: &ServeArgs, place: &Place) -> Result<(), CliError> {
         token,
         body_limit: a.body_limit,
     };
+    let mut announce: Option<Store> = None;
     let (state, follow, place) = match place {
         Place::Store(dir) => {
             let store = Store::open(dir).map_err(CliError::input)?;
+            announce = Some(store.clone());
             let trust = Arc::new(
                 SledTrustStore::new(&store, TrustParams::default()).map_err(CliError::input)?,
             );
@@ -110,7 +112,7 @@ pub(super) fn run(a: &ServeArgs, place: &Place) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(a.addr)
             .await
             .map_err(|e| CliError::input(format!("cannot listen on {}: {e}", a.addr)))?;
@@ -123,12 +125,21 @@ pub(super) fn run(a: &ServeArgs, place: &Place) -> Result<(), CliError> {
                 std::time::Duration::from_millis(a.follow_ms.max(10)),
             ));
         }
+        if let Some(store) = &announce
+            && let Err(e) = store.announce_server(&format!("http://{bound}"))
+        {
+            tracing::warn!(error = %e, "cannot say in the store where it is served");
+        }
         eprintln!("conclave serving on http://{bound} ({place})");
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown())
             .await
             .map_err(|e| CliError::failed(format!("the server failed: {e}")))
-    })?;
+    });
+    if let Some(store) = &announce {
+        store.withdraw_server();
+    }
+    served?;
     eprintln!("conclave stopped: decisions in flight finished");
     Ok(())
 }

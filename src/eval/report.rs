@@ -1542,7 +1542,24 @@ fn percentile_delay(g: &GeneratedSet, q: f64) -> f64 {
     v[k]
 }
 
-/// A line chart as SVG text.
+/// Okabe and Ito's colours, distinguishable with every common colour-vision deficiency
+/// (yellow left out: it does not show on white).
+const PALETTE: [RGBColor; 7] = [
+    RGBColor(0, 114, 178),   // blue
+    RGBColor(230, 159, 0),   // orange
+    RGBColor(0, 158, 115),   // bluish green
+    RGBColor(213, 94, 0),    // vermillion
+    RGBColor(86, 180, 233),  // sky blue
+    RGBColor(204, 121, 167), // reddish purple
+    RGBColor(0, 0, 0),       // black
+];
+
+/// Series `k`'s colour and whether it is dashed (after the seven colours, dashed lines).
+fn series_style(k: usize) -> (RGBColor, bool) {
+    (PALETTE[k % PALETTE.len()], (k / PALETTE.len()) % 2 == 1)
+}
+
+/// A line chart as SVG text; the legend stands beside the plot, never over the data.
 fn line_plot(
     title: &str,
     xlabel: &str,
@@ -1553,10 +1570,11 @@ fn line_plot(
 ) -> String {
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (800, 500)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (860, 500)).into_drawing_area();
         let _ = root.fill(&WHITE);
-        let chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
+        let (plot, legend) = root.split_horizontally(660);
+        let chart = ChartBuilder::on(&plot)
+            .caption(title, ("sans-serif", 18))
             .margin(15)
             .x_label_area_size(40)
             .y_label_area_size(50)
@@ -1565,33 +1583,64 @@ fn line_plot(
             return svg_fallback(title);
         };
         let _ = chart.configure_mesh().x_desc(xlabel).y_desc(ylabel).draw();
+        let grey = RGBColor(120, 120, 120);
         if let Some(y) = hline {
             let _ = chart.draw_series(DashedLineSeries::new(
                 vec![(xrange.0, y), (xrange.1, y)],
                 6,
                 4,
-                RED.stroke_width(1),
+                grey.stroke_width(1),
             ));
         }
-        for (k, (name, pts)) in series.iter().enumerate() {
-            let color = Palette99::pick(k).to_rgba();
-            if let Ok(s) =
-                chart.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
-            {
-                s.label(name.clone()).legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
-            }
+        for (k, (_, pts)) in series.iter().enumerate() {
+            let (color, dashed) = series_style(k);
+            let style = color.stroke_width(2);
+            let _ = if dashed {
+                chart.draw_series(DashedLineSeries::new(pts.iter().copied(), 8, 5, style))
+            } else {
+                chart.draw_series(LineSeries::new(pts.iter().copied(), style))
+            };
             if pts.len() < 60 {
                 let _ = chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())));
             }
         }
-        let _ = chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerLeft)
-            .draw();
+        // The legend: one row per series, beside the plot.
+        let rows = series.len().min(22);
+        for (k, (name, _)) in series.iter().take(rows).enumerate() {
+            let (color, dashed) = series_style(k);
+            let y = 50 + 20 * k as i32;
+            let style = color.stroke_width(2);
+            let segments: Vec<Vec<(i32, i32)>> = if dashed {
+                vec![vec![(8, y), (16, y)], vec![(21, y), (30, y)]]
+            } else {
+                vec![vec![(8, y), (30, y)]]
+            };
+            for seg in segments {
+                let _ = legend.draw(&PathElement::new(seg, style));
+            }
+            let label: String = name.chars().take(24).collect();
+            let _ = legend.draw(&Text::new(label, (36, y - 7), ("sans-serif", 13)));
+        }
+        if series.len() > rows {
+            let y = 50 + 20 * rows as i32;
+            let _ = legend.draw(&Text::new(
+                format!("… and {} more", series.len() - rows),
+                (8, y - 7),
+                ("sans-serif", 13),
+            ));
+        }
+        if hline.is_some() {
+            let y = 50 + 20 * (rows as i32 + 1);
+            let _ = legend.draw(&PathElement::new(
+                vec![(8, y), (16, y)],
+                grey.stroke_width(1),
+            ));
+            let _ = legend.draw(&PathElement::new(
+                vec![(21, y), (30, y)],
+                grey.stroke_width(1),
+            ));
+            let _ = legend.draw(&Text::new("floor", (36, y - 7), ("sans-serif", 13)));
+        }
         let _ = root.present();
     }
     svg

@@ -443,7 +443,7 @@ impl Pool {
                         }
                     }
                 }
-                AgentKind::Openai => {
+                AgentKind::Openai | AgentKind::External => {
                     services.push((
                         spec.clone(),
                         crate::agent::build(spec).map_err(|e| e.to_string())?,

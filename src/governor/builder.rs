@@ -104,12 +104,28 @@ impl GovernorBuilder {
     }
 
     /// The policy's pool and arbiter, each built from its definition in `catalog`
-    /// ([`crate::agent::build`]).
+    /// ([`crate::agent::build`]), but for `external` agents, whose services the application
+    /// gives with [`GovernorBuilder::agent`] (before or after this call).
     ///
     /// # Errors
     /// An agent that cannot be built.
     pub fn agents_from(self, catalog: &Catalog) -> Result<Self, GovernorBuildError> {
-        let agents = crate::agent::build_for(&self.policy, catalog)?;
+        let mut agents = Vec::new();
+        for id in self
+            .policy
+            .pool()
+            .iter()
+            .chain(self.policy.arbiter().map(str::to_owned).iter())
+        {
+            let spec = catalog
+                .agents
+                .get(id)
+                .ok_or_else(|| crate::agent::BuildError::Unknown(id.clone()))?;
+            // External agents come with `agent`: only their definitions are in the files.
+            if spec.kind != crate::policy::AgentKind::External {
+                agents.push((spec.clone(), crate::agent::build(spec)?));
+            }
+        }
         Ok(self.agents(agents))
     }
 

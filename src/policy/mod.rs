@@ -998,6 +998,20 @@ fn simulation_of(
             }
             None
         }
+        (AgentKind::External, scripted) => {
+            if let Some(s) = scripted {
+                diags.push(d(
+                    s.span(),
+                    "an external agent takes no [agent.scripted] table: the application gives its service".into(),
+                ));
+            }
+            if a.model.is_some() || a.base_url.is_some() || a.api_key_env.is_some() {
+                diags.push(d(a.id.span(), format!("external agent \"{id}\" takes no model, base_url or api_key_env: its service is the application's own code")).with_help(
+                    "give it with GovernorBuilder::agent(spec, service), or make it kind = \"openai\"",
+                ));
+            }
+            None
+        }
         (AgentKind::Replay, scripted) => {
             if let Some(s) = scripted {
                 diags.push(d(

@@ -37,6 +37,11 @@ pub enum AgentKind {
     /// Answers from a recording of a real agent (`conclave record`), offline and
     /// deterministically; attacks are layered on it as on scripted agents.
     Replay,
+    /// The application's own code (any Tower service, or an async function through
+    /// `conclave::agent::from_fn`), given to the Governor with `GovernorBuilder::agent`: the
+    /// file declares its id, domains, tags, family, timeout and prices; the Governor governs
+    /// it like any other agent.
+    External,
 }
 
 /// One agent.
@@ -46,7 +51,7 @@ pub struct RawAgent {
     /// Unique id; policies name agents by it.
     #[schemars(with = "String")]
     pub id: Spanned<String>,
-    /// `openai`, `scripted` or `replay`.
+    /// `openai`, `scripted`, `replay` or `external`.
     pub kind: AgentKind,
     /// The model name sent to the endpoint (openai agents).
     pub model: Option<String>,

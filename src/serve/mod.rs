@@ -10,7 +10,10 @@
 //! - `POST /v1/decisions` (a [`Decision`] → its [`Verdict`]),
 //!   `GET /v1/decisions/{id}` (its audit record), `POST /v1/decisions/{id}/outcome`
 //!   (`{"correct": …}`: grading back-fill; trust learns, and later decisions use it),
-//!   `GET /v1/trust`, `GET /v1/policies`, `GET /healthz`.
+//!   `GET /v1/trust`, `GET /v1/policies`, `GET /v1/models` (the policies as OpenAI models),
+//!   `GET /healthz`. With `"stream": true` a chat completion comes as server-sent events
+//!   in OpenAI's chunk format (decided first, then sent: the answer is one content chunk,
+//!   the `conclave` object rides on the finishing chunk).
 //!
 //! Every error is one line of JSON, `{"error": {"code", "message"}}`, with its HTTP status.
 //! With a token, every route but `/healthz` needs `Authorization: Bearer TOKEN`. Bodies are
@@ -445,6 +448,8 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/v1/decisions/{id}/outcome", post(outcome))
         .route("/v1/trust", get(trust))
         .route("/v1/policies", get(policies))
+        .route("/v1/models", get(models))
+        .route("/v1/models/{id}", get(model))
         .route("/v1/checks", post(checks))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
@@ -529,6 +534,13 @@ struct ChatRequest {
     messages: Vec<Value>,
     #[serde(default)]
     conclave: Extension,
+    /// The answer as server-sent events in OpenAI's chunk format (the decision is governed
+    /// first; the governed answer then arrives as one content chunk).
+    #[serde(default)]
+    stream: bool,
+    /// `{"include_usage": true}`: a last chunk with the usage, as OpenAI sends it.
+    #[serde(default)]
+    stream_options: Option<Value>,
 }
 
 /// The text of a chat message's content: a string, or text parts.
@@ -576,18 +588,27 @@ async fn chat(
         })?
         .clone();
     let ext = req.conclave;
-    let kind = ext.kind.unwrap_or(if ext.options.is_empty() {
-        Kind::Score
-    } else {
-        Kind::Choice
-    });
+    let domain = ext
+        .domain
+        .or_else(|| policy.domains().first().cloned())
+        .unwrap_or_default();
+    let kind = match ext.kind {
+        Some(k) => k,
+        None if !ext.options.is_empty() => Kind::Choice,
+        None if policy.covers(&domain, Kind::Score) => Kind::Score,
+        None => {
+            let kinds: Vec<&str> = policy.kinds().iter().map(|k| k.as_str()).collect();
+            return Err(ApiError::bad(format!(
+                "policy \"{}\" governs {} decisions: send the options in the request's `conclave` object, e.g. {{\"conclave\": {{\"options\": [\"yes\", \"no\"]}}}} (with the OpenAI SDKs: extra_body={{\"conclave\": {{\"options\": [...]}}}})",
+                policy.id(),
+                kinds.join(", ")
+            )));
+        }
+    };
     let mut decision = Decision {
         id: state.fresh_id(),
         question,
-        domain: ext
-            .domain
-            .or_else(|| policy.domains().first().cloned())
-            .unwrap_or_default(),
+        domain,
         kind,
         options: ext.options,
         seed: ext.seed,
@@ -606,12 +627,21 @@ async fn chat(
         });
     }
     let v = state.decide(policy.id(), decision).await?;
+    if req.stream {
+        let usage = req
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        return Ok(streamed(policy.id(), &v, usage));
+    }
     Ok(completion(policy.id(), &v))
 }
 
-/// A chat completion carrying a verdict.
-fn completion(policy: &str, v: &Verdict) -> Response {
-    let content = match &v.outcome {
+/// The text a chat completion carries for a verdict: the governed answer, or the escalation.
+fn answer_text(v: &Verdict) -> String {
+    match &v.outcome {
         Outcome::Arbitrated { ruling, .. } => ruling.clone(),
         Outcome::Human { reason } | Outcome::Refused { reason } => {
             format!("escalated: {reason}")
@@ -621,7 +651,101 @@ fn completion(policy: &str, v: &Verdict) -> Response {
             .map(str::to_owned)
             .or_else(|| v.value().map(|x| format!("{x}")))
             .unwrap_or_default(),
+    }
+}
+
+/// The `conclave` object of a completion: the decision, its outcome and what it cost.
+fn extension_of(v: &Verdict) -> Value {
+    json!({
+        "decision": v.decision,
+        "outcome": v.outcome,
+        "confidence": v.confidence,
+        "margin": v.tally.as_ref().and_then(|t| t.margin),
+        "consensus": v.consensus,
+        "ballots": v.ballots.iter().filter(|c| !c.ballot.is_abstention()).count(),
+        "calls": v.calls,
+        "cost_usd": v.cost_usd,
+        "left_out": v.left_out,
+    })
+}
+
+/// The usage object, summed over the panel's calls.
+fn usage_of(v: &Verdict) -> Value {
+    json!({
+        "prompt_tokens": v.prompt_tokens,
+        "completion_tokens": v.tokens.saturating_sub(v.prompt_tokens),
+        "total_tokens": v.tokens,
+    })
+}
+
+/// The headers every governed answer carries.
+fn verdict_headers(v: &Verdict) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("x-conclave-decision", v.decision.as_str()),
+        ("x-conclave-outcome", v.outcome.as_str()),
+    ] {
+        if let Ok(h) = HeaderValue::from_str(value) {
+            headers.insert(name, h);
+        }
+    }
+    headers
+}
+
+/// A verdict as server-sent events in OpenAI's `chat.completion.chunk` format: the role, the
+/// answer in one content chunk, the finish with the `conclave` object, the usage when asked
+/// for, then `[DONE]`.
+fn streamed(policy: &str, v: &Verdict, usage: bool) -> Response {
+    let id = format!("chatcmpl-{}", v.decision);
+    let created = crate::audit::now();
+    let chunk = |delta: Value, finish: Value, extra: Option<(&str, Value)>| {
+        let mut c = json!({
+            "id": id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": policy,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        });
+        if let Some((k, x)) = extra {
+            c[k] = x;
+        }
+        c
     };
+    let mut events = vec![
+        chunk(
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+            None,
+        ),
+        chunk(json!({"content": answer_text(v)}), Value::Null, None),
+        chunk(
+            json!({}),
+            json!("stop"),
+            Some(("conclave", extension_of(v))),
+        ),
+    ];
+    if usage {
+        let mut last = chunk(json!({}), Value::Null, Some(("usage", usage_of(v))));
+        last["choices"] = json!([]);
+        events.push(last);
+    }
+    let mut text = String::new();
+    for e in events {
+        text += &format!("data: {e}\n\n");
+    }
+    text += "data: [DONE]\n\n";
+    let mut headers = verdict_headers(v);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    (headers, text).into_response()
+}
+
+/// A chat completion carrying a verdict.
+fn completion(policy: &str, v: &Verdict) -> Response {
+    let content = answer_text(v);
     let body = json!({
         "id": format!("chatcmpl-{}", v.decision),
         "object": "chat.completion",
@@ -633,32 +757,44 @@ fn completion(policy: &str, v: &Verdict) -> Response {
             "finish_reason": "stop",
         }],
         // Summed over the panel's calls.
-        "usage": {
-            "prompt_tokens": v.prompt_tokens,
-            "completion_tokens": v.tokens.saturating_sub(v.prompt_tokens),
-            "total_tokens": v.tokens,
-        },
-        "conclave": {
-            "decision": v.decision,
-            "outcome": v.outcome,
-            "confidence": v.confidence,
-            "margin": v.tally.as_ref().and_then(|t| t.margin),
-            "consensus": v.consensus,
-            "ballots": v.ballots.iter().filter(|c| !c.ballot.is_abstention()).count(),
-            "calls": v.calls,
-            "cost_usd": v.cost_usd,
-        },
+        "usage": usage_of(v),
+        "conclave": extension_of(v),
     });
-    let mut headers = HeaderMap::new();
-    for (name, value) in [
-        ("x-conclave-decision", v.decision.as_str()),
-        ("x-conclave-outcome", v.outcome.as_str()),
-    ] {
-        if let Ok(h) = HeaderValue::from_str(value) {
-            headers.insert(name, h);
-        }
-    }
-    (headers, axum::Json(body)).into_response()
+    (verdict_headers(v), axum::Json(body)).into_response()
+}
+
+/// A policy as an OpenAI model object.
+fn model_object(id: &str) -> Value {
+    json!({"id": id, "object": "model", "created": 0, "owned_by": "conclave"})
+}
+
+/// `GET /v1/models`: the policies, as the models an OpenAI client may name.
+async fn models(State(state): State<Arc<ServeState>>) -> axum::Json<Value> {
+    let data: Vec<Value> = state
+        .catalog
+        .policies
+        .iter()
+        .map(|p| model_object(p.id()))
+        .collect();
+    axum::Json(json!({"object": "list", "data": data}))
+}
+
+/// `GET /v1/models/{id}`: one policy as a model.
+async fn model(
+    State(state): State<Arc<ServeState>>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    state
+        .catalog
+        .policy(&id)
+        .map(|p| axum::Json(model_object(p.id())))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_policy",
+                format!("no policy \"{id}\": each policy is a model"),
+            )
+        })
 }
 
 #[derive(Debug, Deserialize)]
