@@ -32,9 +32,10 @@ use crate::governor::Directives;
 use crate::governor::spend::{Charge, SpendAccount, SpendError};
 
 /// Schema migrations, applied in order; a database records the versions it has.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r"
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r"
 CREATE TABLE conclave.trust_state (
     agent text NOT NULL,
     domain text NOT NULL,
@@ -64,7 +65,33 @@ CREATE TABLE conclave.spend (
 );
 CREATE TABLE conclave.directives (id int PRIMARY KEY CHECK (id = 1), value text NOT NULL);
 ",
-)];
+    ),
+    (
+        2,
+        // A decision's outcome and its override are each recorded once, whatever the
+        // replicas and the concurrency: `settles` (`outcome:SEQ`, `override:SEQ`) is unique.
+        // In a log written before, the first of each per decision holds it (it was the one
+        // that stood).
+        r"
+ALTER TABLE conclave.audit ADD COLUMN settles text;
+UPDATE conclave.audit a SET settles = f.key
+FROM (
+    SELECT DISTINCT ON (key) seq, key
+    FROM (
+        SELECT seq, (body ->> 'entry') || ':' || (body ->> 'decision') AS key
+        FROM (
+            SELECT seq, convert_from(substring(record FROM 65), 'UTF8')::jsonb AS body
+            FROM conclave.audit
+        ) b
+        WHERE body ->> 'entry' IN ('outcome', 'override')
+    ) k
+    ORDER BY key, seq
+) f
+WHERE a.seq = f.seq;
+CREATE UNIQUE INDEX audit_settles ON conclave.audit (settles);
+",
+    ),
+];
 
 /// The advisory lock key migrations run under ("conclave" in ASCII).
 const MIGRATION_LOCK: i64 = 0x636f_6e63_6c61_7665;

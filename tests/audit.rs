@@ -357,6 +357,25 @@ fn durability_child() {
             .expect("apply");
             println!("applied {k}");
         }
+    } else if mode == "override" {
+        // A decision, then a human's override of it (override and outcome together, then
+        // trust), again and again.
+        let log = SledAuditLog::new(&store).expect("log");
+        let trust = SledTrustStore::new(&store, TrustParams::default()).expect("trust");
+        for i in 0.. {
+            let r = log.append(&decision(i)).expect("append");
+            conclave::audit::record_override(
+                &log,
+                &trust,
+                &r.seq.to_string(),
+                "hold",
+                "alice",
+                "checked the filing",
+                0.0,
+            )
+            .expect("override");
+            println!("overrode {}", r.seq);
+        }
     } else if mode == "cycle" {
         // Open, decide, record the outcome, close: again and again (every open makes sled
         // write a snapshot; the outcome goes on the chain, then into trust).
@@ -454,7 +473,8 @@ fn kill_child(dir: &Path, mode: &str, delay: Duration, after: After) -> Vec<u64>
                 .find("applied ")
                 .map(|i| i + 8)
                 .or_else(|| l.find("appended ").map(|i| i + 9))
-                .or_else(|| l.find("cycled ").map(|i| i + 7));
+                .or_else(|| l.find("cycled ").map(|i| i + 7))
+                .or_else(|| l.find("overrode ").map(|i| i + 9));
             if let Some(n) =
                 at.and_then(|at| l[at..].split_whitespace().next()?.parse::<u64>().ok())
             {
@@ -615,6 +635,112 @@ fn kills_during_open_decide_and_outcome_leave_a_store_that_opens_and_completes()
     );
     println!(
         "cycle: 20 kills, decision records up to {cycled} returned and kept, {completed} interrupted back-fills completed"
+    );
+}
+
+/// Kills during `review decide` (an override): at every kill point the decision has either
+/// no answer or its override and its outcome together (never an override alone); a retry of
+/// the same answer completes the trust update; a second reviewer's other answer is refused
+/// and writes nothing.
+#[test]
+fn kills_during_an_override_leave_it_whole_or_absent() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().join("override");
+    let mut rng = Rng(20_261_208);
+    let mut overrode = 0;
+    let mut completed = 0;
+    for round in 0..16 {
+        let delay = Duration::from_millis(10 + (rng.unit() * 300.0) as u64);
+        let after = if round % 2 == 0 {
+            After::Start
+        } else {
+            After::FirstReport
+        };
+        let done = kill_child(&d, "override", delay, after);
+        overrode = overrode.max(done.last().copied().unwrap_or(0));
+        let store = Store::open(&d).unwrap_or_else(|e| panic!("round {round}: reopen failed: {e}"));
+        let log = SledAuditLog::new(&store).expect("log");
+        assert!(
+            log.verify().expect("verify").first_broken.is_none(),
+            "round {round}"
+        );
+        let trust = SledTrustStore::new(&store, TrustParams::default()).expect("trust");
+        let records = log.records().expect("records");
+        let mut overrides: std::collections::BTreeMap<u64, usize> = Default::default();
+        let mut outcomes: std::collections::BTreeMap<u64, usize> = Default::default();
+        for r in &records {
+            match &r.entry {
+                Entry::Override(o) => *overrides.entry(o.decision).or_default() += 1,
+                Entry::Outcome(o) => *outcomes.entry(o.decision).or_default() += 1,
+                _ => {}
+            }
+        }
+        let batches: std::collections::BTreeSet<String> = trust
+            .batches()
+            .expect("batches")
+            .into_iter()
+            .map(|b| b.provenance)
+            .collect();
+        let decisions: Vec<u64> = records
+            .iter()
+            .filter(|r| matches!(r.entry, Entry::Decision(_)))
+            .map(|r| r.seq)
+            .collect();
+        for &seq in &decisions {
+            let (over, out) = (
+                overrides.get(&seq).copied().unwrap_or(0),
+                outcomes.get(&seq).copied().unwrap_or(0),
+            );
+            assert!(
+                over == out && over <= 1,
+                "round {round}: decision {seq} has {over} overrides and {out} outcomes"
+            );
+            let interrupted = over == 1 && !batches.contains(&format!("decision:{seq}"));
+            if interrupted {
+                // The same answer again completes an interrupted trust update.
+                conclave::audit::record_override(
+                    &log,
+                    &trust,
+                    &seq.to_string(),
+                    "hold",
+                    "alice",
+                    "",
+                    0.0,
+                )
+                .unwrap_or_else(|e| panic!("round {round}: completing {seq}: {e}"));
+                completed += 1;
+            }
+        }
+        // A second reviewer's other answer is refused and writes nothing (the last decision
+        // answered).
+        if let Some(&seq) = decisions.iter().rev().find(|s| overrides.contains_key(s)) {
+            let before = log.records().expect("records").len();
+            let other = conclave::audit::record_override(
+                &log,
+                &trust,
+                &seq.to_string(),
+                "sell",
+                "bob",
+                "",
+                0.0,
+            );
+            assert!(
+                matches!(other, Err(conclave::audit::OutcomeError::Final { .. })),
+                "round {round}: {other:?}"
+            );
+            assert_eq!(log.records().expect("records").len(), before);
+        }
+        assert!(
+            overrode == 0
+                || records
+                    .iter()
+                    .any(|r| matches!(&r.entry, Entry::Override(o) if o.decision == overrode)),
+            "round {round}: override of {overrode} returned but is not in the store"
+        );
+    }
+    assert!(overrode > 0, "the child never completed an override");
+    println!(
+        "override: 16 kills, overrides up to decision {overrode} kept whole, {completed} interrupted trust updates completed"
     );
 }
 

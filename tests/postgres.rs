@@ -228,7 +228,7 @@ fn migrations_are_versioned_and_a_newer_schema_is_refused() {
         .query_one("SELECT count(*) FROM conclave.migrations", &[])
         .unwrap()
         .get(0);
-    assert_eq!(versions, 1);
+    assert_eq!(versions, 2);
     c.execute(
         "INSERT INTO conclave.migrations (version) VALUES (999)",
         &[],
@@ -237,6 +237,54 @@ fn migrations_are_versioned_and_a_newer_schema_is_refused() {
     let err = Database::connect(&url, 1).unwrap_err();
     assert!(
         matches!(err, DbError::NewerSchema { found: 999, .. }),
+        "{err}"
+    );
+}
+
+/// Migration 2 on a log written before it (where the grading race could record an outcome
+/// twice): the first outcome of each decision holds the index, and no later outcome is
+/// accepted.
+#[test]
+fn the_outcome_index_is_built_for_a_log_written_before_it() {
+    use conclave::audit::OutcomeRecord;
+    let url = fresh_database("settles_backfill");
+    let db = Database::connect(&url, 1).unwrap();
+    let log = PgAuditLog::new(&db);
+    let d = log.append(&decision(1, None)).unwrap();
+    let outcome = |answer: &str| {
+        Entry::Outcome(OutcomeRecord {
+            decision: d.seq,
+            correct: answer.to_owned(),
+            source: "test".to_owned(),
+            graded: vec![],
+            at: 0,
+        })
+    };
+    let first = log.append(&outcome("hold")).unwrap();
+    drop(log);
+    drop(db);
+    // Back to version 1, with a second, contradicting outcome as the race left them.
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    c.batch_execute(
+        "DROP INDEX conclave.audit_settles;
+         ALTER TABLE conclave.audit DROP COLUMN settles;
+         DELETE FROM conclave.migrations WHERE version >= 2;",
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO conclave.audit (seq, record)
+         SELECT 99, overlay(record PLACING convert_to(replace(convert_from(substring(record FROM 65), 'UTF8'), '\"hold\"', '\"sell\"'), 'UTF8') FROM 65)
+         FROM conclave.audit WHERE seq = $1",
+        &[&i64::try_from(first.seq).unwrap()],
+    )
+    .unwrap();
+    let db = Database::connect(&url, 1).unwrap();
+    let log = PgAuditLog::new(&db);
+    let held = log.settled(d.seq, "outcome").unwrap().unwrap();
+    assert_eq!(held.seq, first.seq);
+    let err = log.append(&outcome("buy")).unwrap_err();
+    assert!(
+        matches!(&err, AuditError::Settled { answer, record, .. } if answer == "hold" && *record == first.seq),
         "{err}"
     );
 }
@@ -506,4 +554,144 @@ fn group_commit_keeps_one_chain_and_fails_only_the_duplicate_key() {
     assert_eq!((ok.into_inner(), dup.into_inner()), (60, 180));
     let v = log.verify().unwrap();
     assert_eq!((v.records, v.first_broken), (60 + 240, None));
+}
+
+/// Concurrent grading on two replicas: for each of ten decisions, 20 simultaneous outcome
+/// posts (half "hold", half "sell", alternating between the replicas) leave exactly one
+/// outcome record per decision; the winner is answered 200, every loser 409 naming the
+/// recorded answer (a later same answer: "already graded"), trust learns once, from the
+/// recorded answer, and the chain verifies.
+#[test]
+fn concurrent_grading_on_two_replicas_records_one_outcome_per_decision() {
+    use futures_util::StreamExt;
+    let url = fresh_database("grading_race");
+    let dir = tempfile::tempdir().unwrap();
+    let (agents, policies) = (dir.path().join("agents.toml"), dir.path().join("policies"));
+    std::fs::write(&agents, REPLICA_AGENTS).unwrap();
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("desk.toml"),
+        replica_policy().replace(
+            &format!("budget = {{ total = {{ tokens = {CAP} }} }}\n"),
+            "",
+        ),
+    )
+    .unwrap();
+    let (c1, b1) = replica(&url, &agents, &policies);
+    let (c2, b2) = replica(&url, &agents, &policies);
+    // The replicas are killed however the test ends.
+    struct Replicas(Vec<std::process::Child>);
+    impl Drop for Replicas {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let _replicas = Replicas(vec![c1, c2]);
+    let bases = [b1, b2];
+    let client = reqwest::Client::new();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let decisions: Vec<String> = runtime.block_on(async {
+        let mut ids = Vec::new();
+        for i in 0..10 {
+            let body = serde_json::json!({
+                "model": "desk",
+                "messages": [{"role": "user", "content": format!("Buy, hold or sell #{i}?")}],
+                "conclave": {"options": ["buy", "hold", "sell"], "truth": "hold", "seed": i},
+            });
+            let r = client
+                .post(format!("{}/v1/chat/completions", bases[i % 2]))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            ids.push(
+                r.headers()["x-conclave-decision"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        ids
+    });
+    let posts: Vec<(usize, String, u16, String)> = runtime.block_on(
+        futures_util::stream::iter(
+            (0..decisions.len()).flat_map(|d| (0..20usize).map(move |k| (d, k))),
+        )
+        .map(|(d, k)| {
+            let (client, base, id) = (client.clone(), bases[k % 2].clone(), decisions[d].clone());
+            async move {
+                let answer = if k % 2 == 0 { "hold" } else { "sell" };
+                let r = client
+                    .post(format!("{base}/v1/decisions/{id}/outcome"))
+                    .json(&serde_json::json!({"correct": answer}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let body: serde_json::Value = r.json().await.unwrap();
+                let message = body["error"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                (d, answer.to_owned(), status, message)
+            }
+        })
+        .buffer_unordered(200)
+        .collect(),
+    );
+    let db = Database::connect(&url, 2).unwrap();
+    let log = PgAuditLog::new(&db);
+    let records = log.records().unwrap();
+    let trust = PgTrustStore::new(&db, TrustParams::default()).unwrap();
+    let batches = trust.batches().unwrap();
+    for (d, id) in decisions.iter().enumerate() {
+        let seq = log.find(id).unwrap().seq;
+        let outcomes: Vec<String> = records
+            .iter()
+            .filter_map(|r| match &r.entry {
+                Entry::Outcome(o) if o.decision == seq => Some(o.correct.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(outcomes.len(), 1, "decision {id}: {outcomes:?}");
+        let recorded = &outcomes[0];
+        let mine: Vec<&(usize, String, u16, String)> = posts.iter().filter(|p| p.0 == d).collect();
+        let ok = mine.iter().filter(|p| p.2 == 200).count();
+        assert_eq!(ok, 1, "decision {id}: {mine:?}");
+        for (_, answer, status, body) in &mine {
+            match status {
+                200 => assert_eq!(answer, recorded),
+                409 => assert!(
+                    body.contains(&format!("\"{recorded}\"")) || body.contains("already graded"),
+                    "{body}"
+                ),
+                s => panic!("decision {id}: status {s}: {body}"),
+            }
+        }
+        // The losers with another answer are told the recorded one.
+        assert!(
+            mine.iter()
+                .filter(|p| p.1 != *recorded)
+                .all(|p| p.2 == 409 && p.3.contains(&format!("\"{recorded}\""))),
+            "{mine:?}"
+        );
+        // Trust learned once, from the recorded answer.
+        let provenance = format!("decision:{seq}");
+        assert_eq!(
+            batches
+                .iter()
+                .filter(|b| b.provenance == provenance)
+                .count(),
+            1
+        );
+    }
+    assert!(log.verify().unwrap().first_broken.is_none());
 }

@@ -26,7 +26,7 @@ mod outcome;
 pub use on_disk::SledAuditLog;
 #[cfg(feature = "postgres")]
 mod postgres;
-pub use outcome::{OutcomeError, OutcomeReceipt, record_outcome};
+pub use outcome::{OutcomeError, OutcomeReceipt, OverrideReceipt, record_outcome, record_override};
 #[cfg(feature = "postgres")]
 pub use postgres::PgAuditLog;
 
@@ -213,6 +213,40 @@ pub enum Entry {
     Directive(DirectiveRecord),
 }
 
+impl Entry {
+    /// What the entry settles about an earlier decision, which can be settled only once:
+    /// (`outcome` or `override`, the decision's record, the answer). `None` for decisions and
+    /// orders.
+    pub fn settles(&self) -> Option<(&'static str, u64, &str)> {
+        match self {
+            Self::Outcome(o) => Some(("outcome", o.decision, o.correct.as_str())),
+            Self::Override(o) => Some(("override", o.decision, o.answer.as_str())),
+            _ => None,
+        }
+    }
+
+    /// The key under which a log indexes what the entry settles (`outcome:12`).
+    pub fn settles_key(&self) -> Option<String> {
+        self.settles()
+            .map(|(kind, decision, _)| format!("{kind}:{decision}"))
+    }
+}
+
+/// The `Settled` error for `entry`, found settled by `record`.
+fn settled_by(entry: &Entry, record: &AuditRecord) -> AuditError {
+    let (kind, decision, _) = entry.settles().unwrap_or(("outcome", 0, ""));
+    AuditError::Settled {
+        decision,
+        kind,
+        answer: record
+            .entry
+            .settles()
+            .map(|(_, _, a)| a.to_owned())
+            .unwrap_or_default(),
+        record: record.seq,
+    }
+}
+
 /// A human's answer to a decision, overriding the collective one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -289,6 +323,21 @@ pub enum AuditError {
     /// A decision with this idempotency key is in the log already.
     #[error("a decision with idempotency key \"{0}\" is recorded already")]
     DuplicateKey(String),
+    /// The decision already has an outcome (or an override): each is recorded once, and is
+    /// final.
+    #[error(
+        "decision record {decision} already has its {kind}, \"{answer}\" (record {record}); it is final"
+    )]
+    Settled {
+        /// The decision's record.
+        decision: u64,
+        /// `outcome` or `override`.
+        kind: &'static str,
+        /// The answer recorded.
+        answer: String,
+        /// The record holding it.
+        record: u64,
+    },
     /// No record has this id.
     #[error("no audit record \"{0}\"")]
     NotFound(String),
@@ -357,9 +406,24 @@ pub trait AuditLog {
     /// in one transaction and one flush (eval runs record thousands of decisions).
     ///
     /// # Errors
-    /// The store cannot be written; entries appended before the failure stay.
+    /// The store cannot be written; entries appended before the failure stay. Every log of
+    /// conclave's appends all or nothing, and refuses a second outcome or override of one
+    /// decision ([`AuditError::Settled`]) and a second decision with one idempotency key.
     fn append_all(&self, entries: &[Entry]) -> Result<Vec<AuditRecord>, AuditError> {
         entries.iter().map(|e| self.append(e)).collect()
+    }
+
+    /// The record that settled decision `decision` as `kind` (`outcome` or `override`), if
+    /// any.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn settled(&self, decision: u64, kind: &str) -> Result<Option<AuditRecord>, AuditError> {
+        Ok(self.records()?.into_iter().find(|r| {
+            r.entry
+                .settles()
+                .is_some_and(|(k, d, _)| k == kind && d == decision)
+        }))
     }
 
     /// Whether an append blocks on the disk (writes and fsyncs): the Governor then appends
@@ -747,32 +811,72 @@ impl AuditLog for MemoryAuditLog {
     }
 
     fn append(&self, entry: &Entry) -> Result<AuditRecord, AuditError> {
+        only_record(self.append_all(std::slice::from_ref(entry))?)
+    }
+
+    fn append_all(&self, entries: &[Entry]) -> Result<Vec<AuditRecord>, AuditError> {
         let mut m = self.lock();
-        if let Entry::Decision(d) = entry
-            && let Some(k) = &d.idempotency_key
-            && m.iter().any(|(&seq, v)| {
-                matches!(decode(seq, v), Ok(AuditRecord { entry: Entry::Decision(r), .. })
-                    if r.idempotency_key.as_ref() == Some(k))
-            })
-        {
-            return Err(AuditError::DuplicateKey(k.clone()));
+        // Read back only when something must be unique (a key, an outcome, an override).
+        let checks = entries.iter().any(|e| {
+            e.settles().is_some() || matches!(e, Entry::Decision(d) if d.idempotency_key.is_some())
+        });
+        let existing: Vec<AuditRecord> = if checks {
+            m.iter()
+                .filter_map(|(&seq, v)| decode(seq, v).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // Checked before anything is written: all or nothing.
+        for (i, entry) in entries.iter().enumerate() {
+            if let Entry::Decision(d) = entry
+                && let Some(k) = &d.idempotency_key
+                && existing.iter().any(|r| {
+                    matches!(&r.entry, Entry::Decision(x) if x.idempotency_key.as_ref() == Some(k))
+                })
+            {
+                return Err(AuditError::DuplicateKey(k.clone()));
+            }
+            if let Some(key) = entry.settles_key() {
+                if let Some(r) = existing
+                    .iter()
+                    .find(|r| r.entry.settles_key().as_deref() == Some(key.as_str()))
+                {
+                    return Err(settled_by(entry, r));
+                }
+                if entries[..i]
+                    .iter()
+                    .any(|e| e.settles_key().as_deref() == Some(key.as_str()))
+                {
+                    return Err(AuditError::Unreadable {
+                        seq: 0,
+                        detail: format!("{key} twice in one append"),
+                    });
+                }
+            }
         }
-        let (seq, prev) = match m.iter().next_back() {
+        let (mut seq, mut prev) = match m.iter().next_back() {
             Some((s, v)) => {
                 let mut h = [0u8; 32];
                 h.copy_from_slice(v.get(32..64).unwrap_or(&[0u8; 32]));
-                (s + 1, h)
+                (*s, h)
             }
-            None => (1, [0u8; 32]),
+            None => (0, [0u8; 32]),
         };
-        let (hash, value) = encode(seq, &prev, entry);
-        m.insert(seq, value);
-        Ok(AuditRecord {
-            seq,
-            prev,
-            hash,
-            entry: entry.clone(),
-        })
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            seq += 1;
+            let (hash, value) = encode(seq, &prev, entry);
+            m.insert(seq, value);
+            out.push(AuditRecord {
+                seq,
+                prev,
+                hash,
+                entry: entry.clone(),
+            });
+            prev = hash;
+        }
+        Ok(out)
     }
 
     fn get(&self, seq: u64) -> Result<Option<AuditRecord>, AuditError> {

@@ -17,6 +17,9 @@ pub struct SledAuditLog {
     meta: sled::Tree,
     /// Idempotency key → the sequence number of its decision.
     keys: sled::Tree,
+    /// `outcome:SEQ` and `override:SEQ` → the record that settled decision SEQ (each is
+    /// recorded once).
+    settled: sled::Tree,
 }
 
 impl SledAuditLog {
@@ -25,12 +28,39 @@ impl SledAuditLog {
     /// # Errors
     /// The store cannot be read.
     pub fn new(store: &Store) -> Result<Self, AuditError> {
-        Ok(Self {
+        let log = Self {
             store: store.clone(),
             records: store.tree("audit")?,
             meta: store.tree("audit_meta")?,
             keys: store.tree("audit_keys")?,
-        })
+            settled: store.tree("audit_settled")?,
+        };
+        log.index_settled()?;
+        Ok(log)
+    }
+
+    /// Indexes the outcomes and overrides of a log written before they were indexed (once:
+    /// the first of each per decision holds the index, as it was the one that stood).
+    fn index_settled(&self) -> Result<(), AuditError> {
+        let err = |e| self.store.sled_err(e);
+        if self.meta.get(b"settled-indexed").map_err(err)?.is_some() {
+            return Ok(());
+        }
+        for kv in self.records.iter() {
+            let (k, v) = kv.map_err(err)?;
+            let Some(seq) = seq_of(&k) else { continue };
+            let Ok(r) = decode(seq, &v) else { continue };
+            if let Some(key) = r.entry.settles_key()
+                && self.settled.get(key.as_bytes()).map_err(err)?.is_none()
+            {
+                self.settled
+                    .insert(key.as_bytes(), &seq.to_be_bytes())
+                    .map_err(err)?;
+            }
+        }
+        self.meta.insert(b"settled-indexed", &[1u8]).map_err(err)?;
+        self.store.flush()?;
+        Ok(())
     }
 
     fn head(&self) -> Result<Option<(u64, Hash)>, AuditError> {
@@ -89,8 +119,8 @@ impl AuditLog for SledAuditLog {
     }
 
     fn append_all(&self, entries: &[Entry]) -> Result<Vec<AuditRecord>, AuditError> {
-        let result =
-            (&self.records, &self.meta, &self.keys).transaction(|(records, meta, keys)| {
+        let result = (&self.records, &self.meta, &self.keys, &self.settled).transaction(
+            |(records, meta, keys, settled)| {
                 let (mut seq, mut prev) = match meta.get(b"head")? {
                     Some(v) => match parse_head(&v) {
                         Some((s, h)) => (s, h),
@@ -109,6 +139,27 @@ impl AuditLog for SledAuditLog {
                 let mut out = Vec::with_capacity(entries.len());
                 for entry in entries {
                     seq += 1;
+                    if let Some(key) = entry.settles_key() {
+                        if let Some(at) = settled.get(key.as_bytes())? {
+                            let at = seq_of(&at).unwrap_or(0);
+                            let found = match records.get(at.to_be_bytes())? {
+                                Some(v) => decode(at, &v).ok(),
+                                None => None,
+                            };
+                            let (kind, decision, _) = entry.settles().unwrap_or(("outcome", 0, ""));
+                            return Err(ConflictableTransactionError::Abort(AuditError::Settled {
+                                decision,
+                                kind,
+                                answer: found
+                                    .as_ref()
+                                    .and_then(|r| r.entry.settles())
+                                    .map(|(_, _, a)| a.to_owned())
+                                    .unwrap_or_default(),
+                                record: at,
+                            }));
+                        }
+                        settled.insert(key.as_bytes(), &seq.to_be_bytes())?;
+                    }
                     if let Entry::Decision(d) = entry
                         && let Some(k) = &d.idempotency_key
                     {
@@ -134,7 +185,8 @@ impl AuditLog for SledAuditLog {
                 head.extend_from_slice(&prev);
                 meta.insert(b"head", head)?;
                 Ok(out)
-            });
+            },
+        );
         let records = match result {
             Ok(r) => r,
             Err(TransactionError::Abort(e)) => return Err(e),
@@ -183,6 +235,17 @@ impl AuditLog for SledAuditLog {
                     detail: format!("the index entry of key \"{key}\" is damaged"),
                 }),
             },
+            None => Ok(None),
+        }
+    }
+
+    fn settled(&self, decision: u64, kind: &str) -> Result<Option<AuditRecord>, AuditError> {
+        match self
+            .settled
+            .get(format!("{kind}:{decision}").as_bytes())
+            .map_err(|e| self.store.sled_err(e))?
+        {
+            Some(v) => self.get(seq_of(&v).unwrap_or(0)),
             None => Ok(None),
         }
     }

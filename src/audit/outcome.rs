@@ -93,45 +93,52 @@ pub fn record_outcome(
         grade_pool(d, correct, tolerance).map_err(|source| OutcomeError::Grade { seq, source })?;
     let provenance = format!("decision:{seq}");
     if trust.batches()?.iter().any(|b| b.provenance == provenance) {
-        return Err(OutcomeError::AlreadyGraded { seq, provenance });
+        return Err(graded_already(log, seq, correct, provenance)?);
     }
-    let earlier = log
-        .records()?
-        .into_iter()
-        .find(|r| matches!(&r.entry, Entry::Outcome(o) if o.decision == seq));
-    let outcome = match earlier {
-        Some(r) => {
-            if let Entry::Outcome(o) = &r.entry
-                && o.correct.trim() != correct.trim()
-            {
-                return Err(OutcomeError::Final {
-                    seq,
-                    outcome: o.correct.clone(),
-                    record: r.seq,
-                });
-            }
-            r
+    // The log records one outcome per decision, whatever the concurrency: a second with the
+    // same answer is an interrupted earlier attempt (or a simultaneous one) to complete, one
+    // with another answer is refused.
+    let entry = Entry::Outcome(OutcomeRecord {
+        decision: seq,
+        correct: correct.to_owned(),
+        source: source.to_owned(),
+        graded: graded.clone(),
+        at: super::now(),
+    });
+    let outcome = match log.append(&entry) {
+        Ok(r) => r,
+        Err(AuditError::Settled { answer, record, .. }) if answer.trim() == correct.trim() => log
+            .get(record)?
+            .ok_or_else(|| AuditError::NotFound(record.to_string()))?,
+        Err(AuditError::Settled { answer, record, .. }) => {
+            return Err(OutcomeError::Final {
+                seq,
+                outcome: answer,
+                record,
+            });
         }
-        None => log.append(&Entry::Outcome(OutcomeRecord {
-            decision: seq,
-            correct: correct.to_owned(),
-            source: source.to_owned(),
-            graded: graded.clone(),
-            at: super::now(),
-        }))?,
+        Err(e) => return Err(e.into()),
     };
-    let applied = trust.apply(&TrustBatch {
-        provenance: provenance.clone(),
-        changes: vec![Change::Graded {
-            domain: d.domain.clone(),
-            item: d.id.clone(),
-            outcomes: graded.clone(),
-            verdict: pool.verdict,
-            agreement: pool.agreement,
-            overturn: pool.overturn,
-            overturn_odds: pool.overturn_odds,
-        }],
-    })?;
+    let applied = trust
+        .apply(&TrustBatch {
+            provenance: provenance.clone(),
+            changes: vec![Change::Graded {
+                domain: d.domain.clone(),
+                item: d.id.clone(),
+                outcomes: graded.clone(),
+                verdict: pool.verdict,
+                agreement: pool.agreement,
+                overturn: pool.overturn,
+                overturn_odds: pool.overturn_odds,
+            }],
+        })
+        .map_err(|e| match e {
+            // Graded meanwhile by a simultaneous call with the same answer.
+            TrustError::DuplicateBatch(p) => {
+                graded_already(log, seq, correct, p).unwrap_or_else(|e| e)
+            }
+            e => e.into(),
+        })?;
     Ok(OutcomeReceipt {
         decision: record,
         outcome,
@@ -139,4 +146,118 @@ pub fn record_outcome(
         provenance,
         applied,
     })
+}
+
+/// The error for a decision whose trust batch exists: `Final` naming the recorded answer
+/// when `correct` is another, else `AlreadyGraded`.
+fn graded_already(
+    log: &dyn AuditLog,
+    seq: u64,
+    correct: &str,
+    provenance: String,
+) -> Result<OutcomeError, OutcomeError> {
+    Ok(match log.settled(seq, "outcome")? {
+        Some(r) => match r.entry.settles() {
+            Some((_, _, answer)) if answer.trim() != correct.trim() => OutcomeError::Final {
+                seq,
+                outcome: answer.to_owned(),
+                record: r.seq,
+            },
+            _ => OutcomeError::AlreadyGraded { seq, provenance },
+        },
+        None => OutcomeError::AlreadyGraded { seq, provenance },
+    })
+}
+
+/// What a human's override did.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct OverrideReceipt {
+    /// The override's record.
+    pub over: AuditRecord,
+    /// The outcome it graded the voters with.
+    pub outcome: OutcomeReceipt,
+}
+
+/// The Cognitive Director answers the decision `id` in place of the pool: the override and
+/// the outcome it implies are appended together (all or nothing), then trust learns from
+/// the outcome, as [`record_outcome`] does. Everything is checked before anything is
+/// written: an answer that does not fit, a decision already answered by someone (an
+/// override) or graded with another answer (an outcome) is refused and writes nothing. A
+/// retry of the same answer after a crash between the chain and trust completes the trust
+/// update.
+///
+/// # Errors
+/// As [`record_outcome`]; [`OutcomeError::Final`] when the decision was answered or graded
+/// otherwise.
+#[allow(clippy::too_many_arguments)]
+pub fn record_override(
+    log: &dyn AuditLog,
+    trust: &dyn TrustStore,
+    id: &str,
+    answer: &str,
+    by: &str,
+    reason: &str,
+    tolerance: f64,
+) -> Result<OverrideReceipt, OutcomeError> {
+    let record = log.find(id)?;
+    let seq = record.seq;
+    let Entry::Decision(d) = &record.entry else {
+        return Err(OutcomeError::NotADecision(seq));
+    };
+    let graded =
+        grade(d, answer, tolerance).map_err(|source| OutcomeError::Grade { seq, source })?;
+    let version = trust.snapshot()?.version;
+    let now = super::now();
+    let entries = [
+        Entry::Override(super::OverrideRecord {
+            decision: seq,
+            answer: answer.to_owned(),
+            by: by.to_owned(),
+            reason: reason.to_owned(),
+            trust_version: version,
+            at: now,
+        }),
+        Entry::Outcome(OutcomeRecord {
+            decision: seq,
+            correct: answer.to_owned(),
+            source: format!("human:{by}"),
+            graded,
+            at: now,
+        }),
+    ];
+    let over = match log.append_all(&entries) {
+        Ok(records) => records.into_iter().next(),
+        // The same answer again: an interrupted override (or a simultaneous one) completes.
+        Err(AuditError::Settled {
+            answer: recorded, ..
+        }) if recorded.trim() == answer.trim() => None,
+        Err(AuditError::Settled {
+            answer: recorded,
+            record,
+            ..
+        }) => {
+            return Err(OutcomeError::Final {
+                seq,
+                outcome: recorded,
+                record,
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let outcome = record_outcome(
+        log,
+        trust,
+        &seq.to_string(),
+        answer,
+        &format!("human:{by}"),
+        tolerance,
+    )?;
+    let over = match over {
+        Some(r) => r,
+        None => log
+            .settled(seq, "override")?
+            .ok_or_else(|| AuditError::NotFound(format!("override of {seq}")))?,
+    };
+    Ok(OverrideReceipt { over, outcome })
 }

@@ -69,14 +69,18 @@ impl PgAuditLog {
                     .map(|(e, _)| Ok(records.drain(..e.len()).collect()))
                     .collect(),
                 // Any other failure is every append's (nothing of the group was written).
-                Some(Err(e)) if !matches!(e, AuditError::DuplicateKey(_)) => batch
-                    .iter()
-                    .map(|_| {
-                        Err(AuditError::Database(crate::postgres::DbError::Query(
-                            e.to_string(),
-                        )))
-                    })
-                    .collect(),
+                Some(Err(e))
+                    if !matches!(e, AuditError::DuplicateKey(_) | AuditError::Settled { .. }) =>
+                {
+                    batch
+                        .iter()
+                        .map(|_| {
+                            Err(AuditError::Database(crate::postgres::DbError::Query(
+                                e.to_string(),
+                            )))
+                        })
+                        .collect()
+                }
                 _ => batch
                     .iter()
                     .map(|(e, _)| self.append_alone(e.clone()))
@@ -128,6 +132,23 @@ fn key_of(entry: &Entry) -> Option<&str> {
     }
 }
 
+/// The `Settled` error for `entry`, found settled by the row (seq, record).
+fn settled(entry: &Entry, row: &postgres::Row) -> AuditError {
+    let at = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+    let found = decode(at, row.get(1)).ok();
+    let (kind, decision, _) = entry.settles().unwrap_or(("outcome", 0, ""));
+    AuditError::Settled {
+        decision,
+        kind,
+        answer: found
+            .as_ref()
+            .and_then(|r| r.entry.settles())
+            .map(|(_, _, a)| a.to_owned())
+            .unwrap_or_default(),
+        record: at,
+    }
+}
+
 /// Appends `entries` after the chain's head, inside `tx` (the head row is locked first).
 fn append_in(
     tx: &mut postgres::Transaction<'_>,
@@ -153,15 +174,30 @@ fn append_in(
             _ => None,
         };
         let key = key_of(entry);
+        let settles = entry.settles_key();
         let n = i64::try_from(seq).unwrap_or(i64::MAX);
+        if let Some(k) = &settles {
+            // Checked under the head's lock; the unique index holds it in any case.
+            if let Some(row) = tx.query_opt(
+                "SELECT seq, record FROM conclave.audit WHERE settles = $1",
+                &[k],
+            )? {
+                return Err(Tx::Abort(settled(entry, &row)));
+            }
+        }
         tx.execute(
-            "INSERT INTO conclave.audit (seq, record, decision, idempotency_key)
-             VALUES ($1, $2, $3, $4)",
-            &[&n, &value, &decision, &key],
+            "INSERT INTO conclave.audit (seq, record, decision, idempotency_key, settles)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&n, &value, &decision, &key, &settles],
         )
-        .map_err(|e| match key {
-            Some(k) if unique_violation(&e) => Tx::Abort(AuditError::DuplicateKey(k.to_owned())),
-            _ => Tx::Db(e),
+        .map_err(|e| {
+            let constraint = e.as_db_error().and_then(|d| d.constraint()).unwrap_or("");
+            match key {
+                Some(k) if unique_violation(&e) && !constraint.contains("settles") => {
+                    Tx::Abort(AuditError::DuplicateKey(k.to_owned()))
+                }
+                _ => Tx::Db(e),
+            }
         })?;
         out.push(AuditRecord {
             seq,
@@ -271,6 +307,13 @@ impl AuditLog for PgAuditLog {
             id.to_owned(),
         )?
         .ok_or_else(|| AuditError::NotFound(id.to_owned()))
+    }
+
+    fn settled(&self, decision: u64, kind: &str) -> Result<Option<AuditRecord>, AuditError> {
+        self.one(
+            "SELECT seq, record FROM conclave.audit WHERE settles = $1",
+            format!("{kind}:{decision}"),
+        )
     }
 
     fn find_key(&self, key: &str) -> Result<Option<AuditRecord>, AuditError> {

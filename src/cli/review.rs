@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 
 use super::{CliError, print_json, print_text, table};
 use conclave::Outcome;
-use conclave::audit::{AuditLog, DirectiveRecord, Entry, OverrideRecord, SledAuditLog};
+use conclave::audit::{AuditLog, DirectiveRecord, Entry, SledAuditLog};
 use conclave::store::Store;
 use conclave::trust::TrustParams;
 use conclave::trust::store::{SledTrustStore, TrustStore};
@@ -144,43 +144,26 @@ pub(super) fn run(cmd: ReviewCommand, dir: &Path) -> Result<(), CliError> {
         }
         ReviewCommand::Decide(a) => {
             barrier(&trust, &a.actor)?;
-            let record = log.find(&a.id).map_err(CliError::input)?;
-            let Entry::Decision(d) = &record.entry else {
-                return Err(CliError::input(format!(
-                    "audit record {} is not a decision",
-                    record.seq
-                )));
-            };
-            // The answer must fit the decision before anything is written.
-            conclave::audit::grade(d, &a.answer, a.tolerance)
-                .map_err(|e| CliError::input(format!("record {}: {e}", record.seq)))?;
-            let version = trust.snapshot().map_err(CliError::input)?.version;
-            let over = log
-                .append(&Entry::Override(OverrideRecord {
-                    decision: record.seq,
-                    answer: a.answer.clone(),
-                    by: a.actor.by.clone(),
-                    reason: a.reason.clone(),
-                    trust_version: version,
-                    at: now,
-                }))
-                .map_err(CliError::input)?;
-            let graded = conclave::audit::record_outcome(
+            // Checked before anything is written; the override and the outcome it implies are
+            // recorded together, then trust learns.
+            let done = conclave::audit::record_override(
                 &log,
                 &trust,
-                &record.seq.to_string(),
+                &a.id,
                 &a.answer,
-                &format!("human:{}", a.actor.by),
+                &a.actor.by,
+                &a.reason,
                 a.tolerance,
             )
             .map_err(CliError::input)?;
+            let graded = &done.outcome;
             let right = graded.graded.iter().filter(|(_, r)| *r).count();
             print_text(&format!(
                 "record {}: answered \"{}\" by {} (override record {}); {right} of {} voters right; trust updated (version {})\n",
-                record.seq,
+                graded.decision.seq,
                 a.answer,
                 a.actor.by,
-                over.seq,
+                done.over.seq,
                 graded.graded.len(),
                 graded.applied.version
             ))

@@ -119,6 +119,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds a client should wait before retrying (a 503's `Retry-After`).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -127,6 +129,19 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The store, the database or the budget account is out of reach: 503, retry later.
+    fn unavailable(message: impl std::fmt::Display) -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("{message} (nothing was decided or recorded; retry later)"),
+            )
         }
     }
 
@@ -146,7 +161,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
     }
 }
 
@@ -882,7 +903,7 @@ async fn outcome(
         OutcomeError::Audit(crate::audit::AuditError::NotFound(_)) => {
             ApiError::new(StatusCode::NOT_FOUND, "unknown_decision", e.to_string())
         }
-        OutcomeError::Audit(_) | OutcomeError::Trust(_) => ApiError::internal(e),
+        OutcomeError::Audit(_) | OutcomeError::Trust(_) => ApiError::unavailable(e),
         _ => ApiError::bad(e.to_string()),
     })?;
     // Later decisions weigh the agents by what this outcome taught.
