@@ -376,6 +376,60 @@ pub struct Verdict {
     pub left_out: Vec<LeftOut>,
 }
 
+/// The largest decision a policy takes: bounds on what a request may hold, so that one
+/// request cannot exhaust memory or time. Checked before any agent is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Options of a choice or ranking (default 64).
+    pub options: usize,
+    /// Characters of one option (default 500).
+    pub option_chars: usize,
+    /// Characters of the question (default 32,768).
+    pub question_chars: usize,
+    /// Dimensions of a vector answer (default 4,096; longer vectors are malformed answers).
+    pub dimensions: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            options: 64,
+            option_chars: 500,
+            question_chars: 32_768,
+            dimensions: 4_096,
+        }
+    }
+}
+
+/// A decision id given by a client: 1–128 characters of `A–Z a–z 0–9 . _ : -`, not all digits
+/// (a number names a record's sequence number).
+///
+/// # Errors
+/// What is wrong with it.
+pub fn check_client_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.chars().count() > 128 {
+        return Err(format!(
+            "a decision id has 1 to 128 characters (this one has {})",
+            id.chars().count()
+        ));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+    {
+        return Err(format!(
+            "a decision id holds only letters, digits and . _ : - (not {c:?})"
+        ));
+    }
+    if id.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "decision id \"{id}\" is a number, which names a record's sequence number: give it a letter"
+        ));
+    }
+    Ok(())
+}
+
 /// A pool member left out of a decision's vote, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -384,6 +438,60 @@ pub struct LeftOut {
     pub agent: String,
     /// Why, in words (`quarantined`, `below the trust floor (trust 0.21 < 0.30)`, …).
     pub reason: String,
+}
+
+impl Decision {
+    /// Whether the decision is well formed and within `limits`: a choice or ranking has at
+    /// least two options, none empty, none twice, at most `limits.options` of at most
+    /// `limits.option_chars` characters; the question is not empty and has at most
+    /// `limits.question_chars` characters; a numeric scale makes sense.
+    ///
+    /// # Errors
+    /// What is wrong, in words.
+    pub fn check(&self, limits: &Limits) -> Result<(), String> {
+        if self.question.trim().is_empty() {
+            return Err("the question is empty".to_owned());
+        }
+        let chars = self.question.chars().count();
+        if chars > limits.question_chars {
+            return Err(format!(
+                "the question has {chars} characters, more than the {} this policy takes",
+                limits.question_chars
+            ));
+        }
+        if matches!(self.kind, Kind::Choice | Kind::Ranking) {
+            let n = self.options.len();
+            if n < 2 {
+                return Err(format!(
+                    "a {} needs at least two options (it has {n})",
+                    self.kind.as_str()
+                ));
+            }
+            if n > limits.options {
+                return Err(format!(
+                    "{n} options, more than the {} this policy takes",
+                    limits.options
+                ));
+            }
+            let mut seen = std::collections::HashSet::with_capacity(n);
+            for o in &self.options {
+                if o.trim().is_empty() {
+                    return Err("an option is empty".to_owned());
+                }
+                let len = o.chars().count();
+                if len > limits.option_chars {
+                    return Err(format!(
+                        "an option has {len} characters, more than the {} this policy takes",
+                        limits.option_chars
+                    ));
+                }
+                if !seen.insert(o.trim()) {
+                    return Err(format!("option {o:?} is listed twice"));
+                }
+            }
+        }
+        self.check_scale()
+    }
 }
 
 impl Verdict {

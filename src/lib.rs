@@ -28,7 +28,7 @@ pub use ballot::{Abstention, Answer, Ballot};
 pub use decision::{Decision, Outcome, Truth, Verdict};
 pub use governor::{
     Directives, Director, EscalateWith, Escalation, Governor, GovernorBuildError, GovernorBuilder,
-    GovernorError, PolicyRouter, Supervisor,
+    GovernorError, MemoryOrderBook, Order, OrderBook, OrdersError, PolicyRouter, Supervisor,
 };
 pub use policy::{
     AgentSpec, Budget, Catalog, Policy, PolicyBuilder, PolicyError, SourceFile, Thresholds,

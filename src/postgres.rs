@@ -308,6 +308,29 @@ impl Database {
         self.run(move |client| Ok(transact_on(client, isolation, &f)))?
     }
 
+    /// Like [`transact`](Self::transact), for writers that all touch the same rows (the trust
+    /// store's version counter): each first takes the session advisory lock `queue`, so that
+    /// writers on every replica wait their turn instead of conflicting and starting over. The
+    /// transaction's snapshot is taken after the lock is held; retries stay as the safety net.
+    pub(crate) fn transact_queued<T: Send + 'static, E: From<DbError> + Send + 'static>(
+        &self,
+        queue: i64,
+        isolation: postgres::IsolationLevel,
+        f: impl Fn(&mut postgres::Transaction<'_>) -> Result<T, Tx<E>> + Send + 'static,
+    ) -> Result<T, E> {
+        self.run(move |client| {
+            client
+                .execute("SELECT pg_advisory_lock($1)", &[&queue])
+                .map_err(|e| DbError::query(&e))?;
+            let result = transact_on(client, isolation, &f);
+            // Released whatever the transaction's fate. The unlock fails only when the
+            // connection broke, and a session's locks end with it; the transaction's own
+            // result is what the caller needs to know.
+            let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&queue]);
+            Ok(result)
+        })?
+    }
+
     /// The Director's standing orders kept in the database (empty if none were kept).
     ///
     /// # Errors
@@ -374,13 +397,23 @@ fn transact_on<T, E: From<DbError>>(
         match attempt {
             Ok(v) => return Ok(v),
             Err(Tx::Db(e)) if retryable(&e) && tries < TRIES => {
-                // Back off a little, more each time, so that the conflicting writers spread.
-                std::thread::sleep(Duration::from_millis(u64::from(tries)));
+                std::thread::sleep(backoff(tries));
             }
             Err(Tx::Db(e)) => return Err(DbError::query(&e).into()),
             Err(Tx::Abort(e)) => return Err(e),
         }
     }
+}
+
+/// How long to wait before try `tries + 1`: doubling from 1 ms up to 64 ms, each wait drawn
+/// at random from its upper half, so that writers that conflicted once do not meet again.
+fn backoff(tries: u32) -> Duration {
+    let ceiling = 1u64 << tries.min(6);
+    // The clock's low bits are random enough to spread writers; no generator is needed.
+    let noise = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    Duration::from_micros(ceiling * 500 + noise % (ceiling * 500 + 1))
 }
 
 /// The useful part of a connection error (the server's message, or the I/O error).

@@ -324,34 +324,27 @@ impl Store {
         &self.path
     }
 
-    /// A named tree of the database.
-    /// The Cognitive Director's standing orders (none yet: the defaults).
+    /// The Cognitive Director's standing orders (none yet: the defaults). They are kept
+    /// beside the audit log's head and changed through it
+    /// ([`OrderBook`](crate::governor::OrderBook) of [`SledAuditLog`](crate::audit::SledAuditLog)),
+    /// so that an order is in effect exactly when it is recorded; stores written before that
+    /// kept them in a tree of their own, read here until the first change.
     ///
     /// # Errors
     /// The store cannot be read, or the orders are damaged.
     pub fn directives(&self) -> Result<crate::governor::Directives, StoreError> {
-        let tree = self.tree("director")?;
-        match tree.get(b"orders").map_err(|e| self.sled_err(e))? {
-            None => Ok(crate::governor::Directives::default()),
-            Some(v) => serde_json::from_slice(&v).map_err(|e| StoreError::Record {
-                path: self.path.clone(),
-                tree: "director",
-                key: "orders".to_owned(),
-                detail: e.to_string(),
-            }),
+        for (tree, key) in [("audit_meta", "orders"), ("director", "orders")] {
+            let t = self.tree(tree)?;
+            if let Some(v) = t.get(key.as_bytes()).map_err(|e| self.sled_err(e))? {
+                return serde_json::from_slice(&v).map_err(|e| StoreError::Record {
+                    path: self.path.clone(),
+                    tree,
+                    key: key.to_owned(),
+                    detail: e.to_string(),
+                });
+            }
         }
-    }
-
-    /// Replaces the Director's standing orders, durably.
-    ///
-    /// # Errors
-    /// The store cannot be written.
-    pub fn set_directives(&self, orders: &crate::governor::Directives) -> Result<(), StoreError> {
-        let tree = self.tree("director")?;
-        let bytes = serde_json::to_vec(orders).unwrap_or_default();
-        tree.insert(b"orders", bytes)
-            .map_err(|e| self.sled_err(e))?;
-        self.flush()
+        Ok(crate::governor::Directives::default())
     }
 
     pub(crate) fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {

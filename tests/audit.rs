@@ -362,7 +362,9 @@ fn durability_child() {
         // trust), again and again.
         let log = SledAuditLog::new(&store).expect("log");
         let trust = SledTrustStore::new(&store, TrustParams::default()).expect("trust");
-        for i in 0.. {
+        // Decision ids are unique in a log: a restarted child numbers on from the records.
+        let base = log.records().expect("records").len() as u64;
+        for i in base.. {
             let r = log.append(&decision(i)).expect("append");
             conclave::audit::record_override(
                 &log,
@@ -385,14 +387,16 @@ fn durability_child() {
             let log = SledAuditLog::new(&store).expect("log");
             let trust = SledTrustStore::new(&store, TrustParams::default()).expect("trust");
             complete_back_fills(&log, &trust);
-            let r = log.append(&decision(i)).expect("append");
+            let base = log.records().expect("records").len() as u64;
+            let r = log.append(&decision(base + i)).expect("append");
             conclave::audit::record_outcome(&log, &trust, &r.seq.to_string(), "hold", "test", 0.0)
                 .expect("outcome");
             println!("cycled {}", r.seq);
         }
     } else {
         let log = SledAuditLog::new(&store).expect("log");
-        for i in 0.. {
+        let base = log.records().expect("records").len() as u64;
+        for i in base.. {
             let r = log.append(&decision(i)).expect("append");
             println!("appended {}", r.seq);
         }
@@ -917,12 +921,16 @@ fn absurd_imported_states_are_refused_and_the_store_stays_readable() {
     for (field, value) in [
         ("alpha", serde_json::json!(1e308)),
         ("beta", serde_json::json!(1e20)),
+        // Subnormal pseudo-counts (they hung or panicked `trust show`), and a tiny one.
+        ("alpha", serde_json::json!(5e-324)),
+        ("beta", serde_json::json!(1e-320)),
+        ("alpha", serde_json::json!(1e-9)),
         ("suspicion", serde_json::json!(-1.0)),
         ("errors", serde_json::json!(99)),
     ] {
         let mut bad = good.clone();
         bad["states"][0]["state"][field] = value.clone();
-        bad["states"][0]["agent"] = serde_json::json!(format!("bad-{field}"));
+        bad["states"][0]["agent"] = serde_json::json!(format!("bad-{field}-{value}"));
         std::fs::write(&file, bad.to_string()).expect("write");
         let (code, out, err) = run(&store, &["trust", "import", file.to_str().expect("utf-8")]);
         assert_eq!(code, 2, "{field} = {value}: {out} {err}");
@@ -1105,7 +1113,8 @@ impl Desk {
         Self { dir, store }
     }
 
-    /// The verdict of one decision under `policy` at `seed`, as JSON.
+    /// The verdict of one decision under `policy` at `seed`, as JSON. Its id is `policy-seed`:
+    /// simulated agents draw from the id and the seed, so a run is the same every time.
     fn decide(&self, policy: &str, seed: u64) -> serde_json::Value {
         let path = |sub: &str| {
             self.dir
@@ -1115,7 +1124,12 @@ impl Desk {
                 .expect("utf-8")
                 .to_owned()
         };
-        let (a, p, seed) = (path("agents"), path("policies"), seed.to_string());
+        let (a, p, id, seed) = (
+            path("agents"),
+            path("policies"),
+            format!("{policy}-{seed}"),
+            seed.to_string(),
+        );
         let (code, out, err) = run(
             &self.store,
             &[
@@ -1128,6 +1142,8 @@ impl Desk {
                 "hold",
                 "--seed",
                 &seed,
+                "--id",
+                &id,
                 "--agents",
                 &a,
                 "--policies",

@@ -454,3 +454,41 @@ fn trust_show_names_an_unknown_domain() {
         "{err}"
     );
 }
+
+/// A choice with one option or a duplicate is refused before any agent is asked (it
+/// panicked with one option), and nothing is recorded. (The CLI drops empty pieces of
+/// `--options`, such as a trailing comma; the library refuses an empty option.)
+#[test]
+fn decide_refuses_one_duplicate_or_empty_options() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let root = env!("CARGO_MANIFEST_DIR");
+    for (options, says) in [
+        ("buy", "at least two options"),
+        ("buy,hold,buy", "listed twice"),
+        ("buy,,", "at least two options"),
+    ] {
+        let out = conclave_in(
+            std::path::Path::new(root),
+            &[
+                "decide",
+                "--store",
+                store.to_str().expect("utf-8"),
+                "--policy",
+                "panel",
+                "Which?",
+                "--options",
+                options,
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{options}: {err}");
+        assert!(err.contains(says), "{options}: {err}");
+    }
+    let out = conclave_in(
+        std::path::Path::new(root),
+        &["audit", "show", "--store", store.to_str().expect("utf-8")],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("Which?"), "{text}");
+}

@@ -140,7 +140,7 @@ fn many_appenders_on_several_handles_make_one_verifiable_chain() {
         (1..=240).collect::<Vec<_>>()
     );
     // A key is recorded once: a second decision with it is refused, the chain unchanged.
-    let err = log.append(&decision(5, Some("key-2005"))).unwrap_err();
+    let err = log.append(&decision(9_999, Some("key-2005"))).unwrap_err();
     assert!(
         matches!(err, AuditError::DuplicateKey(ref k) if k == "key-2005"),
         "{err}"
@@ -518,6 +518,161 @@ fn three_replicas_share_one_chain_one_budget_and_idempotency_through_a_sigkill()
         budget_stops > 0 && tokens > CAP / 2,
         "the cap never bound: {tokens} spent, {budget_stops} stops"
     );
+    // Decisions starved by the spent budget went to a human, but say nothing about the
+    // pool: the ratchet did not suspend the domain.
+    let orders = db.directives().unwrap();
+    assert!(orders.suspension("trading").is_none(), "{orders:?}");
+}
+
+/// The Director's orders are one state for every replica on the database: a suspension given
+/// on one replica is followed and lifted on another, hand-overs on both count towards one
+/// ratchet (recorded once), and `review --database` reads and gives the same orders.
+#[test]
+fn orders_given_on_one_replica_hold_on_every_replica() {
+    let url = fresh_database("orders");
+    let dir = tempfile::tempdir().unwrap();
+    let (agents, policies) = (dir.path().join("agents.toml"), dir.path().join("policies"));
+    std::fs::write(&agents, REPLICA_AGENTS).unwrap();
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join("desk.toml"), replica_policy()).unwrap();
+    // Every verdict of this one is too weak: it goes to a human, for the decision's own reason.
+    std::fs::write(
+        policies.join("weak.toml"),
+        replica_policy()
+            .replace("id = \"desk\"", "id = \"weak\"")
+            .replace("[\"trading\"]", "[\"research\"]")
+            .replace(
+                "thresholds = { accept = 0.0, arbitrate = 0.0, human = 0.0 }",
+                "thresholds = { accept = 1.0, arbitrate = 1.0, human = 1.0 }",
+            ),
+    )
+    .unwrap();
+    let (mut a, base_a) = replica(&url, &agents, &policies);
+    let (mut b, base_b) = replica(&url, &agents, &policies);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let post = |url: String, body: serde_json::Value| {
+        runtime.block_on(async {
+            let r = client.post(url).json(&body).send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        })
+    };
+    let get = |url: String| {
+        runtime.block_on(async {
+            client
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        })
+    };
+    let decide = |base: &str, id: &str, domain: &str| {
+        post(
+            format!("{base}/v1/decisions"),
+            serde_json::json!({"id": id, "question": "Buy, hold or sell?", "domain": domain,
+                               "kind": "choice", "options": ["buy", "hold", "sell"]}),
+        )
+    };
+    let (status, v) = post(
+        format!("{base_a}/v1/orders"),
+        serde_json::json!({"order": {"action": "suspend", "domain": "trading", "reason": "flash crash"}, "by": "alice"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    // The other replica reads it (GET /v1/orders takes up the database's orders) and follows it.
+    let seen = get(format!("{base_b}/v1/orders"));
+    assert_eq!(seen["suspended"]["trading"]["by"], "alice", "{seen}");
+    let (status, v) = decide(&base_b, "t-1", "trading");
+    assert_eq!(
+        (status, &v["outcome"]["outcome"]),
+        (200, &serde_json::json!("human")),
+        "{v}"
+    );
+    // Lifted from the other replica; the first follows.
+    let (status, v) = post(
+        format!("{base_b}/v1/orders"),
+        serde_json::json!({"order": {"action": "resume", "domain": "trading"}, "by": "bob"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let seen = get(format!("{base_a}/v1/orders"));
+    assert_eq!(seen["suspended"], serde_json::json!({}), "{seen}");
+    let (status, v) = decide(&base_a, "t-2", "trading");
+    assert_eq!(
+        (status, &v["outcome"]["outcome"]),
+        (200, &serde_json::json!("decided")),
+        "{v}"
+    );
+
+    // Hand-overs on both replicas count towards one ratchet: the fourth suspends the domain,
+    // and the suspension is recorded once.
+    for (i, base) in [&base_a, &base_b, &base_a, &base_b].into_iter().enumerate() {
+        let (status, v) = decide(base, &format!("w-{i}"), "research");
+        assert_eq!(
+            (status, &v["outcome"]["outcome"]),
+            (200, &serde_json::json!("human")),
+            "{v}"
+        );
+    }
+    let db = Database::connect(&url, 1).unwrap();
+    let orders = db.directives().unwrap();
+    assert_eq!(
+        orders.suspension("research").map(|s| s.by.as_str()),
+        Some(conclave::governor::director::RATCHET),
+        "{orders:?}"
+    );
+    assert!(
+        orders.handovers.values().all(|t| t.len() <= 4),
+        "{orders:?}"
+    );
+    let actions: Vec<String> = PgAuditLog::new(&db)
+        .records()
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r.entry {
+            Entry::Directive(d) => Some(format!("{} {}", d.action, d.domain)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        ["suspend trading", "resume trading", "ratchet research"]
+    );
+
+    // The desk on the database: it lists the suspension and lifts it.
+    let review = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .args(["--database", url.as_str(), "review"])
+            .args(args)
+            .env_remove("CONCLAVE_DATABASE_URL")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = review(&["list"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("suspended: research, by ratchet"), "{out}");
+    let (code, out, err) = review(&["resume", "--domain", "research", "--by", "carol"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("resume research"), "{out}");
+    assert!(db.directives().unwrap().suspension("research").is_none());
+    let seen = get(format!("{base_b}/v1/orders"));
+    assert_eq!(seen["suspended"], serde_json::json!({}), "{seen}");
+    for c in [&mut a, &mut b] {
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
 }
 
 /// Appends from many threads of one replica are written in groups; a duplicate key in a
@@ -545,8 +700,8 @@ fn group_commit_keeps_one_chain_and_fails_only_the_duplicate_key() {
                         }
                         Err(e) => panic!("{e}"),
                     };
-                    // Unkeyed entries interleave.
-                    log.append(&decision(t * 100 + i, None)).unwrap();
+                    // Unkeyed entries (with ids of their own) interleave.
+                    log.append(&decision(10_000 + t * 100 + i, None)).unwrap();
                 }
             });
         }

@@ -320,9 +320,13 @@ async fn the_director_from_the_library() {
     let now = conclave::audit::now();
 
     // A reweight applies at once, and only while it lasts.
-    director
-        .change(|o| o.reweight("a2", "research", 0.0, 3600, "alice", now))
-        .expect("reweight");
+    let reweight = conclave::Order::Reweight {
+        agent: "a2".into(),
+        domain: "research".into(),
+        factor: 0.0,
+        seconds: 3600,
+    };
+    director.order(reweight, "alice", now).expect("reweight");
     let v = research
         .decide(decision(0, "research"))
         .await
@@ -346,14 +350,21 @@ async fn the_director_from_the_library() {
     );
 
     // Suspension sends the domain's decisions to a human, through the closure hook.
-    director.change(|o| o.suspend("research", "alice", "incident", now));
+    let suspend = conclave::Order::Suspend {
+        domain: "research".into(),
+        reason: "incident".into(),
+    };
+    director.order(suspend, "alice", now).expect("suspend");
     let v = research
         .decide(decision(1, "research"))
         .await
         .expect("verdict");
     assert!(matches!(&v.outcome, Outcome::Human { reason } if reason.contains("incident")));
     assert_eq!(escalated.load(std::sync::atomic::Ordering::Relaxed), 1);
-    director.change(|o| o.resume("research")).expect("resumed");
+    let resume = conclave::Order::Resume {
+        domain: "research".into(),
+    };
+    director.order(resume, "alice", now).expect("resumed");
     let v = research
         .decide(decision(2, "research"))
         .await

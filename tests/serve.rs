@@ -299,29 +299,29 @@ async fn bad_requests_get_a_status_and_one_line_of_json() {
     );
 }
 
-/// The Director's orders hold over HTTP: a suspended domain's decisions go to a human, and
-/// hand-overs that trip the ratchet are recorded and kept.
+/// The Director's orders hold over HTTP and are given over HTTP: a suspended domain's
+/// decisions go to a human (without counting towards the ratchet), orders are recorded in the
+/// log as they take effect, and a person's answer overrides an escalated decision.
 #[tokio::test]
-async fn a_suspended_domain_escalates_and_the_ratchet_is_kept() {
-    use conclave::{Directives, Director};
+async fn orders_over_http_are_recorded_and_followed() {
+    use conclave::audit::{AuditLog, Entry};
+    use conclave::{Directives, Director, MemoryOrderBook};
     let catalog = crate::support::catalog(AGENTS, POLICY);
     let trust = Arc::new(MemoryTrustStore::new(TrustParams::default()).expect("store"));
     let log = Arc::new(MemoryAuditLog::default());
-    let kept: Arc<std::sync::Mutex<Vec<u64>>> = Arc::default();
-    let k = kept.clone();
-    let mut orders = Directives::default();
-    orders.suspend("trading", "alice", "flash crash", conclave::audit::now());
-    let state = ServeState::new(catalog, trust, log.clone(), ServeConfig::default())
-        .and_then(|s| {
-            s.with_director(
-                Director::new(orders),
-                Box::new(move |d: &Directives| {
-                    k.lock().expect("lock").push(d.version);
-                    Ok(())
-                }),
-            )
-        })
-        .expect("state");
+    let book = Arc::new(MemoryOrderBook::new(Directives::default(), log.clone()));
+    let director = Director::kept_in(book).expect("director");
+    let state = ServeState::new(
+        catalog,
+        trust,
+        log.clone(),
+        ServeConfig {
+            token: Some("s3cret".into()),
+            body_limit: 4096,
+        },
+    )
+    .and_then(|s| s.with_director(director.clone()))
+    .expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -331,9 +331,20 @@ async fn a_suspended_domain_escalates_and_the_ratchet_is_kept() {
             .await
             .expect("serve");
     });
+    let t = Some("s3cret");
+    let orders = format!("{base}/v1/orders");
+    let suspend = json!({"order": {"action": "suspend", "domain": "trading", "reason": "flash crash"}, "by": "alice"}).to_string();
+    // Orders need the token.
+    let (status, _, _) = send("POST", &orders, None, Some(suspend.clone())).await;
+    assert_eq!(status, 401);
+    let (status, v, _) = send("POST", &orders, t, Some(suspend)).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v["record"].as_u64().is_some(), "{v}");
+    assert_eq!(v["orders"]["suspended"]["trading"]["by"], "alice", "{v}");
+
     let url = format!("{base}/v1/chat/completions");
     let ext = json!({"options": ["buy", "sell"]});
-    let (status, v, headers) = send("POST", &url, None, Some(chat("desk", "Trade?", ext))).await;
+    let (status, v, headers) = send("POST", &url, t, Some(chat("desk", "Trade?", ext))).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(
         headers
@@ -344,12 +355,83 @@ async fn a_suspended_domain_escalates_and_the_ratchet_is_kept() {
     );
     let content = v["choices"][0]["message"]["content"].as_str().unwrap_or("");
     assert!(content.starts_with("escalated:"), "{content}");
-    // Each hand-over changed the orders (the ratchet's count): kept, newest last.
-    let versions = kept.lock().expect("lock").clone();
+    // A hand-over because the domain is suspended says nothing about the pool: not counted.
     assert!(
-        !versions.is_empty() && versions.windows(2).all(|w| w[0] < w[1]),
-        "{versions:?}"
+        director
+            .current()
+            .handovers
+            .get("trading")
+            .is_none_or(Vec::is_empty)
     );
+    let id = v["conclave"]["decision"]
+        .as_str()
+        .expect("decision id")
+        .to_owned();
+
+    // A person answers it: override and outcome recorded together; a second answer is refused.
+    let over = format!("{base}/v1/decisions/{id}/override");
+    let answer = json!({"answer": "sell", "by": "alice", "reason": "checked the book"}).to_string();
+    let (status, v, _) = send("POST", &over, t, Some(answer)).await;
+    assert_eq!(status, 200, "{v}");
+    let other = json!({"answer": "buy", "by": "bob", "reason": "disagree"}).to_string();
+    let (status, v, _) = send("POST", &over, t, Some(other)).await;
+    assert_eq!(
+        (status, &v["error"]["code"]),
+        (409, &json!("already_graded")),
+        "{v}"
+    );
+
+    // Resumed: decisions are made again; resuming twice is a conflict, bad orders a 400.
+    let resume =
+        json!({"order": {"action": "resume", "domain": "trading"}, "by": "alice"}).to_string();
+    let (status, v, _) = send("POST", &orders, t, Some(resume.clone())).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v, _) = send("POST", &orders, t, Some(resume)).await;
+    assert_eq!(
+        (status, &v["error"]["code"]),
+        (409, &json!("not_suspended")),
+        "{v}"
+    );
+    let bad = json!({"order": {"action": "reweight", "agent": "a1", "domain": "trading", "factor": 11.0, "seconds": 60}, "by": "alice"}).to_string();
+    let (status, v, _) = send("POST", &orders, t, Some(bad)).await;
+    assert_eq!(status, 400, "{v}");
+    let nameless =
+        json!({"order": {"action": "suspend", "domain": "trading", "reason": "x"}, "by": ""})
+            .to_string();
+    let (status, v, _) = send("POST", &orders, t, Some(nameless)).await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v, headers) = send(
+        "POST",
+        &url,
+        t,
+        Some(chat("desk", "Trade?", json!({"options": ["buy", "sell"]}))),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        headers
+            .get("x-conclave-outcome")
+            .and_then(|h| h.to_str().ok()),
+        Some("decided"),
+        "{v}"
+    );
+    let (status, v, _) = send("GET", &orders, t, None).await;
+    assert_eq!(
+        (status, v["suspended"].as_object().map(|m| m.len())),
+        (200, Some(0)),
+        "{v}"
+    );
+    // Each order given is one record in the chain.
+    let actions: Vec<String> = log
+        .records()
+        .expect("records")
+        .into_iter()
+        .filter_map(|r| match r.entry {
+            Entry::Directive(d) => Some(d.action),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(actions, ["suspend", "resume"]);
 }
 
 /// The binary refuses to listen beyond loopback without a token.

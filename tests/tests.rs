@@ -14,6 +14,9 @@ mod eval;
 mod fixtures;
 /// The Governor with simulated agents.
 mod governor;
+/// What probing the service found: admission bounds, ids and keys, the ratchet, slow
+/// clients, maximal requests, the shutdown deadline.
+mod hardening;
 /// The per-agent middleware (retry, circuit breaker).
 mod layers;
 /// The OpenAI-compatible agent against mock servers on 127.0.0.1.

@@ -106,9 +106,10 @@ impl TallyInput {
     }
 }
 
-/// The most ballots Krum and multi-Krum compare pairwise (10,000: 50 million distances,
-/// about a second; the cost grows with the square).
-pub const KRUM_MAX_BALLOTS: usize = 10_000;
+/// The most pairwise work Krum and multi-Krum do, counted as n²·d for n ballots of d
+/// dimensions (10,000 numbers, or 1,000 vectors of 100 dimensions: about a second; the
+/// cost grows with the square of the ballots and with the dimensions).
+pub const KRUM_MAX_WORK: usize = 100_000_000;
 
 /// Why ballots could not be counted. Every message names the offending agent, option or
 /// parameter.
@@ -236,17 +237,19 @@ pub enum TallyError {
         /// The value.
         value: f64,
     },
-    /// Krum compares every pair of ballots (n² distances): more than [`KRUM_MAX_BALLOTS`]
-    /// are refused rather than computed for minutes.
+    /// Krum compares every pair of ballots (n² distances of d dimensions): more work than
+    /// [`KRUM_MAX_WORK`] is refused rather than computed for minutes.
     #[error(
-        "{rule}: {n} ballots is more than it compares pairwise ({max} at most); use the geometric median or the median for large pools"
+        "{rule}: {n} ballots of {dimensions} dimensions is more than it compares pairwise (n²·d at most {max}); use the geometric median or the median for large pools"
     )]
     TooManyForKrum {
         /// The rule.
         rule: &'static str,
         /// Counted ballots.
         n: usize,
-        /// The limit.
+        /// Their dimensions.
+        dimensions: usize,
+        /// The limit on n²·d.
         max: usize,
     },
     /// Krum needs more ballots than it tolerates.
@@ -977,11 +980,13 @@ fn count_vectors(
             gm.point
         }
         Rule::Krum { f } | Rule::MultiKrum { f, .. } => {
-            if n > KRUM_MAX_BALLOTS {
+            let dimensions = points.ncols().max(1);
+            if n.saturating_mul(n).saturating_mul(dimensions) > KRUM_MAX_WORK {
                 return Err(TallyError::TooManyForKrum {
                     rule: rule.name(),
                     n,
-                    max: KRUM_MAX_BALLOTS,
+                    dimensions,
+                    max: KRUM_MAX_WORK,
                 });
             }
             if n < f + 3 {

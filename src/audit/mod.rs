@@ -7,7 +7,7 @@
 //! the voting engine. Outcomes (the right answer, a human override) are appended as entries
 //! of their own that point at the decision: history is never rewritten.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -323,6 +323,9 @@ pub enum AuditError {
     /// A decision with this idempotency key is in the log already.
     #[error("a decision with idempotency key \"{0}\" is recorded already")]
     DuplicateKey(String),
+    /// A decision with this id is in the log already (ids name decisions: they are unique).
+    #[error("a decision with id \"{0}\" is recorded already: give each decision an id of its own")]
+    DuplicateId(String),
     /// The decision already has an outcome (or an override): each is recorded once, and is
     /// final.
     #[error(
@@ -649,6 +652,9 @@ pub enum GradeError {
     /// Vector decisions have no single right answer to grade against.
     #[error("vector decisions cannot be graded with a single answer")]
     Vector,
+    /// A tolerance that is negative or not a number.
+    #[error("a tolerance is a finite number ≥ 0, not {0}")]
+    Tolerance(f64),
 }
 
 /// Which voters of a decision were right, given the right answer, by the same rule as the
@@ -658,13 +664,16 @@ pub enum GradeError {
 /// cancelled calls, refusals) are not graded.
 ///
 /// # Errors
-/// An answer that is not an option, a non-numeric answer to a numeric decision, or a vector
-/// decision.
+/// An answer that is not an option, a non-numeric answer to a numeric decision, a vector
+/// decision, or a negative tolerance.
 pub fn grade(
     record: &DecisionRecord,
     correct: &str,
     tolerance: f64,
 ) -> Result<Vec<(String, bool)>, GradeError> {
+    if !(tolerance.is_finite() && tolerance >= 0.0) {
+        return Err(GradeError::Tolerance(tolerance));
+    }
     let truth = truth_of(record, correct)?;
     Ok(record
         .independent_ballots()
@@ -783,6 +792,15 @@ pub fn now() -> u64 {
 #[derive(Debug, Default)]
 pub struct MemoryAuditLog {
     records: Mutex<BTreeMap<u64, Vec<u8>>>,
+    /// Decision ids, idempotency keys and settled decisions, each with its record.
+    index: Mutex<MemoryIndex>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryIndex {
+    ids: HashMap<String, u64>,
+    keys: HashMap<String, u64>,
+    settled: HashMap<String, u64>,
 }
 
 impl MemoryAuditLog {
@@ -793,6 +811,12 @@ impl MemoryAuditLog {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Vec<u8>>> {
         self.records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, MemoryIndex> {
+        self.index
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -816,38 +840,31 @@ impl AuditLog for MemoryAuditLog {
 
     fn append_all(&self, entries: &[Entry]) -> Result<Vec<AuditRecord>, AuditError> {
         let mut m = self.lock();
-        // Read back only when something must be unique (a key, an outcome, an override).
-        let checks = entries.iter().any(|e| {
-            e.settles().is_some() || matches!(e, Entry::Decision(d) if d.idempotency_key.is_some())
-        });
-        let existing: Vec<AuditRecord> = if checks {
-            m.iter()
-                .filter_map(|(&seq, v)| decode(seq, v).ok())
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let mut index = self.index();
         // Checked before anything is written: all or nothing.
-        for (i, entry) in entries.iter().enumerate() {
-            if let Entry::Decision(d) = entry
-                && let Some(k) = &d.idempotency_key
-                && existing.iter().any(|r| {
-                    matches!(&r.entry, Entry::Decision(x) if x.idempotency_key.as_ref() == Some(k))
-                })
-            {
-                return Err(AuditError::DuplicateKey(k.clone()));
+        let mut ids = std::collections::HashSet::new();
+        let mut keys = std::collections::HashSet::new();
+        let mut settles = std::collections::HashSet::new();
+        for entry in entries {
+            if let Entry::Decision(d) = entry {
+                if index.ids.contains_key(&d.id) || !ids.insert(d.id.as_str()) {
+                    return Err(AuditError::DuplicateId(d.id.clone()));
+                }
+                if let Some(k) = &d.idempotency_key
+                    && (index.keys.contains_key(k) || !keys.insert(k.as_str()))
+                {
+                    return Err(AuditError::DuplicateKey(k.clone()));
+                }
             }
             if let Some(key) = entry.settles_key() {
-                if let Some(r) = existing
-                    .iter()
-                    .find(|r| r.entry.settles_key().as_deref() == Some(key.as_str()))
-                {
-                    return Err(settled_by(entry, r));
+                if let Some(&at) = index.settled.get(&key) {
+                    let r = m
+                        .get(&at)
+                        .and_then(|v| decode(at, v).ok())
+                        .ok_or_else(|| AuditError::NotFound(at.to_string()))?;
+                    return Err(settled_by(entry, &r));
                 }
-                if entries[..i]
-                    .iter()
-                    .any(|e| e.settles_key().as_deref() == Some(key.as_str()))
-                {
+                if !settles.insert(key.clone()) {
                     return Err(AuditError::Unreadable {
                         seq: 0,
                         detail: format!("{key} twice in one append"),
@@ -868,6 +885,15 @@ impl AuditLog for MemoryAuditLog {
             seq += 1;
             let (hash, value) = encode(seq, &prev, entry);
             m.insert(seq, value);
+            if let Entry::Decision(d) = entry {
+                index.ids.insert(d.id.clone(), seq);
+                if let Some(k) = &d.idempotency_key {
+                    index.keys.insert(k.clone(), seq);
+                }
+            }
+            if let Some(key) = entry.settles_key() {
+                index.settled.insert(key, seq);
+            }
             out.push(AuditRecord {
                 seq,
                 prev,
@@ -877,6 +903,41 @@ impl AuditLog for MemoryAuditLog {
             prev = hash;
         }
         Ok(out)
+    }
+
+    fn find(&self, id: &str) -> Result<AuditRecord, AuditError> {
+        if let Ok(seq) = id.parse::<u64>()
+            && let Some(r) = self.get(seq)?
+        {
+            return Ok(r);
+        }
+        let at = self.index().ids.get(id).copied();
+        match at {
+            Some(seq) => self
+                .get(seq)?
+                .ok_or_else(|| AuditError::NotFound(id.to_owned())),
+            None => Err(AuditError::NotFound(id.to_owned())),
+        }
+    }
+
+    fn find_key(&self, key: &str) -> Result<Option<AuditRecord>, AuditError> {
+        let at = self.index().keys.get(key).copied();
+        match at {
+            Some(seq) => self.get(seq),
+            None => Ok(None),
+        }
+    }
+
+    fn settled(&self, decision: u64, kind: &str) -> Result<Option<AuditRecord>, AuditError> {
+        let at = self
+            .index()
+            .settled
+            .get(&format!("{kind}:{decision}"))
+            .copied();
+        match at {
+            Some(seq) => self.get(seq),
+            None => Ok(None),
+        }
     }
 
     fn get(&self, seq: u64) -> Result<Option<AuditRecord>, AuditError> {

@@ -1,7 +1,7 @@
 //! The audit log in sled, inside the on-disk [`Store`] (feature `sled`).
 
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use super::{
     AuditError, AuditLog, AuditRecord, Entry, Hash, Verification, decode, encode, verify_chain,
@@ -20,6 +20,8 @@ pub struct SledAuditLog {
     /// `outcome:SEQ` and `override:SEQ` → the record that settled decision SEQ (each is
     /// recorded once).
     settled: sled::Tree,
+    /// Decision id → the sequence number of its decision (ids are unique).
+    ids: sled::Tree,
 }
 
 impl SledAuditLog {
@@ -34,16 +36,17 @@ impl SledAuditLog {
             meta: store.tree("audit_meta")?,
             keys: store.tree("audit_keys")?,
             settled: store.tree("audit_settled")?,
+            ids: store.tree("audit_ids")?,
         };
         log.index_settled()?;
         Ok(log)
     }
 
-    /// Indexes the outcomes and overrides of a log written before they were indexed (once:
-    /// the first of each per decision holds the index, as it was the one that stood).
+    /// Indexes the decision ids, outcomes and overrides of a log written before they were
+    /// indexed (once: the first of each holds the index, as it was the one that stood).
     fn index_settled(&self) -> Result<(), AuditError> {
         let err = |e| self.store.sled_err(e);
-        if self.meta.get(b"settled-indexed").map_err(err)?.is_some() {
+        if self.meta.get(b"indexed-v2").map_err(err)?.is_some() {
             return Ok(());
         }
         for kv in self.records.iter() {
@@ -113,80 +116,119 @@ fn seq_of(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes))
 }
 
+/// The log's trees inside one transaction.
+struct Trees<'a> {
+    records: &'a TransactionalTree,
+    meta: &'a TransactionalTree,
+    keys: &'a TransactionalTree,
+    settled: &'a TransactionalTree,
+    ids: &'a TransactionalTree,
+}
+
+/// Appends `entries` inside a transaction over the log's trees: unique ids and keys, one
+/// outcome and one override per decision.
+fn append_in(
+    t: &Trees<'_>,
+    entries: &[Entry],
+) -> Result<Vec<AuditRecord>, ConflictableTransactionError<AuditError>> {
+    let (mut seq, mut prev) = match t.meta.get(b"head")? {
+        Some(v) => match parse_head(&v) {
+            Some((s, h)) => (s, h),
+            None => {
+                return Err(ConflictableTransactionError::Abort(
+                    AuditError::Unreadable {
+                        seq: 0,
+                        detail: "the head is damaged; run `conclave audit verify`".to_owned(),
+                    },
+                ));
+            }
+        },
+        None => (0, [0u8; 32]),
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        seq += 1;
+        if let Some(key) = entry.settles_key() {
+            if let Some(at) = t.settled.get(key.as_bytes())? {
+                let at = seq_of(&at).unwrap_or(0);
+                let found = match t.records.get(at.to_be_bytes())? {
+                    Some(v) => decode(at, &v).ok(),
+                    None => None,
+                };
+                let (kind, decision, _) = entry.settles().unwrap_or(("outcome", 0, ""));
+                return Err(ConflictableTransactionError::Abort(AuditError::Settled {
+                    decision,
+                    kind,
+                    answer: found
+                        .as_ref()
+                        .and_then(|r| r.entry.settles())
+                        .map(|(_, _, a)| a.to_owned())
+                        .unwrap_or_default(),
+                    record: at,
+                }));
+            }
+            t.settled.insert(key.as_bytes(), &seq.to_be_bytes())?;
+        }
+        if let Entry::Decision(d) = entry {
+            if t.ids.get(d.id.as_bytes())?.is_some() {
+                return Err(ConflictableTransactionError::Abort(
+                    AuditError::DuplicateId(d.id.clone()),
+                ));
+            }
+            t.ids.insert(d.id.as_bytes(), &seq.to_be_bytes())?;
+        }
+        if let Entry::Decision(d) = entry
+            && let Some(k) = &d.idempotency_key
+        {
+            if t.keys.get(k.as_bytes())?.is_some() {
+                return Err(ConflictableTransactionError::Abort(
+                    AuditError::DuplicateKey(k.clone()),
+                ));
+            }
+            t.keys.insert(k.as_bytes(), &seq.to_be_bytes())?;
+        }
+        let (hash, value) = encode(seq, &prev, entry);
+        t.records.insert(&seq.to_be_bytes(), value)?;
+        out.push(AuditRecord {
+            seq,
+            prev,
+            hash,
+            entry: entry.clone(),
+        });
+        prev = hash;
+    }
+    let mut head = Vec::with_capacity(40);
+    head.extend_from_slice(&seq.to_be_bytes());
+    head.extend_from_slice(&prev);
+    t.meta.insert(b"head", head)?;
+    Ok(out)
+}
+
 impl AuditLog for SledAuditLog {
     fn append(&self, entry: &Entry) -> Result<AuditRecord, AuditError> {
         super::only_record(self.append_all(std::slice::from_ref(entry))?)
     }
 
     fn append_all(&self, entries: &[Entry]) -> Result<Vec<AuditRecord>, AuditError> {
-        let result = (&self.records, &self.meta, &self.keys, &self.settled).transaction(
-            |(records, meta, keys, settled)| {
-                let (mut seq, mut prev) = match meta.get(b"head")? {
-                    Some(v) => match parse_head(&v) {
-                        Some((s, h)) => (s, h),
-                        None => {
-                            return Err(ConflictableTransactionError::Abort(
-                                AuditError::Unreadable {
-                                    seq: 0,
-                                    detail: "the head is damaged; run `conclave audit verify`"
-                                        .to_owned(),
-                                },
-                            ));
-                        }
+        let result = (
+            &self.records,
+            &self.meta,
+            &self.keys,
+            &self.settled,
+            &self.ids,
+        )
+            .transaction(|(records, meta, keys, settled, ids)| {
+                append_in(
+                    &Trees {
+                        records,
+                        meta,
+                        keys,
+                        settled,
+                        ids,
                     },
-                    None => (0, [0u8; 32]),
-                };
-                let mut out = Vec::with_capacity(entries.len());
-                for entry in entries {
-                    seq += 1;
-                    if let Some(key) = entry.settles_key() {
-                        if let Some(at) = settled.get(key.as_bytes())? {
-                            let at = seq_of(&at).unwrap_or(0);
-                            let found = match records.get(at.to_be_bytes())? {
-                                Some(v) => decode(at, &v).ok(),
-                                None => None,
-                            };
-                            let (kind, decision, _) = entry.settles().unwrap_or(("outcome", 0, ""));
-                            return Err(ConflictableTransactionError::Abort(AuditError::Settled {
-                                decision,
-                                kind,
-                                answer: found
-                                    .as_ref()
-                                    .and_then(|r| r.entry.settles())
-                                    .map(|(_, _, a)| a.to_owned())
-                                    .unwrap_or_default(),
-                                record: at,
-                            }));
-                        }
-                        settled.insert(key.as_bytes(), &seq.to_be_bytes())?;
-                    }
-                    if let Entry::Decision(d) = entry
-                        && let Some(k) = &d.idempotency_key
-                    {
-                        if keys.get(k.as_bytes())?.is_some() {
-                            return Err(ConflictableTransactionError::Abort(
-                                AuditError::DuplicateKey(k.clone()),
-                            ));
-                        }
-                        keys.insert(k.as_bytes(), &seq.to_be_bytes())?;
-                    }
-                    let (hash, value) = encode(seq, &prev, entry);
-                    records.insert(&seq.to_be_bytes(), value)?;
-                    out.push(AuditRecord {
-                        seq,
-                        prev,
-                        hash,
-                        entry: entry.clone(),
-                    });
-                    prev = hash;
-                }
-                let mut head = Vec::with_capacity(40);
-                head.extend_from_slice(&seq.to_be_bytes());
-                head.extend_from_slice(&prev);
-                meta.insert(b"head", head)?;
-                Ok(out)
-            },
-        );
+                    entries,
+                )
+            });
         let records = match result {
             Ok(r) => r,
             Err(TransactionError::Abort(e)) => return Err(e),
@@ -239,6 +281,24 @@ impl AuditLog for SledAuditLog {
         }
     }
 
+    fn find(&self, id: &str) -> Result<AuditRecord, AuditError> {
+        if let Ok(seq) = id.parse::<u64>()
+            && let Some(r) = self.get(seq)?
+        {
+            return Ok(r);
+        }
+        match self
+            .ids
+            .get(id.as_bytes())
+            .map_err(|e| self.store.sled_err(e))?
+        {
+            Some(v) => self
+                .get(seq_of(&v).unwrap_or(0))?
+                .ok_or_else(|| AuditError::NotFound(id.to_owned())),
+            None => Err(AuditError::NotFound(id.to_owned())),
+        }
+    }
+
     fn settled(&self, decision: u64, kind: &str) -> Result<Option<AuditRecord>, AuditError> {
         match self
             .settled
@@ -258,5 +318,93 @@ impl AuditLog for SledAuditLog {
             items.push((seq_of(&k).unwrap_or(0), v.to_vec()));
         }
         Ok(verify_chain(items.into_iter(), head))
+    }
+}
+
+/// The key of the Director's orders in the log's meta tree (kept beside the head, so that an
+/// order and its record are written in one transaction).
+const ORDERS: &[u8] = b"orders";
+
+impl crate::governor::OrderBook for SledAuditLog {
+    fn orders(&self) -> Result<crate::governor::Directives, crate::governor::OrdersError> {
+        self.store
+            .directives()
+            .map_err(|e| crate::governor::OrdersError::Book(e.to_string()))
+    }
+
+    fn change(
+        &self,
+        change: crate::governor::director::Change,
+    ) -> Result<(crate::governor::Directives, Option<AuditRecord>), crate::governor::OrdersError>
+    {
+        use crate::governor::{Directives, OrdersError};
+        // Orders written before they moved beside the head (older stores) are the start.
+        let legacy = self
+            .store
+            .directives()
+            .map_err(|e| OrdersError::Book(e.to_string()))?;
+        let result = (
+            &self.records,
+            &self.meta,
+            &self.keys,
+            &self.settled,
+            &self.ids,
+        )
+            .transaction(|(records, meta, keys, settled, ids)| {
+                let abort = |e: OrdersError| ConflictableTransactionError::Abort(e);
+                let before: Directives = match meta.get(ORDERS)? {
+                    Some(v) => serde_json::from_slice(&v).map_err(|e| {
+                        abort(OrdersError::Book(format!(
+                            "the Director's orders are unreadable: {e}"
+                        )))
+                    })?,
+                    None => legacy.clone(),
+                };
+                let mut after = before.clone();
+                let entry = change(&mut after).map_err(|e| abort(OrdersError::Order(e)))?;
+                if after == before {
+                    return Ok((after, None));
+                }
+                let bytes = serde_json::to_vec(&after)
+                    .map_err(|e| abort(OrdersError::Book(e.to_string())))?;
+                meta.insert(ORDERS, bytes)?;
+                let record = match entry {
+                    Some(e) => append_in(
+                        &Trees {
+                            records,
+                            meta,
+                            keys,
+                            settled,
+                            ids,
+                        },
+                        &[Entry::Directive(e)],
+                    )
+                    .map_err(|e| match e {
+                        ConflictableTransactionError::Abort(e) => {
+                            abort(OrdersError::Book(e.to_string()))
+                        }
+                        ConflictableTransactionError::Conflict => {
+                            ConflictableTransactionError::Conflict
+                        }
+                        ConflictableTransactionError::Storage(e) => {
+                            ConflictableTransactionError::Storage(e)
+                        }
+                    })?
+                    .pop(),
+                    None => None,
+                };
+                Ok((after, record))
+            });
+        let done = match result {
+            Ok(r) => r,
+            Err(TransactionError::Abort(e)) => return Err(e),
+            Err(TransactionError::Storage(e)) => {
+                return Err(OrdersError::Book(self.store.sled_err(e).to_string()));
+            }
+        };
+        self.store
+            .flush()
+            .map_err(|e| OrdersError::Book(e.to_string()))?;
+        Ok(done)
     }
 }

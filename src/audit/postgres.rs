@@ -70,7 +70,12 @@ impl PgAuditLog {
                     .collect(),
                 // Any other failure is every append's (nothing of the group was written).
                 Some(Err(e))
-                    if !matches!(e, AuditError::DuplicateKey(_) | AuditError::Settled { .. }) =>
+                    if !matches!(
+                        e,
+                        AuditError::DuplicateKey(_)
+                            | AuditError::DuplicateId(_)
+                            | AuditError::Settled { .. }
+                    ) =>
                 {
                     batch
                         .iter()
@@ -176,6 +181,14 @@ fn append_in(
         let key = key_of(entry);
         let settles = entry.settles_key();
         let n = i64::try_from(seq).unwrap_or(i64::MAX);
+        if let Some(id) = decision
+            && tx
+                .query_opt("SELECT 1 FROM conclave.audit WHERE decision = $1", &[&id])?
+                .is_some()
+        {
+            // Checked under the head's lock: appends are one at a time.
+            return Err(Tx::Abort(AuditError::DuplicateId(id.to_owned())));
+        }
         if let Some(k) = &settles {
             // Checked under the head's lock; the unique index holds it in any case.
             if let Some(row) = tx.query_opt(
@@ -321,5 +334,61 @@ impl AuditLog for PgAuditLog {
             "SELECT seq, record FROM conclave.audit WHERE idempotency_key = $1",
             key.to_owned(),
         )
+    }
+}
+
+impl crate::governor::OrderBook for PgAuditLog {
+    fn orders(&self) -> Result<crate::governor::Directives, crate::governor::OrdersError> {
+        self.db
+            .directives()
+            .map_err(|e| crate::governor::OrdersError::Book(e.to_string()))
+    }
+
+    fn change(
+        &self,
+        change: crate::governor::director::Change,
+    ) -> Result<(crate::governor::Directives, Option<AuditRecord>), crate::governor::OrdersError>
+    {
+        use crate::governor::{Directives, OrdersError};
+        let empty = serde_json::to_string(&Directives::default())
+            .map_err(|e| OrdersError::Book(e.to_string()))?;
+        // The change runs on the orders read under the row's lock (again if the transaction
+        // is retried), so a concurrent change by another replica is never lost.
+        self.db.transact(ReadCommitted, move |tx| {
+            tx.execute(
+                "INSERT INTO conclave.directives (id, value) VALUES (1, $1) ON CONFLICT DO NOTHING",
+                &[&empty],
+            )?;
+            let row = tx.query_one(
+                "SELECT value FROM conclave.directives WHERE id = 1 FOR UPDATE",
+                &[],
+            )?;
+            let before: Directives = serde_json::from_str(row.get::<_, &str>(0)).map_err(|e| {
+                Tx::Abort(OrdersError::Book(format!(
+                    "the Director's orders are unreadable: {e}"
+                )))
+            })?;
+            let mut after = before.clone();
+            let entry = change(&mut after).map_err(|e| Tx::Abort(OrdersError::Order(e)))?;
+            if after == before {
+                return Ok((after, None));
+            }
+            let value = serde_json::to_string(&after)
+                .map_err(|e| Tx::Abort(OrdersError::Book(e.to_string())))?;
+            tx.execute(
+                "UPDATE conclave.directives SET value = $1 WHERE id = 1",
+                &[&value],
+            )?;
+            let record = match entry {
+                Some(e) => append_in(tx, &[Entry::Directive(e)])
+                    .map_err(|e| match e {
+                        Tx::Db(e) => Tx::Db(e),
+                        Tx::Abort(e) => Tx::Abort(OrdersError::Book(e.to_string())),
+                    })?
+                    .pop(),
+                None => None,
+            };
+            Ok((after, record))
+        })
     }
 }

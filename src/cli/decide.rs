@@ -45,6 +45,10 @@ pub(super) struct DecideArgs {
     /// Seed of the decision's randomness (simulated agents, ties).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The decision's id (unique in the store; 1-128 letters, digits and . _ : -, not all
+    /// digits). Default: `cli-` and the time in nanoseconds.
+    #[arg(long)]
+    id: Option<String>,
     /// The right answer, for simulated agents only (an option, or a number).
     #[arg(long)]
     truth: Option<String>,
@@ -66,6 +70,9 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
         ))
     })?;
     let decision = decision_of(a, policy)?;
+    if let Some(id) = &a.id {
+        conclave::decision::check_client_id(id).map_err(CliError::input)?;
+    }
     let services = conclave::agent::build_for(policy, &catalog).map_err(CliError::input)?;
     let store = Store::open(store_dir).map_err(CliError::input)?;
     let trust_store =
@@ -76,11 +83,11 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
         .ledger(&decision.domain)
         .map_err(CliError::input)?
         .independence(&conclave::trust::ledger::LedgerParams::default());
-    let log: Arc<dyn AuditLog + Send + Sync> =
-        Arc::new(SledAuditLog::new(&store).map_err(CliError::input)?);
-    // The Director's standing orders: reweights, suspensions, and the ratchet's count.
-    let orders = store.directives().map_err(CliError::input)?;
-    let director = conclave::Director::new(orders.clone());
+    let sled_log = Arc::new(SledAuditLog::new(&store).map_err(CliError::input)?);
+    let log: Arc<dyn AuditLog + Send + Sync> = sled_log.clone();
+    // The Director's standing orders, kept beside the audit log: reweights, suspensions,
+    // and the ratchet's count (a hand-over that trips it is recorded there).
+    let director = conclave::Director::kept_in(sled_log).map_err(CliError::input)?;
     let governor = Governor::new(policy.clone(), services, trust)
         .with_independence([(decision.domain.clone(), ledger)].into())
         .with_audit(log.clone())
@@ -90,10 +97,16 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the runtime: {e}")))?;
     let domain = decision.domain.clone();
+    let before = director.current().suspension(&domain).is_some();
     let verdict = runtime
         .block_on(governor.decide(decision))
         .map_err(CliError::input)?;
-    keep_orders(&store, &*log, &orders, &director.current(), &domain)?;
+    if !before && let Some(s) = director.current().suspension(&domain) {
+        eprintln!(
+            "warning: autonomy in domain \"{domain}\" is now suspended: {}",
+            s.reason
+        );
+    }
     if a.json {
         return print_json(&verdict);
     }
@@ -171,30 +184,6 @@ fn conclave_now_nanos() -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
-/// Keeps what the decision changed in the Director's orders (a hand-over counts towards the
-/// ratchet); a hand-over that trips the ratchet is recorded in the chain as an order.
-fn keep_orders(
-    store: &Store,
-    log: &dyn AuditLog,
-    orders: &conclave::Directives,
-    after: &conclave::Directives,
-    domain: &str,
-) -> Result<(), CliError> {
-    if after.version != orders.version {
-        // A hand-over to a human counts towards the ratchet; one that trips it is an order.
-        if let Some(entry) = conclave::governor::director::ratchet_entry(orders, after, domain) {
-            eprintln!(
-                "warning: autonomy in domain \"{domain}\" is now suspended: {}",
-                entry.detail
-            );
-            log.append(&conclave::audit::Entry::Directive(entry))
-                .map_err(CliError::input)?;
-        }
-        store.set_directives(after).map_err(CliError::input)?;
-    }
-    Ok(())
-}
-
 /// `LOW,HIGH`, two finite numbers, the low one first.
 fn parse_scale(s: &str) -> Result<(f64, f64), String> {
     let bad = || format!("\"{s}\": give the scale as LOW,HIGH, e.g. -1,1");
@@ -228,7 +217,10 @@ fn decision_of(a: &DecideArgs, policy: &conclave::Policy) -> Result<Decision, Cl
         .or_else(|| policy.domains().first().cloned())
         .unwrap_or_default();
     let mut decision = Decision {
-        id: format!("cli-{}", conclave_now_nanos()),
+        id: a
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("cli-{}", conclave_now_nanos())),
         question: a.question.clone(),
         domain,
         kind,

@@ -154,10 +154,11 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
                 | Command::Policy(_)
                 | Command::Agents(_)
                 | Command::Record(_)
+                | Command::Review(_)
         )
     {
         return Err(CliError::input(
-            "--database: only `serve` and `audit` use a database so far; the other commands use the store directory (--store)",
+            "--database: only `serve`, `audit` and `review` use a database so far; the other commands use the store directory (--store)",
         ));
     }
     let place = match database {
@@ -173,7 +174,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Agents(cmd) => agents::run(cmd),
         Command::Record(args) => record::run(&args),
-        Command::Review(cmd) => review::run(cmd, &store),
+        Command::Review(cmd) => review::run(cmd, &place),
         Command::Serve(args) => serve::run(&args, &place),
     }
 }

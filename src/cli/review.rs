@@ -3,17 +3,18 @@
 //! expire, suspending and resuming a domain's autonomy (and the ratchet that suspends it by
 //! itself). A command given with `--seen-version` is refused when trust has changed since.
 
-use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::{CliError, print_json, print_text, table};
+use super::{CliError, Place, print_json, print_text, table};
 use conclave::Outcome;
-use conclave::audit::{AuditLog, DirectiveRecord, Entry, SledAuditLog};
+use conclave::audit::{AuditLog, Entry, PgAuditLog, SledAuditLog};
+use conclave::governor::{Order, OrderBook};
 use conclave::store::Store;
 use conclave::trust::TrustParams;
-use conclave::trust::store::{SledTrustStore, TrustStore};
+use conclave::trust::store::{PgTrustStore, SledTrustStore, TrustStore};
 
 /// `conclave review` subcommands.
 #[derive(Debug, Subcommand)]
@@ -113,27 +114,60 @@ pub(super) struct ResumeArgs {
     actor: Actor,
 }
 
-pub(super) fn run(cmd: ReviewCommand, dir: &Path) -> Result<(), CliError> {
-    // Reading the desk never creates a store; an order does.
-    let store = match cmd {
-        ReviewCommand::List(_) | ReviewCommand::Show(_) => {
-            match Store::open_existing(dir).map_err(CliError::input)? {
-                Some(s) => s,
-                None => {
-                    return Err(CliError::input(format!(
-                        "there is no store in {}: nothing was decided there yet",
-                        dir.display()
-                    )));
-                }
+/// The desk's stores: the audit log (which keeps the orders too) and trust.
+struct Desk {
+    log: Arc<dyn AuditLog + Send + Sync>,
+    book: Arc<dyn OrderBook>,
+    trust: Arc<dyn TrustStore + Send + Sync>,
+}
+
+impl Desk {
+    fn open(place: &Place, reading: bool) -> Result<Self, CliError> {
+        match place {
+            Place::Store(dir) => {
+                // Reading the desk never creates a store; an order does.
+                let store = if reading {
+                    Store::open_existing(dir)
+                        .map_err(CliError::input)?
+                        .ok_or_else(|| {
+                            CliError::input(format!(
+                                "there is no store in {}: nothing was decided there yet",
+                                dir.display()
+                            ))
+                        })?
+                } else {
+                    Store::open(dir).map_err(CliError::input)?
+                };
+                let log = Arc::new(SledAuditLog::new(&store).map_err(CliError::input)?);
+                let trust =
+                    SledTrustStore::new(&store, TrustParams::default()).map_err(CliError::input)?;
+                Ok(Self {
+                    log: log.clone(),
+                    book: log,
+                    trust: Arc::new(trust),
+                })
+            }
+            Place::Database(url) => {
+                let db = Place::connect(url, 2)?;
+                let log = Arc::new(PgAuditLog::new(&db));
+                let trust =
+                    PgTrustStore::new(&db, TrustParams::default()).map_err(CliError::input)?;
+                Ok(Self {
+                    log: log.clone(),
+                    book: log,
+                    trust: Arc::new(trust),
+                })
             }
         }
-        _ => Store::open(dir).map_err(CliError::input)?,
-    };
-    let log = SledAuditLog::new(&store).map_err(CliError::input)?;
-    let trust = SledTrustStore::new(&store, TrustParams::default()).map_err(CliError::input)?;
-    let now = conclave::audit::now();
+    }
+}
+
+pub(super) fn run(cmd: ReviewCommand, place: &Place) -> Result<(), CliError> {
+    let reading = matches!(cmd, ReviewCommand::List(_) | ReviewCommand::Show(_));
+    let desk = Desk::open(place, reading)?;
+    let (log, trust) = (&*desk.log, &*desk.trust);
     match cmd {
-        ReviewCommand::List(a) => list(&store, &log, a.json),
+        ReviewCommand::List(a) => list(&desk, a.json),
         ReviewCommand::Show(a) => {
             let record = log.find(&a.id).map_err(CliError::input)?;
             let version = trust.snapshot().map_err(CliError::input)?.version;
@@ -143,12 +177,12 @@ pub(super) fn run(cmd: ReviewCommand, dir: &Path) -> Result<(), CliError> {
             ))
         }
         ReviewCommand::Decide(a) => {
-            barrier(&trust, &a.actor)?;
+            barrier(trust, &a.actor)?;
             // Checked before anything is written; the override and the outcome it implies are
             // recorded together, then trust learns.
             let done = conclave::audit::record_override(
-                &log,
-                &trust,
+                log,
+                trust,
                 &a.id,
                 &a.answer,
                 &a.actor.by,
@@ -169,102 +203,82 @@ pub(super) fn run(cmd: ReviewCommand, dir: &Path) -> Result<(), CliError> {
             ))
         }
         ReviewCommand::Reweight(a) => {
-            barrier(&trust, &a.actor)?;
-            let mut orders = store.directives().map_err(CliError::input)?;
-            orders
-                .reweight(
-                    &a.agent,
-                    &a.domain,
-                    a.factor,
-                    a.duration.as_secs(),
-                    &a.actor.by,
-                    now,
-                )
-                .map_err(CliError::input)?;
+            barrier(trust, &a.actor)?;
             let detail = format!(
                 "weight x{} for {}",
                 a.factor,
                 humantime::format_duration(a.duration)
             );
             order(
-                &store,
-                &log,
-                &orders,
-                "reweight",
-                &a.domain,
-                Some(&a.agent),
-                &detail,
+                &desk,
+                Order::Reweight {
+                    agent: a.agent.clone(),
+                    domain: a.domain.clone(),
+                    factor: a.factor,
+                    seconds: a.duration.as_secs(),
+                },
                 &a.actor.by,
+                &detail,
             )
         }
         ReviewCommand::Suspend(a) => {
-            barrier(&trust, &a.actor)?;
-            let mut orders = store.directives().map_err(CliError::input)?;
-            orders.suspend(&a.domain, &a.actor.by, &a.reason, now);
+            barrier(trust, &a.actor)?;
             order(
-                &store,
-                &log,
-                &orders,
-                "suspend",
-                &a.domain,
-                None,
-                &a.reason,
+                &desk,
+                Order::Suspend {
+                    domain: a.domain.clone(),
+                    reason: a.reason.clone(),
+                },
                 &a.actor.by,
+                &a.reason,
             )
         }
         ReviewCommand::Resume(a) => {
-            barrier(&trust, &a.actor)?;
-            let mut orders = store.directives().map_err(CliError::input)?;
-            let was = orders.resume(&a.domain).map_err(CliError::input)?;
-            let detail = format!("re-authorised (suspended by {}: {})", was.by, was.reason);
+            barrier(trust, &a.actor)?;
             order(
-                &store,
-                &log,
-                &orders,
-                "resume",
-                &a.domain,
-                None,
-                &detail,
+                &desk,
+                Order::Resume {
+                    domain: a.domain.clone(),
+                },
                 &a.actor.by,
+                "re-authorised",
             )
         }
     }
 }
 
-/// Saves the orders and records the order in the chain.
-#[allow(clippy::too_many_arguments)]
-fn order(
-    store: &Store,
-    log: &SledAuditLog,
-    orders: &conclave::Directives,
-    action: &str,
-    domain: &str,
-    agent: Option<&str>,
-    detail: &str,
-    by: &str,
-) -> Result<(), CliError> {
-    let r = log
-        .append(&Entry::Directive(DirectiveRecord {
-            action: action.to_owned(),
-            domain: domain.to_owned(),
-            agent: agent.map(str::to_owned),
-            detail: detail.to_owned(),
-            by: by.to_owned(),
-            at: conclave::audit::now(),
-        }))
+/// Gives the order: it is in effect exactly when its record is in the chain (one step).
+fn order(desk: &Desk, order: Order, by: &str, detail: &str) -> Result<(), CliError> {
+    let action = match &order {
+        Order::Suspend { .. } => "suspend",
+        Order::Resume { .. } => "resume",
+        Order::Reweight { .. } => "reweight",
+    };
+    let (domain, agent) = match &order {
+        Order::Reweight { agent, domain, .. } => (domain.clone(), Some(agent.clone())),
+        other => (other.domain().to_owned(), None),
+    };
+    let change = order
+        .change(by, conclave::audit::now())
         .map_err(CliError::input)?;
-    store.set_directives(orders).map_err(CliError::input)?;
+    let (after, record) = desk.book.change(change).map_err(CliError::input)?;
+    let (seq, detail) = match &record {
+        Some(r) => match &r.entry {
+            Entry::Directive(d) if action != "reweight" => (r.seq.to_string(), d.detail.clone()),
+            _ => (r.seq.to_string(), detail.to_owned()),
+        },
+        None => ("none".to_owned(), detail.to_owned()),
+    };
     print_text(&format!(
-        "{action} {domain}{}: {detail} (record {}; orders version {})\n",
+        "{action} {domain}{}: {detail} (record {seq}; orders version {})\n",
         agent.map_or_else(String::new, |a| format!(" {a}")),
-        r.seq,
-        orders.version
+        after.version
     ))
 }
 
 /// The causal barrier: an order prepared against an older trust version is refused, naming
 /// what changed since.
-fn barrier(trust: &SledTrustStore, actor: &Actor) -> Result<(), CliError> {
+fn barrier(trust: &dyn TrustStore, actor: &Actor) -> Result<(), CliError> {
     let Some(seen) = actor.seen_version else {
         return Ok(());
     };
@@ -294,8 +308,8 @@ fn barrier(trust: &SledTrustStore, actor: &Actor) -> Result<(), CliError> {
     )))
 }
 
-fn list(store: &Store, log: &SledAuditLog, json: bool) -> Result<(), CliError> {
-    let records = log.records().map_err(CliError::input)?;
+fn list(desk: &Desk, json: bool) -> Result<(), CliError> {
+    let records = desk.log.records().map_err(CliError::input)?;
     let answered: std::collections::BTreeSet<u64> = records
         .iter()
         .filter_map(|r| match &r.entry {
@@ -316,7 +330,7 @@ fn list(store: &Store, log: &SledAuditLog, json: bool) -> Result<(), CliError> {
             _ => None,
         })
         .collect();
-    let orders = store.directives().map_err(CliError::input)?;
+    let orders = desk.book.orders().map_err(CliError::input)?;
     let now = conclave::audit::now();
     if json {
         return print_json(&serde_json::json!({

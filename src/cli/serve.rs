@@ -2,12 +2,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 
 use super::{CliError, Place};
 use conclave::audit::{PgAuditLog, SledAuditLog};
 use conclave::postgres::PgSpend;
+use conclave::serve::http::{HttpLimits, Stopped};
 use conclave::serve::{ServeConfig, ServeState, router};
 use conclave::store::Store;
 use conclave::trust::TrustParams;
@@ -34,6 +36,25 @@ pub(super) struct ServeArgs {
     /// --database).
     #[arg(long, default_value_t = 1000)]
     follow_ms: u64,
+    /// Seconds a client has to send a request's head; also how long a kept-alive connection
+    /// may stay idle.
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
+    header_timeout: f64,
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
+    /// Seconds requests in flight get to finish after SIGTERM or Ctrl-C; connections still
+    /// open then are cut.
+    #[arg(long, default_value_t = 30.0, value_parser = seconds)]
+    shutdown_grace: f64,
+}
+
+/// A positive number of seconds, at most a day.
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds in (0, 86400]")),
+    }
 }
 
 pub(super) fn run(a: &ServeArgs, place: &Place) -> Result<(), CliError> {
@@ -68,17 +89,11 @@ pub(super) fn run(a: &ServeArgs, place: &Place) -> Result<(), CliError> {
                 SledTrustStore::new(&store, TrustParams::default()).map_err(CliError::input)?,
             );
             let log = Arc::new(SledAuditLog::new(&store).map_err(CliError::input)?);
-            // The Director's standing orders: suspensions and reweights hold here too, and a
-            // hand-over that trips the ratchet is kept in the store.
-            let orders = store.directives().map_err(CliError::input)?;
-            let keeper = store;
+            // The Director's standing orders, kept beside the audit log: suspensions and
+            // reweights hold here too, and a hand-over that trips the ratchet is recorded.
+            let director = conclave::Director::kept_in(log.clone()).map_err(CliError::input)?;
             let state = ServeState::new(catalog, trust, log, config)
-                .and_then(|s| {
-                    s.with_director(
-                        conclave::Director::new(orders),
-                        Box::new(move |d| keeper.set_directives(d).map_err(|e| e.to_string())),
-                    )
-                })
+                .and_then(|s| s.with_director(director))
                 .map_err(CliError::input)?;
             (state, false, format!("store {}", dir.display()))
         }
@@ -88,20 +103,12 @@ pub(super) fn run(a: &ServeArgs, place: &Place) -> Result<(), CliError> {
             let trust =
                 Arc::new(PgTrustStore::new(&db, TrustParams::default()).map_err(CliError::input)?);
             let log = Arc::new(PgAuditLog::new(&db));
-            let orders = db.directives().map_err(CliError::input)?;
-            let (keeper, loader) = (db.clone(), db.clone());
+            // One set of orders for every replica on the database.
+            let director = conclave::Director::kept_in(log.clone()).map_err(CliError::input)?;
             let state = ServeState::new(catalog, trust, log, config)
-                .and_then(|s| {
-                    s.with_director(
-                        conclave::Director::new(orders),
-                        Box::new(move |d| keeper.set_directives(d).map_err(|e| e.to_string())),
-                    )
-                })
+                .and_then(|s| s.with_director(director))
                 .and_then(|s| s.with_spend(Arc::new(PgSpend::new(&db))))
-                .map_err(CliError::input)?
-                .with_orders_from(Box::new(move || {
-                    loader.directives().map_err(|e| e.to_string())
-                }));
+                .map_err(CliError::input)?;
             (state, true, format!("database {}", db.describe()))
         }
     };
@@ -131,16 +138,23 @@ pub(super) fn run(a: &ServeArgs, place: &Place) -> Result<(), CliError> {
             tracing::warn!(error = %e, "cannot say in the store where it is served");
         }
         eprintln!("conclave serving on http://{bound} ({place})");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown())
-            .await
-            .map_err(|e| CliError::failed(format!("the server failed: {e}")))
+        let limits = HttpLimits {
+            header_timeout: Duration::from_secs_f64(a.header_timeout),
+            max_connections: a.max_connections as usize,
+            shutdown_grace: Duration::from_secs_f64(a.shutdown_grace),
+        };
+        Ok::<_, CliError>(conclave::serve::http::serve(listener, app, limits, shutdown()).await)
     });
     if let Some(store) = &announce {
         store.withdraw_server();
     }
-    served?;
-    eprintln!("conclave stopped: decisions in flight finished");
+    match served? {
+        Stopped::Drained => eprintln!("conclave stopped: decisions in flight finished"),
+        Stopped::Cut => eprintln!(
+            "conclave stopped: connections still open after {} s were cut (a decision cut before its record was written is not recorded)",
+            a.shutdown_grace
+        ),
+    }
     Ok(())
 }
 

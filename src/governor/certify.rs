@@ -23,6 +23,10 @@ pub(super) struct Vote<'a> {
     pub(super) temper: f64,
 }
 
+/// Decisions with more options than this stop early only when the uncast weight cannot
+/// change the winner (no probabilistic certificate).
+pub(super) const PROBABLE_OPTIONS: usize = 8;
+
 /// Whether the fan-out can stop after the ballots in `casts`, with `unasked` seats left.
 pub(super) fn check(vote: &Vote<'_>, casts: &[Cast], unasked: &[&Seat]) -> Option<Stop> {
     let Vote {
@@ -90,6 +94,12 @@ pub(super) fn check(vote: &Vote<'_>, casts: &[Cast], unasked: &[&Seat]) -> Optio
             let gap = scores[leader] - runner.map_or(0.0, |r| scores[r]);
             if gap > remaining {
                 return Some(Stop::Certified);
+            }
+            // The probabilistic certificate costs about 4,000·k² per reply (k possible truths,
+            // each sampled): beyond a few options only the exact one above is given, so that
+            // one request with many options cannot hold a worker.
+            if k > PROBABLE_OPTIONS {
+                return None;
             }
             let delta = policy.early_stop_risk?;
             let rest: Vec<(f64, f64)> = unasked

@@ -274,7 +274,12 @@ impl Inner {
                         usd: reply.cost_usd,
                     });
                 }
-                let ballot = sanitize(&member.spec, decision, reply.ballot);
+                let ballot = sanitize(
+                    &member.spec,
+                    decision,
+                    self.policy.limits.dimensions,
+                    reply.ballot,
+                );
                 Some((
                     ballot,
                     (t, u64::from(reply.tokens_in)),

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::audit::DirectiveRecord;
+
 /// More hand-overs than this within [`RATCHET_WINDOW_SECS`] suspend a domain.
 pub const RATCHET_HANDOVERS: usize = 3;
 
@@ -77,6 +79,119 @@ pub enum DirectorError {
     /// The domain is not suspended.
     #[error("domain \"{0}\" is not suspended")]
     NotSuspended(String),
+    /// A name or reason that cannot be recorded (empty, too long, control characters).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// An order of the Director, as the CLI's `review` and the HTTP `/v1/orders` route give it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Order {
+    /// Every decision in `domain` goes to a human until resumed.
+    Suspend {
+        /// The domain.
+        domain: String,
+        /// Why (recorded).
+        reason: String,
+    },
+    /// Re-authorises a suspended domain (also after the ratchet).
+    Resume {
+        /// The domain.
+        domain: String,
+    },
+    /// Multiplies `agent`'s weight in `domain` by `factor` for `seconds`.
+    Reweight {
+        /// The agent.
+        agent: String,
+        /// The domain.
+        domain: String,
+        /// The factor, in `[0, 10]`.
+        factor: f64,
+        /// For how long.
+        seconds: u64,
+    },
+}
+
+/// A name given in an order or recorded with it: 1–128 printable characters.
+fn check_name(what: &str, name: &str) -> Result<(), DirectorError> {
+    let n = name.chars().count();
+    if n == 0 || n > 128 || name.chars().any(char::is_control) || name.trim() != name {
+        return Err(DirectorError::Invalid(format!(
+            "{what} has 1 to 128 printable characters, without spaces around (not {:?})",
+            crate::ballot::printable(name, 40)
+        )));
+    }
+    Ok(())
+}
+
+impl Order {
+    /// The domain the order concerns.
+    pub fn domain(&self) -> &str {
+        match self {
+            Self::Suspend { domain, .. }
+            | Self::Resume { domain }
+            | Self::Reweight { domain, .. } => domain,
+        }
+    }
+
+    /// The order given by `by` at `now`, as a change of the orders with its audit record.
+    ///
+    /// # Errors
+    /// A name that cannot be recorded (empty, over 128 characters, control characters), a
+    /// reason over 2,000 characters.
+    pub fn change(self, by: &str, now: u64) -> Result<Change, DirectorError> {
+        check_name("who gives an order", by)?;
+        check_name("a domain", self.domain())?;
+        if let Self::Reweight { agent, .. } = &self {
+            check_name("an agent", agent)?;
+        }
+        if let Self::Suspend { reason, .. } = &self
+            && (reason.chars().count() > 2000 || reason.trim().is_empty())
+        {
+            return Err(DirectorError::Invalid(
+                "a reason has 1 to 2,000 characters".to_owned(),
+            ));
+        }
+        let by = by.to_owned();
+        Ok(Arc::new(move |o: &mut Directives| {
+            let record = |action: &str, agent: Option<&String>, detail: String| DirectiveRecord {
+                action: action.to_owned(),
+                domain: self.domain().to_owned(),
+                agent: agent.cloned(),
+                detail,
+                by: by.clone(),
+                at: now,
+            };
+            Ok(Some(match &self {
+                Self::Suspend { domain, reason } => {
+                    o.suspend(domain, &by, reason, now);
+                    record("suspend", None, reason.clone())
+                }
+                Self::Resume { domain } => {
+                    let was = o.resume(domain)?;
+                    record(
+                        "resume",
+                        None,
+                        format!("re-authorised (suspended by {}: {})", was.by, was.reason),
+                    )
+                }
+                Self::Reweight {
+                    agent,
+                    domain,
+                    factor,
+                    seconds,
+                } => {
+                    o.reweight(agent, domain, *factor, *seconds, &by, now)?;
+                    record(
+                        "reweight",
+                        Some(agent),
+                        format!("weight x{factor} for {seconds} s"),
+                    )
+                }
+            }))
+        }))
+    }
 }
 
 impl Directives {
@@ -167,6 +282,10 @@ impl Directives {
         let times = self.handovers.entry(domain.to_owned()).or_default();
         times.retain(|&t| t.saturating_add(RATCHET_WINDOW_SECS) > now);
         times.push(now);
+        // Only whether the count passed the limit matters: the newest few are kept.
+        if times.len() > KEPT_HANDOVERS {
+            times.drain(..times.len() - KEPT_HANDOVERS);
+        }
         let count = times.len();
         self.version += 1;
         if count > RATCHET_HANDOVERS && !self.suspended.contains_key(domain) {
@@ -174,7 +293,7 @@ impl Directives {
                 domain,
                 RATCHET,
                 &format!(
-                    "{count} decisions went to a human within 72 h (more than {RATCHET_HANDOVERS}); re-authorise with `conclave review resume --domain {domain}`"
+                    "more than {RATCHET_HANDOVERS} decisions went to a human within 72 h; re-authorise with `conclave review resume --domain {domain}`"
                 ),
                 now,
             );
@@ -184,12 +303,66 @@ impl Directives {
     }
 }
 
+/// Why the Director's orders could not be changed or kept.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OrdersError {
+    /// The order cannot be given (a bad factor, a domain not suspended…).
+    #[error(transparent)]
+    Order(#[from] DirectorError),
+    /// The store or database holding the orders failed; nothing changed.
+    #[error("the Director's orders cannot be kept: {0}")]
+    Book(String),
+}
+
+#[cfg(feature = "postgres")]
+impl From<crate::postgres::DbError> for OrdersError {
+    fn from(e: crate::postgres::DbError) -> Self {
+        Self::Book(e.to_string())
+    }
+}
+
+/// A change of the orders: it changes them in place and returns the audit record of the
+/// order it gives (`None` for a change that is no order, such as counting a hand-over).
+pub type Change =
+    Arc<dyn Fn(&mut Directives) -> Result<Option<DirectiveRecord>, DirectorError> + Send + Sync>;
+
+/// Where the orders are kept: one state shared by every process and replica on the store or
+/// database, changed together with the audit record of each order (the audit logs of the
+/// sled store and PostgreSQL keep them, so an order is in effect exactly when it is recorded).
+pub trait OrderBook: std::fmt::Debug + Send + Sync {
+    /// The orders kept.
+    ///
+    /// # Errors
+    /// The store cannot be read, or holds unreadable orders.
+    fn orders(&self) -> Result<Directives, OrdersError>;
+
+    /// Reads the orders, applies `change` and, if it changed them, keeps the result and
+    /// appends the record it returns, in one atomic step (a concurrent change by another
+    /// replica is not lost: the change runs again on its result). The orders after, and the
+    /// appended record.
+    ///
+    /// # Errors
+    /// The order cannot be given, or the store failed (then nothing changed).
+    fn change(
+        &self,
+        change: Change,
+    ) -> Result<(Directives, Option<crate::audit::AuditRecord>), OrdersError>;
+}
+
+/// Most hand-over times kept per domain: the ratchet only needs to know whether more than
+/// [`RATCHET_HANDOVERS`] fell in its window, so the orders stay small however many
+/// decisions go to a human.
+const KEPT_HANDOVERS: usize = RATCHET_HANDOVERS + 1;
+
 /// The Director's orders, shared with the Governors built with it. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Director {
     orders: Arc<watch::Sender<Arc<Directives>>>,
     /// Serialises changes (read, change, publish).
     changing: Arc<std::sync::Mutex<()>>,
+    /// Where the orders are kept, if anywhere but in this process.
+    book: Option<Arc<dyn OrderBook>>,
 }
 
 impl Default for Director {
@@ -199,12 +372,25 @@ impl Default for Director {
 }
 
 impl Director {
-    /// A Director starting from these orders.
+    /// A Director starting from these orders, kept in this process only.
     pub fn new(directives: Directives) -> Self {
         Self {
             orders: Arc::new(watch::Sender::new(Arc::new(directives))),
             changing: Arc::default(),
+            book: None,
         }
+    }
+
+    /// A Director whose orders are kept in `book` (shared with every other process on it).
+    ///
+    /// # Errors
+    /// The book cannot be read.
+    pub fn kept_in(book: Arc<dyn OrderBook>) -> Result<Self, OrdersError> {
+        let orders = book.orders()?;
+        Ok(Self {
+            book: Some(book),
+            ..Self::new(orders)
+        })
     }
 
     /// The current orders.
@@ -212,36 +398,160 @@ impl Director {
         self.orders.borrow().clone()
     }
 
-    /// Changes the orders (every Governor sees the change from its next decision on).
-    pub fn change<T>(&self, f: impl FnOnce(&mut Directives) -> T) -> T {
+    /// Gives an order: `change` applied to the orders, kept with its audit record in the
+    /// book if there is one (then on the book's current orders, so that no replica's change
+    /// is lost). The record appended, if any (none without a book).
+    ///
+    /// # Errors
+    /// The order cannot be given, or the book failed (nothing changed).
+    pub fn give(&self, change: Change) -> Result<Option<crate::audit::AuditRecord>, OrdersError> {
         // A poisoned lock only means an earlier change panicked: the orders are whole.
         let _guard = self
             .changing
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut next = (*self.current()).clone();
-        let out = f(&mut next);
-        self.orders.send_replace(Arc::new(next));
-        out
+        match &self.book {
+            Some(book) => {
+                let (after, record) = book.change(change)?;
+                self.publish(after);
+                Ok(record)
+            }
+            None => {
+                let mut next = (*self.current()).clone();
+                change(&mut next)?;
+                self.orders.send_replace(Arc::new(next));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Gives `order` as `by` at `now`: the record appended (none without a book).
+    ///
+    /// # Errors
+    /// The order cannot be given, or the book failed (nothing changed).
+    pub fn order(
+        &self,
+        order: Order,
+        by: &str,
+        now: u64,
+    ) -> Result<Option<crate::audit::AuditRecord>, OrdersError> {
+        self.give(order.change(by, now)?)
+    }
+
+    /// Whether the orders are kept in a book (shared, recorded) or in this process only.
+    pub fn is_kept(&self) -> bool {
+        self.book.is_some()
+    }
+
+    /// Takes up the orders kept in the book, if another process changed them.
+    ///
+    /// # Errors
+    /// The book cannot be read.
+    pub fn refresh(&self) -> Result<(), OrdersError> {
+        if let Some(book) = &self.book {
+            let theirs = book.orders()?;
+            let _guard = self
+                .changing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.publish(theirs);
+        }
+        Ok(())
+    }
+
+    /// Counts a hand-over to a human in `domain` at `now` towards the ratchet; when it trips,
+    /// the suspension is an order, recorded. The suspension, if this hand-over tripped it.
+    ///
+    /// # Errors
+    /// The book failed.
+    pub fn hand_over(&self, domain: &str, now: u64) -> Result<Option<Suspension>, OrdersError> {
+        // The change may run more than once (a book retries it on a concurrent change): the
+        // last run is the one kept.
+        let tripped = Arc::new(std::sync::Mutex::new(None));
+        let (out, domain) = (tripped.clone(), domain.to_owned());
+        self.give(Arc::new(move |o: &mut Directives| {
+            let s = o.handover(&domain, now);
+            let record = s.as_ref().map(|s| ratchet_record(&domain, s));
+            *out.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = s;
+            Ok(record)
+        }))?;
+        Ok(tripped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take())
+    }
+
+    /// Publishes `orders` unless what is published is as new.
+    fn publish(&self, orders: Directives) {
+        if orders.version != self.current().version || orders != *self.current() {
+            self.orders.send_replace(Arc::new(orders));
+        }
     }
 }
 
-/// The audit entry for what a decision did to the orders, if anything: a hand-over that
-/// tripped the ratchet in `domain` suspended it, and that suspension is an order.
-pub fn ratchet_entry(
-    before: &Directives,
-    after: &Directives,
-    domain: &str,
-) -> Option<crate::audit::DirectiveRecord> {
-    match (before.suspension(domain), after.suspension(domain)) {
-        (None, Some(s)) => Some(crate::audit::DirectiveRecord {
-            action: "ratchet".to_owned(),
-            domain: domain.to_owned(),
-            agent: None,
-            detail: s.reason.clone(),
-            by: s.by.clone(),
-            at: s.since,
-        }),
-        _ => None,
+/// The audit record of a suspension by the ratchet.
+fn ratchet_record(domain: &str, s: &Suspension) -> DirectiveRecord {
+    DirectiveRecord {
+        action: "ratchet".to_owned(),
+        domain: domain.to_owned(),
+        agent: None,
+        detail: s.reason.clone(),
+        by: s.by.clone(),
+        at: s.since,
+    }
+}
+
+/// Orders kept in this process beside a [`MemoryAuditLog`](crate::audit::MemoryAuditLog)
+/// (tests, embedding): the same contract as the stores' books.
+#[derive(Debug)]
+pub struct MemoryOrderBook {
+    orders: std::sync::Mutex<Directives>,
+    log: Arc<crate::audit::MemoryAuditLog>,
+}
+
+impl MemoryOrderBook {
+    /// A book starting from `orders`, recording orders in `log`.
+    pub fn new(orders: Directives, log: Arc<crate::audit::MemoryAuditLog>) -> Self {
+        Self {
+            orders: std::sync::Mutex::new(orders),
+            log,
+        }
+    }
+}
+
+impl OrderBook for MemoryOrderBook {
+    fn orders(&self) -> Result<Directives, OrdersError> {
+        Ok(self
+            .orders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone())
+    }
+
+    fn change(
+        &self,
+        change: Change,
+    ) -> Result<(Directives, Option<crate::audit::AuditRecord>), OrdersError> {
+        use crate::audit::AuditLog as _;
+        let mut orders = self
+            .orders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut next = orders.clone();
+        let entry = change(&mut next)?;
+        if next == *orders {
+            return Ok((next, None));
+        }
+        let record = match entry {
+            Some(e) => Some(
+                self.log
+                    .append(&crate::audit::Entry::Directive(e))
+                    .map_err(|e| OrdersError::Book(e.to_string()))?,
+            ),
+            None => None,
+        };
+        *orders = next.clone();
+        Ok((next, record))
     }
 }

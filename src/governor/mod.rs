@@ -38,7 +38,7 @@ pub mod spend;
 
 pub use builder::{GovernorBuildError, GovernorBuilder};
 pub use deliberate::{RoundRecord, overturned};
-pub use director::{Directives, Director};
+pub use director::{Directives, Director, MemoryOrderBook, Order, OrderBook, OrdersError};
 pub use router::PolicyRouter;
 
 use std::collections::BTreeMap;
@@ -84,6 +84,10 @@ pub enum GovernorError {
     /// The verdict could not be recorded.
     #[error("the verdict could not be recorded: {0}")]
     Audit(#[from] crate::audit::AuditError),
+    /// Something the decision needs besides the agents failed (the budget account): no
+    /// verdict was reached or recorded; the decision may be asked again.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// What happens to a decision that needs a human: a hook the application implements (a
@@ -866,12 +870,7 @@ impl Inner {
                 kind: decision.kind.as_str().to_owned(),
             });
         }
-        if matches!(decision.kind, Kind::Choice | Kind::Ranking) && decision.options.is_empty() {
-            return Err(GovernorError::Invalid(
-                "a choice or ranking decision needs options".to_owned(),
-            ));
-        }
-        decision.check_scale().map_err(GovernorError::Invalid)
+        decision.check(&p.limits).map_err(GovernorError::Invalid)
     }
 
     /// Governs one decision: seat the agents, fly the calls, count, classify, conclude.
@@ -917,12 +916,13 @@ impl Inner {
             .director
             .as_ref()
             .and_then(|d| d.current().suspension(&decision.domain).cloned());
-        let outcome = classify(&Classify {
+        let Classified { outcome, own } = classify(&Classify {
             policy: p,
             suspended: suspended.as_ref(),
             stop,
             calls: casts.len(),
             failed: failures(&casts),
+            starved: f.budget_blocked || f.out_of_time,
             members: seating.members,
             lost: seating.lost,
             alarm: pool.map(|r| r.alarm),
@@ -951,7 +951,19 @@ impl Inner {
             rounds,
             left_out: seating.left_out.clone(),
         };
-        let verdict = self.conclude(&decision, verdict).await;
+        // A decision that reached no verdict because the budget account failed is not
+        // recorded as a hand-over: the caller is told to try again.
+        if let Some(e) = &f.account_failed
+            && matches!(
+                verdict.outcome,
+                Outcome::Human { .. } | Outcome::Refused { .. }
+            )
+        {
+            return Err(GovernorError::Unavailable(format!(
+                "the budget account failed: {e}"
+            )));
+        }
+        let (verdict, own) = self.conclude(&decision, verdict, own).await;
         // The decision's metrics, one event (a metrics layer of `tracing` can count them).
         tracing::info!(
             decision = %verdict.decision,
@@ -974,6 +986,22 @@ impl Inner {
             }
             let entry = Entry::Decision(Box::new(record));
             append_off_worker(log, entry).await?;
+        }
+        // Only a recorded hand-over for the decision's own reasons counts towards the ratchet.
+        if own
+            && matches!(verdict.outcome, Outcome::Human { .. })
+            && let Some(d) = &self.director
+        {
+            match d.hand_over(&decision.domain, crate::audit::now()) {
+                Ok(Some(s)) => {
+                    tracing::warn!(domain = %decision.domain, reason = %s.reason, "autonomy suspended by the ratchet");
+                }
+                Ok(None) => {}
+                // The verdict stands and is recorded; the count misses one hand-over.
+                Err(e) => {
+                    tracing::warn!(domain = %decision.domain, error = %e, "a hand-over could not be counted");
+                }
+            }
         }
         Ok(verdict)
     }
@@ -1010,6 +1038,7 @@ impl Inner {
             reserved_tokens: 0,
             reserved_cost: 0.0,
             budget_blocked: false,
+            account_failed: None,
             out_of_time: false,
             casts: Vec::new(),
             tokens: 0,
@@ -1135,7 +1164,11 @@ impl Inner {
                 self.record_latency(latency);
                 let t = u64::from(r.tokens_in) + u64::from(r.tokens_out);
                 f.tokens_in += u64::from(r.tokens_in);
-                (sanitize(spec, &f.decision, r.ballot), t, r.cost_usd)
+                (
+                    sanitize(spec, &f.decision, self.policy.limits.dimensions, r.ballot),
+                    t,
+                    r.cost_usd,
+                )
             }
             Err(Failed { reason, cause }) => {
                 let mut b = Ballot::abstain(spec.id.clone(), reason);
@@ -1376,8 +1409,14 @@ impl Inner {
     }
 
     /// Arbitration and escalation: an arbitrated verdict gets the arbiter's ruling (or goes
-    /// to a human), a human one goes through the escalation hook.
-    async fn conclude(&self, decision: &Arc<Decision>, mut verdict: Verdict) -> Verdict {
+    /// to a human), a human one goes through the escalation hook. With the verdict, whether
+    /// a hand-over is for the decision's own reasons (an arbiter that could not rule is not).
+    async fn conclude(
+        &self,
+        decision: &Arc<Decision>,
+        mut verdict: Verdict,
+        mut own: bool,
+    ) -> (Verdict, bool) {
         if let Outcome::Arbitrated { arbiter, .. } = &verdict.outcome {
             let arbiter = arbiter.clone();
             let ruling = self.arbitrate(decision, &verdict).await;
@@ -1390,21 +1429,18 @@ impl Inner {
             verdict.ruling = ruling;
             verdict.outcome = match words {
                 Some(ruling) => Outcome::Arbitrated { arbiter, ruling },
-                None => Outcome::Human {
-                    reason: format!("the arbiter {arbiter} could not rule in its time"),
-                },
+                None => {
+                    own = false;
+                    Outcome::Human {
+                        reason: format!("the arbiter {arbiter} could not rule in its time"),
+                    }
+                }
             };
         }
         if matches!(verdict.outcome, Outcome::Human { .. }) {
             verdict = self.escalation.escalate(decision, verdict).await;
         }
-        if matches!(verdict.outcome, Outcome::Human { .. })
-            && let Some(d) = &self.director
-            && let Some(s) = d.change(|o| o.handover(&decision.domain, crate::audit::now()))
-        {
-            tracing::warn!(domain = %decision.domain, reason = %s.reason, "autonomy suspended by the ratchet");
-        }
-        verdict
+        (verdict, own)
     }
 
     /// Asks the arbiter within the arbitration budget; its ruling, or `None` if it failed,
@@ -1442,7 +1478,12 @@ impl Inner {
                 usd: reply.cost_usd,
             });
         }
-        let mut ruling = sanitize(&arbiter.spec, decision, reply.ballot);
+        let mut ruling = sanitize(
+            &arbiter.spec,
+            decision,
+            self.policy.limits.dimensions,
+            reply.ballot,
+        );
         match &mut ruling.answer {
             Answer::Choice(_) | Answer::Ranking(_) => Some(ruling),
             // The arbiter rules between the positions given: a number outside the ballots'
@@ -1476,8 +1517,8 @@ impl Inner {
     }
 
     /// Reserves one call of `spec` in the policy's `[budget.total]`: `Ok(None)` when the
-    /// policy has none, `Err` when the call does not fit (or the account failed).
-    fn hold(&self, spec: &AgentSpec, prompt_tokens: u32) -> Result<Option<spend::Hold>, ()> {
+    /// policy has none, `Err` when the call does not fit or the account failed.
+    fn hold(&self, spec: &AgentSpec, prompt_tokens: u32) -> Result<Option<spend::Hold>, Short> {
         let Some(total) = self.policy.budget.total else {
             return Ok(None);
         };
@@ -1486,9 +1527,11 @@ impl Inner {
             usd: spec.call_cost(prompt_tokens),
         };
         let scope = spend::scope(self.policy.id(), total.window_s, crate::audit::now());
-        spend::Hold::take(&self.spend, scope, charge, spend::cap(&total))
-            .map(Some)
-            .ok_or(())
+        match spend::Hold::take(&self.spend, scope, charge, spend::cap(&total)) {
+            Ok(Some(hold)) => Ok(Some(hold)),
+            Ok(None) => Err(Short::Budget),
+            Err(e) => Err(Short::Account(e.to_string())),
+        }
     }
 
     /// Launches up to `n` more seats as one wave, projecting the budget (`spent` so far plus
@@ -1520,9 +1563,15 @@ impl Inner {
                 f.budget_blocked = true;
                 break;
             }
-            let Ok(hold) = self.hold(spec, f.prompt_tokens) else {
-                f.budget_blocked = true;
-                break;
+            let hold = match self.hold(spec, f.prompt_tokens) {
+                Ok(hold) => hold,
+                Err(short) => {
+                    f.budget_blocked = true;
+                    if let Short::Account(e) = short {
+                        f.account_failed = Some(e);
+                    }
+                    break;
+                }
             };
             if !wave_started {
                 f.waves += 1;
@@ -1702,6 +1751,9 @@ struct Flight {
     reserved_cost: f64,
     /// The next call would have exceeded the budget.
     budget_blocked: bool,
+    /// The budget account could not be used (its error): an infrastructure failure, not a
+    /// spent budget.
+    account_failed: Option<String>,
     /// The decision's deadline has passed: nobody more is asked.
     out_of_time: bool,
     /// Every ballot so far, in the order they arrived.
@@ -1743,6 +1795,24 @@ struct Counted {
     confidence: f64,
 }
 
+/// Why a call could not be reserved in `[budget.total]`.
+enum Short {
+    /// It does not fit in what is left.
+    Budget,
+    /// The account failed (its error).
+    Account(String),
+}
+
+/// An outcome, and whether a hand-over to a human is for the decision's own reasons (weak
+/// consensus, a quorum missed by the agents that answered, a lost majority, an alarmed
+/// monitor) and so counts towards the Director's ratchet. Hand-overs caused by the
+/// infrastructure (failed or timed-out calls, a spent budget or a failed account, a failed
+/// tally, a suspended domain) do not: they say nothing about the pool's judgement.
+struct Classified {
+    outcome: Outcome,
+    own: bool,
+}
+
 /// Everything the outcome of a decision depends on.
 struct Classify<'a> {
     policy: &'a Policy,
@@ -1751,6 +1821,8 @@ struct Classify<'a> {
     stop: Stop,
     calls: usize,
     failed: usize,
+    /// Seats were left unasked for want of budget or time.
+    starved: bool,
     /// Pool members in the domain, and how many of them are lost (quarantined, ejected,
     /// below the floor, likely turned).
     members: usize,
@@ -1765,85 +1837,118 @@ struct Classify<'a> {
 /// The outcome of a counted decision, in order of precedence: a halted decision, a lost
 /// majority, an alarmed monitor, a failed tally, a missing quorum, no supermajority, too
 /// little confidence for anyone but a human, for the vote alone, or firm enough.
-fn classify(c: &Classify<'_>) -> Outcome {
+fn classify(c: &Classify<'_>) -> Classified {
     let p = c.policy;
     let t = &p.thresholds;
     let confidence = c.counted.confidence;
-    let escalate = |reason: String| {
-        if p.human {
+    let escalate = |own: bool, reason: String| Classified {
+        outcome: if p.human {
             Outcome::Human { reason }
         } else {
             Outcome::Refused { reason }
-        }
+        },
+        own,
     };
     if let Some(s) = c.suspended {
         // Suspended autonomy goes to a person even under a policy that would refuse.
-        return Outcome::Human {
-            reason: format!(
-                "autonomy is suspended in this domain by {}: {}",
-                s.by, s.reason
-            ),
+        return Classified {
+            outcome: Outcome::Human {
+                reason: format!(
+                    "autonomy is suspended in this domain by {}: {}",
+                    s.by, s.reason
+                ),
+            },
+            own: false,
         };
     }
     if c.stop == Stop::Halted {
-        return escalate(format!(
-            "supervisor halted the decision: {} of {} calls failed or timed out",
-            c.failed, c.calls
-        ));
+        return escalate(
+            false,
+            format!(
+                "supervisor halted the decision: {} of {} calls failed or timed out",
+                c.failed, c.calls
+            ),
+        );
     }
     if c.members > 0 && c.lost as f64 > p.lost_majority * c.members as f64 + 1e-9 {
-        return escalate(format!(
-            "the pool has lost its majority: {} of {} agents are quarantined, ejected or likely turned (bound {:.0}%)",
-            c.lost,
-            c.members,
-            100.0 * p.lost_majority
-        ));
+        return escalate(
+            true,
+            format!(
+                "the pool has lost its majority: {} of {} agents are quarantined, ejected or likely turned (bound {:.0}%)",
+                c.lost,
+                c.members,
+                100.0 * p.lost_majority
+            ),
+        );
     }
     if let (Some(limit), Some(alarm)) = (p.verdict_alarm, c.alarm)
         && alarm >= limit
     {
-        return escalate(format!(
-            "recent verdicts in this domain were wrong far more often than their confidence said (monitor {alarm:.1}, limit {limit}): the pool's trust no longer describes it"
-        ));
+        return escalate(
+            true,
+            format!(
+                "recent verdicts in this domain were wrong far more often than their confidence said (monitor {alarm:.1}, limit {limit}): the pool's trust no longer describes it"
+            ),
+        );
     }
     if let Some(e) = &c.counted.tally_error {
-        return escalate(format!("the tally failed: {e}"));
+        return escalate(false, format!("the tally failed: {e}"));
     }
     let q = &c.quorum;
     let Some(result) = c.counted.result.as_ref().filter(|_| q.met) else {
-        return escalate(format!(
-            "no quorum: {} of {} required ballots (weight share {} of {}, {} of {} effective voters)",
-            q.ballots,
-            c.need,
-            crate::ballot::fixed(q.share, 2),
-            crate::ballot::fixed(p.quorum_weight_share, 2),
-            crate::ballot::fixed(q.n_eff, 2),
-            crate::ballot::fixed(p.quorum_n_eff, 2)
-        ));
+        // A quorum the answering agents missed is the decision's own; one missed because
+        // calls failed or seats went unasked for want of budget or time is not.
+        return escalate(
+            c.failed == 0 && !c.starved,
+            format!(
+                "no quorum: {} of {} required ballots (weight share {} of {}, {} of {} effective voters)",
+                q.ballots,
+                c.need,
+                crate::ballot::fixed(q.share, 2),
+                crate::ballot::fixed(p.quorum_weight_share, 2),
+                crate::ballot::fixed(q.n_eff, 2),
+                crate::ballot::fixed(p.quorum_n_eff, 2)
+            ),
+        );
     };
     if result.winners.as_ref().is_some_and(Vec::is_empty) {
-        return escalate("no option reached the required supermajority".to_owned());
+        return escalate(
+            true,
+            "no option reached the required supermajority".to_owned(),
+        );
     }
     if confidence < t.human {
-        return escalate(format!(
-            "confidence {confidence:.2} below the human threshold {}",
-            t.human
-        ));
+        return escalate(
+            true,
+            format!(
+                "confidence {confidence:.2} below the human threshold {}",
+                t.human
+            ),
+        );
     }
     if confidence < t.arbitrate {
         return match &p.arbiter {
-            Some(a) => Outcome::Arbitrated {
-                arbiter: a.clone(),
-                ruling: String::new(),
+            Some(a) => Classified {
+                outcome: Outcome::Arbitrated {
+                    arbiter: a.clone(),
+                    ruling: String::new(),
+                },
+                own: true,
             },
-            None => escalate(format!(
-                "confidence {confidence:.2} below the arbitration threshold {} and no arbiter",
-                t.arbitrate
-            )),
+            None => escalate(
+                true,
+                format!(
+                    "confidence {confidence:.2} below the arbitration threshold {} and no arbiter",
+                    t.arbitrate
+                ),
+            ),
         };
     }
-    Outcome::Decided {
-        weak: confidence < t.accept,
+    Classified {
+        outcome: Outcome::Decided {
+            weak: confidence < t.accept,
+        },
+        own: false,
     }
 }
 
@@ -2026,7 +2131,12 @@ fn median(xs: &mut [Duration]) -> Option<Duration> {
 
 /// A reply counts only as what it claims to be: the agent id is the seat's, and an answer
 /// that does not fit the decision becomes an abstention (`malformed`), never a vote.
-fn sanitize(spec: &AgentSpec, decision: &Decision, mut ballot: Ballot) -> Ballot {
+fn sanitize(
+    spec: &AgentSpec,
+    decision: &Decision,
+    dimensions: usize,
+    mut ballot: Ballot,
+) -> Ballot {
     ballot.agent.clone_from(&spec.id);
     let fits = match (&ballot.answer, decision.kind) {
         (Answer::Abstain(_), _) => true,
@@ -2037,7 +2147,9 @@ fn sanitize(spec: &AgentSpec, decision: &Decision, mut ballot: Ballot) -> Ballot
                 && r.iter().collect::<std::collections::BTreeSet<_>>().len() == r.len()
         }
         (Answer::Score(v), Kind::Score) => decision.on_scale(*v),
-        (Answer::Vector(v), Kind::Vector) => !v.is_empty() && v.iter().all(|x| x.is_finite()),
+        (Answer::Vector(v), Kind::Vector) => {
+            !v.is_empty() && v.len() <= dimensions && v.iter().all(|x| x.is_finite())
+        }
         _ => false,
     };
     if fits {

@@ -137,25 +137,28 @@ impl std::fmt::Debug for Hold {
 }
 
 impl Hold {
-    /// Reserves `charge` in `scope` under `cap`: `None` when it does not fit or the account
-    /// failed (then the call is not made).
+    /// Reserves `charge` in `scope` under `cap`: `Ok(None)` when it does not fit (then the
+    /// call is not made).
+    ///
+    /// # Errors
+    /// The account failed (nor is the call made then).
     pub(crate) fn take(
         account: &std::sync::Arc<dyn SpendAccount>,
         scope: String,
         charge: Charge,
         cap: Charge,
-    ) -> Option<Self> {
+    ) -> Result<Option<Self>, SpendError> {
         match account.reserve(&scope, charge, cap) {
-            Ok(true) => Some(Self {
+            Ok(true) => Ok(Some(Self {
                 account: account.clone(),
                 scope,
                 charge,
                 settled: false,
-            }),
-            Ok(false) => None,
+            })),
+            Ok(false) => Ok(None),
             Err(e) => {
                 tracing::warn!(scope, error = %e, "no call made: the budget account failed");
-                None
+                Err(e)
             }
         }
     }

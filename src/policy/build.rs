@@ -156,6 +156,7 @@ impl Draft {
                 lost_majority: 0.5,
                 verdict_alarm: None,
                 deliberation: None,
+                limits: crate::decision::Limits::default(),
                 audit: AuditLevel::default(),
                 source: PathBuf::new(),
                 hash: String::new(),

@@ -479,6 +479,7 @@ pub struct Policy {
     /// Deliberation rounds, if the policy deliberates.
     #[serde(skip)]
     pub(crate) deliberation: Option<Deliberation>,
+    pub(crate) limits: crate::decision::Limits,
     /// Audit level.
     #[serde(skip)]
     pub(crate) audit: AuditLevel,
@@ -603,6 +604,11 @@ impl Policy {
     /// and waited for.
     pub fn measure_provisional(&self) -> bool {
         self.measure_provisional
+    }
+
+    /// The largest decision this policy takes.
+    pub fn limits(&self) -> crate::decision::Limits {
+        self.limits
     }
 
     /// The arbiter agent.
@@ -1245,6 +1251,7 @@ fn draft_of(
         draft.policy.measure_provisional = a.measure_provisional;
     }
     draft.policy.deliberation = raw.deliberation.as_ref().map(|d| *d.get_ref());
+    draft.policy.limits = raw.limits.unwrap_or_default();
     draft.policy.audit = raw.audit.unwrap_or_default();
     (draft, rule_ok)
 }

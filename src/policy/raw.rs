@@ -347,6 +347,10 @@ pub struct RawPolicy {
     /// Who is let in by trust.
     #[serde(default)]
     pub admission: Option<Admission>,
+    /// The largest decision this policy takes (requests beyond are refused before any agent
+    /// is called).
+    #[serde(default)]
+    pub limits: Option<crate::decision::Limits>,
     /// What happens when consensus is too weak.
     #[serde(default)]
     #[schemars(with = "Option<Escalation>")]

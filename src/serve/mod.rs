@@ -20,6 +20,7 @@
 //! limited (1 MiB by default). Trust and the audit log are the store's traits, so the same
 //! router serves any backend.
 
+pub mod http;
 mod metrics;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -41,7 +42,7 @@ use crate::aggregate::Kind;
 use crate::audit::{AuditLog, OutcomeError};
 use crate::decision::{Decision, Outcome, Truth, Verdict};
 use crate::governor::Governor;
-use crate::governor::director::{Directives, Director};
+use crate::governor::director::Director;
 use crate::policy::Catalog;
 use crate::trust::TrustState;
 use crate::trust::ledger::LedgerParams;
@@ -50,9 +51,22 @@ use crate::trust::store::TrustStore;
 /// Idempotency keys remembered (the oldest is forgotten first).
 const IDEMPOTENCY_KEYS: usize = 10_000;
 
-/// Verdicts by idempotency key, and the keys in the order they came (the oldest is forgotten
-/// first).
-type Remembered = (HashMap<String, Arc<Verdict>>, VecDeque<String>);
+/// Verdicts by idempotency key with the request they answered, and the keys in the order they
+/// came (the oldest is forgotten first).
+type Remembered = (HashMap<String, (Arc<Verdict>, String)>, VecDeque<String>);
+
+/// What an idempotency key promises to answer: the policy, the question, the domain, the
+/// kind and the options (a key reused with another request is refused, as the IETF
+/// Idempotency-Key draft says).
+fn request_print(
+    policy: &str,
+    question: &str,
+    domain: &str,
+    kind: Kind,
+    options: &[String],
+) -> String {
+    serde_json::to_string(&(policy, question, domain, kind, options)).unwrap_or_default()
+}
 
 /// How the server is set up.
 #[derive(Debug, Clone)]
@@ -86,22 +100,9 @@ pub struct ServeState {
     /// The trust version the Governors were last put on.
     trust_version: AtomicU64,
     metrics: metrics::Metrics,
-    /// The Cognitive Director's standing orders, shared by every Governor, and how a change
-    /// is kept (with the orders last kept).
-    director: Option<Orders>,
-}
-
-/// Keeps the Director's orders (the store's `set_directives`).
-pub type KeepOrders = Box<dyn Fn(&Directives) -> Result<(), String> + Send + Sync>;
-
-/// Reads the orders as another replica kept them.
-pub type LoadOrders = Box<dyn Fn() -> Result<Directives, String> + Send + Sync>;
-
-struct Orders {
-    director: Director,
-    keep: KeepOrders,
-    load: Option<LoadOrders>,
-    kept: Mutex<Arc<Directives>>,
+    /// The Cognitive Director's standing orders, shared by every Governor (kept in the
+    /// store's or database's book when it has one).
+    director: Option<Director>,
 }
 
 impl std::fmt::Debug for ServeState {
@@ -206,21 +207,15 @@ impl ServeState {
         Ok(state)
     }
 
-    /// Decisions follow the Director's orders (suspensions, reweights); a change a decision
-    /// makes (a hand-over that trips the ratchet) is recorded in the audit log and kept with
-    /// `keep`.
+    /// Decisions follow the Director's orders (suspensions, reweights). A Director kept in
+    /// a book ([`Director::kept_in`]) shares them with every replica on it: a hand-over that
+    /// trips the ratchet is recorded there, and the `/v1/orders` routes give orders through it.
     ///
     /// # Errors
     /// As [`ServeState::new`].
-    pub fn with_director(mut self, director: Director, keep: KeepOrders) -> Result<Self, String> {
-        let kept = Mutex::new(director.current());
+    pub fn with_director(mut self, director: Director) -> Result<Self, String> {
         let shared = director.clone();
-        self.director = Some(Orders {
-            director,
-            keep,
-            load: None,
-            kept,
-        });
+        self.director = Some(director);
         self.refresh(|g| g.with_director(shared.clone()))?;
         Ok(self)
     }
@@ -238,17 +233,8 @@ impl ServeState {
         Ok(self)
     }
 
-    /// Reads the orders other replicas keep with `load` (see [`follow`]).
-    #[must_use]
-    pub fn with_orders_from(mut self, load: LoadOrders) -> Self {
-        if let Some(o) = &mut self.director {
-            o.load = Some(load);
-        }
-        self
-    }
-
     /// Puts the Governors on the store's trust if another process changed it, and takes
-    /// up orders another replica kept ([`follow`] calls it periodically).
+    /// up orders another replica gave ([`follow`] calls it periodically).
     ///
     /// # Errors
     /// The store cannot be read.
@@ -257,41 +243,9 @@ impl ServeState {
         if version != self.trust_version.load(Ordering::Relaxed) {
             self.refresh(|g| g)?;
         }
-        if let Some(o) = &self.director
-            && let Some(load) = &o.load
-        {
-            let theirs = load()?;
-            let mut kept = o.kept.lock().map_err(|_| "the orders' lock is poisoned")?;
-            if theirs.version > kept.version {
-                let theirs = Arc::new(theirs);
-                o.director.change(|d| *d = (*theirs).clone());
-                *kept = theirs;
-            }
+        if let Some(d) = &self.director {
+            d.refresh().map_err(|e| e.to_string())?;
         }
-        Ok(())
-    }
-
-    /// Records and keeps what the decision in `domain` changed in the orders.
-    fn keep_orders(&self, domain: &str) -> Result<(), ApiError> {
-        let Some(o) = &self.director else {
-            return Ok(());
-        };
-        let mut kept = o
-            .kept
-            .lock()
-            .map_err(|_| ApiError::internal("the orders' lock is poisoned"))?;
-        let now = o.director.current();
-        if now.version == kept.version {
-            return Ok(());
-        }
-        if let Some(entry) = crate::governor::director::ratchet_entry(&kept, &now, domain) {
-            tracing::warn!(domain, reason = %entry.detail, "autonomy suspended by the ratchet");
-            self.log
-                .append(&crate::audit::Entry::Directive(entry))
-                .map_err(ApiError::internal)?;
-        }
-        (o.keep)(&now).map_err(ApiError::internal)?;
-        *kept = now;
         Ok(())
     }
 
@@ -352,16 +306,36 @@ impl ServeState {
     /// answered is answered from memory, a key any replica recorded from the audit log.
     async fn decide(&self, policy: &str, decision: Decision) -> Result<Arc<Verdict>, ApiError> {
         let key = decision.idempotency_key.clone();
-        if let Some(k) = &key {
-            if let Some(v) = self.remembered(k)? {
-                return Ok(v);
+        let print = request_print(
+            policy,
+            &decision.question,
+            &decision.domain,
+            decision.kind,
+            &decision.options,
+        );
+        let same = |k: &str, (v, theirs): (Arc<Verdict>, String)| {
+            if theirs == print {
+                Ok(v)
+            } else {
+                Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    format!(
+                        "idempotency key \"{k}\" was used for another request (decision {}): a key names one request; use a new key for a new one",
+                        v.decision
+                    ),
+                ))
             }
-            if let Some(v) = self.recorded(k).await? {
-                return Ok(v);
+        };
+        if let Some(k) = &key {
+            if let Some(found) = self.remembered(k)? {
+                return same(k, found);
+            }
+            if let Some(found) = self.recorded(k).await? {
+                return same(k, found);
             }
         }
         let governor = self.governor(policy)?;
-        let domain = decision.domain.clone();
         let started = std::time::Instant::now();
         let verdict = match governor.decide(decision).await {
             Ok(v) => {
@@ -371,9 +345,23 @@ impl ServeState {
             // Another replica recorded this key while this one was deciding: its decision is
             // the one that stands.
             Err(crate::GovernorError::Audit(crate::AuditError::DuplicateKey(k))) => {
-                return self.recorded(&k).await?.ok_or_else(|| {
+                let found = self.recorded(&k).await?.ok_or_else(|| {
                     ApiError::internal(format!("key \"{k}\" is recorded but cannot be found"))
-                });
+                })?;
+                return same(&k, found);
+            }
+            Err(crate::GovernorError::Audit(crate::AuditError::DuplicateId(id))) => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "duplicate_id",
+                    format!(
+                        "a decision with id \"{id}\" is recorded already: give each decision an id of its own"
+                    ),
+                ));
+            }
+            Err(crate::GovernorError::Audit(e)) => return Err(ApiError::unavailable(e)),
+            Err(e @ crate::GovernorError::Unavailable(_)) => {
+                return Err(ApiError::unavailable(e));
             }
             Err(e) => {
                 return Err(ApiError::new(
@@ -383,23 +371,22 @@ impl ServeState {
                 ));
             }
         };
-        self.keep_orders(&domain)?;
         let v = Arc::new(verdict);
         if let Some(k) = &key {
-            self.remember(k, &v)?;
+            self.remember(k, &v, print)?;
         }
         Ok(v)
     }
 
-    /// The verdict recorded in the audit log under idempotency key `key` (remembered here
-    /// from then on).
-    async fn recorded(&self, key: &str) -> Result<Option<Arc<Verdict>>, ApiError> {
+    /// The verdict recorded in the audit log under idempotency key `key`, with the request it
+    /// answered (remembered here from then on).
+    async fn recorded(&self, key: &str) -> Result<Option<(Arc<Verdict>, String)>, ApiError> {
         let log = self.log.clone();
         let k = key.to_owned();
         let found = tokio::task::spawn_blocking(move || log.find_key(&k))
             .await
             .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?;
+            .map_err(ApiError::unavailable)?;
         let Some(record) = found else {
             return Ok(None);
         };
@@ -412,11 +399,18 @@ impl ServeState {
                 record.seq
             ))
         })?);
-        self.remember(key, &v)?;
-        Ok(Some(v))
+        let print = request_print(
+            d.policy.as_ref().map_or("", |p| p.id.as_str()),
+            &d.question,
+            &d.domain,
+            d.input.kind,
+            &d.input.options,
+        );
+        self.remember(key, &v, print.clone())?;
+        Ok(Some((v, print)))
     }
 
-    fn remembered(&self, key: &str) -> Result<Option<Arc<Verdict>>, ApiError> {
+    fn remembered(&self, key: &str) -> Result<Option<(Arc<Verdict>, String)>, ApiError> {
         let seen = self
             .seen
             .lock()
@@ -424,12 +418,12 @@ impl ServeState {
         Ok(seen.0.get(key).cloned())
     }
 
-    fn remember(&self, key: &str, v: &Arc<Verdict>) -> Result<(), ApiError> {
+    fn remember(&self, key: &str, v: &Arc<Verdict>, print: String) -> Result<(), ApiError> {
         let mut seen = self
             .seen
             .lock()
             .map_err(|_| ApiError::internal("the idempotency lock is poisoned"))?;
-        if seen.0.insert(key.to_owned(), v.clone()).is_none() {
+        if seen.0.insert(key.to_owned(), (v.clone(), print)).is_none() {
             seen.1.push_back(key.to_owned());
         }
         while seen.1.len() > IDEMPOTENCY_KEYS {
@@ -467,6 +461,8 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/v1/decisions", post(decisions))
         .route("/v1/decisions/{id}", get(decision_record))
         .route("/v1/decisions/{id}/outcome", post(outcome))
+        .route("/v1/decisions/{id}/override", post(override_decision))
+        .route("/v1/orders", get(orders).post(give_order))
         .route("/v1/trust", get(trust))
         .route("/v1/policies", get(policies))
         .route("/v1/models", get(models))
@@ -609,6 +605,9 @@ async fn chat(
         })?
         .clone();
     let ext = req.conclave;
+    if let Some(k) = &ext.idempotency_key {
+        check_key(k)?;
+    }
     let domain = ext
         .domain
         .or_else(|| policy.domains().first().cloned())
@@ -784,6 +783,17 @@ fn completion(policy: &str, v: &Verdict) -> Response {
     (verdict_headers(v), axum::Json(body)).into_response()
 }
 
+/// An idempotency key: 1–256 printable characters.
+fn check_key(key: &str) -> Result<(), ApiError> {
+    let n = key.chars().count();
+    if n == 0 || n > 256 || key.chars().any(char::is_control) {
+        return Err(ApiError::bad(format!(
+            "an idempotency key has 1 to 256 printable characters (this one has {n})"
+        )));
+    }
+    Ok(())
+}
+
 /// A policy as an OpenAI model object.
 fn model_object(id: &str) -> Value {
     json!({"id": id, "object": "model", "created": 0, "owned_by": "conclave"})
@@ -831,6 +841,10 @@ async fn decisions(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let req: DecisionRequest = body(raw)?;
+    crate::decision::check_client_id(&req.decision.id).map_err(ApiError::bad)?;
+    if let Some(k) = &req.decision.idempotency_key {
+        check_key(k)?;
+    }
     let policy = match req.policy {
         Some(p) => p,
         None => state
@@ -877,6 +891,24 @@ fn default_source() -> String {
     "api".to_owned()
 }
 
+/// The status of a failed outcome or override: 409 when the decision is settled already,
+/// 404 for an unknown decision, 503 when the store failed, 400 for an answer that does not fit.
+fn outcome_error(e: OutcomeError) -> ApiError {
+    match e {
+        OutcomeError::AlreadyGraded { .. } | OutcomeError::Final { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "already_graded", e.to_string())
+        }
+        OutcomeError::Audit(crate::audit::AuditError::NotFound(_)) => {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_decision", e.to_string())
+        }
+        OutcomeError::Audit(crate::audit::AuditError::Settled { .. }) => {
+            ApiError::new(StatusCode::CONFLICT, "already_graded", e.to_string())
+        }
+        OutcomeError::Audit(_) | OutcomeError::Trust(_) => ApiError::unavailable(e),
+        _ => ApiError::bad(e.to_string()),
+    }
+}
+
 async fn outcome(
     State(state): State<Arc<ServeState>>,
     Path(id): Path<String>,
@@ -896,16 +928,7 @@ async fn outcome(
     })
     .await
     .map_err(ApiError::internal)?
-    .map_err(|e| match e {
-        OutcomeError::AlreadyGraded { .. } | OutcomeError::Final { .. } => {
-            ApiError::new(StatusCode::CONFLICT, "already_graded", e.to_string())
-        }
-        OutcomeError::Audit(crate::audit::AuditError::NotFound(_)) => {
-            ApiError::new(StatusCode::NOT_FOUND, "unknown_decision", e.to_string())
-        }
-        OutcomeError::Audit(_) | OutcomeError::Trust(_) => ApiError::unavailable(e),
-        _ => ApiError::bad(e.to_string()),
-    })?;
+    .map_err(outcome_error)?;
     // Later decisions weigh the agents by what this outcome taught.
     state.refresh(|g| g).map_err(ApiError::internal)?;
     Ok(axum::Json(json!({
@@ -913,6 +936,110 @@ async fn outcome(
         "outcome": receipt.outcome.seq,
         "graded": receipt.graded,
         "provenance": receipt.provenance,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverrideRequest {
+    answer: String,
+    by: String,
+    reason: String,
+    #[serde(default = "default_tolerance")]
+    tolerance: f64,
+}
+
+/// A person's answer to a decision (the Director's desk): the override and the outcome it
+/// implies are recorded together, then trust learns.
+async fn override_decision(
+    State(state): State<Arc<ServeState>>,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let req: OverrideRequest = body(raw)?;
+    let s = state.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        crate::audit::record_override(
+            &*s.log,
+            &*s.trust,
+            &id,
+            &req.answer,
+            &req.by,
+            &req.reason,
+            req.tolerance,
+        )
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(outcome_error)?;
+    state.refresh(|g| g).map_err(ApiError::internal)?;
+    Ok(axum::Json(json!({
+        "decision": done.outcome.decision.seq,
+        "override": done.over.seq,
+        "outcome": done.outcome.outcome.seq,
+        "graded": done.outcome.graded,
+    })))
+}
+
+fn director(state: &ServeState) -> Result<&Director, ApiError> {
+    state.director.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_director",
+            "this server follows no Director's orders",
+        )
+    })
+}
+
+/// The Director's standing orders, as every replica on the store or database shares them.
+async fn orders(State(state): State<Arc<ServeState>>) -> Result<axum::Json<Value>, ApiError> {
+    let d = director(&state)?.clone();
+    let current = tokio::task::spawn_blocking(move || d.refresh().map(|()| d.current()))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::unavailable)?;
+    Ok(axum::Json(
+        serde_json::to_value(&*current).map_err(ApiError::internal)?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderRequest {
+    order: crate::governor::Order,
+    by: String,
+}
+
+/// Gives an order (suspend, resume, reweight): in effect on every replica once recorded.
+async fn give_order(
+    State(state): State<Arc<ServeState>>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let req: OrderRequest = body(raw)?;
+    let d = director(&state)?.clone();
+    if !d.is_kept() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_director",
+            "this server's orders are not kept with its audit log: orders cannot be given over HTTP",
+        ));
+    }
+    let record =
+        tokio::task::spawn_blocking(move || d.order(req.order, &req.by, crate::audit::now()))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| match e {
+                crate::governor::OrdersError::Order(
+                    crate::governor::director::DirectorError::NotSuspended(_),
+                ) => ApiError::new(StatusCode::CONFLICT, "not_suspended", e.to_string()),
+                crate::governor::OrdersError::Order(_) => ApiError::bad(e.to_string()),
+                _ => ApiError::unavailable(e),
+            })?;
+    let current = director(&state)?.current();
+    Ok(axum::Json(json!({
+        "record": record.map(|r| r.seq),
+        "version": current.version,
+        "orders": serde_json::to_value(&*current).map_err(ApiError::internal)?,
     })))
 }
 
@@ -1020,7 +1147,7 @@ async fn checks(
     let suspended = state
         .director
         .as_ref()
-        .and_then(|o| o.director.current().suspension(&d.domain).cloned());
+        .and_then(|o| o.current().suspension(&d.domain).cloned());
     Ok(axum::Json(json!({
         "policy": policy.id(),
         "policy_hash": policy.hash(),

@@ -170,14 +170,14 @@ impl TrustParams {
             }
         };
         check(
-            self.prior_right > 0.0 && self.prior_right.is_finite(),
+            (MIN_COUNT..=1e3).contains(&self.prior_right),
             "prior_right",
-            "must be > 0",
+            "must be in [0.001, 1000]",
         )?;
         check(
-            self.prior_wrong > 0.0 && self.prior_wrong.is_finite(),
+            (MIN_COUNT..=1e3).contains(&self.prior_wrong),
             "prior_wrong",
-            "must be > 0",
+            "must be in [0.001, 1000]",
         )?;
         check(
             self.forgetting > 0.0 && self.forgetting <= 1.0,
@@ -323,6 +323,10 @@ pub struct TrustState {
 /// The largest pseudo-count a state may hold (a million outcomes without forgetting).
 pub const MAX_COUNT: f64 = 1e6;
 
+/// The smallest pseudo-count a state or a prior may hold. Below it (subnormal numbers
+/// included) the Beta quantiles behind every interval are neither fast nor exact.
+pub const MIN_COUNT: f64 = 1e-3;
+
 /// The log-likelihood-ratio steps `(right, wrong)` of "accuracy `p1`" against "accuracy `p0`".
 fn steps(p0: f64, p1: f64) -> (f64, f64) {
     ((p1 / p0).ln(), ((1.0 - p1) / (1.0 - p0)).ln())
@@ -353,19 +357,19 @@ impl TrustState {
         self.alpha / (self.alpha + self.beta)
     }
 
-    /// Whether the state is one the model can produce or hold: pseudo-counts positive and at
-    /// most `MAX_COUNT`, test statistics finite and non-negative, counts consistent. States
+    /// Whether the state is one the model can produce or hold: pseudo-counts in
+    /// `[MIN_COUNT, MAX_COUNT]`, test statistics finite and non-negative, counts consistent. States
     /// set from outside (imports) are checked: an absurd one would break every later read.
     ///
     /// # Errors
     /// What is wrong, in words.
     pub fn check(&self) -> Result<(), String> {
         let count = |name: &str, x: f64| {
-            if x.is_finite() && x > 0.0 && x <= MAX_COUNT {
+            if x.is_finite() && (MIN_COUNT..=MAX_COUNT).contains(&x) {
                 Ok(())
             } else {
                 Err(format!(
-                    "{name} = {x} is not a pseudo-count in (0, {MAX_COUNT}]"
+                    "{name} = {x} is not a pseudo-count in [{MIN_COUNT}, {MAX_COUNT}]"
                 ))
             }
         };

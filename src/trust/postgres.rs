@@ -1,7 +1,9 @@
 //! The trust store in PostgreSQL (feature `postgres`), shared by every replica on the
 //! database. A batch runs the same code as the sled store's (`Tables`), inside one
-//! serializable transaction; two replicas writing at once conflict, and the loser is tried
-//! again from the start, so no change is lost or counted twice.
+//! serializable transaction. Writers on every replica first queue on one advisory lock (they
+//! all move the same version counter, so they would otherwise conflict and start over, and
+//! nine at once exhausted the retries); should two still conflict, the loser is tried again
+//! from the start, so no change is lost or counted twice.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -15,6 +17,9 @@ use super::ledger::{ErrorLedger, LedgerParams};
 use super::model::{TrustParams, TrustState};
 use super::store::*;
 use crate::postgres::{Database, DbError, Tx};
+
+/// The advisory lock trust writers queue on ("trust" in ASCII, beside the migrations' key).
+const WRITERS: i64 = 0x0074_7275_7374;
 
 /// The trust store in a PostgreSQL [`Database`].
 #[derive(Debug, Clone)]
@@ -220,7 +225,7 @@ impl PgTrustStore {
         f: impl Fn(&mut PgTables<'_, '_>) -> TxResult<Applied> + Send + 'static,
     ) -> Result<Applied, TrustError> {
         let params = to_text(&self.params);
-        self.db.transact(Serializable, move |tx| {
+        self.db.transact_queued(WRITERS, Serializable, move |tx| {
             tx.execute(
                 "INSERT INTO conclave.trust_meta (name, value) VALUES ('params', $1)
                  ON CONFLICT DO NOTHING",
@@ -385,7 +390,7 @@ impl TrustStore for PgTrustStore {
     }
 
     fn reset(&self) -> Result<(), TrustError> {
-        self.db.transact(Serializable, |tx| {
+        self.db.transact_queued(WRITERS, Serializable, |tx| {
             tx.batch_execute(
                 "DELETE FROM conclave.trust_state;
                  DELETE FROM conclave.trust_history;
