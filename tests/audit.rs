@@ -378,6 +378,32 @@ fn durability_child() {
             .expect("override");
             println!("overrode {}", r.seq);
         }
+    } else if mode == "orders" {
+        // The Director suspends and resumes a domain, again and again: each order and its
+        // record in one step.
+        use conclave::governor::OrderBook;
+        let log = SledAuditLog::new(&store).expect("log");
+        for i in 0.. {
+            let suspended = log
+                .orders()
+                .expect("orders")
+                .suspension("trading")
+                .is_some();
+            let order = if suspended {
+                conclave::Order::Resume {
+                    domain: "trading".into(),
+                }
+            } else {
+                conclave::Order::Suspend {
+                    domain: "trading".into(),
+                    reason: format!("drill {i}"),
+                }
+            };
+            let (_, record) = log
+                .change(order.change("alice", 0).expect("order"))
+                .expect("change");
+            println!("ordered {}", record.expect("recorded").seq);
+        }
     } else if mode == "cycle" {
         // Open, decide, record the outcome, close: again and again (every open makes sled
         // write a snapshot; the outcome goes on the chain, then into trust).
@@ -478,7 +504,8 @@ fn kill_child(dir: &Path, mode: &str, delay: Duration, after: After) -> Vec<u64>
                 .map(|i| i + 8)
                 .or_else(|| l.find("appended ").map(|i| i + 9))
                 .or_else(|| l.find("cycled ").map(|i| i + 7))
-                .or_else(|| l.find("overrode ").map(|i| i + 9));
+                .or_else(|| l.find("overrode ").map(|i| i + 9))
+                .or_else(|| l.find("ordered ").map(|i| i + 8));
             if let Some(n) =
                 at.and_then(|at| l[at..].split_whitespace().next()?.parse::<u64>().ok())
             {
@@ -640,6 +667,56 @@ fn kills_during_open_decide_and_outcome_leave_a_store_that_opens_and_completes()
     println!(
         "cycle: 20 kills, decision records up to {cycled} returned and kept, {completed} interrupted back-fills completed"
     );
+}
+
+/// Kills during `review suspend` and `review resume`: at every kill point the orders in effect
+/// are exactly what the recorded orders say (suspended iff the last record is a suspension),
+/// and every order that reported itself done is recorded.
+#[test]
+fn kills_during_orders_leave_them_recorded_exactly_when_in_effect() {
+    use conclave::governor::OrderBook;
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().join("orders");
+    let mut rng = Rng(20_261_209);
+    let mut ordered = 0;
+    for round in 0..16 {
+        let delay = Duration::from_millis(10 + (rng.unit() * 300.0) as u64);
+        let after = if round % 2 == 0 {
+            After::Start
+        } else {
+            After::FirstReport
+        };
+        let done = kill_child(&d, "orders", delay, after);
+        ordered = ordered.max(done.last().copied().unwrap_or(0));
+        let store = Store::open(&d).unwrap_or_else(|e| panic!("round {round}: reopen failed: {e}"));
+        let log = SledAuditLog::new(&store).expect("log");
+        assert!(
+            log.verify().expect("verify").first_broken.is_none(),
+            "round {round}"
+        );
+        let records = log.records().expect("records");
+        let last = records.iter().rev().find_map(|r| match &r.entry {
+            Entry::Directive(o) => Some(o.action.clone()),
+            _ => None,
+        });
+        let suspended = log
+            .orders()
+            .expect("orders")
+            .suspension("trading")
+            .is_some();
+        assert_eq!(
+            suspended,
+            last.as_deref() == Some("suspend"),
+            "round {round}: in effect {suspended}, last record {last:?}"
+        );
+        assert!(
+            records.len() as u64 >= ordered,
+            "round {round}: order {ordered} reported, {} records",
+            records.len()
+        );
+    }
+    assert!(ordered > 0, "no order completed before a kill");
+    println!("orders: 16 kills, {ordered} orders recorded");
 }
 
 /// Kills during `review decide` (an override): at every kill point the decision has either
