@@ -390,6 +390,87 @@ async fn the_ratchet_counts_only_the_decisions_own_hand_overs() {
     assert_eq!(ratchets, 1);
 }
 
+/// An audit log that fails every append while it is down (a store or database outage).
+#[derive(Debug, Default)]
+struct Flaky {
+    log: MemoryAuditLog,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl AuditLog for Flaky {
+    fn append(&self, entry: &Entry) -> Result<conclave::audit::AuditRecord, conclave::AuditError> {
+        if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(conclave::AuditError::Unreadable {
+                seq: 0,
+                detail: "the disk is gone".to_owned(),
+            });
+        }
+        self.log.append(entry)
+    }
+    fn blocks(&self) -> bool {
+        false
+    }
+    fn get(&self, seq: u64) -> Result<Option<conclave::audit::AuditRecord>, conclave::AuditError> {
+        self.log.get(seq)
+    }
+    fn records(&self) -> Result<Vec<conclave::audit::AuditRecord>, conclave::AuditError> {
+        self.log.records()
+    }
+    fn verify(&self) -> Result<conclave::audit::Verification, conclave::AuditError> {
+        self.log.verify()
+    }
+}
+
+/// During an outage of the audit log decisions answer 503 with Retry-After, and their
+/// hand-overs do not count: however many fail, the domain is not suspended.
+#[tokio::test]
+async fn an_outage_answers_503_and_trips_no_ratchet() {
+    let weak = policy(
+        "weak",
+        "weak",
+        3,
+        "thresholds = { accept = 1.0, arbitrate = 1.0, human = 1.0 }",
+    );
+    let catalog = catalog(&agents(3), &[weak]);
+    let log = Arc::new(Flaky::default());
+    let trust = Arc::new(MemoryTrustStore::new(TrustParams::default()).expect("trust"));
+    let director = Director::new(Directives::default());
+    let state = ServeState::new(catalog, trust, log.clone(), ServeConfig::default())
+        .and_then(|s| s.with_director(director.clone()))
+        .expect("state");
+    let base = start(state, HttpLimits::default()).await;
+    let url = format!("{base}/v1/decisions");
+    log.down.store(true, std::sync::atomic::Ordering::Relaxed);
+    for i in 0..8 {
+        let resp = reqwest::Client::new()
+            .post(&url)
+            .json(&decision(&format!("out-{i}"), "weak", &["buy", "sell"]))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status().as_u16(), 503);
+        assert!(resp.headers().contains_key("retry-after"));
+    }
+    let now = director.current();
+    assert!(now.suspension("weak").is_none(), "{now:?}");
+    assert!(
+        now.handovers.get("weak").is_none_or(Vec::is_empty),
+        "{now:?}"
+    );
+    // Back up: the same decisions are recorded, and their hand-overs count.
+    log.down.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (status, v) = post(&url, &decision("out-0", "weak", &["buy", "sell"])).await;
+    assert_eq!(
+        (status, v["outcome"]["outcome"].as_str()),
+        (200, Some("human")),
+        "{v}"
+    );
+    assert_eq!(
+        director.current().handovers.get("weak").map(Vec::len),
+        Some(1)
+    );
+}
+
 /// A maximal request (64 options, the longest question, nine agents) does not stall the
 /// server: `/healthz` answers in well under 100 ms (median of 20) while four run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

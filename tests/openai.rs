@@ -1219,3 +1219,157 @@ async fn a_number_off_the_decisions_scale_gets_one_repair_then_counts_as_malform
     // The verdict is the median of the two numbers on the scale.
     assert_eq!(v.value(), Some(0.45));
 }
+
+/// `conclave record` killed mid-run resumes without asking a question twice: every answer
+/// the journal held before the kill is never asked again, and the finished recording holds
+/// each (agent, item) once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_recording_resumes_without_asking_twice() {
+    use std::io::BufRead as _;
+    let s = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ok("{\"rationale\": \"r\", \"choice\": \"A\", \"confidence\": 0.7}")
+                .set_delay(std::time::Duration::from_millis(30)),
+        )
+        .mount(&s)
+        .await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut agents = String::new();
+    for m in ["m1", "m2"] {
+        agents += &format!(
+            "[[agent]]\nid = \"{m}\"\nkind = \"openai\"\nmodel = \"{m}\"\nbase_url = \"{}/v1\"\ndomains = [\"quiz\"]\ntags = [\"real\"]\nmax_concurrency = 1\n\n",
+            s.uri()
+        );
+    }
+    std::fs::write(dir.path().join("agents.toml"), agents).expect("write");
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        "id = \"quiz\"\ndescription = \"A quiz.\"\napplies = { domains = [\"quiz\"], kinds = [\"choice\"] }\npool = { tags = [\"real\"] }\nrule = { name = \"plurality\" }\nquorum = { ballots = 1 }\n",
+    )
+    .expect("write");
+    let items: String = (0..12)
+        .map(|i| {
+            format!(
+                "{{\"id\": \"q{i}\", \"question\": \"Question number {i}?\", \"kind\": \"choice\", \"options\": [\"A\", \"B\"], \"truth\": \"A\", \"domain\": \"quiz\"}}\n"
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("items.jsonl"), items).expect("write");
+    std::fs::write(
+        dir.path().join("suite.toml"),
+        "[suite]\nname = \"quiz\"\ndescription = \"A quiz, recorded.\"\nagents = [\"agents.toml\"]\npolicies = [\"policy.toml\"]\ndata = [\"items.jsonl\"]\nseeds = 1\nconcurrency = 1\ndefault_checks = false\n",
+    )
+    .expect("write");
+    let out = dir.path().join("quiz.jsonl");
+    let journal = dir.path().join("quiz.jsonl.partial");
+    let record = {
+        let (suite, out) = (dir.path().join("suite.toml"), out.clone());
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
+                .arg("record")
+                .arg(&suite)
+                .arg("--out")
+                .arg(&out)
+                .arg("--quiet")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        }
+    };
+    let answered = |path: &std::path::Path| -> Vec<(String, String)> {
+        let Ok(f) = std::fs::File::open(path) else {
+            return Vec::new();
+        };
+        std::io::BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+            .filter_map(|v| {
+                Some((
+                    v["agent"].as_str()?.to_owned(),
+                    v["item"].as_str()?.to_owned(),
+                ))
+            })
+            .collect()
+    };
+    // First run: killed once the journal holds five answers (whatever it holds then counts).
+    let before = {
+        let (record, journal) = (record.clone(), journal.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut child = record();
+            while answered(&journal).len() < 5 {
+                assert!(
+                    child.try_wait().expect("wait").is_none(),
+                    "the recording ended early"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            child.kill().expect("kill");
+            child.wait().expect("wait");
+            answered(&journal)
+        })
+        .await
+        .expect("join")
+    };
+    assert!(
+        before.len() >= 5 && before.len() < 24,
+        "{} answers before the kill",
+        before.len()
+    );
+    // Second run: completes.
+    let status = tokio::task::spawn_blocking(move || {
+        let child = record();
+        child.wait_with_output().expect("wait")
+    })
+    .await
+    .expect("join");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        !journal.exists(),
+        "the journal is removed once the recording is written"
+    );
+    // Each answer journaled before the kill was asked once, over both runs.
+    let requests = s.received_requests().await.expect("requests");
+    let asked = |agent: &str, item: &str| {
+        let n: usize = item.trim_start_matches('q').parse().expect("item number");
+        let question = format!("Question number {n}?");
+        requests
+            .iter()
+            .filter(|r| {
+                let body = String::from_utf8_lossy(&r.body);
+                body.contains(&format!("\"model\":\"{agent}\"")) && body.contains(&question)
+            })
+            .count()
+    };
+    for (agent, item) in &before {
+        assert_eq!(asked(agent, item), 1, "{agent} was asked {item} again");
+    }
+    // The recording holds every (agent, item) once; at most the one call in flight at the kill
+    // was asked twice.
+    let text = std::fs::read_to_string(&out).expect("recording");
+    let mut pairs: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| {
+            Some((
+                v["agent"].as_str()?.to_owned(),
+                v["item"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    pairs.sort();
+    let n = pairs.len();
+    pairs.dedup();
+    assert_eq!((n, pairs.len()), (24, 24), "{text}");
+    assert!(
+        requests.len() <= 25,
+        "{} requests for 24 answers",
+        requests.len()
+    );
+}

@@ -389,7 +389,6 @@ pub struct Replay {
 }
 
 /// The one record of a one-entry `append_all` (logs whose single append is a batch of one).
-#[cfg(any(feature = "sled", feature = "postgres"))]
 fn only_record(mut records: Vec<AuditRecord>) -> Result<AuditRecord, AuditError> {
     records.pop().ok_or_else(|| AuditError::Unreadable {
         seq: 0,

@@ -102,10 +102,11 @@ pub(super) fn run(a: &DecideArgs, store_dir: &Path) -> Result<(), CliError> {
         .block_on(governor.decide(decision))
         .map_err(CliError::input)?;
     if !before && let Some(s) = director.current().suspension(&domain) {
-        eprintln!(
-            "warning: autonomy in domain \"{domain}\" is now suspended: {}",
+        let said = format!(
+            "autonomy in domain \"{domain}\" is now suspended: {}",
             s.reason
         );
+        eprintln!("warning: {}", conclave::ballot::printable(&said, 2000));
     }
     if a.json {
         return print_json(&verdict);

@@ -100,6 +100,12 @@ pub(super) fn run(a: &EvalArgs, store_dir: &Path) -> Result<(), CliError> {
     report.volatile.decisions_per_second = decisions as f64 / elapsed.as_secs_f64().max(1e-9);
     report.volatile.previous = previous(&trust, &a.runs, &suite.name, &report);
 
+    // The report is on disk before trust changes, so that a run killed while recalibrating
+    // leaves the report its trust batch names; it is written again with the recalibration.
+    let dir = a.runs.join(&run_id);
+    report
+        .write(&dir, a.items == "all")
+        .map_err(CliError::failed)?;
     report.recalibration = Some(conclave::eval::recalibrate(
         &trust,
         &report,
@@ -107,7 +113,6 @@ pub(super) fn run(a: &EvalArgs, store_dir: &Path) -> Result<(), CliError> {
         &run_id,
         a.dry_run,
     ));
-    let dir = a.runs.join(&run_id);
     report
         .write(&dir, a.items == "all")
         .map_err(CliError::failed)?;

@@ -312,15 +312,23 @@ impl ErrorLedger {
         let mut sx = Array2::<f64>::zeros((n, n));
         let mut sxy = Array2::<f64>::zeros((n, n));
         let mut dense = vec![None; n];
+        let mut present = Vec::new();
         for item in &self.items {
-            dense.iter_mut().for_each(|d| *d = None);
+            // The item's graded agents (the last grade of an agent counts), in agent order:
+            // the work is the square of the agents graded on the item, not of the pool.
             for &(a, wrong) in item {
-                dense[a] = Some(f64::from(u8::from(wrong)));
+                if let Some(d) = dense.get_mut(a) {
+                    *d = Some(f64::from(u8::from(wrong)));
+                }
             }
-            for a in 0..n {
-                let Some(xa) = dense[a] else { continue };
-                for b in 0..n {
-                    let Some(xb) = dense[b] else { continue };
+            present.clear();
+            present.extend(
+                item.iter()
+                    .filter_map(|&(a, _)| Some((a, dense.get_mut(a)?.take()?))),
+            );
+            present.sort_unstable_by_key(|&(a, _)| a);
+            for &(a, xa) in &present {
+                for &(b, xb) in &present {
                     count[[a, b]] += 1.0;
                     sx[[a, b]] += xa;
                     sxy[[a, b]] += xa * xb;
