@@ -35,7 +35,7 @@ pub struct Decision {
     /// robust rule (if it has one), as a policy with high stakes does; a decision cannot
     /// lower its policy's stakes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stakes: Option<crate::policy::Stakes>,
+    pub stakes: Option<Stakes>,
     /// The scale of a numeric answer, `[low, high]` (e.g. `[-1, 1]` for a sentiment): agents
     /// are asked for a number on it, and a number outside it is a malformed answer, as an
     /// unknown option is for a choice. None: any finite number.
@@ -369,7 +369,7 @@ pub struct Verdict {
     /// tally, consensus and confidence are then the last round's (`ballots` stay the
     /// independent ones: what trust learns from).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub rounds: Vec<crate::governor::RoundRecord>,
+    pub rounds: Vec<RoundRecord>,
     /// Pool members left out of the vote, and why: not seated (quarantined, ejected, below
     /// the trust floor, over the pool's size or its family limit) or asked without a say.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -529,87 +529,6 @@ impl Verdict {
             ballots: self.ballots.iter().map(|c| c.ballot.clone()).collect(),
         }
     }
-
-    /// The verdict a governed decision's record holds, as far as the record keeps it: the
-    /// ballots' latencies, tokens and costs are not kept one by one (they read 0; the
-    /// totals are kept). `None` for a plain tally's record (no outcome or course).
-    pub fn from_record(r: &crate::audit::DecisionRecord) -> Option<Self> {
-        let course = r.course.as_ref()?;
-        let policy = r.policy.as_ref();
-        Some(Self {
-            decision: r.id.clone(),
-            policy: policy.map(|p| p.id.clone()).unwrap_or_default(),
-            policy_hash: policy.map(|p| p.hash.clone()).unwrap_or_default(),
-            trust_version: r.trust_version,
-            outcome: r.outcome.clone()?,
-            rule: r.rule,
-            // The tally is recomputed from the recorded input: a replay gives it bit for bit.
-            tally: crate::aggregate::tally(&r.input, &r.rule).ok(),
-            consensus: course.consensus,
-            confidence: r.confidence.unwrap_or(0.0),
-            ballots: r
-                .independent_ballots()
-                .iter()
-                .map(|b| Cast {
-                    weight: r.input.weights.get(&b.agent).copied().unwrap_or(1.0),
-                    ballot: b.clone(),
-                    latency_ms: 0,
-                    tokens: 0,
-                    cost_usd: 0.0,
-                    wave: 1,
-                })
-                .collect(),
-            calls: course.calls,
-            waves: course.waves,
-            stop: course.stop,
-            tokens: course.tokens,
-            prompt_tokens: course.prompt_tokens,
-            cost_usd: course.cost_usd,
-            ruling: r.ruling.clone(),
-            rounds: r.rounds.clone(),
-            left_out: r.left_out.clone(),
-        })
-    }
-
-    /// The decision record of this verdict (what `conclave audit replay` re-tallies): the
-    /// tally's input, the rule and its parameters, the seed, the policy and its hash, the
-    /// trust version, and the verdict as the voting engine produced it.
-    pub fn record(&self, decision: &Decision) -> crate::audit::DecisionRecord {
-        crate::audit::DecisionRecord {
-            id: decision.id.clone(),
-            question: decision.question.clone(),
-            domain: decision.domain.clone(),
-            input: self.tally_input(decision),
-            rule: self.rule,
-            seed: decision.seed,
-            policy: Some(crate::audit::PolicyRef {
-                id: self.policy.clone(),
-                hash: self.policy_hash.clone(),
-            }),
-            trust_version: self.trust_version,
-            verdict: self
-                .tally
-                .as_ref()
-                .and_then(|t| serde_json::to_value(t).ok())
-                .unwrap_or_default(),
-            confidence: Some(self.confidence),
-            outcome: Some(self.outcome.clone()),
-            course: Some(crate::audit::Course {
-                stop: self.stop,
-                consensus: self.consensus,
-                calls: self.calls,
-                waves: self.waves,
-                tokens: self.tokens,
-                prompt_tokens: self.prompt_tokens,
-                cost_usd: self.cost_usd,
-            }),
-            ruling: self.ruling.clone(),
-            rounds: self.rounds.clone(),
-            left_out: self.left_out.clone(),
-            idempotency_key: decision.idempotency_key.clone(),
-            at: crate::audit::now(),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -639,4 +558,62 @@ mod tests {
             serde_json::from_value(serde_json::to_value(&d).expect("json")).expect("round trip");
         assert_eq!(back.scale, Some([-1.0, 1.0]));
     }
+}
+
+/// One round of a deliberated decision, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoundRecord {
+    /// 1 for the independent vote, then 2, 3, ….
+    pub round: u32,
+    /// Every counted position of the round (an agent that failed keeps its last one).
+    pub ballots: Vec<Ballot>,
+    /// The weight each was counted with, by agent.
+    pub weights: Vec<(String, f64)>,
+    /// What the round's tally answered, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// The round's consensus (CQ with the policy's ε for numbers and vectors, the winner's
+    /// weight share for options).
+    pub consensus: f64,
+    /// The probability that the round's verdict is right.
+    pub confidence: f64,
+    /// Set when the round looks like acquiescence rather than deliberation: the pool
+    /// converged, far beyond what the independent vote supported, on an answer it did not
+    /// choose. The independent vote then stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acquiescence: Option<String>,
+    /// When the round's answer differs from the independent vote's: the independent vote's
+    /// odds of it against its own answer (what the acquiescence detector weighs, and what the
+    /// pool's overturn record learns from once the decision is graded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub odds: Option<f64>,
+}
+
+/// The answer (in words) the rounds of a decision of `kind` moved the pool to, away from the
+/// independent vote's: the last round's, when it differs from the first's (numbers: by more
+/// than `tolerance`).
+pub fn overturned(rounds: &[RoundRecord], kind: Kind, tolerance: f64) -> Option<&str> {
+    let (first, last) = (rounds.first()?, rounds.last()?);
+    let (old, new) = (first.answer.as_deref()?, last.answer.as_deref()?);
+    let moved = match (kind, old.parse::<f64>(), new.parse::<f64>()) {
+        (Kind::Score, Ok(a), Ok(b)) => (a - b).abs() > tolerance,
+        _ => old != new,
+    };
+    (rounds.len() > 1 && moved).then_some(new)
+}
+
+/// Stakes of the decisions a policy governs.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stakes {
+    /// Mistakes are cheap.
+    Low,
+    /// The default.
+    #[default]
+    Medium,
+    /// One compromised answer could do harm downstream.
+    High,
 }

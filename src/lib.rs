@@ -6,6 +6,7 @@ pub mod aggregate;
 pub mod audit;
 pub mod ballot;
 pub mod decision;
+pub mod directives;
 #[cfg(feature = "eval")]
 pub mod eval;
 pub mod governor;
@@ -13,10 +14,13 @@ pub mod layer;
 pub mod policy;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod rng;
 #[cfg(feature = "serve")]
 pub mod serve;
+pub mod spend;
 #[cfg(feature = "sled")]
 pub mod store;
+pub mod time;
 pub mod trust;
 
 // What an embedder uses, at the crate root.

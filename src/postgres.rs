@@ -28,8 +28,8 @@ use std::time::Duration;
 use postgres::error::SqlState;
 use postgres::{Client, NoTls};
 
-use crate::governor::Directives;
-use crate::governor::spend::{Charge, SpendAccount, SpendError};
+use crate::directives::Directives;
+use crate::spend::{Charge, SpendAccount, SpendError};
 
 /// Schema migrations, applied in order; a database records the versions it has.
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -590,5 +590,11 @@ impl SpendAccount for PgSpend {
                 }))
             })
             .map_err(spend_err)
+    }
+}
+
+impl From<DbError> for crate::directives::OrdersError {
+    fn from(e: crate::postgres::DbError) -> Self {
+        Self::Book(e.to_string())
     }
 }

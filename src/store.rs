@@ -326,13 +326,13 @@ impl Store {
 
     /// The Cognitive Director's standing orders (none yet: the defaults). They are kept
     /// beside the audit log's head and changed through it
-    /// ([`OrderBook`](crate::governor::OrderBook) of [`SledAuditLog`](crate::audit::SledAuditLog)),
+    /// ([`OrderBook`](crate::directives::OrderBook) of [`SledAuditLog`](crate::audit::SledAuditLog)),
     /// so that an order is in effect exactly when it is recorded; stores written before that
     /// kept them in a tree of their own, read here until the first change.
     ///
     /// # Errors
     /// The store cannot be read, or the orders are damaged.
-    pub fn directives(&self) -> Result<crate::governor::Directives, StoreError> {
+    pub fn directives(&self) -> Result<crate::directives::Directives, StoreError> {
         for (tree, key) in [("audit_meta", "orders"), ("director", "orders")] {
             let t = self.tree(tree)?;
             if let Some(v) = t.get(key.as_bytes()).map_err(|e| self.sled_err(e))? {
@@ -344,7 +344,7 @@ impl Store {
                 });
             }
         }
-        Ok(crate::governor::Directives::default())
+        Ok(crate::directives::Directives::default())
     }
 
     pub(crate) fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::aggregate::{Rule, TallyError, TallyInput, tally};
 use crate::ballot::Ballot;
+use crate::decision::{Decision, Verdict};
 #[cfg(feature = "sled")]
 use crate::store::StoreError;
 
@@ -81,7 +82,7 @@ pub struct DecisionRecord {
     pub ruling: Option<Ballot>,
     /// Deliberation rounds, the independent vote first (the input above is the last round's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rounds: Vec<crate::governor::RoundRecord>,
+    pub rounds: Vec<crate::decision::RoundRecord>,
     /// Pool members left out of the vote, and why (absent when none was, and in older records).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub left_out: Vec<crate::decision::LeftOut>,
@@ -698,7 +699,7 @@ pub struct PoolGrade {
     /// answer it moved to was right.
     pub overturn: Option<bool>,
     /// With `overturn`: the independent vote's odds of the answer deliberation moved to,
-    /// against its own (the last round's [`RoundRecord::odds`](crate::governor::RoundRecord)).
+    /// against its own (the last round's [`RoundRecord::odds`](crate::decision::RoundRecord)).
     pub overturn_odds: Option<f64>,
 }
 
@@ -740,7 +741,7 @@ pub fn grade_pool(
         }
         Truth::Option(_) => None,
     };
-    let overturn = crate::governor::overturned(&record.rounds, record.input.kind, tolerance)
+    let overturn = crate::decision::overturned(&record.rounds, record.input.kind, tolerance)
         .map(|words| truth.is_right_words(words, tolerance));
     let overturn_odds = overturn.and(record.rounds.last()).and_then(|r| r.odds);
     Ok(PoolGrade {
@@ -778,12 +779,7 @@ fn truth_of(record: &DecisionRecord, correct: &str) -> Result<crate::decision::T
     })
 }
 
-/// Seconds since the Unix epoch (the time stamp of every record).
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+pub use crate::time::now;
 
 // ---------------------------------------------------------------------------------------
 
@@ -1029,5 +1025,91 @@ mod tests {
         assert_eq!(log.find("2").unwrap().seq, 2);
         assert_eq!(log.find("d0").unwrap().seq, 1);
         assert!(matches!(log.find("d9"), Err(AuditError::NotFound(_))));
+    }
+}
+
+/// A verdict and its record: the record is written from the verdict, and a governed
+/// decision's verdict read back from its record (the audit floor knows the verdict, not the
+/// other way round).
+impl Verdict {
+    /// The verdict a governed decision's record holds, as far as the record keeps it: the
+    /// ballots' latencies, tokens and costs are not kept one by one (they read 0; the
+    /// totals are kept). `None` for a plain tally's record (no outcome or course).
+    pub fn from_record(r: &DecisionRecord) -> Option<Self> {
+        let course = r.course.as_ref()?;
+        let policy = r.policy.as_ref();
+        Some(Self {
+            decision: r.id.clone(),
+            policy: policy.map(|p| p.id.clone()).unwrap_or_default(),
+            policy_hash: policy.map(|p| p.hash.clone()).unwrap_or_default(),
+            trust_version: r.trust_version,
+            outcome: r.outcome.clone()?,
+            rule: r.rule,
+            // The tally is recomputed from the recorded input: a replay gives it bit for bit.
+            tally: crate::aggregate::tally(&r.input, &r.rule).ok(),
+            consensus: course.consensus,
+            confidence: r.confidence.unwrap_or(0.0),
+            ballots: r
+                .independent_ballots()
+                .iter()
+                .map(|b| crate::decision::Cast {
+                    weight: r.input.weights.get(&b.agent).copied().unwrap_or(1.0),
+                    ballot: b.clone(),
+                    latency_ms: 0,
+                    tokens: 0,
+                    cost_usd: 0.0,
+                    wave: 1,
+                })
+                .collect(),
+            calls: course.calls,
+            waves: course.waves,
+            stop: course.stop,
+            tokens: course.tokens,
+            prompt_tokens: course.prompt_tokens,
+            cost_usd: course.cost_usd,
+            ruling: r.ruling.clone(),
+            rounds: r.rounds.clone(),
+            left_out: r.left_out.clone(),
+        })
+    }
+
+    /// The decision record of this verdict (what `conclave audit replay` re-tallies): the
+    /// tally's input, the rule and its parameters, the seed, the policy and its hash, the
+    /// trust version, and the verdict as the voting engine produced it.
+    pub fn record(&self, decision: &Decision) -> DecisionRecord {
+        DecisionRecord {
+            id: decision.id.clone(),
+            question: decision.question.clone(),
+            domain: decision.domain.clone(),
+            input: self.tally_input(decision),
+            rule: self.rule,
+            seed: decision.seed,
+            policy: Some(PolicyRef {
+                id: self.policy.clone(),
+                hash: self.policy_hash.clone(),
+            }),
+            trust_version: self.trust_version,
+            verdict: self
+                .tally
+                .as_ref()
+                .and_then(|t| serde_json::to_value(t).ok())
+                .unwrap_or_default(),
+            confidence: Some(self.confidence),
+            outcome: Some(self.outcome.clone()),
+            course: Some(Course {
+                stop: self.stop,
+                consensus: self.consensus,
+                calls: self.calls,
+                waves: self.waves,
+                tokens: self.tokens,
+                prompt_tokens: self.prompt_tokens,
+                cost_usd: self.cost_usd,
+            }),
+            ruling: self.ruling.clone(),
+            rounds: self.rounds.clone(),
+            left_out: self.left_out.clone(),
+            idempotency_key: decision.idempotency_key.clone(),
+            at: crate::time::now(),
+        }
     }
 }

@@ -325,19 +325,19 @@ impl AuditLog for SledAuditLog {
 /// order and its record are written in one transaction).
 const ORDERS: &[u8] = b"orders";
 
-impl crate::governor::OrderBook for SledAuditLog {
-    fn orders(&self) -> Result<crate::governor::Directives, crate::governor::OrdersError> {
+impl crate::directives::OrderBook for SledAuditLog {
+    fn orders(&self) -> Result<crate::directives::Directives, crate::directives::OrdersError> {
         self.store
             .directives()
-            .map_err(|e| crate::governor::OrdersError::Book(e.to_string()))
+            .map_err(|e| crate::directives::OrdersError::Book(e.to_string()))
     }
 
     fn change(
         &self,
-        change: crate::governor::director::Change,
-    ) -> Result<(crate::governor::Directives, Option<AuditRecord>), crate::governor::OrdersError>
+        change: crate::directives::Change,
+    ) -> Result<(crate::directives::Directives, Option<AuditRecord>), crate::directives::OrdersError>
     {
-        use crate::governor::{Directives, OrdersError};
+        use crate::directives::{Directives, OrdersError};
         // Orders written before they moved beside the head (older stores) are the start.
         let legacy = self
             .store

@@ -337,19 +337,19 @@ impl AuditLog for PgAuditLog {
     }
 }
 
-impl crate::governor::OrderBook for PgAuditLog {
-    fn orders(&self) -> Result<crate::governor::Directives, crate::governor::OrdersError> {
+impl crate::directives::OrderBook for PgAuditLog {
+    fn orders(&self) -> Result<crate::directives::Directives, crate::directives::OrdersError> {
         self.db
             .directives()
-            .map_err(|e| crate::governor::OrdersError::Book(e.to_string()))
+            .map_err(|e| crate::directives::OrdersError::Book(e.to_string()))
     }
 
     fn change(
         &self,
-        change: crate::governor::director::Change,
-    ) -> Result<(crate::governor::Directives, Option<AuditRecord>), crate::governor::OrdersError>
+        change: crate::directives::Change,
+    ) -> Result<(crate::directives::Directives, Option<AuditRecord>), crate::directives::OrdersError>
     {
-        use crate::governor::{Directives, OrdersError};
+        use crate::directives::{Directives, OrdersError};
         let empty = serde_json::to_string(&Directives::default())
             .map_err(|e| OrdersError::Book(e.to_string()))?;
         // The change runs on the orders read under the row's lock (again if the transaction

@@ -30,9 +30,9 @@ use serde::{Deserialize, Serialize};
 use super::ScenarioReport;
 use super::metrics::Dist;
 use super::suite::{Attack, Item, Mode, Scenario, Suite};
-use crate::agent::Rng;
 use crate::aggregate::Kind;
 use crate::policy::{AgentKind, AgentSpec, Behaviour, Catalog, ScriptedSpec};
+use crate::rng::Rng;
 
 /// A generator as a suite file writes it (`[[generate]]`).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

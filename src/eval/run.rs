@@ -151,7 +151,7 @@ impl DeliberationRecord {
             .filter(|b| pool.adversarial_at(&b.agent, i))
             .collect();
         let overturned =
-            crate::governor::overturned(&verdict.rounds, item.kind, tolerance).is_some();
+            crate::decision::overturned(&verdict.rounds, item.kind, tolerance).is_some();
         let cascade = overturned && !right(last.answer.as_deref());
         let onto_adversary = cascade
             && last
@@ -1421,7 +1421,7 @@ fn baseline_oracle(
 
 /// Items generated for a sweep: random truths, seeded.
 pub(crate) fn sweep_items(sweep: &Sweep, seed: u64) -> Vec<Item> {
-    let mut rng = crate::agent::Rng::new(&[sweep.name.as_bytes(), &seed.to_le_bytes()]);
+    let mut rng = crate::rng::Rng::new(&[sweep.name.as_bytes(), &seed.to_le_bytes()]);
     let options: Vec<String> = (0..sweep.options)
         .map(|k| char::from(b'A' + k as u8).to_string())
         .collect();

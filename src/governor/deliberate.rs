@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -22,48 +21,7 @@ use crate::ballot::{Answer, Ballot};
 use crate::decision::{Cast, Decision};
 use crate::policy::Deliberation;
 
-/// One round of a deliberated decision, as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RoundRecord {
-    /// 1 for the independent vote, then 2, 3, ….
-    pub round: u32,
-    /// Every counted position of the round (an agent that failed keeps its last one).
-    pub ballots: Vec<Ballot>,
-    /// The weight each was counted with, by agent.
-    pub weights: Vec<(String, f64)>,
-    /// What the round's tally answered, in words.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub answer: Option<String>,
-    /// The round's consensus (CQ with the policy's ε for numbers and vectors, the winner's
-    /// weight share for options).
-    pub consensus: f64,
-    /// The probability that the round's verdict is right.
-    pub confidence: f64,
-    /// Set when the round looks like acquiescence rather than deliberation: the pool
-    /// converged, far beyond what the independent vote supported, on an answer it did not
-    /// choose. The independent vote then stands.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acquiescence: Option<String>,
-    /// When the round's answer differs from the independent vote's: the independent vote's
-    /// odds of it against its own answer (what the acquiescence detector weighs, and what the
-    /// pool's overturn record learns from once the decision is graded).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub odds: Option<f64>,
-}
-
-/// The answer (in words) the rounds of a decision of `kind` moved the pool to, away from the
-/// independent vote's: the last round's, when it differs from the first's (numbers: by more
-/// than `tolerance`).
-pub fn overturned(rounds: &[RoundRecord], kind: Kind, tolerance: f64) -> Option<&str> {
-    let (first, last) = (rounds.first()?, rounds.last()?);
-    let (old, new) = (first.answer.as_deref()?, last.answer.as_deref()?);
-    let moved = match (kind, old.parse::<f64>(), new.parse::<f64>()) {
-        (Kind::Score, Ok(a), Ok(b)) => (a - b).abs() > tolerance,
-        _ => old != new,
-    };
-    (rounds.len() > 1 && moved).then_some(new)
-}
+pub use crate::decision::{RoundRecord, overturned};
 
 /// What the rounds came to.
 pub(super) struct Deliberated {

@@ -34,7 +34,7 @@ mod confidence;
 mod deliberate;
 pub mod director;
 mod router;
-pub mod spend;
+pub use crate::spend;
 
 pub use builder::{GovernorBuildError, GovernorBuilder};
 pub use deliberate::{RoundRecord, overturned};
@@ -563,7 +563,7 @@ impl Inner {
     fn seating(&self, domain: &str) -> Arc<Seating> {
         let trust = self.current_trust();
         let orders = self.director.as_ref().map(Director::current);
-        let now = crate::audit::now();
+        let now = crate::time::now();
         let key = (trust.version, orders.as_ref().map_or(0, |o| o.version));
         let reweights = orders.as_ref().map_or(0, |o| o.active_in(domain, now));
         if let Ok(mut cache) = self.admitted.lock() {
@@ -992,7 +992,7 @@ impl Inner {
             && matches!(verdict.outcome, Outcome::Human { .. })
             && let Some(d) = &self.director
         {
-            match d.hand_over(&decision.domain, crate::audit::now()) {
+            match d.hand_over(&decision.domain, crate::time::now()) {
                 Ok(Some(s)) => {
                     tracing::warn!(domain = %decision.domain, reason = %s.reason, "autonomy suspended by the ratchet");
                 }
@@ -1526,8 +1526,8 @@ impl Inner {
             tokens: u64::from(prompt_tokens) + u64::from(spec.max_tokens),
             usd: spec.call_cost(prompt_tokens),
         };
-        let scope = spend::scope(self.policy.id(), total.window_s, crate::audit::now());
-        match spend::Hold::take(&self.spend, scope, charge, spend::cap(&total)) {
+        let scope = spend::scope(self.policy.id(), total.window_s, crate::time::now());
+        match spend::Hold::take(&self.spend, scope, charge, spend_cap(&total)) {
             Ok(Some(hold)) => Ok(Some(hold)),
             Ok(None) => Err(Short::Budget),
             Err(e) => Err(Short::Account(e.to_string())),
@@ -2197,5 +2197,13 @@ impl Service<Decision> for Governor {
     fn call(&mut self, decision: Decision) -> Self::Future {
         let inner = self.inner.clone();
         Box::pin(async move { inner.decide(decision).await })
+    }
+}
+
+/// The cap of a total budget: a missing limit is no limit.
+fn spend_cap(total: &crate::policy::TotalBudget) -> spend::Charge {
+    spend::Charge {
+        tokens: total.tokens.unwrap_or(u64::MAX),
+        usd: total.money_usd.unwrap_or(f64::INFINITY),
     }
 }

@@ -134,7 +134,7 @@ where
                         }
                         // Deterministic jitter: the same call sequence waits the same.
                         let mut rng =
-                            crate::agent::Rng::new(&[&n.to_le_bytes(), &attempt.to_le_bytes()]);
+                            crate::rng::Rng::new(&[&n.to_le_bytes(), &attempt.to_le_bytes()]);
                         let backoff = config.base * 2u32.saturating_pow(attempt);
                         let jitter = config.base.mul_f64(rng.unit());
                         let wait = (backoff + jitter).max(asked.unwrap_or_default());

@@ -424,18 +424,7 @@ pub struct RuleSpec {
     pub alpha: Option<Spanned<f64>>,
 }
 
-/// Stakes of the decisions a policy governs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Stakes {
-    /// Mistakes are cheap.
-    Low,
-    /// The default.
-    #[default]
-    Medium,
-    /// One compromised answer could do harm downstream.
-    High,
-}
+pub use crate::decision::Stakes;
 
 /// When the robust rule replaces the weighted vote (digest A.6: Byzantine fraction over 25 %
 /// **or** high stakes).

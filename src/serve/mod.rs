@@ -225,10 +225,7 @@ impl ServeState {
     ///
     /// # Errors
     /// As [`ServeState::new`].
-    pub fn with_spend(
-        self,
-        account: Arc<dyn crate::governor::spend::SpendAccount>,
-    ) -> Result<Self, String> {
+    pub fn with_spend(self, account: Arc<dyn crate::spend::SpendAccount>) -> Result<Self, String> {
         self.refresh(|g| g.with_spend(account.clone()))?;
         Ok(self)
     }
@@ -538,7 +535,7 @@ struct Extension {
     seed: u64,
     idempotency_key: Option<String>,
     /// `low`, `medium` or `high`: high stakes switch to the policy's robust rule.
-    stakes: Option<crate::policy::Stakes>,
+    stakes: Option<crate::decision::Stakes>,
     /// The scale of a numeric answer, `[low, high]`.
     scale: Option<[f64; 2]>,
     /// Simulated agents only: the right answer.
@@ -717,7 +714,7 @@ fn verdict_headers(v: &Verdict) -> HeaderMap {
 /// for, then `[DONE]`.
 fn streamed(policy: &str, v: &Verdict, usage: bool) -> Response {
     let id = format!("chatcmpl-{}", v.decision);
-    let created = crate::audit::now();
+    let created = crate::time::now();
     let chunk = |delta: Value, finish: Value, extra: Option<(&str, Value)>| {
         let mut c = json!({
             "id": id,
@@ -769,7 +766,7 @@ fn completion(policy: &str, v: &Verdict) -> Response {
     let body = json!({
         "id": format!("chatcmpl-{}", v.decision),
         "object": "chat.completion",
-        "created": crate::audit::now(),
+        "created": crate::time::now(),
         "model": policy,
         "choices": [{
             "index": 0,
@@ -1025,14 +1022,14 @@ async fn give_order(
         ));
     }
     let record =
-        tokio::task::spawn_blocking(move || d.order(req.order, &req.by, crate::audit::now()))
+        tokio::task::spawn_blocking(move || d.order(req.order, &req.by, crate::time::now()))
             .await
             .map_err(ApiError::internal)?
             .map_err(|e| match e {
-                crate::governor::OrdersError::Order(
+                crate::directives::OrdersError::Order(
                     crate::governor::director::DirectorError::NotSuspended(_),
                 ) => ApiError::new(StatusCode::CONFLICT, "not_suspended", e.to_string()),
-                crate::governor::OrdersError::Order(_) => ApiError::bad(e.to_string()),
+                crate::directives::OrdersError::Order(_) => ApiError::bad(e.to_string()),
                 _ => ApiError::unavailable(e),
             })?;
     let current = director(&state)?.current();

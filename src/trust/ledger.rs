@@ -529,7 +529,7 @@ mod tests {
         // probability σ(ln Λ + ln o) for a true Λ: the fitted ratio lands near it.
         for truth in [0.2f64, 1.0, 8.0, 40.0] {
             let mut pool = PoolRecord::default();
-            let mut rng = crate::agent::Rng::new(&[b"overturns"]);
+            let mut rng = crate::rng::Rng::new(&[b"overturns"]);
             for _ in 0..400 {
                 let odds = (-(rng.unit() * (50f64.ln() - 1.5f64.ln()) + 1.5f64.ln())).exp();
                 let p = truth * odds / (1.0 + truth * odds);

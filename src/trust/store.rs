@@ -123,7 +123,7 @@ pub enum Change {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         overturn: Option<bool>,
         /// With `overturn`: the independent vote's odds of the answer deliberation moved to,
-        /// against its own answer ([`RoundRecord::odds`](crate::governor::RoundRecord)).
+        /// against its own answer ([`RoundRecord::odds`](crate::decision::RoundRecord)).
         /// The overturn record learns how far deliberation's evidence outweighs them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         overturn_odds: Option<f64>,
@@ -378,7 +378,7 @@ fn run_batch<T: Tables>(
     let version = t.counter("version")? + 1;
     let mut seq = t.counter("history_seq")?;
     let first_seq = seq + 1;
-    let at = crate::audit::now();
+    let at = crate::time::now();
     let mut changed = 0;
     for (key, (before, after)) in &plan {
         if before == after {

@@ -110,14 +110,6 @@ pub fn scope(policy: &str, window_s: Option<u64>, now: u64) -> String {
     }
 }
 
-/// The cap of a total budget: a missing limit is no limit.
-pub(crate) fn cap(total: &crate::policy::TotalBudget) -> Charge {
-    Charge {
-        tokens: total.tokens.unwrap_or(u64::MAX),
-        usd: total.money_usd.unwrap_or(f64::INFINITY),
-    }
-}
-
 /// One call's reservation. Settled with what the call spent when it answers; dropped
 /// unsettled (the call failed, timed out or was cancelled), it charges the whole reservation.
 pub(crate) struct Hold {
