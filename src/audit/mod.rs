@@ -963,71 +963,6 @@ impl AuditLog for MemoryAuditLog {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::aggregate::Kind;
-    use crate::ballot::{Abstention, Ballot};
-
-    fn decision(i: u64) -> Entry {
-        let input = TallyInput::new(
-            Kind::Choice,
-            ["buy", "hold", "sell"],
-            vec![
-                Ballot::choice("econ", "hold").with_confidence(0.8),
-                Ballot::choice("news", if i.is_multiple_of(2) { "sell" } else { "hold" }),
-                Ballot::abstain("slow", Abstention::Timeout),
-            ],
-        )
-        .with_weights([("econ", 0.79), ("news", 0.73)]);
-        Entry::Decision(Box::new(
-            DecisionRecord::tallied(
-                format!("d{i}"),
-                "Trade?",
-                "finance",
-                input,
-                Rule::WeightedPlurality,
-            )
-            .unwrap(),
-        ))
-    }
-
-    #[test]
-    fn chain_verifies_and_names_the_tampered_record() {
-        let log = MemoryAuditLog::new();
-        for i in 0..5 {
-            let r = log.append(&decision(i)).unwrap();
-            assert_eq!(r.seq, i + 1);
-        }
-        assert_eq!(
-            log.verify().unwrap(),
-            Verification {
-                records: 5,
-                first_broken: None
-            }
-        );
-        log.tamper(3, |v| {
-            let at = v.len() - 10;
-            v[at] ^= 0x01;
-        });
-        let broken = log.verify().unwrap().first_broken.unwrap();
-        assert_eq!(broken.seq, 3);
-        // Untouched records still replay bit for bit.
-        let r = replay(&log.get(2).unwrap().unwrap()).unwrap();
-        assert!(r.matches);
-    }
-
-    #[test]
-    fn find_by_seq_or_decision_id() {
-        let log = MemoryAuditLog::new();
-        log.append(&decision(0)).unwrap();
-        log.append(&decision(1)).unwrap();
-        assert_eq!(log.find("2").unwrap().seq, 2);
-        assert_eq!(log.find("d0").unwrap().seq, 1);
-        assert!(matches!(log.find("d9"), Err(AuditError::NotFound(_))));
-    }
-}
-
 /// A verdict and its record: the record is written from the verdict, and a governed
 /// decision's verdict read back from its record (the audit floor knows the verdict, not the
 /// other way round).
@@ -1111,5 +1046,70 @@ impl Verdict {
             idempotency_key: decision.idempotency_key.clone(),
             at: crate::time::now(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::Kind;
+    use crate::ballot::{Abstention, Ballot};
+
+    fn decision(i: u64) -> Entry {
+        let input = TallyInput::new(
+            Kind::Choice,
+            ["buy", "hold", "sell"],
+            vec![
+                Ballot::choice("econ", "hold").with_confidence(0.8),
+                Ballot::choice("news", if i.is_multiple_of(2) { "sell" } else { "hold" }),
+                Ballot::abstain("slow", Abstention::Timeout),
+            ],
+        )
+        .with_weights([("econ", 0.79), ("news", 0.73)]);
+        Entry::Decision(Box::new(
+            DecisionRecord::tallied(
+                format!("d{i}"),
+                "Trade?",
+                "finance",
+                input,
+                Rule::WeightedPlurality,
+            )
+            .unwrap(),
+        ))
+    }
+
+    #[test]
+    fn chain_verifies_and_names_the_tampered_record() {
+        let log = MemoryAuditLog::new();
+        for i in 0..5 {
+            let r = log.append(&decision(i)).unwrap();
+            assert_eq!(r.seq, i + 1);
+        }
+        assert_eq!(
+            log.verify().unwrap(),
+            Verification {
+                records: 5,
+                first_broken: None
+            }
+        );
+        log.tamper(3, |v| {
+            let at = v.len() - 10;
+            v[at] ^= 0x01;
+        });
+        let broken = log.verify().unwrap().first_broken.unwrap();
+        assert_eq!(broken.seq, 3);
+        // Untouched records still replay bit for bit.
+        let r = replay(&log.get(2).unwrap().unwrap()).unwrap();
+        assert!(r.matches);
+    }
+
+    #[test]
+    fn find_by_seq_or_decision_id() {
+        let log = MemoryAuditLog::new();
+        log.append(&decision(0)).unwrap();
+        log.append(&decision(1)).unwrap();
+        assert_eq!(log.find("2").unwrap().seq, 2);
+        assert_eq!(log.find("d0").unwrap().seq, 1);
+        assert!(matches!(log.find("d9"), Err(AuditError::NotFound(_))));
     }
 }
