@@ -14,6 +14,7 @@ pub mod layer;
 pub mod policy;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod recording;
 mod rng;
 #[cfg(feature = "serve")]
 pub mod serve;

@@ -7,7 +7,8 @@
 
 #[cfg(feature = "openai")]
 pub mod openai;
-pub mod replay;
+/// Recordings of real agents' answers (the format lives in [`crate::recording`]).
+pub use crate::recording as replay;
 pub mod scripted;
 
 use std::sync::Arc;
@@ -304,7 +305,7 @@ where
 
 /// The service for one agent definition: scripted and replayed agents are simulated,
 /// `openai` agents call their endpoint (feature `openai`). Bare: the Governor wraps every
-/// agent in its stack ([`crate::layer::stack`]).
+/// agent in its stack (`layer::stack`).
 ///
 /// # Errors
 /// [`BuildError`] names the agent and what is wrong.
@@ -344,4 +345,16 @@ pub fn build_for(
             Ok((spec.clone(), build(spec)?))
         })
         .collect()
+}
+
+/// An error that comes with the server's own advice on when to try again (HTTP 429 or 503
+/// with `Retry-After`). The retry layer waits at least that long, or gives up at once when
+/// that is longer than its `max_wait`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} (the server asks to retry after {after:?})")]
+pub struct RetryAfter {
+    /// How long the server asks to wait.
+    pub after: std::time::Duration,
+    /// The error.
+    pub message: String,
 }

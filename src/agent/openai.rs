@@ -179,7 +179,7 @@ impl OpenAiAgent {
     }
 
     /// One chat completion: the reply as JSON, or the typed cause of its failure (a refusal
-    /// that came with `Retry-After` is a [`RetryAfter`](crate::layer::retry::RetryAfter)).
+    /// that came with `Retry-After` is a [`RetryAfter`](crate::agent::RetryAfter)).
     async fn complete(&self, body: &Request) -> Result<Value, BoxError> {
         self.client
             .chat()
@@ -1031,7 +1031,7 @@ impl Service<AgentRequest> for OpenAiAgent {
 
 /// async-openai's plain transport (no retries of its own) behind the safety rules: no
 /// redirects, a size limit while reading, HTTP errors as typed causes (a 429 or 503 with
-/// `Retry-After` as [`RetryAfter`](crate::layer::retry::RetryAfter)).
+/// `Retry-After` as [`RetryAfter`](crate::agent::RetryAfter)).
 #[derive(Clone)]
 struct Transport {
     inner: ReqwestService,
@@ -1103,7 +1103,7 @@ impl Service<HttpRequestFactory> for Transport {
                 if matches!(status.as_u16(), 429 | 503)
                     && let Some(after) = retry_after(&headers)
                 {
-                    return Err(boxed(crate::layer::retry::RetryAfter {
+                    return Err(boxed(crate::agent::RetryAfter {
                         after,
                         message: format!("HTTP {}: {message}", status.as_u16()),
                     }));

@@ -7,7 +7,7 @@
 //! seen, which is deterministic when decisions reach it one after another.
 //!
 //! A replay agent (`kind = "replay"`) is a scripted agent whose honest answers and latencies
-//! come from a recording of a real agent (see [`replay`](super::replay)); a behaviour other
+//! come from a recording of a real agent (see [`replay`](crate::recording)); a behaviour other
 //! than honest (an attack in an eval scenario) overrides them as it overrides competence.
 
 use std::future::Future;
@@ -19,12 +19,12 @@ use std::time::Duration;
 
 use tower::{BoxError, Service};
 
-use super::replay::Recording;
 use super::{AgentReply, AgentRequest, Rng};
 use crate::aggregate::Kind;
 use crate::ballot::{Abstention, Answer, Ballot};
 use crate::decision::{Decision, Truth};
 use crate::policy::{AgentSpec, Behaviour, Confidence, ScriptedSpec, Stance};
+use crate::recording::Recording;
 
 /// A simulated agent as a Tower service.
 #[derive(Debug, Clone)]
@@ -53,7 +53,8 @@ impl ScriptedAgent {
         })?;
         let recording = match &spec.replay {
             Some(r) => Some((
-                super::replay::load(&r.recording).map_err(|e| NotScripted(spec.id.clone(), e))?,
+                crate::recording::load(&r.recording)
+                    .map_err(|e| NotScripted(spec.id.clone(), e))?,
                 r.of.clone(),
             )),
             None => None,
@@ -110,7 +111,7 @@ impl ScriptedAgent {
         let id = self.spec.id.as_str();
         // A replay agent's honest answer is the recorded one.
         if let (Some((r, of)), Behaviour::Honest) = (&self.recording, &self.script.behaviour) {
-            return Ok(super::replay::replay_ballot(r, of, id, decision).0);
+            return Ok(crate::recording::replay_ballot(r, of, id, decision).0);
         }
         let mut rng = Rng::new(&[
             decision.id.as_bytes(),

@@ -19,17 +19,14 @@ use crate::decision::{Decision, Verdict};
 #[cfg(feature = "sled")]
 use crate::store::StoreError;
 
-#[cfg(feature = "sled")]
-mod on_disk;
 mod outcome;
 
-#[cfg(feature = "sled")]
-pub use on_disk::SledAuditLog;
-#[cfg(feature = "postgres")]
-mod postgres;
 pub use outcome::{OutcomeError, OutcomeReceipt, OverrideReceipt, record_outcome, record_override};
+// The logs of the stores, at the paths they always had (they live with their stores).
 #[cfg(feature = "postgres")]
-pub use postgres::PgAuditLog;
+pub use crate::postgres::audit::PgAuditLog;
+#[cfg(feature = "sled")]
+pub use crate::store::audit::SledAuditLog;
 
 /// A SHA-256 hash.
 pub type Hash = [u8; 32];
@@ -390,7 +387,7 @@ pub struct Replay {
 }
 
 /// The one record of a one-entry `append_all` (logs whose single append is a batch of one).
-fn only_record(mut records: Vec<AuditRecord>) -> Result<AuditRecord, AuditError> {
+pub(crate) fn only_record(mut records: Vec<AuditRecord>) -> Result<AuditRecord, AuditError> {
     records.pop().ok_or_else(|| AuditError::Unreadable {
         seq: 0,
         detail: "nothing was appended".to_owned(),
@@ -492,7 +489,7 @@ fn digest(seq: u64, prev: &Hash, body: &[u8]) -> Hash {
     h.finalize().into()
 }
 
-fn encode(seq: u64, prev: &Hash, entry: &Entry) -> (Hash, Vec<u8>) {
+pub(crate) fn encode(seq: u64, prev: &Hash, entry: &Entry) -> (Hash, Vec<u8>) {
     // Our entry types always serialise (string keys, no failing serialisers).
     let body = serde_json::to_vec(entry).unwrap_or_default();
     let hash = digest(seq, prev, &body);
@@ -503,7 +500,7 @@ fn encode(seq: u64, prev: &Hash, entry: &Entry) -> (Hash, Vec<u8>) {
     (hash, value)
 }
 
-fn decode(seq: u64, value: &[u8]) -> Result<AuditRecord, String> {
+pub(crate) fn decode(seq: u64, value: &[u8]) -> Result<AuditRecord, String> {
     if value.len() < 64 {
         return Err(format!(
             "{} bytes, shorter than the two hashes",
@@ -525,7 +522,7 @@ fn decode(seq: u64, value: &[u8]) -> Result<AuditRecord, String> {
 }
 
 /// Walks `(seq, stored bytes)` in order and checks every link, then the head.
-fn verify_chain(
+pub(crate) fn verify_chain(
     records: impl Iterator<Item = (u64, Vec<u8>)>,
     head: Option<(u64, Hash)>,
 ) -> Verification {

@@ -54,17 +54,7 @@ impl<S> Layer<S> for RetryLayer {
     }
 }
 
-/// An error that comes with the server's own advice on when to try again (HTTP 429 or 503
-/// with `Retry-After`). The retry layer waits at least that long, or gives up at once when
-/// that is longer than its `max_wait`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message} (the server asks to retry after {after:?})")]
-pub struct RetryAfter {
-    /// How long the server asks to wait.
-    pub after: Duration,
-    /// The error.
-    pub message: String,
-}
+pub use crate::agent::RetryAfter;
 
 /// The retrying service.
 #[derive(Debug, Clone)]

@@ -1070,7 +1070,7 @@ fn simulation_of(
 
 /// A replay agent's competence and latency, from its recording; why it cannot be replayed.
 fn replay_measures(r: &ReplaySpec, id: &str, s: &mut ScriptedSpec) -> Result<(), String> {
-    match crate::agent::replay::load(&r.recording) {
+    match crate::recording::load(&r.recording) {
         Err(e) => Err(format!("agent \"{id}\": {e}")),
         Ok(rec) if !rec.answers.iter().any(|x| x.agent == r.of) => Err(format!(
             "agent \"{id}\": the recording {} holds no answers of \"{}\" (it holds: {})",

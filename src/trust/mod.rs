@@ -9,10 +9,6 @@
 pub mod estimate;
 pub mod ledger;
 pub mod model;
-#[cfg(feature = "sled")]
-mod on_disk;
-#[cfg(feature = "postgres")]
-mod postgres;
 pub mod store;
 
 pub use model::{Status, Suspicion, TrustParams, TrustState, WeightScheme, standing};

@@ -17,10 +17,10 @@ use super::model::{ALL_DOMAINS, Status, TrustParams, TrustState, graded_records}
 #[cfg(feature = "sled")]
 use crate::store::StoreError;
 
-#[cfg(feature = "sled")]
-pub use super::on_disk::SledTrustStore;
 #[cfg(feature = "postgres")]
-pub use super::postgres::PgTrustStore;
+pub use crate::postgres::trust::PgTrustStore;
+#[cfg(feature = "sled")]
+pub use crate::store::trust::SledTrustStore;
 
 /// Trust in one agent for one domain, keyed `(agent, domain)`.
 pub type Key = (String, String);
@@ -345,7 +345,7 @@ pub trait TrustStore {
 }
 
 /// The tables a batch reads and writes, inside one transaction.
-pub(super) trait Tables {
+pub(crate) trait Tables {
     type Error;
     fn state(&self, key: &Key) -> Result<Option<TrustState>, Self::Error>;
     fn put_state(&mut self, key: &Key, state: Option<&TrustState>) -> Result<(), Self::Error>;
@@ -434,7 +434,7 @@ fn set<T: Tables>(
     Ok(())
 }
 
-pub(super) fn apply_changes<T: Tables>(
+pub(crate) fn apply_changes<T: Tables>(
     t: &mut T,
     params: &TrustParams,
     ledger_params: &LedgerParams,
@@ -533,7 +533,7 @@ pub(super) fn apply_changes<T: Tables>(
     })
 }
 
-pub(super) fn rollback_in<T: Tables>(
+pub(crate) fn rollback_in<T: Tables>(
     t: &mut T,
     target: &BatchSummary,
 ) -> Result<Applied, T::Error> {
@@ -560,7 +560,7 @@ pub(super) fn rollback_in<T: Tables>(
 
 /// Checks that nothing after `target` changed its states: the current state of each key must
 /// still be the batch's `after`. Names the later batch otherwise.
-pub(super) fn check_rollback(
+pub(crate) fn check_rollback(
     target: &BatchSummary,
     entries: &[HistoryEntry],
     later: &[HistoryEntry],

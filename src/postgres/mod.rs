@@ -20,6 +20,9 @@
 //!
 //! [`AuditLog::blocks`]: crate::audit::AuditLog::blocks
 
+pub(crate) mod audit;
+pub(crate) mod trust;
+
 use std::fmt;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};

@@ -3,10 +3,10 @@
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
-use super::{
+use super::Store;
+use crate::audit::{
     AuditError, AuditLog, AuditRecord, Entry, Hash, Verification, decode, encode, verify_chain,
 };
-use crate::store::Store;
 
 /// The audit log in the on-disk [`Store`]: tree `audit` (key: big-endian sequence number)
 /// and tree `audit_meta` (the head).
@@ -206,7 +206,7 @@ fn append_in(
 
 impl AuditLog for SledAuditLog {
     fn append(&self, entry: &Entry) -> Result<AuditRecord, AuditError> {
-        super::only_record(self.append_all(std::slice::from_ref(entry))?)
+        crate::audit::only_record(self.append_all(std::slice::from_ref(entry))?)
     }
 
     fn append_all(&self, entries: &[Entry]) -> Result<Vec<AuditRecord>, AuditError> {

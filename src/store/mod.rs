@@ -6,6 +6,9 @@
 //! holds open. Only [`crate::trust`] and [`crate::audit`] read and write its trees, behind
 //! their traits.
 
+pub(crate) mod audit;
+pub(crate) mod trust;
+
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};

@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
-use super::ledger::{ErrorLedger, LedgerParams};
-use super::model::{TrustParams, TrustState};
-use super::store::*;
 use crate::store::Store;
+use crate::trust::ledger::{ErrorLedger, LedgerParams};
+use crate::trust::model::{TrustParams, TrustState};
+use crate::trust::store::*;
 
 const TREES: [&str; 5] = [
     "trust",

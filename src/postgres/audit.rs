@@ -14,10 +14,10 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use postgres::IsolationLevel::ReadCommitted;
 
-use super::{
+use super::{Database, Tx, unique_violation};
+use crate::audit::{
     AuditError, AuditLog, AuditRecord, Entry, Hash, Verification, decode, encode, verify_chain,
 };
-use crate::postgres::{Database, Tx, unique_violation};
 
 /// The audit log in a PostgreSQL [`Database`]. Clones share one group commit.
 #[derive(Debug, Clone)]
@@ -230,7 +230,7 @@ fn append_in(
 
 impl AuditLog for PgAuditLog {
     fn append(&self, entry: &Entry) -> Result<AuditRecord, AuditError> {
-        super::only_record(self.append_all(std::slice::from_ref(entry))?)
+        crate::audit::only_record(self.append_all(std::slice::from_ref(entry))?)
     }
 
     fn append_all(&self, entries: &[Entry]) -> Result<Vec<AuditRecord>, AuditError> {
@@ -299,7 +299,7 @@ impl AuditLog for PgAuditLog {
             None => {
                 return Ok(Verification {
                     records: rows.len() as u64,
-                    first_broken: Some(super::Broken {
+                    first_broken: Some(crate::audit::Broken {
                         seq: 0,
                         reason: "the head of the chain is damaged".to_owned(),
                     }),

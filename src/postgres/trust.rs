@@ -13,10 +13,10 @@ use postgres::Transaction;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::ledger::{ErrorLedger, LedgerParams};
-use super::model::{TrustParams, TrustState};
-use super::store::*;
 use crate::postgres::{Database, DbError, Tx};
+use crate::trust::ledger::{ErrorLedger, LedgerParams};
+use crate::trust::model::{TrustParams, TrustState};
+use crate::trust::store::*;
 
 /// The advisory lock trust writers queue on ("trust" in ASCII, beside the migrations' key).
 const WRITERS: i64 = 0x0074_7275_7374;
