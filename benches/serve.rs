@@ -212,10 +212,12 @@ async fn start(state: ServeState) -> String {
         "http://{}/v1/chat/completions",
         listener.local_addr().unwrap()
     );
-    tokio::spawn(async move {
-        axum::serve(listener, router(Arc::new(state)))
-            .await
-            .unwrap();
-    });
+    // The server loop `conclave serve` runs (header timeout, connection cap).
+    tokio::spawn(conclave::serve::http::serve(
+        listener,
+        router(Arc::new(state)),
+        conclave::serve::http::HttpLimits::default(),
+        std::future::pending(),
+    ));
     url
 }

@@ -120,6 +120,22 @@ pub struct Store {
     /// Serialises [`Store::commit`] between the handles of this process (one temporary file,
     /// renamed over the record; two writers at once would rename each other's away).
     committing: std::sync::Arc<std::sync::Mutex<()>>,
+    /// Group commit: writers that ask for durability while a flush runs share the next one.
+    flushes: std::sync::Arc<(std::sync::Mutex<Flushes>, std::sync::Condvar)>,
+}
+
+/// The state of the group commit: writes ask for durability in order (`asked`); a flush
+/// started after write `n` asked makes every write up to `n` durable.
+#[derive(Debug, Default)]
+struct Flushes {
+    /// Requests so far (each caller's number is its place).
+    asked: u64,
+    /// Every request up to this one is durable (or failed, see `failed`).
+    done: u64,
+    /// A flush is running.
+    running: bool,
+    /// The requests `(after, upto]` whose flush failed (or may have), and the last error.
+    failed: Option<(u64, u64, String)>,
 }
 
 /// The store directory to use: `explicit` if given, else `$CONCLAVE_STORE`, else `.conclave`.
@@ -265,6 +281,7 @@ impl Store {
             db,
             _lock: std::sync::Arc::new(lock),
             committing: std::sync::Arc::default(),
+            flushes: std::sync::Arc::default(),
         };
         store.check_committed()?;
         if fresh || !manifest {
@@ -355,9 +372,59 @@ impl Store {
     }
 
     /// Flushes every write to disk and records what the store now holds.
+    ///
+    /// Group commit: a caller whose write is done asks for durability; if a flush is already
+    /// running it waits for the next one, which one caller runs for everyone waiting, so that
+    /// concurrent writers share one flush instead of queueing for one each. Returns only once
+    /// a flush that started after the caller's write has finished (or failed: then the error).
     pub(crate) fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(|e| self.sled_err(e))?;
-        self.commit()
+        let (lock, turn) = &*self.flushes;
+        fn relock(m: &std::sync::Mutex<Flushes>) -> std::sync::MutexGuard<'_, Flushes> {
+            m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+        let mut st = relock(lock);
+        st.asked += 1;
+        let mine = st.asked;
+        loop {
+            if st.done >= mine {
+                return match &st.failed {
+                    Some((after, upto, why)) if *after < mine && mine <= *upto => {
+                        Err(StoreError::Io {
+                            path: self.path.clone(),
+                            source: io::Error::other(why.clone()),
+                        })
+                    }
+                    _ => Ok(()),
+                };
+            }
+            if st.running {
+                st = turn
+                    .wait(st)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                continue;
+            }
+            // This caller flushes for every request made so far.
+            st.running = true;
+            let (after, upto) = (st.done, st.asked);
+            drop(st);
+            let result = self
+                .db
+                .flush()
+                .map_err(|e| self.sled_err(e))
+                .and_then(|_| self.commit());
+            st = relock(lock);
+            st.running = false;
+            st.done = upto;
+            if let Err(e) = &result {
+                // Failures are kept as one range, so that a caller that wakes late still
+                // sees its own: two failed flushes cover the requests between them too (a
+                // caller may then hear of a failure its write survived, never the reverse).
+                let after = st.failed.as_ref().map_or(after, |f| f.0.min(after));
+                st.failed = Some((after, upto, e.to_string()));
+            }
+            turn.notify_all();
+            return result;
+        }
     }
 
     pub(crate) fn sled_err(&self, e: sled::Error) -> StoreError {
