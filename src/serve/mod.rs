@@ -906,28 +906,31 @@ fn outcome_error(e: OutcomeError) -> ApiError {
     }
 }
 
+/// Grades a decision off the async workers (the log and trust write to disk), then puts the
+/// Governors on the trust it taught, so that later decisions weigh the agents by it.
+async fn grade<T: Send + 'static>(
+    state: &Arc<ServeState>,
+    f: impl FnOnce(&dyn AuditLog, &dyn TrustStore) -> Result<T, OutcomeError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let s = state.clone();
+    let done = tokio::task::spawn_blocking(move || f(&*s.log, &*s.trust))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(outcome_error)?;
+    state.refresh(|g| g).map_err(ApiError::internal)?;
+    Ok(done)
+}
+
 async fn outcome(
     State(state): State<Arc<ServeState>>,
     Path(id): Path<String>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let req: OutcomeRequest = body(raw)?;
-    let s = state.clone();
-    let receipt = tokio::task::spawn_blocking(move || {
-        crate::audit::record_outcome(
-            &*s.log,
-            &*s.trust,
-            &id,
-            &req.correct,
-            &req.source,
-            req.tolerance,
-        )
+    let receipt = grade(&state, move |log, trust| {
+        crate::audit::record_outcome(log, trust, &id, &req.correct, &req.source, req.tolerance)
     })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(outcome_error)?;
-    // Later decisions weigh the agents by what this outcome taught.
-    state.refresh(|g| g).map_err(ApiError::internal)?;
+    .await?;
     Ok(axum::Json(json!({
         "decision": receipt.decision.seq,
         "outcome": receipt.outcome.seq,
@@ -954,11 +957,10 @@ async fn override_decision(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let req: OverrideRequest = body(raw)?;
-    let s = state.clone();
-    let done = tokio::task::spawn_blocking(move || {
+    let done = grade(&state, move |log, trust| {
         crate::audit::record_override(
-            &*s.log,
-            &*s.trust,
+            log,
+            trust,
             &id,
             &req.answer,
             &req.by,
@@ -966,10 +968,7 @@ async fn override_decision(
             req.tolerance,
         )
     })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(outcome_error)?;
-    state.refresh(|g| g).map_err(ApiError::internal)?;
+    .await?;
     Ok(axum::Json(json!({
         "decision": done.outcome.decision.seq,
         "override": done.over.seq,
