@@ -340,6 +340,18 @@ pub trait OrderBook: std::fmt::Debug + Send + Sync {
     ) -> Result<(Directives, Option<crate::audit::AuditRecord>), OrdersError>;
 }
 
+/// What `change` does to `before`: `None` when it changed nothing (nothing to keep or
+/// record), else the orders after it and the record of the order it gave. Every book keeps
+/// orders through this, so that they agree on what counts as a change.
+pub(crate) fn applied(
+    before: &Directives,
+    change: &Change,
+) -> Result<Option<(Directives, Option<DirectiveRecord>)>, DirectorError> {
+    let mut after = before.clone();
+    let entry = change(&mut after)?;
+    Ok((after != *before).then_some((after, entry)))
+}
+
 /// Most hand-over times kept per domain: the ratchet only needs to know whether more than
 /// [`RATCHET_HANDOVERS`] fell in its window, so the orders stay small however many
 /// decisions go to a human.
@@ -393,11 +405,9 @@ impl OrderBook for MemoryOrderBook {
             .orders
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut next = orders.clone();
-        let entry = change(&mut next)?;
-        if next == *orders {
-            return Ok((next, None));
-        }
+        let Some((next, entry)) = applied(&orders, &change)? else {
+            return Ok((orders.clone(), None));
+        };
         let record = match entry {
             Some(e) => Some(
                 self.log

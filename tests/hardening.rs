@@ -10,7 +10,7 @@ use conclave::serve::http::HttpLimits;
 use conclave::serve::{ServeConfig, ServeState, router};
 use conclave::trust::TrustParams;
 use conclave::trust::store::{MemoryTrustStore, TrustStore};
-use conclave::{Catalog, Directives, Director, SourceFile};
+use conclave::{Catalog, Directives, Director};
 use serde_json::{Value, json};
 
 fn agents(n: usize) -> String {
@@ -41,20 +41,8 @@ fn policy(id: &str, domain: &str, agents: usize, extra: &str) -> String {
 }
 
 fn catalog(agents: &str, policies: &[String]) -> Catalog {
-    let files: Vec<SourceFile> = policies
-        .iter()
-        .enumerate()
-        .map(|(i, p)| SourceFile::new(format!("p{i}.toml"), p.clone()))
-        .collect();
-    Catalog::load(&[SourceFile::new("agents.toml", agents)], &files).unwrap_or_else(|d| {
-        panic!(
-            "{}",
-            d.iter()
-                .map(|x| x.one_line())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })
+    let policies: Vec<&str> = policies.iter().map(String::as_str).collect();
+    crate::support::catalog_of(agents, &policies)
 }
 
 /// Serves `state` with conclave's own server loop on an ephemeral loopback port.

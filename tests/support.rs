@@ -49,19 +49,29 @@ impl Rng {
 /// Agent and policy files loaded together; a test's own files must load, so any diagnostic
 /// fails the test with its one-line form.
 pub(crate) fn catalog(agents: &str, policy: &str) -> conclave::Catalog {
-    conclave::Catalog::load(
-        &[conclave::SourceFile::new("agents.toml", agents)],
-        &[conclave::SourceFile::new("policy.toml", policy)],
-    )
-    .unwrap_or_else(|d| {
-        panic!(
-            "{}",
-            d.iter()
-                .map(|x| x.one_line())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })
+    catalog_of(agents, &[policy])
+}
+
+/// Agent and policy files loaded together, several policies.
+pub(crate) fn catalog_of(agents: &str, policies: &[&str]) -> conclave::Catalog {
+    let files: Vec<conclave::SourceFile> = policies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match policies.len() {
+            1 => conclave::SourceFile::new("policy.toml", *p),
+            _ => conclave::SourceFile::new(format!("policy{i}.toml"), *p),
+        })
+        .collect();
+    conclave::Catalog::load(&[conclave::SourceFile::new("agents.toml", agents)], &files)
+        .unwrap_or_else(|d| {
+            panic!(
+                "{}",
+                d.iter()
+                    .map(|x| x.one_line())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })
 }
 
 /// Three random voters and an arbiter (`judge`, with this behaviour), and a policy whose

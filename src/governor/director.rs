@@ -139,7 +139,7 @@ impl Director {
 
     /// Publishes `orders` unless what is published is as new.
     fn publish(&self, orders: Directives) {
-        if orders.version != self.current().version || orders != *self.current() {
+        if orders != *self.current() {
             self.orders.send_replace(Arc::new(orders));
         }
     }

@@ -368,11 +368,11 @@ impl crate::directives::OrderBook for PgAuditLog {
                     "the Director's orders are unreadable: {e}"
                 )))
             })?;
-            let mut after = before.clone();
-            let entry = change(&mut after).map_err(|e| Tx::Abort(OrdersError::Order(e)))?;
-            if after == before {
-                return Ok((after, None));
-            }
+            let Some((after, entry)) = crate::directives::applied(&before, &change)
+                .map_err(|e| Tx::Abort(OrdersError::Order(e)))?
+            else {
+                return Ok((before, None));
+            };
             let value = serde_json::to_string(&after)
                 .map_err(|e| Tx::Abort(OrdersError::Book(e.to_string())))?;
             tx.execute(

@@ -338,11 +338,16 @@ impl crate::directives::OrderBook for SledAuditLog {
     ) -> Result<(crate::directives::Directives, Option<AuditRecord>), crate::directives::OrdersError>
     {
         use crate::directives::{Directives, OrdersError};
-        // Orders written before they moved beside the head (older stores) are the start.
-        let legacy = self
-            .store
-            .directives()
-            .map_err(|e| OrdersError::Book(e.to_string()))?;
+        // Orders written before they moved beside the head (older stores) are the start; read
+        // only while the head has none (not on every hand-over).
+        let legacy = match self.meta.get(ORDERS).map_err(|e| self.store.sled_err(e)) {
+            Ok(Some(_)) => Directives::default(),
+            Ok(None) => self
+                .store
+                .directives()
+                .map_err(|e| OrdersError::Book(e.to_string()))?,
+            Err(e) => return Err(OrdersError::Book(e.to_string())),
+        };
         let result = (
             &self.records,
             &self.meta,
@@ -360,11 +365,11 @@ impl crate::directives::OrderBook for SledAuditLog {
                     })?,
                     None => legacy.clone(),
                 };
-                let mut after = before.clone();
-                let entry = change(&mut after).map_err(|e| abort(OrdersError::Order(e)))?;
-                if after == before {
-                    return Ok((after, None));
-                }
+                let Some((after, entry)) = crate::directives::applied(&before, &change)
+                    .map_err(|e| abort(OrdersError::Order(e)))?
+                else {
+                    return Ok((before, None));
+                };
                 let bytes = serde_json::to_vec(&after)
                     .map_err(|e| abort(OrdersError::Book(e.to_string())))?;
                 meta.insert(ORDERS, bytes)?;
